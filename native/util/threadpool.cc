@@ -1,0 +1,115 @@
+// Persistent thread pool with blocking waits (no spinning: the 2-vCPU
+// machines this runs on are often oversubscribed).
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "flatenn/core.h"
+
+namespace fl {
+namespace {
+
+class Pool {
+ public:
+  ~Pool() { resize(0); }
+
+  int size() const { return nthreads_; }
+
+  void resize(int n) {  // n = total threads including the caller
+    std::lock_guard<std::mutex> run_lock(run_mu_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      ++generation_;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+    stop_ = false;
+    nthreads_ = n < 1 ? 1 : n;
+    const uint64_t gen = generation_;
+    for (int i = 1; i < nthreads_; ++i) workers_.emplace_back([this, gen] { worker(gen); });
+  }
+
+  void run(size_t ntasks, const std::function<void(size_t)>& fn) {
+    if (ntasks == 0) return;
+    if (in_task_ || nthreads_ <= 1 || ntasks == 1) { for (size_t i = 0; i < ntasks; ++i) fn(i); return; }
+    std::unique_lock<std::mutex> run_lock(run_mu_, std::try_to_lock);
+    if (!run_lock.owns_lock()) { for (size_t i = 0; i < ntasks; ++i) fn(i); return; }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fn_ = &fn;
+      ntasks_ = ntasks;
+      next_.store(0);
+      active_ = static_cast<int>(workers_.size());
+      ++generation_;
+    }
+    cv_.notify_all();
+    in_task_ = true;
+    drain();
+    in_task_ = false;
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, [this] { return active_ == 0; });
+    fn_ = nullptr;
+  }
+
+ private:
+  void drain() {
+    for (;;) {
+      const size_t i = next_.fetch_add(1);
+      if (i >= ntasks_) break;
+      (*fn_)(i);
+    }
+  }
+
+  void worker(uint64_t seen) {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (stop_) return;
+      }
+      in_task_ = true;
+      drain();
+      in_task_ = false;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--active_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  std::mutex run_mu_;  // one parallel region at a time
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::vector<std::thread> workers_;
+  const std::function<void(size_t)>* fn_ = nullptr;
+  size_t ntasks_ = 0;
+  std::atomic<size_t> next_{0};
+  int active_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  int nthreads_ = 1;
+  static thread_local bool in_task_;
+};
+
+thread_local bool Pool::in_task_ = false;
+
+Pool& pool() {
+  static Pool* p = [] {
+    auto* q = new Pool();  // leaked on purpose: no join during static destruction
+    unsigned hc = std::thread::hardware_concurrency();
+    q->resize(hc == 0 ? 1 : static_cast<int>(hc));
+    return q;
+  }();
+  return *p;
+}
+
+}  // namespace
+
+void set_num_threads(int n) { pool().resize(n); }
+int num_threads() { return pool().size(); }
+void parallel_for(size_t ntasks, const std::function<void(size_t)>& fn) { pool().run(ntasks, fn); }
+
+}  // namespace fl

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh Debian machine: system packages, npm deps, the
+# addon build (npm ci runs cmake-js) and the TypeScript build. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v g++ >/dev/null || need_apt+=(g++)
+command -v ninja >/dev/null || need_apt+=(ninja-build)
+[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || need_apt+=(dataset-fashion-mnist)
+/usr/bin/python3 -c 'import numpy' 2>/dev/null || need_apt+=(python3-numpy)
+if [ "${FLATENN_SETUP_TORCH:-0}" = 1 ]; then
+  /usr/bin/python3 -c 'import torch' 2>/dev/null || need_apt+=(python3-torch)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: missing system packages (${need_apt[*]}); install them with: sudo apt-get install -y ${need_apt[*]}" >&2
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+elif [ ! -f build/Release/flatenn.node ]; then
+  npx cmake-js compile
+fi
+npx tsc -p tsconfig.json

@@ -1,0 +1,124 @@
+// Small CLI framework over node:util parseArgs: every command has --help,
+// bad usage exits 2 with a message, failures exit 1.
+import { parseArgs } from 'node:util';
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  short?: string;
+  description: string;
+  default?: string | boolean;
+  multiple?: boolean;
+  /** Shown in help, e.g. '<n>' */
+  arg?: string;
+}
+
+export type Values = Record<string, string | boolean | string[] | undefined>;
+
+export interface CommandSpec {
+  name: string;
+  summary: string;
+  usage: string;
+  options: Record<string, OptionSpec>;
+  /** Allow positional arguments (named in usage). */
+  positionals?: boolean;
+  run(values: Values, positionals: string[]): Promise<number | void> | number | void;
+}
+
+export const COMMON_OPTIONS: Record<string, OptionSpec> = {
+  threads: { type: 'string', arg: '<n>', description: 'native threads (default: FLATENN_THREADS or all cores); results do not depend on it' },
+  isa: { type: 'string', arg: '<isa>', description: 'kernel ISA: scalar, avx2 or avx512 (default: FLATENN_ISA or the best this CPU has)' },
+  help: { type: 'boolean', short: 'h', description: 'show this help' },
+};
+
+export function helpText(cmd: CommandSpec): string {
+  const opts = { ...cmd.options, ...COMMON_OPTIONS };
+  const lines = [`Usage: ${cmd.usage}`, '', cmd.summary, '', 'Options:'];
+  const rows = Object.entries(opts).map(([k, o]) => {
+    const flag = `${o.short ? `-${o.short}, ` : '    '}--${k}${o.type === 'string' ? ' ' + (o.arg ?? '<value>') : ''}`;
+    const def = o.default !== undefined && o.default !== false ? ` (default: ${String(o.default)})` : '';
+    return [flag, o.description + def] as const;
+  });
+  const w = Math.max(...rows.map((r) => r[0].length)) + 2;
+  for (const [f, d] of rows) lines.push(`  ${f.padEnd(w)}${d}`);
+  return lines.join('\n');
+}
+
+export function parseCommand(cmd: CommandSpec, argv: string[]): { values: Values; positionals: string[] } {
+  const all = { ...cmd.options, ...COMMON_OPTIONS };
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string | boolean }> = {};
+  for (const [k, o] of Object.entries(all)) {
+    options[k] = { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}), ...(o.default !== undefined ? { default: o.default } : {}) };
+  }
+  try {
+    const r = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    if (!cmd.positionals && r.positionals.length > 0 && !r.values.help) {
+      throw new UsageError(`unexpected argument '${r.positionals[0]}'`);
+    }
+    return { values: r.values as Values, positionals: r.positionals };
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
+  }
+}
+
+// ---- value parsers: each throws UsageError naming the flag ------------------------
+
+export function str(values: Values, name: string): string | undefined {
+  const v = values[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new UsageError(`--${name} expects a value`);
+  return v;
+}
+
+export function requireStr(values: Values, name: string): string {
+  const v = str(values, name);
+  if (v === undefined || v === '') throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+export function int(values: Values, name: string, lo: number, hi: number, def?: number): number {
+  const v = str(values, name);
+  if (v === undefined) {
+    if (def === undefined) throw new UsageError(`--${name} is required`);
+    return def;
+  }
+  if (!/^[+-]?\d+$/.test(v.trim())) throw new UsageError(`--${name} expects an integer, got '${v}'`);
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < lo || n > hi) throw new UsageError(`--${name} must be an integer in [${lo}, ${hi}], got ${v}`);
+  return n;
+}
+
+export function num(values: Values, name: string, lo: number, hi: number, def?: number): number {
+  const v = str(values, name);
+  if (v === undefined) {
+    if (def === undefined) throw new UsageError(`--${name} is required`);
+    return def;
+  }
+  return parseNumber(v, name, lo, hi);
+}
+
+export function parseNumber(v: string, name: string, lo: number, hi: number): number {
+  const t = v.trim();
+  if (t === '' || !/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t)) throw new UsageError(`--${name} expects a number, got '${v}'`);
+  const n = Number(t);
+  if (!Number.isFinite(n) || n < lo || n > hi) throw new UsageError(`--${name} must be in [${lo}, ${hi}], got ${v}`);
+  return n;
+}
+
+export function choice<T extends string>(values: Values, name: string, allowed: readonly T[], def?: T): T {
+  const v = str(values, name);
+  if (v === undefined) {
+    if (def === undefined) throw new UsageError(`--${name} is required (one of ${allowed.join(', ')})`);
+    return def;
+  }
+  if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${v}'`);
+  return v as T;
+}
+
+export function flag(values: Values, name: string): boolean {
+  return values[name] === true;
+}
