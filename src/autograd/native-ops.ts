@@ -1,0 +1,29 @@
+// Binding-level signatures of the native kernels the autograd ops call.
+import { nativeFn } from '../native/binding';
+
+type F32 = Float32Array;
+type Nullable<T> = T | null;
+
+export interface NativeKernels {
+  sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, lda: number, B: F32, ldb: number, beta: number, C: F32, ldc: number): void;
+  conv2dForward(x: F32, w: F32, bias: Nullable<F32>, y: F32, N: number, C: number, H: number, W: number, O: number, KH: number, KW: number, stride: number, pad: number, padValues: Nullable<F32>): void;
+  conv2dBackward(x: F32, w: F32, dy: F32, dx: Nullable<F32>, dw: Nullable<F32>, db: Nullable<F32>, N: number, C: number, H: number, W: number, O: number, KH: number, KW: number, stride: number, pad: number, padValues: Nullable<F32>): void;
+  maxpool2dForward(x: F32, y: F32, argmax: Int32Array, N: number, C: number, H: number, W: number, k: number, stride: number): void;
+  maxpool2dBackward(dy: F32, argmax: Int32Array, dx: F32, N: number, C: number, H: number, W: number, k: number, stride: number): void;
+  fakeQuantWeight(w: F32, out: F32, codes: Nullable<Int8Array>, scales: F32, bits: number, channels: number): void;
+  reluFakeQuant(x: F32, y: F32, mask: Uint8Array, bits: number, range: number): number;
+  maskedGrad(dy: F32, mask: Uint8Array, dx: F32): void;
+  countZeros(x: F32): number;
+}
+
+let cached: NativeKernels | null = null;
+
+/** Resolved lazily so that modules load even before every kernel is present. */
+export function kernels(): NativeKernels {
+  if (cached) return cached;
+  const names: (keyof NativeKernels)[] = ['sgemm', 'conv2dForward', 'conv2dBackward', 'maxpool2dForward', 'maxpool2dBackward', 'fakeQuantWeight', 'reluFakeQuant', 'maskedGrad', 'countZeros'];
+  const k: Partial<NativeKernels> = {};
+  for (const n of names) (k as Record<string, unknown>)[n] = nativeFn(n);
+  cached = k as NativeKernels;
+  return cached;
+}

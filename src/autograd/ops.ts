@@ -1,0 +1,356 @@
+// Differentiable ops. Heavy forward/backward work runs in the addon; light
+// elementwise and reduction ops are plain loops here.
+import { addGrad, anyRequiresGrad, contributeGrad, type Tape, Var } from './tape';
+import { kernels } from './native-ops';
+
+function out(t: Tape, shape: number[], ...inputs: (Var | null | undefined)[]): Var {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return new Var(new Float32Array(n), shape, t.recording && anyRequiresGrad(...inputs));
+}
+
+function check(cond: boolean, msg: string): void {
+  if (!cond) throw new RangeError(msg);
+}
+
+export interface Conv2dOptions {
+  stride: number;
+  pad: number;
+  /** Value of a padded position per input channel (null: 0). */
+  padValues?: Float32Array | null;
+}
+
+/** x [N,C,H,W] * w [O,C,KH,KW] (+ b [O]) -> [N,O,OH,OW]. */
+export function conv2d(t: Tape, x: Var, w: Var, b: Var | null, o: Conv2dOptions): Var {
+  check(x.shape.length === 4 && w.shape.length === 4, `conv2d expects x [N,C,H,W] and w [O,C,KH,KW], got [${x.shape}] and [${w.shape}]`);
+  const [N, C, H, W] = x.shape as [number, number, number, number];
+  const [O, C2, KH, KW] = w.shape as [number, number, number, number];
+  check(C === C2, `conv2d: x has ${C} channels but w expects ${C2}`);
+  const OH = Math.floor((H + 2 * o.pad - KH) / o.stride) + 1;
+  const OW = Math.floor((W + 2 * o.pad - KW) / o.stride) + 1;
+  const y = out(t, [N, O, OH, OW], x, w, b);
+  const pv = o.padValues ?? null;
+  kernels().conv2dForward(x.data, w.data, b ? b.data : null, y.data, N, C, H, W, O, KH, KW, o.stride, o.pad, pv);
+  if (y.requiresGrad) {
+    t.record(() => {
+      if (!y.grad) return;
+      const dy = y.grad;
+      const needX = x.requiresGrad, needW = w.requiresGrad, needB = !!b && b.requiresGrad;
+      // Gather the three outputs in one native call; each lands in its grad (or a scratch to add).
+      let dx: Float32Array | null = null, dw: Float32Array | null = null, db: Float32Array | null = null;
+      const run = () => kernels().conv2dBackward(x.data, w.data, dy, dx, dw, db, N, C, H, W, O, KH, KW, o.stride, o.pad, pv);
+      const scratchX = needX ? new Float32Array(x.numel) : null;
+      const scratchW = needW ? new Float32Array(w.numel) : null;
+      const scratchB = needB ? new Float32Array(b!.numel) : null;
+      dx = scratchX; dw = scratchW; db = scratchB;
+      run();
+      if (scratchX) addGrad(x, scratchX);
+      if (scratchW) addGrad(w, scratchW);
+      if (scratchB) addGrad(b!, scratchB);
+    });
+  }
+  return y;
+}
+
+/** x [B, in] , w [out, in], b [out] -> [B, out]. */
+export function linear(t: Tape, x: Var, w: Var, b: Var | null): Var {
+  check(x.shape.length === 2 && w.shape.length === 2 && x.shape[1] === w.shape[1], `linear expects x [B,in] and w [out,in], got [${x.shape}] and [${w.shape}]`);
+  const B = x.shape[0]!, IN = x.shape[1]!, OUT = w.shape[0]!;
+  const y = out(t, [B, OUT], x, w, b);
+  const k = kernels();
+  k.sgemm(false, true, B, OUT, IN, 1, x.data, IN, w.data, IN, 0, y.data, OUT);
+  if (b) {
+    const yd = y.data, bd = b.data;
+    for (let i = 0; i < B; i++) for (let j = 0; j < OUT; j++) yd[i * OUT + j]! += bd[j]!;
+  }
+  if (y.requiresGrad) {
+    t.record(() => {
+      if (!y.grad) return;
+      const dy = y.grad;
+      contributeGrad(x, (dx) => k.sgemm(false, false, B, IN, OUT, 1, dy, OUT, w.data, IN, 0, dx, IN));
+      contributeGrad(w, (dw) => k.sgemm(true, false, OUT, IN, B, 1, dy, OUT, x.data, IN, 0, dw, IN));
+      if (b) {
+        contributeGrad(b, (db) => {
+          db.fill(0);
+          for (let i = 0; i < B; i++) for (let j = 0; j < OUT; j++) db[j]! += dy[i * OUT + j]!;
+        });
+      }
+    });
+  }
+  return y;
+}
+
+export interface ReluFqResult {
+  y: Var;
+  /** max(x) over the batch (before the clip): feeds the range EMA. */
+  max: number;
+}
+
+/**
+ * ReLU followed by unsigned `bits`-bit fake quantisation with range r
+ * (bits = 0: plain ReLU). Straight-through estimator: the gradient passes
+ * where 0 < x <= r and is zero elsewhere (below zero: ReLU; above r: the clip).
+ */
+export function reluFakeQuant(t: Tape, x: Var, bits: number, range: number): ReluFqResult {
+  const y = out(t, [...x.shape], x);
+  const mask = new Uint8Array(x.numel);
+  const k = kernels();
+  const max = k.reluFakeQuant(x.data, y.data, mask, bits, bits === 0 ? 1 : range);
+  if (y.requiresGrad) {
+    t.record(() => {
+      if (!y.grad) return;
+      const dy = y.grad;
+      contributeGrad(x, (dx) => k.maskedGrad(dy, mask, dx));
+    });
+  }
+  return { y, max };
+}
+
+/** max over a buffer (the observer of the activation range). */
+export function maxOf(a: Float32Array): number {
+  let m = -Infinity;
+  for (let i = 0; i < a.length; i++) if (a[i]! > m) m = a[i]!;
+  return m;
+}
+
+export interface FakeQuantWeightResult {
+  q: Var;
+  scales: Float32Array;
+  codes: Int8Array;
+}
+
+/**
+ * Signed symmetric fake quantisation of a weight tensor (per tensor, or per
+ * output channel). Straight-through estimator: d q / d w = 1 (the gradient of
+ * the quantised weight passes unchanged to the latent weight). `perturb`
+ * (SAQ's eps) is added to the quantised values: the op returns Q(w) + eps.
+ */
+export function fakeQuantWeight(t: Tape, w: Var, bits: number, perChannel: boolean, perturb?: Float32Array | null): FakeQuantWeightResult {
+  const channels = perChannel ? w.shape[0]! : 1;
+  const q = out(t, [...w.shape], w);
+  const scales = new Float32Array(channels);
+  const codes = new Int8Array(w.numel);
+  kernels().fakeQuantWeight(w.data, q.data, codes, scales, bits, channels);
+  if (perturb) {
+    const qd = q.data;
+    for (let i = 0; i < qd.length; i++) qd[i]! += perturb[i]!;
+  }
+  if (q.requiresGrad) {
+    t.record(() => {
+      if (q.grad) addGrad(w, q.grad);
+    });
+  }
+  return { q, scales, codes };
+}
+
+/** Max pooling, kernel k, stride s, no padding. */
+export function maxpool2d(t: Tape, x: Var, k: number, s: number): Var {
+  check(x.shape.length === 4, `maxpool2d expects [N,C,H,W], got [${x.shape}]`);
+  const [N, C, H, W] = x.shape as [number, number, number, number];
+  const OH = Math.floor((H - k) / s) + 1, OW = Math.floor((W - k) / s) + 1;
+  const y = out(t, [N, C, OH, OW], x);
+  const argmax = new Int32Array(y.numel);
+  const kern = kernels();
+  kern.maxpool2dForward(x.data, y.data, argmax, N, C, H, W, k, s);
+  if (y.requiresGrad) {
+    t.record(() => {
+      if (!y.grad) return;
+      const dy = y.grad;
+      contributeGrad(x, (dx) => kern.maxpool2dBackward(dy, argmax, dx, N, C, H, W, k, s));
+    });
+  }
+  return y;
+}
+
+/** Reshape to [N, rest]; the data is shared. */
+export function flatten(t: Tape, x: Var): Var {
+  const n = x.shape[0]!;
+  const y = new Var(x.data, [n, x.numel / n], t.recording && x.requiresGrad);
+  if (y.requiresGrad) t.record(() => { if (y.grad) addGrad(x, y.grad); });
+  return y;
+}
+
+/** Elementwise a + b (same shape): residual joins. */
+export function add(t: Tape, a: Var, b: Var): Var {
+  check(a.numel === b.numel, `add: shapes [${a.shape}] and [${b.shape}] differ`);
+  const y = out(t, [...a.shape], a, b);
+  const yd = y.data, ad = a.data, bd = b.data;
+  for (let i = 0; i < yd.length; i++) yd[i] = ad[i]! + bd[i]!;
+  if (y.requiresGrad) t.record(() => { if (y.grad) { addGrad(a, y.grad); addGrad(b, y.grad); } });
+  return y;
+}
+
+/** Global average pool [N,C,H,W] -> [N,C]. */
+export function globalAvgPool(t: Tape, x: Var): Var {
+  const [N, C, H, W] = x.shape as [number, number, number, number];
+  const y = out(t, [N, C], x);
+  const hw = H * W, xd = x.data, yd = y.data;
+  for (let i = 0; i < N * C; i++) {
+    let s = 0;
+    for (let j = 0; j < hw; j++) s += xd[i * hw + j]!;
+    yd[i] = s / hw;
+  }
+  if (y.requiresGrad) {
+    t.record(() => {
+      if (!y.grad) return;
+      const dy = y.grad;
+      contributeGrad(x, (dx) => {
+        for (let i = 0; i < N * C; i++) { const g = dy[i]! / hw; for (let j = 0; j < hw; j++) dx[i * hw + j] = g; }
+      });
+    });
+  }
+  return y;
+}
+
+export interface BatchNormState {
+  runningMean: Float32Array;
+  runningVar: Float32Array;
+  momentum: number;
+  eps: number;
+}
+
+/**
+ * BatchNorm2d. training: normalise with the batch statistics (biased variance)
+ * and, when updateStats, update the running statistics (unbiased variance, as
+ * PyTorch). eval: use the running statistics.
+ */
+export function batchNorm2d(t: Tape, x: Var, gamma: Var, beta: Var, st: BatchNormState, training: boolean, updateStats: boolean): Var {
+  const [N, C, H, W] = x.shape as [number, number, number, number];
+  check(gamma.numel === C && beta.numel === C, `batchNorm2d: ${C} channels but gamma/beta have ${gamma.numel}/${beta.numel}`);
+  const y = out(t, [...x.shape], x, gamma, beta);
+  const hw = H * W, m = N * hw;
+  const xd = x.data, yd = y.data;
+  const mean = new Float64Array(C), invStd = new Float64Array(C);
+  if (training) {
+    for (let c = 0; c < C; c++) {
+      let s = 0, s2 = 0;
+      for (let n = 0; n < N; n++) {
+        const o = (n * C + c) * hw;
+        for (let j = 0; j < hw; j++) { const v = xd[o + j]!; s += v; s2 += v * v; }
+      }
+      const mu = s / m;
+      const v = Math.max(s2 / m - mu * mu, 0);
+      mean[c] = mu;
+      invStd[c] = 1 / Math.sqrt(v + st.eps);
+      if (updateStats) {
+        st.runningMean[c] = (1 - st.momentum) * st.runningMean[c]! + st.momentum * mu;
+        st.runningVar[c] = (1 - st.momentum) * st.runningVar[c]! + st.momentum * (m > 1 ? (v * m) / (m - 1) : v);
+      }
+    }
+  } else {
+    for (let c = 0; c < C; c++) { mean[c] = st.runningMean[c]!; invStd[c] = 1 / Math.sqrt(st.runningVar[c]! + st.eps); }
+  }
+  const gd = gamma.data, bd = beta.data;
+  for (let n = 0; n < N; n++) {
+    for (let c = 0; c < C; c++) {
+      const o = (n * C + c) * hw, mu = mean[c]!, is = invStd[c]!, g = gd[c]!, b = bd[c]!;
+      for (let j = 0; j < hw; j++) yd[o + j] = (xd[o + j]! - mu) * is * g + b;
+    }
+  }
+  if (y.requiresGrad) {
+    t.record(() => {
+      if (!y.grad) return;
+      const dy = y.grad;
+      const sumDy = new Float64Array(C), sumDyXhat = new Float64Array(C);
+      for (let n = 0; n < N; n++) {
+        for (let c = 0; c < C; c++) {
+          const o = (n * C + c) * hw, mu = mean[c]!, is = invStd[c]!;
+          let a = 0, b2 = 0;
+          for (let j = 0; j < hw; j++) { const g = dy[o + j]!; a += g; b2 += g * (xd[o + j]! - mu) * is; }
+          sumDy[c]! += a; sumDyXhat[c]! += b2;
+        }
+      }
+      contributeGrad(gamma, (dg) => { for (let c = 0; c < C; c++) dg[c] = sumDyXhat[c]!; });
+      contributeGrad(beta, (dbt) => { for (let c = 0; c < C; c++) dbt[c] = sumDy[c]!; });
+      contributeGrad(x, (dx) => {
+        for (let n = 0; n < N; n++) {
+          for (let c = 0; c < C; c++) {
+            const o = (n * C + c) * hw, mu = mean[c]!, is = invStd[c]!, g = gd[c]!;
+            if (training) {
+              const a = sumDy[c]! / m, b2 = sumDyXhat[c]! / m;
+              for (let j = 0; j < hw; j++) dx[o + j] = g * is * (dy[o + j]! - a - (xd[o + j]! - mu) * is * b2);
+            } else {
+              for (let j = 0; j < hw; j++) dx[o + j] = g * is * dy[o + j]!;
+            }
+          }
+        }
+      });
+    });
+  }
+  return y;
+}
+
+export interface CrossEntropyResult {
+  loss: Var;
+  /** Number of rows whose arg-max equals the label. */
+  correct: number;
+  /** Predicted class per row. */
+  predictions: Uint8Array;
+}
+
+/** Mean softmax cross-entropy of logits [B, K] against integer labels. */
+export function crossEntropy(t: Tape, logits: Var, labels: ArrayLike<number>): CrossEntropyResult {
+  const [B, K] = logits.shape as [number, number];
+  check(labels.length === B, `crossEntropy: ${B} rows but ${labels.length} labels`);
+  const loss = out(t, [1], logits);
+  const ld = logits.data;
+  const probs = new Float64Array(B * K);
+  const predictions = new Uint8Array(B);
+  let total = 0, correct = 0;
+  for (let i = 0; i < B; i++) {
+    let mx = -Infinity, arg = 0;
+    for (let j = 0; j < K; j++) { const v = ld[i * K + j]!; if (v > mx) { mx = v; arg = j; } }
+    let s = 0;
+    for (let j = 0; j < K; j++) { const e = Math.exp(ld[i * K + j]! - mx); probs[i * K + j] = e; s += e; }
+    const label = labels[i]!;
+    check(Number.isInteger(label) && label >= 0 && label < K, `crossEntropy: label ${label} out of range [0, ${K})`);
+    total += Math.log(s) - (ld[i * K + label]! - mx);
+    for (let j = 0; j < K; j++) probs[i * K + j]! /= s;
+    predictions[i] = arg;
+    if (arg === label) correct++;
+  }
+  loss.data[0] = total / B;
+  if (loss.requiresGrad) {
+    t.record(() => {
+      if (!loss.grad) return;
+      const g = loss.grad[0]! / B;
+      contributeGrad(logits, (dl) => {
+        for (let i = 0; i < B; i++) {
+          for (let j = 0; j < K; j++) dl[i * K + j] = g * (probs[i * K + j]! - (j === labels[i] ? 1 : 0));
+        }
+      });
+    });
+  }
+  return { loss, correct, predictions };
+}
+
+/**
+ * Activation L1 penalty coef * mean_over_batch(||a||_1) for a [B, ...]
+ * (sub-gradient sign(a); zero at a = 0).
+ */
+export function l1Penalty(t: Tape, a: Var, coef: number): Var {
+  const B = a.shape[0]!;
+  const y = out(t, [1], a);
+  const ad = a.data;
+  let s = 0;
+  for (let i = 0; i < ad.length; i++) s += Math.abs(ad[i]!);
+  y.data[0] = (coef * s) / B;
+  if (y.requiresGrad) {
+    t.record(() => {
+      if (!y.grad) return;
+      const g = (y.grad[0]! * coef) / B;
+      contributeGrad(a, (da) => { for (let i = 0; i < ad.length; i++) da[i] = ad[i]! > 0 ? g : ad[i]! < 0 ? -g : 0; });
+    });
+  }
+  return y;
+}
+
+/** Sum of scalar Vars. */
+export function sumScalars(t: Tape, terms: Var[]): Var {
+  const y = out(t, [1], ...terms);
+  let s = 0;
+  for (const v of terms) s += v.data[0]!;
+  y.data[0] = s;
+  if (y.requiresGrad) t.record(() => { if (y.grad) for (const v of terms) addGrad(v, y.grad); });
+  return y;
+}

@@ -1,0 +1,97 @@
+// Training configuration: defaults of DESIGN §3 and validation of every field.
+import type { Arch } from '../nn/graph';
+import { ARCHS } from '../nn/graph';
+
+export type Schedule = 'cosine' | 'step' | 'constant';
+export type DatasetName = 'fashion-mnist' | 'cifar10';
+export const DATASETS: readonly DatasetName[] = ['fashion-mnist', 'cifar10'];
+
+export interface TrainConfig {
+  arch: Arch;
+  dataset: DatasetName;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  schedule: Schedule;
+  /** step schedule: fractions of the run at which lr *= gamma. */
+  milestones: number[];
+  gamma: number;
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+  weightBits: number;
+  actBits: number;
+  perChannel: boolean;
+  firstLastBits: number | null;
+  /** AS penalty: one value for all ReLU sites, or one per site. */
+  actL1: number[];
+  /** SAQ neighbourhood size; 0 = conventional training. */
+  saqRho: number;
+  saqIncludeBn: boolean;
+  seed: number;
+  /** Images held out from the end of the training set for validation. */
+  valSize: number;
+  /** Random crop (pad 4) + horizontal flip (CIFAR-10). */
+  augment: boolean;
+  /** Stop after this many training images (a budget for tests); 0 = no limit. */
+  limitTrain: number;
+}
+
+export function defaultConfig(arch: Arch = 'lenet5'): TrainConfig {
+  const lenet = arch === 'lenet5';
+  return {
+    arch,
+    dataset: lenet ? 'fashion-mnist' : 'cifar10',
+    epochs: lenet ? 20 : 60,
+    batchSize: 128,
+    lr: lenet ? 0.05 : 0.1,
+    schedule: 'cosine',
+    milestones: [0.5, 0.75],
+    gamma: 0.1,
+    momentum: 0.9,
+    nesterov: false,
+    weightDecay: 5e-4,
+    weightBits: 4,
+    actBits: 4,
+    perChannel: false,
+    firstLastBits: null,
+    actL1: [0],
+    saqRho: 0,
+    saqIncludeBn: false,
+    seed: 1,
+    valSize: 5000,
+    augment: !lenet,
+    limitTrain: 0,
+  };
+}
+
+function fail(msg: string): never {
+  throw new RangeError(msg);
+}
+
+/** Checks every field; throws RangeError naming the field. */
+export function validateConfig(c: TrainConfig): TrainConfig {
+  if (!(ARCHS as readonly string[]).includes(c.arch)) fail(`arch must be one of ${ARCHS.join(', ')}, got '${c.arch}'`);
+  if (!DATASETS.includes(c.dataset)) fail(`dataset must be one of ${DATASETS.join(', ')}, got '${c.dataset}'`);
+  const posInt = (k: keyof TrainConfig, v: number, max = 1e9) => { if (!Number.isInteger(v) || v < 1 || v > max) fail(`${k} must be an integer in [1, ${max}], got ${v}`); };
+  posInt('epochs', c.epochs, 100000);
+  posInt('batchSize', c.batchSize, 65536);
+  const nonneg = (k: string, v: number) => { if (!Number.isFinite(v) || v < 0) fail(`${k} must be a finite number >= 0, got ${v}`); };
+  nonneg('lr', c.lr);
+  nonneg('weightDecay', c.weightDecay);
+  nonneg('saqRho', c.saqRho);
+  if (!(c.momentum >= 0 && c.momentum < 1)) fail(`momentum must be in [0, 1), got ${c.momentum}`);
+  if (!(c.gamma > 0 && c.gamma <= 1)) fail(`gamma must be in (0, 1], got ${c.gamma}`);
+  if (!['cosine', 'step', 'constant'].includes(c.schedule)) fail(`schedule must be cosine, step or constant, got '${c.schedule}'`);
+  for (const m of c.milestones) if (!(m > 0 && m < 1)) fail(`milestones must be fractions in (0, 1), got ${m}`);
+  if (![2, 4, 8, 32].includes(c.weightBits)) fail(`weightBits must be 2, 4, 8 (or 32 for float), got ${c.weightBits}`);
+  if (![0, 2, 4, 8].includes(c.actBits)) fail(`actBits must be 2, 4, 8 (or 0 for none), got ${c.actBits}`);
+  if (c.firstLastBits !== null && ![2, 4, 8].includes(c.firstLastBits)) fail(`firstLastBits must be 2, 4 or 8, got ${c.firstLastBits}`);
+  if (c.actL1.length === 0) fail('actL1 needs at least one value');
+  for (const v of c.actL1) nonneg('actL1', v);
+  if (c.nesterov && c.momentum === 0) fail('nesterov needs momentum > 0');
+  if (!Number.isSafeInteger(c.seed) || c.seed < 0) fail(`seed must be a non-negative integer, got ${c.seed}`);
+  if (!Number.isInteger(c.valSize) || c.valSize < 0) fail(`valSize must be an integer >= 0, got ${c.valSize}`);
+  if (!Number.isInteger(c.limitTrain) || c.limitTrain < 0) fail(`limitTrain must be an integer >= 0, got ${c.limitTrain}`);
+  return c;
+}

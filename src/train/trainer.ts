@@ -1,0 +1,280 @@
+// Training: standard QAT, activation-sparse (L1 on activations) and SAQ, on
+// the flat parameter arena with SGD (momentum / Nesterov, weight decay).
+import * as ops from '../autograd/ops';
+import { Tape, type Var } from '../autograd/tape';
+import { kernels } from '../autograd/native-ops';
+import { buildGraph } from '../nn/graph';
+import { Model } from '../nn/model';
+import { permutation, uniforms, RngPurpose } from '../util/rng';
+import type { TrainConfig } from './config';
+import { validateConfig } from './config';
+
+/** Raw images (uint8, N x C x H x W) with labels: what the trainer consumes. */
+export interface ImageSet {
+  count: number;
+  channels: number;
+  height: number;
+  width: number;
+  images: Uint8Array;
+  labels: Uint8Array;
+}
+
+export const NORMALISATION: Record<string, { mean: number[]; std: number }> = {
+  'fashion-mnist': { mean: [72.93], std: 90.0 },
+  cifar10: { mean: [125.3, 123.0, 113.9], std: 64.0 },
+};
+
+export function createModel(cfg: TrainConfig, channels: number, size: number, numClasses = 10): Model {
+  const graph = buildGraph(cfg.arch, channels, size, numClasses);
+  const norm = NORMALISATION[cfg.dataset]!;
+  return new Model(graph, { weightBits: cfg.weightBits, actBits: cfg.actBits, perChannel: cfg.perChannel, firstLastBits: cfg.firstLastBits }, norm);
+}
+
+export interface StepStats { loss: number; correct: number; count: number; zeros: Float64Array; elems: Float64Array }
+
+export interface EpochStats {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  /** Mean over ReLU sites of the fraction of zeros (DESIGN §4), on training batches. */
+  sparsity: number;
+  sparsityWeighted: number;
+  images: number;
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+export interface EvalResult {
+  accuracy: number;
+  loss: number;
+  /** Mean over ReLU sites of the fraction of exact zeros (the paper's definition). */
+  sparsity: number;
+  /** Zeros over all activation elements. */
+  sparsityWeighted: number;
+  perLayerSparsity: number[];
+  count: number;
+  predictions: Uint8Array;
+}
+
+/** Copies images idx[start..end) into a contiguous batch buffer. */
+export function gatherBatch(set: ImageSet, idx: ArrayLike<number>, start: number, end: number, out: { images: Uint8Array; labels: Uint8Array }): number {
+  const per = set.channels * set.height * set.width;
+  const n = end - start;
+  for (let i = 0; i < n; i++) {
+    const j = idx[start + i]!;
+    out.images.set(set.images.subarray(j * per, (j + 1) * per), i * per);
+    out.labels[i] = set.labels[j]!;
+  }
+  return n;
+}
+
+/** Random crop with zero padding 4 (raw pixel space) and horizontal flip, in place. */
+export function augmentCropFlip(images: Uint8Array, n: number, C: number, H: number, W: number, seed: number, step: number): void {
+  const u = uniforms(seed, RngPurpose.Augment, step >>> 0, 3 * n);
+  const tmp = new Uint8Array(C * H * W);
+  const per = C * H * W;
+  for (let i = 0; i < n; i++) {
+    const dy = Math.floor(u[3 * i]! * 9) - 4, dx = Math.floor(u[3 * i + 1]! * 9) - 4, flip = u[3 * i + 2]! < 0.5;
+    const img = images.subarray(i * per, (i + 1) * per);
+    for (let c = 0; c < C; c++) {
+      for (let y = 0; y < H; y++) {
+        const sy = y + dy;
+        for (let x = 0; x < W; x++) {
+          const sx0 = flip ? W - 1 - x : x;
+          const sx = sx0 + dx;
+          tmp[(c * H + y) * W + x] = sy >= 0 && sy < H && sx >= 0 && sx < W ? img[(c * H + sy) * W + sx]! : 0;
+        }
+      }
+    }
+    img.set(tmp);
+  }
+}
+
+export class Trainer {
+  readonly cfg: TrainConfig;
+  readonly model: Model;
+  readonly train: ImageSet;
+  readonly trainIndex: Uint32Array;
+  /** SGD momentum buffers over the parameter arena. */
+  momentum: Float32Array;
+  momentumStarted = false;
+  /** Optimiser steps taken. */
+  step = 0;
+  /** Epochs completed (the next epoch to run). */
+  epoch = 0;
+  readonly stepsPerEpoch: number;
+  private readonly l1: number[];
+
+  constructor(cfg: TrainConfig, train: ImageSet, model?: Model) {
+    this.cfg = validateConfig({ ...cfg });
+    this.train = train;
+    const n = cfg.limitTrain > 0 ? Math.min(cfg.limitTrain, train.count) : train.count;
+    if (n < 1) throw new RangeError('no training images');
+    this.trainIndex = new Uint32Array(n);
+    for (let i = 0; i < n; i++) this.trainIndex[i] = i;
+    this.model = model ?? createModel(this.cfg, train.channels, train.height);
+    if (!model) this.model.init(cfg.seed);
+    this.momentum = new Float32Array(this.model.params.size);
+    this.stepsPerEpoch = Math.ceil(n / cfg.batchSize);
+    const sites = this.model.graph.sites;
+    if (cfg.actL1.length !== 1 && cfg.actL1.length !== sites) {
+      throw new RangeError(`actL1 has ${cfg.actL1.length} values; ${cfg.arch} has ${sites} ReLU layers (give 1 or ${sites})`);
+    }
+    this.l1 = cfg.actL1.length === 1 ? new Array<number>(sites).fill(cfg.actL1[0]!) : cfg.actL1.slice();
+  }
+
+  get totalSteps(): number { return this.cfg.epochs * this.stepsPerEpoch; }
+
+  learningRate(step: number): number {
+    const c = this.cfg, T = this.totalSteps;
+    switch (c.schedule) {
+      case 'constant': return c.lr;
+      case 'cosine': return 0.5 * c.lr * (1 + Math.cos((Math.PI * Math.min(step, T)) / T));
+      case 'step': {
+        let lr = c.lr;
+        for (const m of c.milestones) if (step >= Math.round(m * T)) lr *= c.gamma;
+        return lr;
+      }
+    }
+  }
+
+  private lossOf(tape: Tape, x: Var, labels: Uint8Array, training: boolean, updateStats: boolean, perturb?: Map<string, Float32Array>) {
+    const useL1 = this.l1.some((v) => v > 0);
+    const r = this.model.forward(x, { tape, training, updateStats, keepActs: true, ...(perturb ? { perturb } : {}) });
+    const ce = ops.crossEntropy(tape, r.logits, labels);
+    let loss = ce.loss;
+    if (useL1) {
+      const terms = [ce.loss];
+      r.acts.forEach((a, i) => { if (this.l1[i]! > 0) terms.push(ops.l1Penalty(tape, a, this.l1[i]!)); });
+      loss = ops.sumScalars(tape, terms);
+    }
+    return { loss, ce, acts: r.acts };
+  }
+
+  /** One optimiser step on a batch of raw images. */
+  trainStep(images: Uint8Array, labels: Uint8Array, n: number): StepStats {
+    const m = this.model, p = m.params, cfg = this.cfg;
+    const x = m.normalize(images, n);
+    const lab = labels.subarray(0, n);
+    p.zeroGrad();
+    let tape = new Tape(true);
+    const first = this.lossOf(tape, x, lab, true, true);
+    tape.backward(first.loss);
+    const sites = m.graph.sites;
+    const zeros = new Float64Array(sites), elems = new Float64Array(sites);
+    const k = kernels();
+    first.acts.forEach((a, i) => { zeros[i] = k.countZeros(a.data); elems[i] = a.numel; });
+    const stats: StepStats = { loss: first.loss.data[0]!, correct: first.ce.correct, count: n, zeros, elems };
+
+    if (cfg.saqRho > 0) {
+      // SAQ (DESIGN §3): eps = rho * g / ||g|| from the gradient at Q(w), over all
+      // conv/linear weights (and BN affine parameters with saqIncludeBn); second
+      // pass at Q(w) + eps with BN statistics and range EMAs frozen.
+      const perturb = new Map<string, Float32Array>();
+      const names = m.weightNames();
+      const bnEntries = cfg.saqIncludeBn ? p.entries.filter((e) => e.kind === 'bn_weight' || e.kind === 'bn_bias') : [];
+      let sq = 0;
+      for (const name of names) { const g = p.v(name).grad!; for (let i = 0; i < g.length; i++) sq += g[i]! * g[i]!; }
+      for (const e of bnEntries) { const g = p.v(e.name).grad!; for (let i = 0; i < g.length; i++) sq += g[i]! * g[i]!; }
+      const scale = sq > 0 ? cfg.saqRho / Math.sqrt(sq) : 0;
+      for (const name of names) {
+        const g = p.v(name).grad!;
+        const eps = new Float32Array(g.length);
+        for (let i = 0; i < g.length; i++) eps[i] = scale * g[i]!;
+        perturb.set(name.slice(0, -'.weight'.length), eps);
+      }
+      const saved = bnEntries.map((e) => p.data.slice(e.offset, e.offset + e.size));
+      for (const e of bnEntries) {
+        const g = p.v(e.name).grad!, d = p.v(e.name).data;
+        for (let i = 0; i < g.length; i++) d[i]! += scale * g[i]!;
+      }
+      p.zeroGrad();
+      tape = new Tape(true);
+      const second = this.lossOf(tape, x, lab, true, false, perturb);
+      tape.backward(second.loss);
+      bnEntries.forEach((e, j) => p.data.set(saved[j]!, e.offset));
+    }
+    this.optimizerStep(this.learningRate(this.step));
+    this.step++;
+    return stats;
+  }
+
+  /** SGD with momentum (PyTorch semantics: the first step's buffer is the gradient) and weight decay. */
+  private optimizerStep(lr: number): void {
+    const { momentum: mu, weightDecay: wd, nesterov } = this.cfg;
+    const w = this.model.params.data, g = this.model.params.grad, buf = this.momentum;
+    const started = this.momentumStarted;
+    for (let i = 0; i < w.length; i++) {
+      let d = g[i]! + wd * w[i]!;
+      if (mu > 0) {
+        const b = started ? mu * buf[i]! + d : d;
+        buf[i] = b;
+        d = nesterov ? d + mu * b : b;
+      }
+      w[i] = w[i]! - lr * d;
+    }
+    this.momentumStarted = true;
+  }
+
+  /** Runs the next epoch; calls onBatch after each step. */
+  runEpoch(onBatch?: (done: number, total: number, s: { loss: number; acc: number }) => void): EpochStats {
+    const cfg = this.cfg, set = this.train;
+    const n = this.trainIndex.length;
+    const perm = permutation(cfg.seed, this.epoch, n);
+    const per = set.channels * set.height * set.width;
+    const buf = { images: new Uint8Array(cfg.batchSize * per), labels: new Uint8Array(cfg.batchSize) };
+    const t0 = process.hrtime.bigint();
+    let lossSum = 0, correct = 0, seen = 0;
+    const sites = this.model.graph.sites;
+    const zeros = new Float64Array(sites), elems = new Float64Array(sites);
+    for (let b = 0; b < this.stepsPerEpoch; b++) {
+      const start = b * cfg.batchSize, end = Math.min(n, start + cfg.batchSize);
+      const cnt = gatherBatch(set, perm, start, end, buf);
+      if (cfg.augment) augmentCropFlip(buf.images, cnt, set.channels, set.height, set.width, cfg.seed, this.step);
+      const s = this.trainStep(buf.images, buf.labels, cnt);
+      lossSum += s.loss * cnt; correct += s.correct; seen += cnt;
+      for (let i = 0; i < sites; i++) { zeros[i]! += s.zeros[i]!; elems[i]! += s.elems[i]!; }
+      onBatch?.(seen, n, { loss: lossSum / seen, acc: correct / seen });
+    }
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    this.epoch++;
+    let zs = 0, es = 0, mean = 0;
+    for (let i = 0; i < sites; i++) { zs += zeros[i]!; es += elems[i]!; mean += zeros[i]! / elems[i]!; }
+    return {
+      epoch: this.epoch, loss: lossSum / seen, accuracy: correct / seen,
+      sparsity: sites ? mean / sites : 0, sparsityWeighted: es ? zs / es : 0,
+      images: seen, seconds, imagesPerSecond: seen / seconds,
+    };
+  }
+}
+
+/** Accuracy, loss and activation sparsity of a model in eval mode. */
+export function evaluate(model: Model, set: ImageSet, opts: { batchSize?: number; start?: number; end?: number } = {}): EvalResult {
+  const bs = opts.batchSize ?? 500;
+  const start = opts.start ?? 0, end = opts.end ?? set.count;
+  const per = set.channels * set.height * set.width;
+  const sites = model.graph.sites;
+  const zeros = new Float64Array(sites), elems = new Float64Array(sites);
+  const predictions = new Uint8Array(end - start);
+  const k = kernels();
+  let lossSum = 0, correct = 0;
+  for (let b = start; b < end; b += bs) {
+    const e = Math.min(end, b + bs), n = e - b;
+    const x = model.normalize(set.images.subarray(b * per, e * per), n);
+    const tape = new Tape(false);
+    const r = model.forward(x, { tape, training: false, updateStats: false, keepActs: true });
+    const ce = ops.crossEntropy(tape, r.logits, set.labels.subarray(b, e));
+    lossSum += ce.loss.data[0]! * n;
+    correct += ce.correct;
+    predictions.set(ce.predictions, b - start);
+    r.acts.forEach((a, i) => { zeros[i]! += k.countZeros(a.data); elems[i]! += a.numel; });
+  }
+  const count = end - start;
+  const perLayer = Array.from(zeros, (z, i) => z / elems[i]!);
+  const zs = zeros.reduce((a, b) => a + b, 0), es = elems.reduce((a, b) => a + b, 0);
+  return {
+    accuracy: correct / count, loss: lossSum / count,
+    sparsity: sites ? perLayer.reduce((a, b) => a + b, 0) / sites : 0,
+    sparsityWeighted: es ? zs / es : 0, perLayerSparsity: perLayer, count, predictions,
+  };
+}
