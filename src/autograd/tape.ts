@@ -93,6 +93,14 @@ export class Tape {
     this.nodes = [];
   }
 
+  /** Backward from a non-scalar output with a given upstream gradient (gradient checks). */
+  backwardFrom(y: Var, dy: Float32Array): void {
+    if (dy.length !== y.numel) throw new RangeError(`upstream gradient has ${dy.length} elements, output has ${y.numel}`);
+    addGrad(y, dy);
+    for (let i = this.nodes.length - 1; i >= 0; i--) this.nodes[i]!();
+    this.nodes = [];
+  }
+
   clear(): void { this.nodes = []; }
 }
 

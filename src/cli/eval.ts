@@ -1,0 +1,49 @@
+import { loadDataset } from '../data/dataset';
+import { readSafetensors } from '../io/safetensors';
+import { checkpointMeta, loadModelTensors, CHECKPOINT_FORMAT } from '../train/checkpoint';
+import { createModel, evaluate } from '../train/trainer';
+import { validateConfig } from '../train/config';
+import { choice, flag, int, requireStr, str, type CommandSpec } from './args';
+import { deployedEvalHook } from './eval-deployed';
+
+export const evalCommand: CommandSpec = {
+  name: 'eval',
+  summary: 'Accuracy, loss and activation sparsity of a checkpoint (fake-quant float model) or a deployed int4 model.',
+  usage: 'flatenn eval --model M.safetensors [--split test|val|train] [--data-dir D] [--json]',
+  options: {
+    model: { type: 'string', arg: '<file>', description: 'checkpoint or deployed model (.safetensors)' },
+    split: { type: 'string', arg: '<s>', description: 'test, val (the held-out end of the training set) or train', default: 'test' },
+    limit: { type: 'string', arg: '<n>', description: 'evaluate only the first n images of the split' },
+    'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder (else FLATENN_DATA, then standard places)' },
+    json: { type: 'boolean', description: 'print as JSON' },
+  },
+  async run(v) {
+    const modelPath = requireStr(v, 'model');
+    const split = choice(v, 'split', ['test', 'val', 'train'] as const, 'test');
+    const file = await readSafetensors(modelPath);
+    const dataDir = str(v, 'data-dir');
+    const fmt = file.metadata.flatenn ? (JSON.parse(file.metadata.flatenn) as { format?: string }).format : undefined;
+    if (fmt !== CHECKPOINT_FORMAT) return deployedEvalHook(modelPath, file, split, v);
+    const meta = checkpointMeta(file, modelPath);
+    const cfg = validateConfig(meta.config);
+    const model = createModel(cfg, meta.input.channels, meta.input.height, meta.numClasses);
+    loadModelTensors(model, file, modelPath);
+    const ds = await loadDataset(cfg.dataset, split === 'test' ? 'test' : 'train', dataDir ? { dataDir } : {});
+    let start = 0, end = ds.count;
+    if (split === 'val') start = ds.count - cfg.valSize;
+    else if (split === 'train') end = ds.count - cfg.valSize;
+    const limit = v.limit !== undefined ? int(v, 'limit', 1, 1e9) : undefined;
+    if (limit !== undefined) end = Math.min(end, start + limit);
+    const t0 = Date.now();
+    const r = evaluate(model, ds, { start, end });
+    const seconds = (Date.now() - t0) / 1000;
+    if (flag(v, 'json')) {
+      process.stdout.write(JSON.stringify({ model: modelPath, kind: 'checkpoint', arch: meta.arch, dataset: cfg.dataset, split, count: r.count, accuracy: r.accuracy, loss: r.loss, sparsity: r.sparsity, sparsityWeighted: r.sparsityWeighted, perLayerSparsity: r.perLayerSparsity, seconds }, null, 2) + '\n');
+    } else {
+      process.stdout.write(`${modelPath} (${meta.arch}, checkpoint, epoch ${meta.epoch}) on ${cfg.dataset} ${split} (${r.count} images)\n` +
+        `accuracy ${(100 * r.accuracy).toFixed(2)}%  loss ${r.loss.toFixed(4)}  activation sparsity ${(100 * r.sparsity).toFixed(2)}% (layer mean; element-weighted ${(100 * r.sparsityWeighted).toFixed(2)}%)\n` +
+        `per layer: ${r.perLayerSparsity.map((s) => (100 * s).toFixed(1) + '%').join(' ')}\n`);
+    }
+    return 0;
+  },
+};

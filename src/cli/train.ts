@@ -1,0 +1,103 @@
+import * as path from 'node:path';
+import { ARCHS, type Arch } from '../nn/graph';
+import { DATASETS, defaultConfig, type TrainConfig } from '../train/config';
+import { trainModel } from '../train/run';
+import { choice, flag, int, num, parseNumber, str, UsageError, type CommandSpec, type Values } from './args';
+
+const TRAIN_FLAGS = ['arch', 'dataset', 'epochs', 'batch-size', 'lr', 'schedule', 'milestones', 'gamma', 'momentum', 'nesterov', 'weight-decay', 'weight-bits', 'act-bits', 'per-channel', 'first-last-bits', 'act-l1', 'saq-rho', 'saq-include-bn', 'seed', 'val-size', 'augment', 'no-augment', 'limit-train'];
+
+function list(v: string, name: string, lo: number, hi: number): number[] {
+  const parts = v.split(',').map((s) => s.trim());
+  if (parts.some((p) => p === '')) throw new UsageError(`--${name} expects a number or a comma-separated list, got '${v}'`);
+  return parts.map((p) => parseNumber(p, name, lo, hi));
+}
+
+/** Builds a TrainConfig from CLI values (defaults of DESIGN §3 for the architecture). */
+export function configFromFlags(v: Values): TrainConfig {
+  const arch = choice<Arch>(v, 'arch', ARCHS, 'lenet5');
+  const d = defaultConfig(arch);
+  const c: TrainConfig = {
+    ...d,
+    dataset: choice(v, 'dataset', DATASETS, d.dataset),
+    epochs: int(v, 'epochs', 1, 100000, d.epochs),
+    batchSize: int(v, 'batch-size', 1, 65536, d.batchSize),
+    lr: num(v, 'lr', 0, 100, d.lr),
+    schedule: choice(v, 'schedule', ['cosine', 'step', 'constant'] as const, d.schedule),
+    milestones: str(v, 'milestones') !== undefined ? list(str(v, 'milestones')!, 'milestones', 1e-9, 1 - 1e-9) : d.milestones,
+    gamma: num(v, 'gamma', 1e-9, 1, d.gamma),
+    momentum: num(v, 'momentum', 0, 0.999999, d.momentum),
+    nesterov: flag(v, 'nesterov'),
+    weightDecay: num(v, 'weight-decay', 0, 1, d.weightDecay),
+    weightBits: Number(choice(v, 'weight-bits', ['2', '4', '8', '32'] as const, String(d.weightBits) as '4')),
+    actBits: Number(choice(v, 'act-bits', ['0', '2', '4', '8'] as const, String(d.actBits) as '4')),
+    perChannel: flag(v, 'per-channel'),
+    firstLastBits: str(v, 'first-last-bits') !== undefined ? Number(choice(v, 'first-last-bits', ['2', '4', '8'] as const)) : null,
+    actL1: str(v, 'act-l1') !== undefined ? list(str(v, 'act-l1')!, 'act-l1', 0, 1e3) : d.actL1,
+    saqRho: num(v, 'saq-rho', 0, 100, d.saqRho),
+    saqIncludeBn: flag(v, 'saq-include-bn'),
+    seed: int(v, 'seed', 0, Number.MAX_SAFE_INTEGER, d.seed),
+    valSize: int(v, 'val-size', 0, 1e9, d.valSize),
+    augment: flag(v, 'no-augment') ? false : flag(v, 'augment') ? true : d.augment,
+    limitTrain: int(v, 'limit-train', 0, 1e9, 0),
+  };
+  if (c.nesterov && c.momentum === 0) throw new UsageError('--nesterov needs --momentum > 0');
+  return c;
+}
+
+export const trainCommand: CommandSpec = {
+  name: 'train',
+  summary: 'Train a quantised model (standard QAT, activation-sparse with --act-l1, SAQ with --saq-rho); a checkpoint after every epoch.',
+  usage: 'flatenn train [--arch lenet5] [--dataset fashion-mnist] [--epochs 20] [--act-l1 3e-5] [--saq-rho 0.1] --out run.safetensors',
+  options: {
+    arch: { type: 'string', arg: '<arch>', description: `architecture: ${ARCHS.join(', ')}`, default: 'lenet5' },
+    dataset: { type: 'string', arg: '<name>', description: `dataset: ${DATASETS.join(', ')} (default: fashion-mnist for lenet5, cifar10 for resnet18)` },
+    epochs: { type: 'string', arg: '<n>', description: 'epochs (default 20 for lenet5, 60 for resnet18)' },
+    'batch-size': { type: 'string', arg: '<n>', description: 'batch size', default: '128' },
+    lr: { type: 'string', arg: '<x>', description: 'peak learning rate (default 0.05 lenet5, 0.1 resnet18)' },
+    schedule: { type: 'string', arg: '<s>', description: 'learning-rate schedule: cosine (per step, to 0), step, constant', default: 'cosine' },
+    milestones: { type: 'string', arg: '<f,f>', description: 'step schedule: fractions of the run where lr *= gamma', default: '0.5,0.75' },
+    gamma: { type: 'string', arg: '<x>', description: 'step schedule factor', default: '0.1' },
+    momentum: { type: 'string', arg: '<x>', description: 'SGD momentum', default: '0.9' },
+    nesterov: { type: 'boolean', description: 'Nesterov momentum' },
+    'weight-decay': { type: 'string', arg: '<x>', description: 'weight decay', default: '5e-4' },
+    'weight-bits': { type: 'string', arg: '<b>', description: 'weight bits: 2, 4, 8 (32 = float)', default: '4' },
+    'act-bits': { type: 'string', arg: '<b>', description: 'activation bits after each ReLU: 2, 4, 8 (0 = none)', default: '4' },
+    'per-channel': { type: 'boolean', description: 'one weight scale per output channel (default: per tensor)' },
+    'first-last-bits': { type: 'string', arg: '<b>', description: 'bits of the first and last layer (e.g. 8)' },
+    'act-l1': { type: 'string', arg: '<λ[,λ...]>', description: 'activation-sparse training: L1 coefficient, one value or one per ReLU layer', default: '0' },
+    'saq-rho': { type: 'string', arg: '<ρ>', description: 'SAQ neighbourhood size (0 = conventional training)', default: '0' },
+    'saq-include-bn': { type: 'boolean', description: 'SAQ: perturb BatchNorm affine parameters too' },
+    seed: { type: 'string', arg: '<n>', description: 'seed (initialisation, data order, augmentation)', default: '1' },
+    'val-size': { type: 'string', arg: '<n>', description: 'images held out from the end of the training set for validation', default: '5000' },
+    augment: { type: 'boolean', description: 'random crop + flip (default on for cifar10)' },
+    'no-augment': { type: 'boolean', description: 'no augmentation' },
+    'limit-train': { type: 'string', arg: '<n>', description: 'use only the first n training images (quick runs)' },
+    'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder (else FLATENN_DATA, then standard places)' },
+    out: { type: 'string', arg: '<file>', description: 'checkpoint path (.safetensors); a JSON-lines log goes beside it' },
+    resume: { type: 'boolean', description: 'continue the run saved at --out (its settings are used; give no training flags)' },
+    json: { type: 'boolean', description: 'print the final result as JSON' },
+    quiet: { type: 'boolean', short: 'q', description: 'no progress output' },
+  },
+  async run(v) {
+    const out = str(v, 'out');
+    if (!out) throw new UsageError('--out <file.safetensors> is required');
+    if (!out.endsWith('.safetensors')) throw new UsageError(`--out must end in .safetensors, got '${out}'`);
+    const resume = flag(v, 'resume');
+    let cfg: TrainConfig | null = null;
+    if (resume) {
+      const given = TRAIN_FLAGS.filter((f) => v[f] !== undefined && v[f] !== false && !(f === 'arch' && v[f] === 'lenet5'));
+      if (given.length) throw new UsageError(`--resume continues with the checkpoint's settings; do not give --${given.join(', --')}`);
+    } else {
+      cfg = configFromFlags(v);
+    }
+    const quiet = flag(v, 'quiet');
+    const dataDir = str(v, 'data-dir');
+    const r = await trainModel(cfg, { out: path.resolve(out), resume, quiet, ...(dataDir ? { dataDir } : {}) });
+    if (flag(v, 'json')) {
+      process.stdout.write(JSON.stringify({ checkpoint: r.checkpoint, config: r.config, history: r.history, test: r.test && { accuracy: r.test.accuracy, loss: r.test.loss, sparsity: r.test.sparsity, sparsityWeighted: r.test.sparsityWeighted, perLayerSparsity: r.test.perLayerSparsity }, seconds: r.seconds }, null, 2) + '\n');
+    } else if (r.test) {
+      process.stdout.write(`test accuracy ${(100 * r.test.accuracy).toFixed(2)}%  loss ${r.test.loss.toFixed(4)}  sparsity ${(100 * r.test.sparsity).toFixed(2)}% (element-weighted ${(100 * r.test.sparsityWeighted).toFixed(2)}%)  time ${r.seconds.toFixed(1)} s\ncheckpoint ${r.checkpoint}\n`);
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,84 @@
+// High-level training and evaluation runs (used by the CLI and the library).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { loadDataset } from '../data/dataset';
+import { Progress } from '../util/progress';
+import type { TrainConfig } from './config';
+import { validateConfig } from './config';
+import { type EpochRecord, loadCheckpoint, resumeTrainer, saveCheckpoint } from './checkpoint';
+import { evaluate, type EvalResult, type EpochStats, type ImageSet, Trainer } from './trainer';
+
+export interface TrainRunOptions {
+  out: string;
+  dataDir?: string;
+  resume?: boolean;
+  quiet?: boolean;
+  /** Called after each epoch with its stats (after the checkpoint is written). */
+  onEpoch?: (s: EpochStats & { val?: EvalResult }) => void;
+  /** Evaluate on the test set at the end (default true). */
+  testAtEnd?: boolean;
+}
+
+export interface TrainRunResult {
+  config: TrainConfig;
+  checkpoint: string;
+  history: EpochRecord[];
+  epochs: (EpochStats & { val?: EvalResult })[];
+  test?: EvalResult;
+  seconds: number;
+}
+
+function splitTrainVal(full: ImageSet, valSize: number): { train: ImageSet; val: ImageSet | null } {
+  if (valSize <= 0) return { train: full, val: null };
+  if (valSize >= full.count) throw new RangeError(`valSize ${valSize} leaves no training images (the set has ${full.count})`);
+  const per = full.channels * full.height * full.width, n = full.count - valSize;
+  const part = (a: number, b: number): ImageSet => ({ ...full, count: b - a, images: full.images.subarray(a * per, b * per), labels: full.labels.subarray(a, b) });
+  return { train: part(0, n), val: part(n, full.count) };
+}
+
+/** Trains (or resumes) and writes a checkpoint after every epoch. */
+export async function trainModel(config: TrainConfig | null, o: TrainRunOptions): Promise<TrainRunResult> {
+  const t0 = Date.now();
+  let cfg: TrainConfig;
+  let trainer: Trainer;
+  let history: EpochRecord[] = [];
+  let val: ImageSet | null;
+  const logPath = o.out.replace(/\.safetensors$/, '') + '.log.jsonl';
+  if (o.resume) {
+    if (!fs.existsSync(o.out)) throw new Error(`--resume: no checkpoint at ${o.out}`);
+    const { meta } = await loadCheckpoint(o.out);
+    cfg = meta.config;
+    const full = await loadDataset(cfg.dataset, 'train', o.dataDir ? { dataDir: o.dataDir } : {});
+    const s = splitTrainVal(full, cfg.valSize);
+    val = s.val;
+    ({ trainer, history } = await resumeTrainer(o.out, s.train));
+  } else {
+    cfg = validateConfig({ ...config! });
+    const full = await loadDataset(cfg.dataset, 'train', o.dataDir ? { dataDir: o.dataDir } : {});
+    const s = splitTrainVal(full, cfg.valSize);
+    val = s.val;
+    trainer = new Trainer(cfg, s.train);
+  }
+  fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+  const epochs: (EpochStats & { val?: EvalResult })[] = [];
+  while (trainer.epoch < cfg.epochs) {
+    const bar = new Progress({ label: `epoch ${trainer.epoch + 1}/${cfg.epochs}`, total: trainer.trainIndex.length, unit: 'img', quiet: !!o.quiet });
+    const st = trainer.runEpoch((done, _total, s) => bar.update(done, `loss ${s.loss.toFixed(4)} acc ${(100 * s.acc).toFixed(2)}%`));
+    const v = val ? evaluate(trainer.model, val) : undefined;
+    bar.finish(`loss ${st.loss.toFixed(4)} acc ${(100 * st.accuracy).toFixed(2)}% sparsity ${(100 * st.sparsity).toFixed(1)}%` + (v ? ` | val acc ${(100 * v.accuracy).toFixed(2)}%` : ''));
+    const rec: EpochRecord = { epoch: st.epoch, trainLoss: st.loss, trainAccuracy: st.accuracy, trainSparsity: st.sparsity };
+    if (v) { rec.valAccuracy = v.accuracy; rec.valLoss = v.loss; rec.valSparsity = v.sparsity; }
+    history.push(rec);
+    await saveCheckpoint(o.out, trainer, history);
+    fs.appendFileSync(logPath, JSON.stringify({ ...rec, seconds: st.seconds, imagesPerSecond: st.imagesPerSecond, time: new Date().toISOString() }) + '\n');
+    const full = v ? { ...st, val: v } : st;
+    epochs.push(full);
+    o.onEpoch?.(full);
+  }
+  let test: EvalResult | undefined;
+  if (o.testAtEnd !== false) {
+    const ts = await loadDataset(cfg.dataset, 'test', o.dataDir ? { dataDir: o.dataDir } : {});
+    test = evaluate(trainer.model, ts);
+  }
+  return { config: cfg, checkpoint: o.out, history, epochs, ...(test ? { test } : {}), seconds: (Date.now() - t0) / 1000 };
+}
