@@ -107,3 +107,53 @@ export function buildGraph(arch: Arch, inChannels: number, size: number, numClas
 export function weightLayers(g: Graph): Extract<GraphNode, { op: 'conv' | 'linear' }>[] {
   return g.nodes.filter((n): n is Extract<GraphNode, { op: 'conv' | 'linear' }> => n.op === 'conv' || n.op === 'linear');
 }
+
+/** Per-sample output shape of every node ([C, H, W] for maps, [F] for vectors). */
+export function inferShapes(g: Graph): number[][] {
+  const shapes: number[][] = [];
+  const fail = (n: GraphNode, msg: string): never => { throw new RangeError(`graph node ${n.id} (${n.op}): ${msg}`); };
+  for (const n of g.nodes) {
+    switch (n.op) {
+      case 'input': shapes.push([n.channels, n.height, n.width]); break;
+      case 'conv': {
+        const s = shapes[n.input]!;
+        if (s.length !== 3 || s[0] !== n.inChannels) fail(n, `expects [${n.inChannels}, H, W] input, got [${s}]`);
+        const oh = Math.floor((s[1]! + 2 * n.pad - n.kernel) / n.stride) + 1, ow = Math.floor((s[2]! + 2 * n.pad - n.kernel) / n.stride) + 1;
+        if (oh < 1 || ow < 1) fail(n, 'output would be empty');
+        shapes.push([n.outChannels, oh, ow]);
+        break;
+      }
+      case 'linear': {
+        const s = shapes[n.input]!;
+        if (s.length !== 1 || s[0] !== n.inFeatures) fail(n, `expects [${n.inFeatures}] input, got [${s}]`);
+        shapes.push([n.outFeatures]);
+        break;
+      }
+      case 'bn': case 'relu': shapes.push(shapes[n.input]!.slice()); break;
+      case 'maxpool': {
+        const s = shapes[n.input]!;
+        shapes.push([s[0]!, Math.floor((s[1]! - n.kernel) / n.stride) + 1, Math.floor((s[2]! - n.kernel) / n.stride) + 1]);
+        break;
+      }
+      case 'flatten': shapes.push([shapes[n.input]!.reduce((a, b) => a * b, 1)]); break;
+      case 'add': {
+        const a = shapes[n.inputs[0]]!, b = shapes[n.inputs[1]]!;
+        if (a.join() !== b.join()) fail(n, `adds [${a}] and [${b}]`);
+        shapes.push(a.slice());
+        break;
+      }
+      case 'gap': shapes.push([shapes[n.input]![0]!]); break;
+    }
+  }
+  return shapes;
+}
+
+/** Ids of the nodes that read each node. */
+export function consumers(g: Graph): number[][] {
+  const c: number[][] = g.nodes.map(() => []);
+  for (const n of g.nodes) {
+    if (n.op === 'add') { c[n.inputs[0]]!.push(n.id); c[n.inputs[1]]!.push(n.id); }
+    else if (n.op !== 'input') c[n.input]!.push(n.id);
+  }
+  return c;
+}

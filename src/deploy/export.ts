@@ -1,0 +1,107 @@
+// Checkpoint -> deployed model (DESIGN §5): the weight codes exactly as trained
+// (same fake-quant kernel), packed into the weight memory; weight scale, input
+// scale, input normalisation and BatchNorm folded into per-channel output
+// scales and biases.
+import { createHash } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import { kernels } from '../autograd/native-ops';
+import { nativeFn } from '../native/binding';
+import { writeSafetensors, type Tensor } from '../io/safetensors';
+import { weightLayers } from '../nn/graph';
+import { BN_EPS, type Model } from '../nn/model';
+import { loadCheckpoint } from '../train/checkpoint';
+import { buildPlan } from '../engine/plan';
+import { buildLayout, DEPLOYED_FORMAT, DEPLOYED_VERSION, layoutHash, type DeployedMeta } from './format';
+
+type PackFn = (codes: Int8Array, bits: number, out: Uint8Array) => void;
+
+export interface ExportedTensors { tensors: Record<string, Tensor>; meta: DeployedMeta }
+
+/** The deployed tensors and metadata of a trained model. */
+export function deployModel(model: Model, dataset: string, source?: DeployedMeta['source']): ExportedTensors {
+  const g = model.graph;
+  const actBits = model.quant.actBits;
+  if (![2, 4, 8].includes(actBits)) throw new RangeError(`export needs quantised activations (actBits 2, 4 or 8); this model has actBits ${actBits}`);
+  const layersIR = weightLayers(g);
+  const bitsOf = (name: string) => {
+    const b = model.layerBits.get(name)!;
+    if (![2, 4, 8].includes(b)) throw new RangeError(`export needs quantised weights (2, 4 or 8 bits); layer ${name} has ${b}`);
+    return b;
+  };
+  const layout = buildLayout(layersIR.map((n) => ({
+    name: n.name, op: n.op, bits: bitsOf(n.name),
+    shape: n.op === 'conv' ? [n.outChannels, n.inChannels, n.kernel, n.kernel] : [n.outFeatures, n.inFeatures],
+  })));
+  const plan = buildPlan(g);
+  const memory = new Uint8Array(layout.memoryBytes);
+  const tensors: Record<string, Tensor> = {};
+  const levels = 2 ** actBits - 1;
+  const actScale = (site: number) => Math.fround(model.actRange[site]! / levels);
+  for (let i = 0; i < model.actRange.length; i++) {
+    if (!model.actRangeInit[i] || !(model.actRange[i]! > 0)) throw new RangeError(`activation range of ReLU site ${i} was never observed (train the model first)`);
+  }
+  const weightScales: number[][] = [];
+  layout.layers.forEach((l, li) => {
+    const n = layersIR[li]!;
+    const w = model.params.v(`${n.name}.weight`).data;
+    const O = l.shape[0]!, per = l.count / O;
+    const channels = model.quant.perChannel ? O : 1;
+    const q = new Float32Array(l.count), codes = new Int8Array(l.count), sw = new Float32Array(channels);
+    kernels().fakeQuantWeight(w, q, codes, sw, l.bits, channels);
+    weightScales.push(Array.from(sw));
+    nativeFn<PackFn>('packInt')(codes, l.bits, memory.subarray(l.byteOffset, l.byteOffset + l.byteLength));
+    const src = plan.layerInputs[li]!;
+    const bias = n.bias ? model.params.v(`${n.name}.bias`).data : null;
+    const scale = new Float64Array(O), off = new Float64Array(O);
+    for (let o = 0; o < O; o++) {
+      const s = sw[channels === 1 ? 0 : o]!;
+      let b = bias ? bias[o]! : 0;
+      if (src.source === 'input') {
+        // x_norm = (x_raw - m_c) / std: fold 1/std into the scale and the mean into the bias.
+        const [C] = model.inputShape;
+        const kk = per / C;
+        let meanTerm = 0;
+        for (let c = 0; c < C; c++) { let cs = 0; for (let k = 0; k < kk; k++) cs += codes[o * per + c * kk + k]!; meanTerm += cs * model.norm.mean[c]!; }
+        scale[o] = s / model.norm.std;
+        b -= (s / model.norm.std) * meanTerm;
+      } else {
+        scale[o] = (s * actScale(src.site)) / src.divide;
+      }
+      off[o] = b;
+    }
+    // Fold a BatchNorm that reads this layer: z = (y - mu) * g / sqrt(var + eps) + beta.
+    const bnNode = g.nodes.find((x) => x.op === 'bn' && x.input === n.id);
+    if (bnNode && bnNode.op === 'bn') {
+      const st = model.bn.get(bnNode.name)!;
+      const gamma = model.params.v(`${bnNode.name}.weight`).data, beta = model.params.v(`${bnNode.name}.bias`).data;
+      for (let o = 0; o < O; o++) {
+        const k = gamma[o]! / Math.sqrt(st.runningVar[o]! + BN_EPS);
+        scale[o] = scale[o]! * k;
+        off[o] = (off[o]! - st.runningMean[o]!) * k + beta[o]!;
+      }
+    }
+    tensors[`${n.name}.out_scale`] = { dtype: 'F32', shape: [O], data: Float32Array.from(scale) };
+    tensors[`${n.name}.out_bias`] = { dtype: 'F32', shape: [O], data: Float32Array.from(off) };
+  });
+  tensors.weight_memory = { dtype: 'U8', shape: [layout.memoryBytes], data: memory };
+  tensors['act.range'] = { dtype: 'F32', shape: [model.actRange.length], data: model.actRange.slice() };
+  const [channels, height, width] = model.inputShape;
+  const meta: DeployedMeta = {
+    format: DEPLOYED_FORMAT, version: DEPLOYED_VERSION, arch: g.arch, dataset, numClasses: g.numClasses,
+    input: { channels, height, width, mean: model.norm.mean.slice(), std: model.norm.std },
+    actBits, layers: layout.layers, memoryBytes: layout.memoryBytes, cells: layout.cells,
+    layoutHash: layoutHash(layout.layers), topology: g,
+    source: { ...(source ?? {}), weightScales },
+  };
+  return { tensors, meta };
+}
+
+/** flatenn export: checkpoint file -> deployed model file. */
+export async function exportCheckpoint(checkpointPath: string, outPath: string): Promise<DeployedMeta> {
+  const buf = await fsp.readFile(checkpointPath);
+  const { meta, model } = await loadCheckpoint(checkpointPath);
+  const sha = createHash('sha256').update(buf).digest('hex');
+  const d = deployModel(model, meta.dataset, { checkpointSha256: sha, epoch: meta.epoch });
+  await writeSafetensors(outPath, d.tensors, { flatenn: JSON.stringify(d.meta) });
+  return d.meta;
+}

@@ -1,0 +1,144 @@
+// The deployed model (DESIGN §5): everything the int4 engine needs and nothing
+// else. A safetensors file with:
+//   weight_memory        U8  [bytes]  every conv/linear weight code, model order, each layer
+//                                     row-major and starting at a byte boundary, b-bit two's
+//                                     complement packed 8/b per byte, lowest bits first
+//   <layer>.out_scale    F32 [out]    y = out_scale * acc + out_bias, acc = sum(code_w * code_in)
+//   <layer>.out_bias     F32 [out]    (weight scale, input scale, folded BN and input normalisation)
+//   act.range            F32 [sites]  range r of each ReLU site: codes clamp(rhe(max(y,0)/(r/L)), 0, L), L = 2^actBits - 1
+// and the JSON metadata key 'flatenn' (DeployedMeta below) with the layout and topology.
+import { createHash } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import { decodeSafetensors, readSafetensors, tensorOf, type SafetensorsFile } from '../io/safetensors';
+import type { Graph, GraphNode } from '../nn/graph';
+
+export const DEPLOYED_FORMAT = 'flatenn.deployed';
+export const DEPLOYED_VERSION = 1;
+
+export interface LayerLayout {
+  name: string;
+  op: 'conv' | 'linear';
+  /** Weight shape: conv [O, C, KH, KW], linear [O, I]. */
+  shape: number[];
+  bits: number;
+  /** Number of weights. */
+  count: number;
+  /** Offset and length of this layer's packed codes in weight_memory. */
+  byteOffset: number;
+  byteLength: number;
+  /** First cell (bit) index of this layer in the DESIGN §2 numbering. */
+  cellOffset: number;
+  cells: number;
+}
+
+export interface DeployedMeta {
+  format: typeof DEPLOYED_FORMAT;
+  version: number;
+  arch: string;
+  dataset: string;
+  numClasses: number;
+  input: { channels: number; height: number; width: number; mean: number[]; std: number };
+  actBits: number;
+  layers: LayerLayout[];
+  memoryBytes: number;
+  cells: number;
+  /** sha256 (hex, 16 chars) of the layout (each layer's name, weight count and width). */
+  layoutHash: string;
+  topology: Graph;
+  /** Provenance: the checkpoint's sha256 and epoch, when exported from one. */
+  source?: { checkpointSha256?: string; epoch?: number; weightScales?: number[][] };
+}
+
+export interface DeployedModel {
+  meta: DeployedMeta;
+  memory: Uint8Array;
+  outScale: Map<string, Float32Array>;
+  outBias: Map<string, Float32Array>;
+  actRange: Float32Array;
+  /** sha256 (hex) of the deployed file's tensors and metadata. */
+  hash: string;
+}
+
+export function layoutHash(layers: readonly { name: string; count: number; bits: number }[]): string {
+  const s = JSON.stringify(layers.map((l) => [l.name, l.count, l.bits]));
+  return createHash('sha256').update(s).digest('hex').slice(0, 16);
+}
+
+/** Builds the layout of a weight memory from the layers' shapes and widths. */
+export function buildLayout(layers: { name: string; op: 'conv' | 'linear'; shape: number[]; bits: number }[]): { layers: LayerLayout[]; memoryBytes: number; cells: number } {
+  let byte = 0, cell = 0;
+  const out: LayerLayout[] = [];
+  for (const l of layers) {
+    const count = l.shape.reduce((a, b) => a * b, 1);
+    const byteLength = Math.ceil((count * l.bits) / 8);
+    out.push({ ...l, count, byteOffset: byte, byteLength, cellOffset: cell, cells: count * l.bits });
+    byte += byteLength;
+    cell += count * l.bits;
+  }
+  return { layers: out, memoryBytes: byte, cells: cell };
+}
+
+function fail(src: string, msg: string): never {
+  throw new Error(`${src}: ${msg}`);
+}
+
+/** Validates and unpacks a deployed model file (already decoded). */
+export function deployedFromFile(file: SafetensorsFile, src: string, hash: string): DeployedModel {
+  const raw = file.metadata.flatenn;
+  if (raw === undefined) fail(src, "not a flatenn file (no 'flatenn' metadata key)");
+  let meta: DeployedMeta;
+  try { meta = JSON.parse(raw) as DeployedMeta; } catch (e) { fail(src, `the 'flatenn' metadata is not valid JSON (${(e as Error).message})`); }
+  if (meta.format !== DEPLOYED_FORMAT) fail(src, `format '${String(meta.format)}' is not a deployed model (expected ${DEPLOYED_FORMAT})`);
+  if (meta.version !== DEPLOYED_VERSION) fail(src, `deployed-model version ${meta.version} is not supported (expected ${DEPLOYED_VERSION})`);
+  if (!Array.isArray(meta.layers) || meta.layers.length === 0) fail(src, 'the layout lists no layers');
+  if (![2, 4, 8].includes(meta.actBits)) fail(src, `actBits ${meta.actBits} is not 2, 4 or 8`);
+  const wrap = <T>(f: () => T): T => { try { return f(); } catch (e) { return fail(src, (e as Error).message); } };
+  const memory = wrap(() => tensorOf(file, 'weight_memory', 'U8', [meta.memoryBytes])).data;
+  const expect = buildLayout(meta.layers.map((l) => ({ name: l.name, op: l.op, shape: l.shape, bits: l.bits })));
+  if (expect.memoryBytes !== meta.memoryBytes || expect.cells !== meta.cells) fail(src, `layout sizes disagree with the layers (memory ${meta.memoryBytes} vs ${expect.memoryBytes} bytes)`);
+  expect.layers.forEach((l, i) => {
+    const m = meta.layers[i]!;
+    if (![2, 4, 8].includes(m.bits)) fail(src, `layer ${m.name}: bits ${m.bits} is not 2, 4 or 8`);
+    if (m.byteOffset !== l.byteOffset || m.byteLength !== l.byteLength || m.count !== l.count || m.cellOffset !== l.cellOffset) fail(src, `layer ${m.name}: offsets do not follow the layout rule`);
+  });
+  if (layoutHash(meta.layers) !== meta.layoutHash) fail(src, 'layoutHash does not match the layers');
+  const outScale = new Map<string, Float32Array>(), outBias = new Map<string, Float32Array>();
+  for (const l of meta.layers) {
+    const O = l.shape[0]!;
+    outScale.set(l.name, wrap(() => tensorOf(file, `${l.name}.out_scale`, 'F32', [O])).data);
+    outBias.set(l.name, wrap(() => tensorOf(file, `${l.name}.out_bias`, 'F32', [O])).data);
+  }
+  const g = meta.topology;
+  if (!g || !Array.isArray(g.nodes) || g.nodes[0]?.op !== 'input') fail(src, 'topology must be a graph whose first node is the input');
+  checkTopology(g, meta, src);
+  const actRange = wrap(() => tensorOf(file, 'act.range', 'F32', [g.sites])).data;
+  for (let i = 0; i < actRange.length; i++) if (!(actRange[i]! > 0) || !Number.isFinite(actRange[i]!)) fail(src, `act.range[${i}] = ${actRange[i]} is not a positive number`);
+  return { meta, memory, outScale, outBias, actRange, hash };
+}
+
+function checkTopology(g: Graph, meta: DeployedMeta, src: string): void {
+  const names = new Set(meta.layers.map((l) => l.name));
+  let sites = 0;
+  const seenLayers: string[] = [];
+  g.nodes.forEach((n: GraphNode, i) => {
+    if (n.id !== i) fail(src, `topology node ${i} has id ${n.id}`);
+    const inputs = n.op === 'add' ? n.inputs : n.op === 'input' ? [] : [n.input];
+    for (const j of inputs) if (!Number.isInteger(j) || j < 0 || j >= i) fail(src, `topology node ${i} (${n.op}) reads node ${j}, which is not an earlier node`);
+    if (n.op === 'conv' || n.op === 'linear') {
+      if (!names.has(n.name)) fail(src, `topology layer '${n.name}' is not in the layout`);
+      seenLayers.push(n.name);
+    }
+    if (n.op === 'relu') { if (n.site !== sites) fail(src, `relu sites must be numbered in order (node ${i})`); sites++; }
+  });
+  if (sites !== g.sites) fail(src, `topology says ${g.sites} sites but has ${sites} relu nodes`);
+  if (seenLayers.join() !== meta.layers.map((l) => l.name).join()) fail(src, 'layout layers are not the topology layers in model order');
+  if (!Number.isInteger(g.output) || g.output < 0 || g.output >= g.nodes.length) fail(src, 'topology output is not a node');
+}
+
+export async function readDeployed(path: string): Promise<DeployedModel> {
+  let buf: Buffer;
+  try { buf = await fsp.readFile(path); } catch (e) { throw new Error(`${path}: cannot read the model file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`); }
+  const hash = createHash('sha256').update(buf).digest('hex');
+  return deployedFromFile(decodeSafetensors(buf, path), path, hash);
+}
+export { readSafetensors };
