@@ -1,8 +1,28 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { loadDataset } from '../data/dataset';
+import { deployedFromFile } from '../deploy/format';
 import type { SafetensorsFile } from '../io/safetensors';
-import type { Values } from './args';
+import { Engine } from '../engine/engine';
+import { flag, int, str, UsageError, type Values } from './args';
 
-/** Evaluation of deployed (int4 engine) models; replaced when the engine lands. */
-export async function deployedEvalHook(path: string, file: SafetensorsFile, _split: string, _v: Values): Promise<number> {
-  const fmt = file.metadata.flatenn ? 'an unknown flatenn format' : 'not a flatenn file (no flatenn metadata)';
-  throw new Error(`${path}: ${fmt}; expected a flatenn checkpoint`);
+/** flatenn eval on a deployed model: the int4 engine over the test split. */
+export async function deployedEvalHook(path: string, file: SafetensorsFile, split: string, v: Values): Promise<number> {
+  const hash = createHash('sha256').update(fs.readFileSync(path)).digest('hex');
+  const model = deployedFromFile(file, path, hash);
+  if (split !== 'test') throw new UsageError('a deployed model is evaluated on the test split (it does not know the validation split)');
+  const dataDir = str(v, 'data-dir');
+  const ds = await loadDataset(model.meta.dataset as 'fashion-mnist', 'test', dataDir ? { dataDir } : {});
+  const n = v.limit !== undefined ? Math.min(ds.count, int(v, 'limit', 1, 1e9)) : ds.count;
+  const engine = new Engine(model);
+  const t0 = Date.now();
+  const r = engine.evaluate(model.memory, ds.images, ds.labels, n);
+  const seconds = (Date.now() - t0) / 1000;
+  if (flag(v, 'json')) {
+    process.stdout.write(JSON.stringify({ model: path, kind: 'deployed', backend: engine.backend, arch: model.meta.arch, dataset: model.meta.dataset, split, count: n, accuracy: r.accuracy, loss: r.loss, sparsity: r.sparsity, sparsityWeighted: r.sparsityWeighted, perLayerSparsity: r.perLayerSparsity, seconds }, null, 2) + '\n');
+  } else {
+    process.stdout.write(`${path} (${model.meta.arch}, deployed int${model.meta.layers[0]!.bits} engine: ${engine.backend}) on ${model.meta.dataset} test (${n} images)\n` +
+      `accuracy ${(100 * r.accuracy).toFixed(2)}%  loss ${r.loss.toFixed(4)}  activation sparsity ${(100 * r.sparsity).toFixed(2)}% (layer mean; element-weighted ${(100 * r.sparsityWeighted).toFixed(2)}%)  ${seconds.toFixed(2)} s\n`);
+  }
+  return 0;
 }

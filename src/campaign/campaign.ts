@@ -1,0 +1,133 @@
+// Library API for fault campaigns. Trials run in a worker thread (the host's
+// event loop stays free); this thread appends each finished trial to the
+// results file as it arrives, so a killed run loses at most the trial in flight.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { readDeployed } from '../deploy/format';
+import { loadDataset } from '../data/dataset';
+import { Progress } from '../util/progress';
+import { FAULT_TYPES, type FaultType, type RateUnit, type Sampling } from './faults';
+import { campaignJobs, targetsOf, type TrialJob } from './runner';
+import {
+  readResults, RESULTS_FORMAT, RESULTS_VERSION, ResultsWriter, settingsDiff, summaryRows, trialKey,
+  type CampaignSettings, type ResultsHeader, type SummaryRow, type TrialRecord,
+} from './results';
+
+export interface CampaignOptions {
+  /** Deployed model file (.safetensors from `flatenn export`). */
+  model: string;
+  faults: FaultType[];
+  /** Fractions of eligible cells, in [0, 1]. */
+  rates: number[];
+  trials: number;
+  out: string;
+  seed?: number;
+  sampling?: Sampling;
+  rateUnit?: RateUnit;
+  /** Target sets (default ['all']); see targetsOf(). byLayer / byBit expand to one target per layer / bit. */
+  targets?: string[];
+  byLayer?: boolean;
+  byBit?: boolean;
+  shard?: { index: number; count: number };
+  dataDir?: string;
+  /** Evaluate only the first n test images (quick runs); recorded in the settings. */
+  limit?: number;
+  quiet?: boolean;
+  onTrial?: (r: TrialRecord, done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface CampaignResult {
+  settings: CampaignSettings;
+  records: TrialRecord[];
+  rows: SummaryRow[];
+  ran: number;
+  skipped: number;
+  seconds: number;
+}
+
+function validate(o: CampaignOptions): void {
+  if (!Array.isArray(o.faults) || o.faults.length === 0) throw new RangeError('at least one fault type is needed');
+  for (const f of o.faults) if (!(FAULT_TYPES as readonly string[]).includes(f)) throw new RangeError(`unknown fault type '${f}' (expected ${FAULT_TYPES.join(', ')})`);
+  if (new Set(o.faults).size !== o.faults.length) throw new RangeError('a fault type is listed twice');
+  if (!Array.isArray(o.rates) || o.rates.length === 0) throw new RangeError('at least one rate is needed');
+  for (const r of o.rates) if (typeof r !== 'number' || !(r >= 0 && r <= 1)) throw new RangeError(`rate ${r} is outside [0, 1]`);
+  if (new Set(o.rates).size !== o.rates.length) throw new RangeError('a rate is listed twice');
+  if (!Number.isInteger(o.trials) || o.trials < 1) throw new RangeError(`trials must be an integer >= 1, got ${o.trials}`);
+  const sh = o.shard ?? { index: 0, count: 1 };
+  if (!Number.isInteger(sh.count) || sh.count < 1 || !Number.isInteger(sh.index) || sh.index < 0 || sh.index >= sh.count) throw new RangeError(`shard must be i/N with 0 <= i < N, got ${sh.index}/${sh.count}`);
+  if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) throw new RangeError(`seed must be a non-negative integer, got ${o.seed}`);
+  if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw new RangeError(`limit must be an integer >= 1, got ${o.limit}`);
+}
+
+export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
+  validate(o);
+  const t0 = Date.now();
+  const model = await readDeployed(o.model);
+  const shard = o.shard ?? { index: 0, count: 1 };
+  let targets = o.targets ?? ['all'];
+  if (o.byLayer) targets = model.meta.layers.map((l) => `layer:${l.name}`);
+  if (o.byBit) targets = Array.from({ length: Math.max(...model.meta.layers.map((l) => l.bits)) }, (_, b) => `bit:${b}`);
+  for (const t of targets) targetsOf(t);
+  const ds = await loadDataset(model.meta.dataset as 'fashion-mnist', 'test', o.dataDir ? { dataDir: o.dataDir } : {});
+  const images = o.limit ? Math.min(o.limit, ds.count) : ds.count;
+  const settings: CampaignSettings = {
+    model: path.resolve(o.model), modelSha256: model.hash, layoutHash: model.meta.layoutHash, arch: model.meta.arch,
+    dataset: model.meta.dataset, split: 'test', images, faults: o.faults, rates: o.rates, trials: o.trials,
+    seed: o.seed ?? 1, sampling: o.sampling ?? 'exact', rateUnit: o.rateUnit ?? 'bit', targets,
+  };
+  const header: ResultsHeader = { type: 'header', format: RESULTS_FORMAT, version: RESULTS_VERSION, settings, shard };
+  let existing: TrialRecord[] = [];
+  if (fs.existsSync(o.out) && fs.statSync(o.out).size > 0) {
+    const f = readResults(o.out);
+    const d = settingsDiff(f.header.settings, settings);
+    if (d) throw new Error(`${o.out} holds results of a different campaign (${d}); choose another --out or remove the file`);
+    if (f.header.shard.index !== shard.index || f.header.shard.count !== shard.count) throw new Error(`${o.out} holds shard ${f.header.shard.index}/${f.header.shard.count}, not ${shard.index}/${shard.count}`);
+    if (f.tornTail) fs.truncateSync(o.out, f.validBytes); // drop the line a killed run left half-written
+    existing = f.records;
+  } else {
+    fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+    fs.writeFileSync(o.out, JSON.stringify(header) + '\n');
+  }
+  const done = new Set(existing.map(trialKey));
+  const all = campaignJobs(settings, shard);
+  const jobs = all.filter((j) => !done.has(trialKey(j)));
+  const records = existing.slice();
+  const bar = new Progress({ label: 'trials', total: all.length, unit: 'trial', quiet: !!o.quiet });
+  if (jobs.length > 0) {
+    const writer = new ResultsWriter(o.out);
+    try {
+      await runInWorker(o, settings, jobs, (r) => {
+        writer.write(r);
+        records.push(r);
+        bar.update(records.length, `last ${r.fault}@${+(100 * r.rate).toPrecision(4)}% acc ${(100 * r.accuracy).toFixed(2)}%`);
+        o.onTrial?.(r, records.length, all.length);
+      });
+      writer.sync();
+    } finally {
+      writer.close();
+    }
+    bar.finish();
+  }
+  return { settings, records, rows: summaryRows(settings, records), ran: jobs.length, skipped: all.length - jobs.length, seconds: (Date.now() - t0) / 1000 };
+}
+
+function runInWorker(o: CampaignOptions, settings: CampaignSettings, jobs: TrialJob[], onRecord: (r: TrialRecord) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(path.join(__dirname, 'worker.js'), { workerData: { settings, jobs, dataDir: o.dataDir ?? null } });
+    let settled = false;
+    const finish = (e?: Error) => { if (settled) return; settled = true; o.signal?.removeEventListener('abort', onAbort); if (e) reject(e); else resolve(); };
+    const onAbort = () => { void w.terminate(); finish(new Error('campaign aborted')); };
+    o.signal?.addEventListener('abort', onAbort);
+    w.on('message', (m: { kind: 'record'; record: TrialRecord } | { kind: 'done' } | { kind: 'error'; message: string }) => {
+      if (settled) return;
+      if (m.kind === 'record') {
+        try { onRecord(m.record); } catch (e) { void w.terminate(); finish(e as Error); }
+      } else if (m.kind === 'done') finish();
+      else finish(new Error(m.message));
+    });
+    w.on('error', (e) => finish(e));
+    w.on('exit', (code) => finish(code === 0 ? undefined : new Error(`campaign worker exited with code ${code}`)));
+  });
+}

@@ -1,0 +1,130 @@
+import * as fs from 'node:fs';
+import { runCampaign } from '../campaign/campaign';
+import { FAULT_TYPES, parseRate, type FaultType } from '../campaign/faults';
+import { formatPaired, formatSummary, mergeResults, pairedRows, readResults, summaryRows } from '../campaign/results';
+import { exportCheckpoint } from '../deploy/export';
+import { choice, flag, int, requireStr, str, UsageError, type CommandSpec } from './args';
+
+export const exportCommand: CommandSpec = {
+  name: 'export',
+  summary: 'Turn a training checkpoint into a deployed int4 model (weight memory, folded scales/biases, ranges, topology).',
+  usage: 'flatenn export --model checkpoint.safetensors --out deployed.safetensors',
+  options: {
+    model: { type: 'string', arg: '<file>', description: 'training checkpoint' },
+    out: { type: 'string', arg: '<file>', description: 'deployed model to write (.safetensors)' },
+    json: { type: 'boolean', description: 'print the layout as JSON' },
+  },
+  async run(v) {
+    const model = requireStr(v, 'model'), out = requireStr(v, 'out');
+    const meta = await exportCheckpoint(model, out);
+    if (flag(v, 'json')) process.stdout.write(JSON.stringify(meta, null, 2) + '\n');
+    else {
+      process.stdout.write(`${out}: ${meta.arch}, ${meta.layers.length} weight layers, ${meta.memoryBytes} bytes of weight memory, ${meta.cells} cells, layout ${meta.layoutHash}\n`);
+      for (const l of meta.layers) process.stdout.write(`  ${l.name.padEnd(24)} ${l.op.padEnd(6)} [${l.shape.join('x')}] ${l.bits}-bit  bytes ${l.byteOffset}+${l.byteLength}\n`);
+    }
+    return 0;
+  },
+};
+
+function parseList<T>(s: string, name: string, f: (x: string) => T): T[] {
+  const parts = s.split(',').map((x) => x.trim());
+  if (parts.some((p) => p === '')) throw new UsageError(`--${name}: empty item in '${s}'`);
+  return parts.map((p) => { try { return f(p); } catch (e) { throw new UsageError(`--${name}: ${(e as Error).message}`); } });
+}
+
+export const injectCommand: CommandSpec = {
+  name: 'inject',
+  summary: 'Monte Carlo fault-injection campaign on a deployed model: one JSON line per finished trial; re-running resumes.',
+  usage: 'flatenn inject --model M.safetensors --faults bitflip,sa0,sa1 --rates 0,1%,2%,3%,4%,5% --trials N --out results.jsonl',
+  options: {
+    model: { type: 'string', arg: '<file>', description: 'deployed model (flatenn export)' },
+    faults: { type: 'string', arg: '<types>', description: `fault types: ${FAULT_TYPES.join(', ')}`, default: 'bitflip,sa0,sa1' },
+    rates: { type: 'string', arg: '<rates>', description: 'fault rates: fractions (0.01) or percentages (1%)', default: '0,1%,2%,3%,4%,5%' },
+    trials: { type: 'string', arg: '<n>', description: 'trials per (fault type, rate)' },
+    seed: { type: 'string', arg: '<n>', description: 'fault-map seed (common random numbers across types, rates and models)', default: '1' },
+    sampling: { type: 'string', arg: '<s>', description: 'exact (k = round(p * cells) distinct cells) or bernoulli', default: 'exact' },
+    'rate-unit': { type: 'string', arg: '<u>', description: 'bit (rate over cells) or weight (rate over weights, one bit each)', default: 'bit' },
+    'fault-targets': { type: 'string', arg: '<spec>', description: "confine faults: 'layers=conv1+fc1', 'bits=3', or 'layers=conv1;bits=0+1'" },
+    'by-layer': { type: 'boolean', description: 'one sub-campaign per layer (faults confined to it): a vulnerability table' },
+    'by-bit': { type: 'boolean', description: 'one sub-campaign per bit position (0 = LSB)' },
+    shard: { type: 'string', arg: '<i/N>', description: 'run only trials t with t % N == i (merge with flatenn summary)' },
+    limit: { type: 'string', arg: '<n>', description: 'evaluate only the first n test images (quick runs)' },
+    'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder' },
+    out: { type: 'string', arg: '<file>', description: 'results file (.jsonl); appended, resumable' },
+    json: { type: 'boolean', description: 'print the summary as JSON' },
+    quiet: { type: 'boolean', short: 'q', description: 'no progress output' },
+  },
+  async run(v) {
+    const model = requireStr(v, 'model'), out = requireStr(v, 'out');
+    const faults = parseList(str(v, 'faults')!, 'faults', (x) => {
+      if (!(FAULT_TYPES as readonly string[]).includes(x)) throw new Error(`unknown fault type '${x}' (expected ${FAULT_TYPES.join(', ')})`);
+      return x as FaultType;
+    });
+    const rates = parseList(str(v, 'rates')!, 'rates', parseRate);
+    if (v.trials === undefined) throw new UsageError('--trials is required');
+    const trials = int(v, 'trials', 1, 1e7);
+    const seed = int(v, 'seed', 0, Number.MAX_SAFE_INTEGER);
+    const sampling = choice(v, 'sampling', ['exact', 'bernoulli'] as const);
+    const rateUnit = choice(v, 'rate-unit', ['bit', 'weight'] as const);
+    let shard = { index: 0, count: 1 };
+    const sh = str(v, 'shard');
+    if (sh !== undefined) {
+      const m = /^(\d+)\/(\d+)$/.exec(sh);
+      if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw new UsageError(`--shard expects i/N with 0 <= i < N, got '${sh}'`);
+      shard = { index: Number(m[1]), count: Number(m[2]) };
+    }
+    let targets = ['all'];
+    const ft = str(v, 'fault-targets');
+    if (ft !== undefined) {
+      let layers = '*', bits = '*';
+      for (const part of ft.split(';')) {
+        const [k, val] = part.split('=');
+        if (k === 'layers' && val) layers = val;
+        else if (k === 'bits' && val) {
+          if (!/^\d+(\+\d+)*$/.test(val)) throw new UsageError(`--fault-targets: bits must be like 3 or 0+1, got '${val}'`);
+          bits = val;
+        } else throw new UsageError(`--fault-targets expects 'layers=a+b' and/or 'bits=0+1', got '${ft}'`);
+      }
+      targets = [`targets:${layers}/${bits}`];
+    }
+    const byLayer = flag(v, 'by-layer'), byBit = flag(v, 'by-bit');
+    if ([byLayer, byBit, ft !== undefined].filter(Boolean).length > 1) throw new UsageError('--by-layer, --by-bit and --fault-targets exclude each other');
+    const limit = v.limit !== undefined ? int(v, 'limit', 1, 1e9) : undefined;
+    const dataDir = str(v, 'data-dir');
+    const r = await runCampaign({ model, faults, rates, trials, out, seed, sampling, rateUnit, targets, byLayer, byBit, shard, quiet: flag(v, 'quiet'), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) });
+    if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: r.settings, ran: r.ran, skipped: r.skipped, summary: r.rows }, null, 2) + '\n');
+    else process.stdout.write(`${r.ran} trials run, ${r.skipped} already in ${out} (${r.seconds.toFixed(1)} s)\n${formatSummary(r.rows)}\n`);
+    return 0;
+  },
+};
+
+export const summaryCommand: CommandSpec = {
+  name: 'summary',
+  summary: 'Summarise campaign results (merging shards): per (fault type, rate) mean, std, 95% t-interval, min, max; --baseline gives paired differences.',
+  usage: 'flatenn summary results.jsonl [more.jsonl ...] [--baseline other.jsonl] [--json]',
+  positionals: true,
+  options: {
+    baseline: { type: 'string', arg: '<file>', description: 'paired comparison against another campaign with the same fault maps' },
+    json: { type: 'boolean', description: 'print as JSON' },
+  },
+  run(v, files) {
+    if (files.length === 0) throw new UsageError('give at least one results file');
+    for (const f of files) if (!fs.existsSync(f)) throw new Error(`${f}: no such file`);
+    const a = mergeResults(files.map((p) => ({ path: p, file: readResults(p) })));
+    const base = str(v, 'baseline');
+    if (base !== undefined) {
+      const b = mergeResults([{ path: base, file: readResults(base) }]);
+      if (a.settings.layoutHash !== b.settings.layoutHash) throw new Error(`${base}: layout ${b.settings.layoutHash} differs from ${a.settings.layoutHash}: the fault maps are not shared, so trials cannot be paired`);
+      for (const k of ['seed', 'sampling', 'rateUnit', 'images'] as const) if (a.settings[k] !== b.settings[k]) throw new Error(`${base}: ${k} differs (${a.settings[k]} vs ${b.settings[k]}): trials cannot be paired`);
+      const rows = pairedRows(a, b);
+      if (flag(v, 'json')) process.stdout.write(JSON.stringify({ a: files, b: base, paired: rows }, null, 2) + '\n');
+      else process.stdout.write(`A = ${files.join(', ')} (${a.settings.model})\nB = ${base} (${b.settings.model})\n${formatPaired(rows)}\n`);
+      return 0;
+    }
+    const rows = summaryRows(a.settings, a.records);
+    const expected = a.settings.targets.length * a.settings.faults.length * a.settings.rates.length * a.settings.trials;
+    if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: a.settings, trials: a.records.length, expected, summary: rows }, null, 2) + '\n');
+    else process.stdout.write(`${a.settings.arch} ${a.settings.model}\n${a.records.length} of ${expected} trials\n${formatSummary(rows)}\n`);
+    return 0;
+  },
+};
