@@ -1,4 +1,37 @@
-// Public library API (re-exports only).
+// Public library API (re-exports only). CommonJS and ES module consumers both
+// import it as `flatenn`.
 export { engineInfo, setIsa, getIsa, bestIsa, availableIsas, setThreads, getThreads, withIsa } from './native/info';
 export type { EngineInfo } from './native/info';
 export type { IsaName, KernelInfo } from './native/binding';
+export { Tensor } from './tensor/tensor';
+export type { DType } from './tensor/tensor';
+
+// data
+export { loadDataset, subset, splitValidation, datasetInfo } from './data/dataset';
+export type { ImageDataset, DatasetName, Split } from './data/dataset';
+export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors } from './io/safetensors';
+
+// models and training
+export { lenet5, resnet18, buildGraph, ARCHS } from './nn/graph';
+export type { Graph, GraphNode, Arch } from './nn/graph';
+export { Model } from './nn/model';
+export type { QuantConfig } from './nn/model';
+export { defaultConfig, validateConfig } from './train/config';
+export type { TrainConfig } from './train/config';
+export { Trainer, createModel, evaluate } from './train/trainer';
+export type { EpochStats, EvalResult } from './train/trainer';
+export { trainModel } from './train/run';
+export type { TrainRunOptions, TrainRunResult } from './train/run';
+export { saveCheckpoint, loadCheckpoint, resumeTrainer } from './train/checkpoint';
+
+// int4 engine, export and campaigns
+export { deployModel, exportCheckpoint } from './deploy/export';
+export { readDeployed } from './deploy/format';
+export type { DeployedModel, DeployedMeta, LayerLayout } from './deploy/format';
+export { Engine } from './engine/engine';
+export { runCampaign } from './campaign/campaign';
+export type { CampaignOptions, CampaignResult } from './campaign/campaign';
+export { FaultSpace, parseRate, FAULT_TYPES } from './campaign/faults';
+export type { FaultType, FaultTargets } from './campaign/faults';
+export { readResults, mergeResults, summaryRows, pairedRows } from './campaign/results';
+export { summarize, tQuantile } from './stats/t';
