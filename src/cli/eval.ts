@@ -1,5 +1,8 @@
 import { loadDataset } from '../data/dataset';
-import { readSafetensors } from '../io/safetensors';
+import { decodeSafetensors, encodeSafetensors, readSafetensors } from '../io/safetensors';
+import { deployModel } from '../deploy/export';
+import { deployedFromFile } from '../deploy/format';
+import { Engine } from '../engine/engine';
 import { checkpointMeta, loadModelTensors, CHECKPOINT_FORMAT } from '../train/checkpoint';
 import { createModel, evaluate } from '../train/trainer';
 import { validateConfig } from '../train/config';
@@ -15,6 +18,7 @@ export const evalCommand: CommandSpec = {
     split: { type: 'string', arg: '<s>', description: 'test, val (the held-out end of the training set) or train', default: 'test' },
     limit: { type: 'string', arg: '<n>', description: 'evaluate only the first n images of the split' },
     'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder (else FLATENN_DATA, then standard places)' },
+    'compare-int4': { type: 'boolean', description: 'checkpoint: also run its export on the int4 engine and report the top-1 agreement' },
     json: { type: 'boolean', description: 'print as JSON' },
   },
   async run(v) {
@@ -37,12 +41,23 @@ export const evalCommand: CommandSpec = {
     const t0 = Date.now();
     const r = evaluate(model, ds, { start, end });
     const seconds = (Date.now() - t0) / 1000;
+    let int4: { accuracy: number; agreement: number; differing: number; backend: string; sparsity: number } | undefined;
+    if (flag(v, 'compare-int4')) {
+      const d = deployModel(model, cfg.dataset);
+      const dm = deployedFromFile(decodeSafetensors(encodeSafetensors(d.tensors, { flatenn: JSON.stringify(d.meta) })), modelPath + ' (exported)', '');
+      const engine = new Engine(dm);
+      const e = engine.evaluate(dm.memory, ds.images.subarray(start * 784 * ds.channels), ds.labels.subarray(start), end - start);
+      let same = 0;
+      for (let i = 0; i < e.count; i++) if (e.predictions[i] === r.predictions[i]) same++;
+      int4 = { accuracy: e.accuracy, agreement: same / e.count, differing: e.count - same, backend: engine.backend, sparsity: e.sparsity };
+    }
     if (flag(v, 'json')) {
-      process.stdout.write(JSON.stringify({ model: modelPath, kind: 'checkpoint', arch: meta.arch, dataset: cfg.dataset, split, count: r.count, accuracy: r.accuracy, loss: r.loss, sparsity: r.sparsity, sparsityWeighted: r.sparsityWeighted, perLayerSparsity: r.perLayerSparsity, seconds }, null, 2) + '\n');
+      process.stdout.write(JSON.stringify({ model: modelPath, kind: 'checkpoint', arch: meta.arch, dataset: cfg.dataset, split, count: r.count, accuracy: r.accuracy, loss: r.loss, sparsity: r.sparsity, sparsityWeighted: r.sparsityWeighted, perLayerSparsity: r.perLayerSparsity, seconds, ...(int4 ? { int4 } : {}) }, null, 2) + '\n');
     } else {
       process.stdout.write(`${modelPath} (${meta.arch}, checkpoint, epoch ${meta.epoch}) on ${cfg.dataset} ${split} (${r.count} images)\n` +
         `accuracy ${(100 * r.accuracy).toFixed(2)}%  loss ${r.loss.toFixed(4)}  activation sparsity ${(100 * r.sparsity).toFixed(2)}% (layer mean; element-weighted ${(100 * r.sparsityWeighted).toFixed(2)}%)\n` +
-        `per layer: ${r.perLayerSparsity.map((s) => (100 * s).toFixed(1) + '%').join(' ')}\n`);
+        `per layer: ${r.perLayerSparsity.map((s) => (100 * s).toFixed(1) + '%').join(' ')}\n` +
+        (int4 ? `int4 engine (${int4.backend}): accuracy ${(100 * int4.accuracy).toFixed(2)}%, sparsity ${(100 * int4.sparsity).toFixed(2)}%, top-1 agreement with the fake-quant model ${(100 * int4.agreement).toFixed(3)}% (${int4.differing} of ${r.count} differ)\n` : ''));
     }
     return 0;
   },
