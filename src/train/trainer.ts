@@ -217,7 +217,7 @@ export class Trainer {
   }
 
   /** Runs the next epoch; calls onBatch after each step. */
-  runEpoch(onBatch?: (done: number, total: number, s: { loss: number; acc: number }) => void): EpochStats {
+  runEpoch(onBatch?: (done: number, total: number, s: { loss: number; acc: number; sparsity: number }) => void): EpochStats {
     const cfg = this.cfg, set = this.train;
     const n = this.trainIndex.length;
     const perm = permutation(cfg.seed, this.epoch, n);
@@ -234,7 +234,11 @@ export class Trainer {
       const s = this.trainStep(buf.images, buf.labels, cnt);
       lossSum += s.loss * cnt; correct += s.correct; seen += cnt;
       for (let i = 0; i < sites; i++) { zeros[i]! += s.zeros[i]!; elems[i]! += s.elems[i]!; }
-      onBatch?.(seen, n, { loss: lossSum / seen, acc: correct / seen });
+      if (onBatch) {
+        let sp = 0;
+        for (let i = 0; i < sites; i++) sp += elems[i]! > 0 ? zeros[i]! / elems[i]! : 0;
+        onBatch(seen, n, { loss: lossSum / seen, acc: correct / seen, sparsity: sites ? sp / sites : 0 });
+      }
     }
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     this.epoch++;
