@@ -1,0 +1,209 @@
+// Fault-campaign throughput of a deployed LeNet-5 on the int4 engine beside
+// PyTorch (bench/torch_lenet.py campaign), and the memory of a long campaign.
+// One trial = a fresh fault map (bit flips at 1% of the 4 * weights cells) on
+// the weight memory + evaluation of all 10,000 FashionMNIST test images.
+//   node dist/bench/campaign.js [--threads N] [--trials N] [--rss-trials N] [--model deployed.safetensors] [--quick] [--json]
+// Goal (the issue): >= 10x PyTorch trials/s; RSS flat over a 1,000-trial campaign.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { runCampaign } from '../src/campaign/campaign';
+import type { CampaignSettings } from '../src/campaign/results';
+import { CampaignExecutor, type TrialJob } from '../src/campaign/runner';
+import { loadDataset } from '../src/data/dataset';
+import { deployModel } from '../src/deploy/export';
+import { readDeployed, type DeployedModel } from '../src/deploy/format';
+import { Engine } from '../src/engine/engine';
+import { writeSafetensors } from '../src/io/safetensors';
+import { setThreads } from '../src/native/info';
+import { defaultConfig } from '../src/train/config';
+import { Trainer } from '../src/train/trainer';
+import {
+  field, median, messageOf, nonNegativeInt, nowSeconds, parseArgs, positiveInt, printRows, runTorch, timeCalls, type Row,
+} from './common';
+
+export interface CampaignBenchOptions {
+  threads: number;
+  /** Timed trials for trials/s (default 10; quick 3), after `warmup` untimed ones (default 1). */
+  trials?: number;
+  warmup?: number;
+  /** Trials of the memory run through runCampaign (default 1000; quick 60; 0 skips it). */
+  rssTrials?: number;
+  /** Sample the RSS every this many trials (default 5). */
+  rssEvery?: number;
+  /** A deployed model file; without it a LeNet-5 is trained for one short epoch and deployed. */
+  model?: string;
+  /** Training images of that short epoch (default 10000; quick 2560). */
+  trainImages?: number;
+  /** Fraction of cells flipped per trial (default 0.01). */
+  rate?: number;
+  quick?: boolean;
+  dataDir?: string;
+  python?: string;
+  noTorch?: boolean;
+  log?: (s: string) => void;
+}
+
+const MiB = 1024 * 1024;
+
+/** Trains LeNet-5 for one epoch over `images` training images and writes the deployed model to `file`. */
+async function trainAndDeploy(file: string, images: number, dataDir: string | undefined, log: (s: string) => void): Promise<void> {
+  const train = await loadDataset('fashion-mnist', 'train', dataDir ? { dataDir } : {});
+  const cfg = { ...defaultConfig('lenet5'), epochs: 1, limitTrain: images };
+  const t0 = nowSeconds();
+  const trainer = new Trainer(cfg, train);
+  const st = trainer.runEpoch();
+  log(`campaign: trained LeNet-5 on ${st.images} images in ${(nowSeconds() - t0).toFixed(1)} s (train accuracy ${(100 * st.accuracy).toFixed(1)}%)`);
+  const d = deployModel(trainer.model, 'fashion-mnist', { epoch: 1 });
+  await writeSafetensors(file, d.tensors, { flatenn: JSON.stringify(d.meta) });
+}
+
+interface RssStats { trials: number; window: number; firstPeakMiB: number; lastPeakMiB: number; growthMiB: number; maxRssMiB: number; trialsPerS: number; samples: number }
+
+/** A runCampaign of `trials` trials (worker thread, results file), sampling this process's RSS. */
+async function rssCampaign(modelFile: string, outFile: string, trials: number, every: number, rate: number, dataDir: string | undefined): Promise<RssStats> {
+  const samples: { trial: number; rss: number }[] = [];
+  const t0 = nowSeconds();
+  const r = await runCampaign({
+    model: modelFile, faults: ['bitflip'], rates: [rate], trials, out: outFile, seed: 2, quiet: true,
+    ...(dataDir ? { dataDir } : {}),
+    onTrial: (_rec, done) => { if (done === 1 || done % every === 0 || done === trials) samples.push({ trial: done, rss: process.memoryUsage().rss }); },
+  });
+  const seconds = nowSeconds() - t0;
+  if (r.ran !== trials) throw new Error(`the memory campaign ran ${r.ran} of ${trials} trials`);
+  const window = Math.max(1, Math.round(trials / 10));
+  const peak = (xs: { rss: number }[]) => Math.max(...xs.map((s) => s.rss)) / MiB;
+  const first = samples.filter((s) => s.trial <= window), last = samples.filter((s) => s.trial > trials - window);
+  const firstPeakMiB = peak(first), lastPeakMiB = peak(last.length ? last : samples.slice(-1));
+  return {
+    trials, window, firstPeakMiB, lastPeakMiB, growthMiB: lastPeakMiB - firstPeakMiB,
+    maxRssMiB: process.resourceUsage().maxRSS / 1024, trialsPerS: trials / seconds, samples: samples.length,
+  };
+}
+
+export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
+  const threads = positiveInt(o.threads, 'threads', 1);
+  const trials = positiveInt(o.trials, 'trials', o.quick ? 3 : 10);
+  const warmup = nonNegativeInt(o.warmup, 'warmup', 1);
+  const every = positiveInt(o.rssEvery, 'rssEvery', 5);
+  const trainImages = positiveInt(o.trainImages, 'trainImages', o.quick ? 2560 : 10000);
+  const rate = o.rate ?? 0.01;
+  if (!(rate >= 0 && rate <= 1)) throw new RangeError(`rate must be in [0, 1], got ${rate}`);
+  const log = o.log ?? (() => {});
+  const rows: Row[] = [];
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flatenn-bench-'));
+  let backend = '?';
+  let flatennError: string | undefined;
+  let speed: { trialsPerS: number; medianS: number; cleanAccuracy: number; meanAccuracy: number; faultyCells: number } | undefined;
+  let rss: RssStats | undefined;
+  let rssTrials = 0, rssNote = '';
+  try {
+    setThreads(threads);
+    let modelFile = o.model;
+    if (!modelFile) {
+      modelFile = path.join(tmp, 'lenet5-deployed.safetensors');
+      await trainAndDeploy(modelFile, trainImages, o.dataDir, log);
+    }
+    const model: DeployedModel = await readDeployed(modelFile);
+    if (model.meta.dataset !== 'fashion-mnist') throw new RangeError(`${modelFile} is a ${model.meta.arch} model for ${model.meta.dataset}; this benchmark runs FashionMNIST`);
+    backend = new Engine(model).backend;
+    const test = await loadDataset('fashion-mnist', 'test', o.dataDir ? { dataDir: o.dataDir } : {});
+    const settings: CampaignSettings = {
+      model: path.resolve(modelFile), modelSha256: model.hash, layoutHash: model.meta.layoutHash, arch: model.meta.arch,
+      dataset: model.meta.dataset, split: 'test', images: test.count, faults: ['bitflip'], rates: [rate],
+      trials: warmup + trials, seed: 1, sampling: 'exact', rateUnit: 'bit', targets: ['all'],
+    };
+    const exec = new CampaignExecutor(model, settings, { images: test.images, labels: test.labels, count: test.count });
+    const clean = new Engine(model).evaluate(model.memory, test.images, test.labels, test.count);
+    log(`campaign: flatenn, ${model.meta.cells} cells, ${backend} engine, ${threads} thread(s), ${warmup} warm-up + ${trials} timed trials of ${test.count} images`);
+    const accs: number[] = [];
+    let faultyCells = 0;
+    const samples = await timeCalls(warmup, trials, (t) => {
+      const job: TrialJob = { target: 'all', trial: t, fault: 'bitflip', rate };
+      const r = exec.run(job);
+      accs.push(r.accuracy);
+      faultyCells = r.faultyCells;
+    });
+    const med = median(samples);
+    speed = { trialsPerS: 1 / med, medianS: med, cleanAccuracy: clean.accuracy, meanAccuracy: accs.reduce((a, b) => a + b, 0) / accs.length, faultyCells };
+
+    // A reference (JS) engine takes seconds per trial: a 1,000-trial run would take hours, so
+    // unless asked for explicitly it runs a short memory campaign and says so.
+    rssTrials = nonNegativeInt(o.rssTrials, 'rssTrials', o.quick ? 60 : backend === 'native' ? 1000 : 60);
+    if (o.rssTrials === undefined && backend !== 'native' && !o.quick) rssNote = `reference engine: ${rssTrials} trials instead of 1000`;
+    if (rssTrials > 0) {
+      log(`campaign: memory run, ${rssTrials} trials through runCampaign (RSS sampled every ${every})`);
+      rss = await rssCampaign(modelFile, path.join(tmp, 'rss.jsonl'), rssTrials, every, rate, o.dataDir);
+    }
+  } catch (e) {
+    flatennError = `flatenn side failed: ${messageOf(e)}`;
+    log(`campaign: ${flatennError}`);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+
+  let torch: Awaited<ReturnType<typeof runTorch>> | undefined;
+  if (!o.noTorch) {
+    const args = ['campaign', '--threads', String(threads), '--trials', String(trials), '--warmup', String(warmup), '--rate', String(rate)];
+    if (o.dataDir) args.push('--data-dir', o.dataDir);
+    log(`campaign: PyTorch: ${args.join(' ')}`);
+    torch = await runTorch(args, o.python ? { python: o.python } : {});
+    if (!torch.ok) log(`campaign: ${torch.error}`);
+  }
+  const tRate = field(torch?.data, 'trial.trials_per_s');
+  const torchNote = torch && !torch.ok ? torch.error : torch?.ok ? `torch ${String(torch.data?.torch)}` : 'PyTorch skipped';
+
+  const speedRow: Row = {
+    bench: 'campaign', case: `trial: fresh bit-flip map (${+(100 * rate).toPrecision(4)}% of cells) + 10,000 test images`,
+    metric: 'trials/s', threads, goal: '>= 10x PyTorch', backend,
+  };
+  if (speed) {
+    speedRow.flatenn = speed.trialsPerS;
+    speedRow.flatennTrialMs = 1000 * speed.medianS;
+    speedRow.cleanAccuracy = speed.cleanAccuracy;
+    speedRow.meanFaultyAccuracy = speed.meanAccuracy;
+    speedRow.faultyCells = speed.faultyCells;
+  }
+  if (tRate !== undefined) { speedRow.pytorch = tRate; speedRow.pytorchTrialMs = 1000 / tRate; }
+  if (speed && tRate !== undefined) { speedRow.ratio = speed.trialsPerS / tRate; speedRow.pass = speedRow.ratio >= 10; }
+  speedRow.notes = [flatennError, torchNote].filter(Boolean).join('; ');
+  rows.push(speedRow);
+
+  if (rss) {
+    rows.push({
+      bench: 'campaign', case: `runCampaign, ${rss.trials} trials (worker thread, results file)`, metric: 'trials/s',
+      flatenn: rss.trialsPerS, threads, backend, notes: 'includes model/data loading and the worker start',
+    });
+    const flat = rss.growthMiB <= Math.max(8, 0.05 * rss.firstPeakMiB);
+    rows.push({
+      bench: 'campaign', case: `peak RSS, trials 1-${rss.window} vs last ${rss.window} of ${rss.trials}`, metric: 'MiB',
+      flatenn: rss.lastPeakMiB, firstPeakMiB: rss.firstPeakMiB, lastPeakMiB: rss.lastPeakMiB, growthMiB: rss.growthMiB,
+      maxRssMiB: rss.maxRssMiB, rssSamples: rss.samples, goal: 'flat (growth <= max(8 MiB, 5%))', pass: flat, threads, backend,
+      ...(rssNote ? { notes: rssNote } : {}),
+    });
+  } else if (rssTrials > 0 || flatennError) {
+    rows.push({ bench: 'campaign', case: 'peak RSS of a long campaign', metric: 'MiB', goal: 'flat', threads, notes: flatennError ?? 'not run' });
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2), {
+    threads: 'number', trials: 'number', warmup: 'number', 'rss-trials': 'number', 'rss-every': 'number', model: 'string',
+    'train-images': 'number', rate: 'number', quick: 'boolean', 'data-dir': 'string', python: 'string', 'no-torch': 'boolean', json: 'boolean',
+  });
+  const opt = <T>(k: string, name: string): Record<string, T> => (a[k] !== undefined ? { [name]: a[k] as T } : {});
+  const rows = await campaignBench({
+    threads: positiveInt(a.threads, '--threads', os.availableParallelism()),
+    quick: !!a.quick, noTorch: !!a['no-torch'], log: (s) => console.error(s),
+    ...opt<number>('trials', 'trials'), ...opt<number>('warmup', 'warmup'), ...opt<number>('rss-trials', 'rssTrials'),
+    ...opt<number>('rss-every', 'rssEvery'), ...opt<string>('model', 'model'), ...opt<number>('train-images', 'trainImages'),
+    ...opt<number>('rate', 'rate'), ...opt<string>('data-dir', 'dataDir'), ...opt<string>('python', 'python'),
+  });
+  if (a.json) console.log(JSON.stringify(rows, null, 2));
+  else printRows(rows);
+}
+
+if (require.main === module) {
+  main().catch((e: unknown) => { console.error(messageOf(e)); process.exitCode = e instanceof RangeError ? 2 : 1; });
+}

@@ -1,0 +1,161 @@
+// `npm run bench`: every benchmark module that exists (kernel benchmarks
+// bench/gemm.ts `gemmBench`, bench/qgemm.ts `qgemmBench`, then training and
+// campaigns beside PyTorch), all rows written to bench/results/latest.json
+// with the machine they ran on, and printed as markdown tables.
+//   node dist/bench/run.js [--quick] [--threads N] [--only train,campaign] [--out file.json] [--no-torch]
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { nativeEngineAvailable } from '../src/engine/native-engine';
+import { engineInfo } from '../src/native/info';
+import { campaignBench } from './campaign';
+import { markdownTable, messageOf, parseArgs, positiveInt, printRows, ROOT, type Row } from './common';
+import { trainBench } from './train';
+
+export interface RunOptions {
+  quick?: boolean;
+  threads?: number;
+  /** Module names to run (default: all that exist). */
+  only?: string[];
+  out?: string;
+  noTorch?: boolean;
+  dataDir?: string;
+  python?: string;
+  log?: (s: string) => void;
+}
+
+export interface BenchReport {
+  date: string;
+  quick: boolean;
+  machine: { cpu: string; nproc: number; cpus: number; memoryGiB: number; os: string; arch: string };
+  loadAverage: { before: number[]; after: number[] };
+  node: string;
+  threads: number;
+  isa: string | null;
+  bestIsa: string | null;
+  cpuFeatures: unknown;
+  addon: string | null;
+  int4Engine: 'native' | 'reference';
+  commit: string | null;
+  modules: { name: string; status: 'ran' | 'missing' | 'failed'; seconds?: number; error?: string }[];
+  rows: Row[];
+}
+
+type BenchFn = (o: { threads: number; quick?: boolean; log?: (s: string) => void }) => Promise<unknown> | unknown;
+
+/** A benchmark function written by someone else, loaded if its module exists (dist/bench/<file>.js). */
+function optionalBench(file: string, fn: string): BenchFn | 'missing' | Error {
+  const p = path.join(__dirname, `${file}.js`);
+  if (!fs.existsSync(p)) return 'missing';
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require(p) as Record<string, unknown>;
+    const f = mod[fn];
+    return typeof f === 'function' ? (f as BenchFn) : new Error(`${file}.js does not export a function ${fn}`);
+  } catch (e) {
+    return new Error(`cannot load ${file}.js: ${messageOf(e)}`);
+  }
+}
+
+/** Whatever a foreign benchmark returned, as rows of this report. */
+function asRows(bench: string, v: unknown): Row[] {
+  const items = Array.isArray(v) ? v : v && typeof v === 'object' && Array.isArray((v as { rows?: unknown }).rows) ? (v as { rows: unknown[] }).rows : [];
+  return items.filter((r): r is Record<string, unknown> => !!r && typeof r === 'object').map((r) => ({
+    ...r, bench: typeof r.bench === 'string' ? r.bench : bench,
+    case: typeof r.case === 'string' ? r.case : typeof r.name === 'string' ? r.name : '',
+    metric: typeof r.metric === 'string' ? r.metric : typeof r.unit === 'string' ? r.unit : '',
+  }));
+}
+
+function gitCommit(): string | null {
+  try {
+    return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+export async function runBenchmarks(o: RunOptions = {}): Promise<BenchReport> {
+  const log = o.log ?? ((s: string) => console.error(s));
+  const threads = positiveInt(o.threads, 'threads', os.availableParallelism());
+  const quick = !!o.quick;
+  let info: ReturnType<typeof engineInfo> | null = null;
+  try { info = engineInfo(); } catch (e) { log(`bench: native addon unavailable (${messageOf(e)})`); }
+  const report: BenchReport = {
+    date: new Date().toISOString(), quick,
+    machine: { cpu: os.cpus()[0]?.model ?? 'unknown', nproc: os.availableParallelism(), cpus: os.cpus().length, memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1), os: `${os.type()} ${os.release()}`, arch: os.arch() },
+    loadAverage: { before: os.loadavg(), after: [] }, node: process.version, threads,
+    isa: info?.isa ?? null, bestIsa: info?.bestIsa ?? null, cpuFeatures: info?.cpu ?? null, addon: info?.addonPath ?? null,
+    int4Engine: nativeEngineAvailable() ? 'native' : 'reference', commit: gitCommit(), modules: [], rows: [],
+  };
+  const want = (name: string) => !o.only || o.only.includes(name);
+  const common = { threads, quick, log, ...(o.dataDir ? { dataDir: o.dataDir } : {}), ...(o.python ? { python: o.python } : {}), ...(o.noTorch ? { noTorch: true } : {}) };
+  const modules: { name: string; run: BenchFn | 'missing' | Error }[] = [
+    { name: 'gemm', run: optionalBench('gemm', 'gemmBench') },
+    { name: 'qgemm', run: optionalBench('qgemm', 'qgemmBench') },
+    { name: 'train', run: (x) => trainBench({ ...common, ...x }) },
+    { name: 'campaign', run: (x) => campaignBench({ ...common, ...x }) },
+  ];
+  for (const m of modules) {
+    if (!want(m.name)) continue;
+    if (m.run === 'missing') { report.modules.push({ name: m.name, status: 'missing' }); log(`bench: ${m.name}: no module, skipped`); continue; }
+    if (m.run instanceof Error) { report.modules.push({ name: m.name, status: 'failed', error: m.run.message }); log(`bench: ${m.name}: ${m.run.message}`); continue; }
+    log(`bench: ${m.name} ...`);
+    const t0 = Date.now();
+    try {
+      const rows = asRows(m.name, await m.run({ threads, quick, log }));
+      report.rows.push(...rows);
+      report.modules.push({ name: m.name, status: 'ran', seconds: (Date.now() - t0) / 1000 });
+    } catch (e) {
+      report.modules.push({ name: m.name, status: 'failed', seconds: (Date.now() - t0) / 1000, error: messageOf(e) });
+      log(`bench: ${m.name} failed: ${messageOf(e)}`);
+    }
+  }
+  report.loadAverage.after = os.loadavg();
+  const out = o.out ?? path.join(ROOT, 'bench', 'results', 'latest.json');
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const tmp = `${out}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(report, null, 2) + '\n');
+  fs.renameSync(tmp, out);
+  log(`bench: wrote ${path.relative(process.cwd(), out) || out}`);
+  return report;
+}
+
+export function printReport(r: BenchReport, print: (s: string) => void = console.log): void {
+  const la = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ');
+  print(`## flatenn benchmarks${r.quick ? ' (quick)' : ''}\n`);
+  print(markdownTable(['', ''], [
+    ['date', r.date],
+    ['machine', `${r.machine.cpu}, ${r.machine.nproc} CPUs, ${r.machine.memoryGiB} GiB, ${r.machine.os}`],
+    ['load average (before / after)', `${la(r.loadAverage.before)} / ${la(r.loadAverage.after)}`],
+    ['node', r.node],
+    ['threads', String(r.threads)],
+    ['ISA', r.isa ? `${r.isa} (best ${r.bestIsa})` : 'addon not loaded'],
+    ['int4 engine backend', r.int4Engine],
+    ['commit', r.commit ?? '?'],
+    ['modules', r.modules.map((m) => `${m.name}: ${m.status}${m.seconds !== undefined ? ` (${m.seconds.toFixed(0)} s)` : ''}`).join(', ')],
+  ]));
+  printRows(r.rows, print);
+  for (const m of r.modules) if (m.error) print(`- ${m.name}: ${m.error}`);
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2), { quick: 'boolean', threads: 'number', only: 'string', out: 'string', 'no-torch': 'boolean', 'data-dir': 'string', python: 'string' });
+  const only = typeof a.only === 'string' ? a.only.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  const known = ['gemm', 'qgemm', 'train', 'campaign'];
+  for (const n of only ?? []) if (!known.includes(n)) throw new RangeError(`--only: unknown benchmark '${n}' (known: ${known.join(', ')})`);
+  const r = await runBenchmarks({
+    quick: !!a.quick, noTorch: !!a['no-torch'],
+    ...(a.threads !== undefined ? { threads: a.threads as number } : {}),
+    ...(only ? { only } : {}),
+    ...(typeof a.out === 'string' ? { out: a.out } : {}),
+    ...(typeof a['data-dir'] === 'string' ? { dataDir: a['data-dir'] } : {}),
+    ...(typeof a.python === 'string' ? { python: a.python } : {}),
+  });
+  printReport(r);
+}
+
+if (require.main === module) {
+  main().catch((e: unknown) => { console.error(messageOf(e)); process.exitCode = e instanceof RangeError ? 2 : 1; });
+}

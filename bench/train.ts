@@ -1,0 +1,120 @@
+// Training throughput of LeNet-5 (4-bit QAT, batch 128, real FashionMNIST
+// batches): flatenn's Trainer.trainStep beside the same network in PyTorch
+// (bench/torch_lenet.py train), with the same thread count.
+//   node dist/bench/train.js [--threads N] [--steps N] [--warmup N] [--quick] [--json]
+// Goals (the issue): >= 2x PyTorch images/s; a SAQ step <= 2.1x a conventional step.
+import * as os from 'node:os';
+import { loadDataset, type ImageDataset } from '../src/data/dataset';
+import { setThreads } from '../src/native/info';
+import { defaultConfig } from '../src/train/config';
+import { gatherBatch, Trainer } from '../src/train/trainer';
+import { permutation } from '../src/util/rng';
+import {
+  field, median, messageOf, nonNegativeInt, parseArgs, positiveInt, printRows, runTorch, timeCalls, type Row,
+} from './common';
+
+export interface TrainBenchOptions {
+  threads: number;
+  /** Timed steps per mode (default 20; quick 5). */
+  steps?: number;
+  /** Untimed steps first (default 5; quick 2). */
+  warmup?: number;
+  quick?: boolean;
+  /** SAQ neighbourhood size (the timing does not depend on it). */
+  rho?: number;
+  dataDir?: string;
+  /** The Python with torch (default /usr/bin/python3). */
+  python?: string;
+  /** Skip the PyTorch side. */
+  noTorch?: boolean;
+  log?: (s: string) => void;
+}
+
+const BATCH = 128;
+
+interface ModeTiming { medianS: number; imagesPerS: number; samples: number[] }
+
+/** Times Trainer.trainStep on consecutive shuffled batches (batch gathering included, as in the PyTorch twin). */
+async function timeFlatenn(train: ImageDataset, rho: number, warmup: number, steps: number): Promise<ModeTiming> {
+  const cfg = { ...defaultConfig('lenet5'), saqRho: rho, epochs: 1 };
+  const trainer = new Trainer(cfg, train);
+  const per = train.channels * train.height * train.width;
+  const perm = permutation(cfg.seed, 0, train.count);
+  const buf = { images: new Uint8Array(BATCH * per), labels: new Uint8Array(BATCH) };
+  const batches = Math.floor(train.count / BATCH);
+  const samples = await timeCalls(warmup, steps, (i) => {
+    const b = i % batches;
+    const n = gatherBatch(train, perm, b * BATCH, (b + 1) * BATCH, buf);
+    const s = trainer.trainStep(buf.images, buf.labels, n);
+    if (!Number.isFinite(s.loss)) throw new Error(`training diverged (loss ${s.loss}) at step ${i}`);
+  });
+  const med = median(samples);
+  return { medianS: med, imagesPerS: BATCH / med, samples };
+}
+
+export async function trainBench(o: TrainBenchOptions): Promise<Row[]> {
+  const threads = positiveInt(o.threads, 'threads', 1);
+  const steps = positiveInt(o.steps, 'steps', o.quick ? 5 : 20);
+  const warmup = nonNegativeInt(o.warmup, 'warmup', o.quick ? 2 : 5);
+  const rho = o.rho ?? 0.1;
+  const log = o.log ?? (() => {});
+
+  let conv: ModeTiming | undefined, saq: ModeTiming | undefined, flatennError: string | undefined;
+  try {
+    setThreads(threads);
+    const train = await loadDataset('fashion-mnist', 'train', o.dataDir ? { dataDir: o.dataDir } : {});
+    log(`train: flatenn, ${threads} thread(s), ${warmup} warm-up + ${steps} timed steps per mode`);
+    conv = await timeFlatenn(train, 0, warmup, steps);
+    saq = await timeFlatenn(train, rho, warmup, steps);
+  } catch (e) {
+    flatennError = `flatenn side failed: ${messageOf(e)}`;
+    log(`train: ${flatennError}`);
+  }
+
+  let torch: Awaited<ReturnType<typeof runTorch>> | undefined;
+  if (!o.noTorch) {
+    const args = ['train', '--threads', String(threads), '--steps', String(steps), '--warmup', String(warmup), '--rho', String(rho)];
+    if (o.dataDir) args.push('--data-dir', o.dataDir);
+    log(`train: PyTorch: ${args.join(' ')}`);
+    torch = await runTorch(args, o.python ? { python: o.python } : {});
+    if (!torch.ok) log(`train: ${torch.error}`);
+  }
+  const tConv = field(torch?.data, 'conventional.images_per_s');
+  const tSaq = field(torch?.data, 'saq.images_per_s');
+  const tStepRatio = field(torch?.data, 'saq_over_conventional');
+  const torchNote = torch && !torch.ok ? torch.error : torch?.ok ? `torch ${String(torch.data?.torch)}` : 'PyTorch skipped';
+  const notes = [flatennError, torchNote].filter(Boolean).join('; ');
+
+  const speedRow = (name: string, f: ModeTiming | undefined, t: number | undefined): Row => {
+    const r: Row = { bench: 'train', case: `LeNet-5 ${name} step, batch ${BATCH}`, metric: 'images/s', threads, goal: '>= 2x PyTorch' };
+    if (f) { r.flatenn = f.imagesPerS; r.flatennStepMs = 1000 * f.medianS; }
+    if (t !== undefined) { r.pytorch = t; r.pytorchStepMs = (1000 * BATCH) / t; }
+    if (f && t !== undefined) { r.ratio = f.imagesPerS / t; r.pass = r.ratio >= 2; }
+    if (notes) r.notes = notes;
+    return r;
+  };
+  const ratioRow: Row = { bench: 'train', case: 'SAQ step time / conventional step time', metric: 'ratio', threads, goal: 'flatenn <= 2.1' };
+  if (conv && saq) { ratioRow.flatenn = saq.medianS / conv.medianS; ratioRow.pass = ratioRow.flatenn <= 2.1; }
+  if (tStepRatio !== undefined) ratioRow.pytorch = tStepRatio;
+  if (notes) ratioRow.notes = notes;
+  return [speedRow('conventional', conv, tConv), speedRow(`SAQ (rho ${rho})`, saq, tSaq), ratioRow];
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2), { threads: 'number', steps: 'number', warmup: 'number', quick: 'boolean', rho: 'number', 'data-dir': 'string', python: 'string', 'no-torch': 'boolean', json: 'boolean' });
+  const threads = positiveInt(a.threads, '--threads', os.availableParallelism());
+  const rows = await trainBench({
+    threads, quick: !!a.quick, noTorch: !!a['no-torch'], log: (s) => console.error(s),
+    ...(a.steps !== undefined ? { steps: a.steps as number } : {}),
+    ...(a.warmup !== undefined ? { warmup: a.warmup as number } : {}),
+    ...(a.rho !== undefined ? { rho: a.rho as number } : {}),
+    ...(a['data-dir'] !== undefined ? { dataDir: a['data-dir'] as string } : {}),
+    ...(a.python !== undefined ? { python: a.python as string } : {}),
+  });
+  if (a.json) console.log(JSON.stringify(rows, null, 2));
+  else printRows(rows);
+}
+
+if (require.main === module) {
+  main().catch((e: unknown) => { console.error(messageOf(e)); process.exitCode = e instanceof RangeError ? 2 : 1; });
+}
