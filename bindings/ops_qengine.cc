@@ -1,0 +1,300 @@
+// Node-API glue for the int4 engine kernels (native/kernels/qgemm.cc, qops.cc; contracts in
+// flatenn/qengine.h). Validation only. Signatures (JS):
+//   qweightsBytes(N, K): number
+//   qweightsRepack(packed: U8, bits: 2|4|8, N, K, dst: U8): string      (the ISA whose layout it wrote)
+//   qweightsFromCodes(codes: I8 [N*K], N, K, dst: U8): string
+//   qgemm(A: U8 [M*lda], M, K, lda, qw: U8, N, mode: 'int32'|'float'|'codes', out: I32|F32|U8 [M*N],
+//         layout: 'mn'|'nm', scale: F32|null, bias: F32|null, actBits, actRange): number (zero codes)
+//   qconv2d(x: U8 [B*C*H*W], B, C, H, W, qw: U8, O, kh, kw, stride, pad, mode, out [B*O*OH*OW],
+//           scale: F32|null, bias: F32|null, actBits, actRange): number
+//   maxpool2dU8(x: U8, planes, H, W, k, stride, y: U8): void
+//   globalSumU8(x: U8, planes, HW, sums: I32): void
+//   globalAvgPoolU8(x: U8, planes, HW, mul, out: F32|U8, actBits, actRange): number
+//   requantU8(y: F32, actBits, actRange, q: U8): number
+//   addRequantU8(a: U8|F32, sa, b: U8|F32, sb, actBits, actRange, q: U8): number
+//   qlinearI32(A: I32 [M*K], M, K, W: I8 [N*K], N, mode: 'float'|'codes', out, scale: F32, bias: F32, actBits, actRange): number
+// actBits in [1, 8], actRange r > 0: actScale = fl(r / (2^actBits - 1)) as in reluFakeQuant; they are
+// read (and must be valid) only in 'codes' mode.
+#include <napi.h>
+
+#include <cfloat>
+#include <cmath>
+#include <string>
+
+#include "args.h"
+#include "flatenn/qengine.h"
+
+namespace {
+
+using namespace flb;
+
+constexpr int64_t kMaxDim = int64_t(1) << 30;
+constexpr int64_t kMaxK = 65536;  // keeps |acc| < 2^31
+
+size_t mul_checked(Napi::Env env, std::initializer_list<size_t> xs, const char* what) {
+  size_t p = 1;
+  for (size_t x : xs) {
+    if (x != 0 && p > (size_t(1) << 53) / x) range_error(env, std::string(what) + " is too large");
+    p *= x;
+  }
+  return p;
+}
+
+fl::QOutMode parse_mode(const Napi::CallbackInfo& info, size_t i, bool allowInt32) {
+  Napi::Value v = arg(info, i);
+  const char* expected = allowInt32 ? "one of 'int32', 'float', 'codes'" : "one of 'float', 'codes'";
+  if (!v.IsString()) type_error(info.Env(), "mode", expected, v);
+  const std::string s = v.As<Napi::String>().Utf8Value();
+  if (s == "float") return fl::QOutMode::Float;
+  if (s == "codes") return fl::QOutMode::Codes;
+  if (s == "int32" && allowInt32) return fl::QOutMode::Int32;
+  range_error(info.Env(), std::string("Expected ") + expected + " for mode but received '" + s + "'");
+}
+
+// actScale / levels for codes mode (read from info[i], info[i+1]).
+void act_params(const Napi::CallbackInfo& info, size_t i, float* actScale, float* levels) {
+  const int bits = int(integer(info, i, "actBits", 1, 8));
+  const double r = number(info, i + 1, "actRange");
+  const float rf = float(r);
+  *levels = float((1u << bits) - 1u);
+  *actScale = rf / *levels;
+  if (!(r > 0) || !std::isfinite(rf) || !(*actScale >= FLT_MIN))
+    range_error(info.Env(), "Expected a positive finite float32 for actRange (with actRange / (2^actBits - 1) normal) but received " +
+                                std::to_string(r));
+}
+
+// Output buffer of the mode's element type holding exactly n elements.
+void* out_buffer(const Napi::CallbackInfo& info, size_t i, fl::QOutMode mode, size_t n) {
+  Napi::Env env = info.Env();
+  switch (mode) {
+    case fl::QOutMode::Int32: { I32 o = i32(info, i, "out"); exact(env, o, n, "out"); return o.data; }
+    case fl::QOutMode::Float: { F32 o = f32(info, i, "out"); exact(env, o, n, "out"); return o.data; }
+    default: { U8 o = u8(info, i, "out"); exact(env, o, n, "out"); return o.data; }
+  }
+}
+
+// scale / bias ([N] each) for float and codes modes.
+void scale_bias(const Napi::CallbackInfo& info, size_t i, fl::QOutMode mode, size_t N, fl::QOut* o) {
+  if (mode == fl::QOutMode::Int32) return;
+  F32 s = f32(info, i, "scale");
+  F32 b = f32(info, i + 1, "bias");
+  exact(info.Env(), s, N, "scale");
+  exact(info.Env(), b, N, "bias");
+  o->scale = s.data;
+  o->bias = b.data;
+}
+
+const uint8_t* weights(const Napi::CallbackInfo& info, size_t i, size_t N, size_t K) {
+  U8 qw = u8(info, i, "qw");
+  if (const char* err = fl::qweights_check(qw.data, qw.length, N, K))
+    range_error(info.Env(), std::string("Invalid qw for N = ") + std::to_string(N) + ", K = " + std::to_string(K) + ": " + err +
+                                " (repack it with qweightsRepack)");
+  return qw.data;
+}
+
+Napi::Value QweightsBytes(const Napi::CallbackInfo& info) {
+  const size_t N = size_t(integer(info, 0, "N", 1, kMaxDim)), K = size_t(integer(info, 1, "K", 1, kMaxK));
+  mul_checked(info.Env(), {N, K, 2}, "N * K");
+  return Napi::Number::New(info.Env(), double(fl::qweights_bytes(N, K)));
+}
+
+Napi::Value QweightsRepack(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  U8 packed = u8(info, 0, "packed");
+  const int bits = int(integer(info, 1, "bits", 2, 8));
+  if (bits != 2 && bits != 4 && bits != 8) range_error(env, "Expected 2, 4 or 8 for bits but received " + std::to_string(bits));
+  const size_t N = size_t(integer(info, 2, "N", 1, kMaxDim)), K = size_t(integer(info, 3, "K", 1, kMaxK));
+  const size_t nk = mul_checked(env, {N, K, 2}, "N * K") / 2;
+  need(env, packed, (nk * size_t(bits) + 7) / 8, "packed");
+  U8 dst = u8(info, 4, "dst");
+  need(env, dst, fl::qweights_bytes(N, K), "dst");
+  const fl::Isa isa = fl::qgemm_isa();
+  fl::qweights_repack(packed.data, bits, N, K, isa, dst.data);
+  return Napi::String::New(env, fl::isa_name(isa));
+}
+
+Napi::Value QweightsFromCodes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  I8 codes = i8(info, 0, "codes");
+  const size_t N = size_t(integer(info, 1, "N", 1, kMaxDim)), K = size_t(integer(info, 2, "K", 1, kMaxK));
+  exact(env, codes, mul_checked(env, {N, K, 2}, "N * K") / 2, "codes");
+  U8 dst = u8(info, 3, "dst");
+  need(env, dst, fl::qweights_bytes(N, K), "dst");
+  const fl::Isa isa = fl::qgemm_isa();
+  fl::qweights_from_codes(codes.data, N, K, 8, isa, dst.data);
+  return Napi::String::New(env, fl::isa_name(isa));
+}
+
+Napi::Value Qgemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  U8 A = u8(info, 0, "A");
+  const size_t M = size_t(integer(info, 1, "M", 0, kMaxDim));
+  const size_t K = size_t(integer(info, 2, "K", 1, kMaxK));
+  const size_t lda = size_t(integer(info, 3, "lda", int64_t(K), kMaxDim));
+  const size_t N = size_t(integer(info, 5, "N", 1, kMaxDim));
+  const uint8_t* qw = weights(info, 4, N, K);
+  if (M > 0) need(env, A, mul_checked(env, {M - 1, lda}, "M * lda") + K, "A");
+  const fl::QOutMode mode = parse_mode(info, 6, true);
+  void* out = out_buffer(info, 7, mode, mul_checked(env, {M, N}, "M * N"));
+  Napi::Value lv = arg(info, 8);
+  if (!lv.IsString()) type_error(env, "layout", "'mn' or 'nm'", lv);
+  const std::string layout = lv.As<Napi::String>().Utf8Value();
+  if (layout != "mn" && layout != "nm") range_error(env, "Expected 'mn' or 'nm' for layout but received '" + layout + "'");
+  fl::QOut o{};
+  o.mode = mode;
+  o.data = out;
+  o.P = int64_t(std::max<size_t>(M, 1));
+  o.strideImg = 0;
+  o.strideP = layout == "mn" ? int64_t(N) : 1;
+  o.strideN = layout == "mn" ? 1 : int64_t(M);
+  scale_bias(info, 9, mode, N, &o);
+  if (mode == fl::QOutMode::Codes) act_params(info, 11, &o.actScale, &o.levels);
+  if (M == 0) return Napi::Number::New(env, 0);
+  return Napi::Number::New(env, double(fl::qgemm_u8s8(A.data, M, K, lda, qw, o)));
+}
+
+Napi::Value Qconv2d(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  U8 x = u8(info, 0, "x");
+  const size_t B = size_t(integer(info, 1, "B", 0, kMaxDim)), C = size_t(integer(info, 2, "C", 1, kMaxDim));
+  const size_t H = size_t(integer(info, 3, "H", 1, kMaxDim)), W = size_t(integer(info, 4, "W", 1, kMaxDim));
+  const size_t O = size_t(integer(info, 6, "O", 1, kMaxDim));
+  const size_t kh = size_t(integer(info, 7, "kh", 1, 64)), kw = size_t(integer(info, 8, "kw", 1, 64));
+  const size_t stride = size_t(integer(info, 9, "stride", 1, 64)), pad = size_t(integer(info, 10, "pad", 0, 64));
+  if (H + 2 * pad < kh || W + 2 * pad < kw)
+    range_error(env, "The kernel (" + std::to_string(kh) + "x" + std::to_string(kw) + ") is larger than the padded input (" +
+                         std::to_string(H + 2 * pad) + "x" + std::to_string(W + 2 * pad) + ")");
+  const size_t K = mul_checked(env, {C, kh, kw}, "C * kh * kw");
+  if (K > size_t(kMaxK)) range_error(env, "Expected C * kh * kw <= 65536 but it is " + std::to_string(K));
+  const uint8_t* qw = weights(info, 5, O, K);
+  exact(env, x, mul_checked(env, {B, C, H, W}, "B * C * H * W"), "x");
+  const size_t OH = fl::conv_out(H, kh, stride, pad), OW = fl::conv_out(W, kw, stride, pad);
+  const fl::QOutMode mode = parse_mode(info, 11, true);
+  fl::QOut o{};
+  o.mode = mode;
+  o.data = out_buffer(info, 12, mode, mul_checked(env, {B, O, OH, OW}, "B * O * OH * OW"));
+  scale_bias(info, 13, mode, O, &o);
+  if (mode == fl::QOutMode::Codes) act_params(info, 15, &o.actScale, &o.levels);
+  if (B == 0) return Napi::Number::New(env, 0);
+  return Napi::Number::New(env, double(fl::qconv2d_u8(x.data, B, C, H, W, qw, kh, kw, stride, pad, o)));
+}
+
+Napi::Value Maxpool2dU8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  U8 x = u8(info, 0, "x");
+  const size_t planes = size_t(integer(info, 1, "planes", 0, kMaxDim));
+  const size_t H = size_t(integer(info, 2, "H", 1, kMaxDim)), W = size_t(integer(info, 3, "W", 1, kMaxDim));
+  const size_t k = size_t(integer(info, 4, "k", 1, 64)), s = size_t(integer(info, 5, "stride", 1, 64));
+  if (k > H || k > W) range_error(env, "Expected k <= H and k <= W but received k = " + std::to_string(k));
+  exact(env, x, mul_checked(env, {planes, H, W}, "planes * H * W"), "x");
+  U8 y = u8(info, 6, "y");
+  exact(env, y, planes * ((H - k) / s + 1) * ((W - k) / s + 1), "y");
+  fl::maxpool2d_u8(x.data, planes, H, W, k, s, y.data);
+  return env.Undefined();
+}
+
+Napi::Value GlobalSumU8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  U8 x = u8(info, 0, "x");
+  const size_t planes = size_t(integer(info, 1, "planes", 0, kMaxDim));
+  const size_t HW = size_t(integer(info, 2, "HW", 1, 1 << 23));  // 255 * 2^23 < 2^31
+  exact(env, x, mul_checked(env, {planes, HW}, "planes * HW"), "x");
+  I32 s = i32(info, 3, "sums");
+  exact(env, s, planes, "sums");
+  fl::global_sum_u8(x.data, planes, HW, s.data);
+  return env.Undefined();
+}
+
+Napi::Value GlobalAvgPoolU8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  U8 x = u8(info, 0, "x");
+  const size_t planes = size_t(integer(info, 1, "planes", 0, kMaxDim));
+  const size_t HW = size_t(integer(info, 2, "HW", 1, 1 << 23));
+  exact(env, x, mul_checked(env, {planes, HW}, "planes * HW"), "x");
+  const float mul = float(number(info, 3, "mul"));
+  Napi::Value ov = arg(info, 4);
+  if (ov.IsTypedArray() && ov.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
+    F32 o = f32(info, 4, "out");
+    exact(env, o, planes, "out");
+    return Napi::Number::New(env, double(fl::global_avgpool_u8(x.data, planes, HW, mul, o.data, nullptr, 1, 1)));
+  }
+  if (!ov.IsTypedArray() || ov.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    type_error(env, "out", "Float32Array or Uint8Array", ov);
+  U8 o = u8(info, 4, "out");
+  exact(env, o, planes, "out");
+  float as, levels;
+  act_params(info, 5, &as, &levels);
+  return Napi::Number::New(env, double(fl::global_avgpool_u8(x.data, planes, HW, mul, nullptr, o.data, as, levels)));
+}
+
+Napi::Value RequantU8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32 y = f32(info, 0, "y");
+  float as, levels;
+  act_params(info, 1, &as, &levels);
+  U8 q = u8(info, 3, "q");
+  exact(env, q, y.length, "q");
+  return Napi::Number::New(env, double(fl::requant_u8(y.data, y.length, as, levels, q.data)));
+}
+
+Napi::Value AddRequantU8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const uint8_t* c[2] = {nullptr, nullptr};
+  const float* f[2] = {nullptr, nullptr};
+  size_t len[2] = {0, 0};
+  const char* names[2] = {"a", "b"};
+  for (int t = 0; t < 2; ++t) {
+    Napi::Value v = arg(info, size_t(2 * t));
+    if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+      U8 a = u8(info, size_t(2 * t), names[t]);
+      c[t] = a.data; len[t] = a.length;
+    } else if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
+      F32 a = f32(info, size_t(2 * t), names[t]);
+      f[t] = a.data; len[t] = a.length;
+    } else {
+      type_error(env, names[t], "Uint8Array (codes) or Float32Array", v);
+    }
+  }
+  const float sa = float(number(info, 1, "sa")), sb = float(number(info, 3, "sb"));
+  if (len[1] != len[0]) range_error(env, "Expected b to hold exactly " + std::to_string(len[0]) + " elements but it has " + std::to_string(len[1]));
+  float as, levels;
+  act_params(info, 4, &as, &levels);
+  U8 q = u8(info, 6, "q");
+  exact(env, q, len[0], "q");
+  return Napi::Number::New(env, double(fl::add_requant(c[0], f[0], sa, c[1], f[1], sb, len[0], as, levels, q.data)));
+}
+
+Napi::Value QlinearI32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  I32 A = i32(info, 0, "A");
+  const size_t M = size_t(integer(info, 1, "M", 0, kMaxDim)), K = size_t(integer(info, 2, "K", 1, kMaxDim));
+  exact(env, A, mul_checked(env, {M, K}, "M * K"), "A");
+  I8 W = i8(info, 3, "W");
+  const size_t N = size_t(integer(info, 4, "N", 1, kMaxDim));
+  exact(env, W, mul_checked(env, {N, K}, "N * K"), "W");
+  const fl::QOutMode mode = parse_mode(info, 5, false);
+  fl::QOut o{};
+  void* out = out_buffer(info, 6, mode, mul_checked(env, {M, N}, "M * N"));
+  scale_bias(info, 7, mode, N, &o);
+  float as = 1, levels = 1;
+  if (mode == fl::QOutMode::Codes) act_params(info, 9, &as, &levels);
+  return Napi::Number::New(env, double(fl::qlinear_i32(A.data, M, K, W.data, N, o.scale, o.bias, mode, out, as, levels)));
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("qweightsBytes", Napi::Function::New(env, QweightsBytes, "qweightsBytes"));
+  exports.Set("qweightsRepack", Napi::Function::New(env, QweightsRepack, "qweightsRepack"));
+  exports.Set("qweightsFromCodes", Napi::Function::New(env, QweightsFromCodes, "qweightsFromCodes"));
+  exports.Set("qgemm", Napi::Function::New(env, Qgemm, "qgemm"));
+  exports.Set("qconv2d", Napi::Function::New(env, Qconv2d, "qconv2d"));
+  exports.Set("maxpool2dU8", Napi::Function::New(env, Maxpool2dU8, "maxpool2dU8"));
+  exports.Set("globalSumU8", Napi::Function::New(env, GlobalSumU8, "globalSumU8"));
+  exports.Set("globalAvgPoolU8", Napi::Function::New(env, GlobalAvgPoolU8, "globalAvgPoolU8"));
+  exports.Set("requantU8", Napi::Function::New(env, RequantU8, "requantU8"));
+  exports.Set("addRequantU8", Napi::Function::New(env, AddRequantU8, "addRequantU8"));
+  exports.Set("qlinearI32", Napi::Function::New(env, QlinearI32, "qlinearI32"));
+}
+
+Register reg(Init);
+
+}  // namespace

@@ -1,0 +1,125 @@
+// Int4 inference kernels for the fault-campaign engine (DESIGN §1-§2). No Node headers.
+//
+// GEMM contract (integer part exact on every ISA):
+//   acc[m][n] = sum_k A[m][k] * W[n][k]          A: uint8 codes, W: signed codes, int32
+// with a fused epilogue, per output element:
+//   Int32 : the accumulator itself
+//   Float : y = fl(fl(scale[n] * float(acc)) + bias[n])   (two roundings, never fused into an FMA;
+//           float(acc) is exact for |acc| <= 2^24, round-to-nearest-even beyond)
+//   Codes : q = min(round_half_even(max(y, 0) / actScale), levels) as uint8, actScale = r / levels
+//           in float32: the formula of relu_fake_quant (quant.h), so the engine and fake-quant
+//           training agree bit for bit on the codes.
+// |acc| stays below 2^31 for K <= 65536 (255 * 128 * 65536 < 2^31).
+//
+// Data layouts:
+//   Weights: b-bit packed [N][K] (DESIGN §2) are repacked once per trial, after faults, into a
+//   QwHeader + the layout of one ISA (`qweights_repack`). Padding (n >= N, k >= K) holds zeros.
+//     scalar : int8  [N][Kp]
+//     avx2   : int16 [Np/4][Kp/4][4 channels][4 k]
+//     avx512 : int8  [Np/8][Kp/4][8 channels][4 k]   (a dword = 4 consecutive k = one vpdpbusd lane)
+//   Kp = K rounded up to 4, Np = N rounded up to the channel block.
+//   Activations are packed into panels of kPanel = 48 rows (the last panel 16, 32 or 48 wide):
+//   panel p holds rows [48p, 48p + Wp) as uint8 [Kp/4][Wp][4 k], at byte offset 48 * p * Kp.
+//   Rows are padded to a multiple of 16 with zeros.
+//
+// Output addressing: element (m, n) lives at
+//   data[(m / P) * strideImg + (m % P) * strideP + n * strideN]
+// e.g. conv over G images of P = OH*OW pixels: (P, O*P, 1, P) gives NCHW; a plain [M][N]
+// row-major matrix: (M, 0, N, 1); [N][M]: (M, 0, 1, M).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "flatenn/core.h"
+
+namespace fl {
+
+constexpr uint32_t kQwMagic = 0x57514C46u;  // "FLQW"
+constexpr size_t kQwHeaderBytes = 64;
+constexpr size_t kPanel = 48;  // activation rows per panel
+
+struct QwHeader {
+  uint32_t magic;   // kQwMagic
+  uint32_t isa;     // Isa whose layout follows
+  uint32_t N, K;    // logical shape [N][K]
+  uint32_t Np, Kp;  // padded shape
+  uint32_t bits;    // width of the codes it was made from (informational)
+  uint32_t reserved[9];
+};
+static_assert(sizeof(QwHeader) == kQwHeaderBytes, "QwHeader must be 64 bytes");
+
+// The ISA qgemm runs at now: current_isa(), except AVX-512 without VNNI runs the AVX2 kernel.
+Isa qgemm_isa();
+// Channel block of an ISA's weight layout (1, 4, 8).
+size_t qweights_block(Isa isa);
+// Bytes of a repacked weight buffer, enough for the layout of any ISA.
+size_t qweights_bytes(size_t N, size_t K);
+// codes: [N][K] int8 -> dst (qweights_bytes(N, K) bytes), layout of `isa`.
+void qweights_from_codes(const int8_t* codes, size_t N, size_t K, int bits, Isa isa, uint8_t* dst);
+// packed: b-bit codes [N][K] (DESIGN §2, from bit 0 of packed[0]) -> dst, layout of `isa`.
+void qweights_repack(const uint8_t* packed, int bits, size_t N, size_t K, Isa isa, uint8_t* dst);
+// nullptr if buf (bytes long) is a valid repacked buffer of shape [N][K] whose ISA this CPU runs,
+// else a message saying what is wrong.
+const char* qweights_check(const uint8_t* buf, size_t bytes, size_t N, size_t K);
+
+enum class QOutMode : int { Int32 = 0, Float = 1, Codes = 2 };
+
+struct QOut {
+  QOutMode mode;
+  void* data;  // int32_t / float / uint8_t
+  int64_t P, strideImg, strideP, strideN;
+  const float* scale;  // [N] (Float, Codes)
+  const float* bias;   // [N] (Float, Codes)
+  float actScale;      // Codes
+  float levels;        // Codes: 2^bits - 1
+};
+
+// Bytes of the packed activation panels for M rows of K.
+size_t qpanels_bytes(size_t M, size_t K);
+// A: [M][K] row-major with row stride lda -> panels.
+void qpack_rows(const uint8_t* A, size_t M, size_t K, size_t lda, uint8_t* panels);
+// x: [G][C][H][W] uint8 -> panels of the im2col matrix [G*OH*OW][C*kh*kw] (k = (c, i, j) row-major,
+// zero padding); scratch: at least K * roundup(G*OH*OW, 16) bytes.
+void qim2col(const uint8_t* x, size_t G, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
+             uint8_t* panels, uint8_t* scratch);
+
+// One panel (rows [m0, m0 + Wp) with M the total row count) times channels [n0, n1) (n0, n1
+// multiples of the weight layout's block, n1 may be Np), with the epilogue. Adds zero codes to *zeros.
+using QPanelFn = void (*)(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
+                          size_t n0, size_t n1, const QOut& o, int64_t* zeros);
+namespace kern {
+extern Kernel<QPanelFn> u8s8_qgemm_panel;  // avx512 variant uses AVX-512 VNNI
+}
+
+// Serial GEMM over packed panels with the weights' ISA; returns the zero codes written (Codes mode).
+int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const QOut& o);
+// Parallel drivers (any thread count gives the same bits). qw must pass qweights_check.
+int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8_t* qw, const QOut& o);
+// x: [B][C][H][W] uint8 codes, weights [O][C][kh][kw] repacked as [O][C*kh*kw];
+// out: [B][O][OH][OW] (o.P etc. are set here). Returns the zero codes (Codes mode).
+int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
+                   size_t stride, size_t pad, QOut o);
+inline size_t conv_out(size_t in, size_t k, size_t stride, size_t pad) { return (in + 2 * pad - k) / stride + 1; }
+
+// ---- simple ops on codes ----------------------------------------------------
+// x: [planes][H][W] uint8 -> y: [planes][OH][OW], max over k x k windows, no padding.
+void maxpool2d_u8(const uint8_t* x, size_t planes, size_t H, size_t W, size_t k, size_t stride, uint8_t* y);
+// x: [planes][HW] uint8 -> sums: [planes] int32 (exact).
+void global_sum_u8(const uint8_t* x, size_t planes, size_t HW, int32_t* sums);
+// Global average pool: y = fl(float(sum) * mul) per plane (mul = scale / HW chosen by the caller),
+// then as float (codes == nullptr) or requantised codes. Returns zero codes.
+int64_t global_avgpool_u8(const uint8_t* x, size_t planes, size_t HW, float mul, float* yf, uint8_t* codes,
+                          float actScale, float levels);
+// ReLU + requantise floats: q = min(rhe(max(y, 0) / actScale), levels). Returns zero codes.
+int64_t requant_u8(const float* y, size_t n, float actScale, float levels, uint8_t* q);
+// Residual join: y = fl(deq(a) + deq(b)) with deq(codes) = fl(code * s), deq(float) = itself;
+// then ReLU + requantise. a / b: exactly one of the u8 / f32 pointers is non-null each.
+// Returns zero codes.
+int64_t add_requant(const uint8_t* a8, const float* af, float sa, const uint8_t* b8, const float* bf, float sb, size_t n,
+                    float actScale, float levels, uint8_t* q);
+// Linear layer on int32 activations (e.g. after global_sum_u8), plain [N][K] int8 codes:
+// acc (int64, exact) then the Float / Codes epilogue; out row-major [M][N]. Returns zero codes.
+int64_t qlinear_i32(const int32_t* A, size_t M, size_t K, const int8_t* W, size_t N, const float* scale, const float* bias,
+                    QOutMode mode, void* out, float actScale, float levels);
+
+}  // namespace fl

@@ -1,0 +1,492 @@
+// u8 x s8 -> s32 GEMM with fused epilogue, weight repacking, activation packing and im2col
+// (contracts and layouts in flatenn/qengine.h).
+//
+// Kernels, one per ISA (the integer accumulators are exact, so every variant gives the same int32
+// values; the epilogue performs the same IEEE operations in the same order):
+//   scalar : plain triple loop over the panel layout (the readable spec)
+//   avx2   : 4 channels x 8 rows per tile; u8 and s8 widened to int16 and multiplied with
+//            vpmaddwd (exact: |255 * 128 * 2| < 2^31), never the saturating vpmaddubsw
+//   avx512 : AVX-512 VNNI, 8 channels x 16*MV rows (MV = 1..3) per tile, vpdpbusd
+//            (u8 x s8 with an exact int32 sum of 4 products), 24 zmm accumulators
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "flatenn/core.h"
+#include "flatenn/qengine.h"
+#include "flatenn/quant.h"
+
+namespace fl {
+namespace {
+
+#define FL_AVX2 __attribute__((target("avx2,fma")))
+#define FL_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")))
+
+inline size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+inline int32_t load_i32(const void* p) { int32_t v; std::memcpy(&v, p, 4); return v; }
+inline int64_t load_i64(const void* p) { int64_t v; std::memcpy(&v, p, 8); return v; }
+
+// Element offset of output (m, n).
+inline int64_t out_offset(const QOut& o, size_t m, size_t n) {
+  return int64_t(m) / o.P * o.strideImg + int64_t(m) % o.P * o.strideP + int64_t(n) * o.strideN;
+}
+
+// ---- epilogue, scalar (the spec) ----------------------------------------------
+// y = fl(fl(scale * float(acc)) + bias): the empty asm keeps the product a separate,
+// rounded float so no compiler can contract it with the addition into an FMA.
+inline float affine(int32_t acc, float scale, float bias) {
+  float p = scale * float(acc);
+  __asm__("" : "+x"(p));
+  return p + bias;
+}
+// ReLU + requantise, as relu_fake_quant: max(y, 0) (NaN -> 0), divide, round half to even, clip.
+inline uint8_t requant_one(float y, float actScale, float levels) {
+  const float a = y > 0.0f ? y : 0.0f;
+  float q = std::nearbyint(a / actScale);
+  q = q < levels ? q : levels;
+  return uint8_t(q);
+}
+
+void epi_scalar(int32_t acc, size_t m, size_t n, const QOut& o, int64_t* zeros) {
+  const int64_t off = out_offset(o, m, n);
+  switch (o.mode) {
+    case QOutMode::Int32: static_cast<int32_t*>(o.data)[off] = acc; break;
+    case QOutMode::Float: static_cast<float*>(o.data)[off] = affine(acc, o.scale[n], o.bias[n]); break;
+    case QOutMode::Codes: {
+      const uint8_t q = requant_one(affine(acc, o.scale[n], o.bias[n]), o.actScale, o.levels);
+      static_cast<uint8_t*>(o.data)[off] = q;
+      *zeros += q == 0;
+      break;
+    }
+  }
+}
+
+// Writes lanes [0, valid) of a computed vector one by one (non-contiguous outputs).
+template <class T>
+void scatter_lanes(const T* lanes, size_t valid, size_t m, size_t n, const QOut& o) {
+  T* d = static_cast<T*>(o.data);
+  for (size_t l = 0; l < valid; ++l) d[out_offset(o, m + l, n)] = lanes[l];
+}
+
+// A(k, m) of a panel starting at row m0 with width Wp.
+inline uint8_t panel_at(const uint8_t* panel, size_t Wp, size_t k, size_t r) { return panel[(k / 4) * Wp * 4 + r * 4 + k % 4]; }
+
+void panel_scalar(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata, size_t n0,
+                  size_t n1, const QOut& o, int64_t* zeros) {
+  const int8_t* w = reinterpret_cast<const int8_t*>(wdata);  // [N][Kp]
+  const size_t mend = std::min(m0 + Wp, M), nend = std::min<size_t>(n1, h.N);
+  for (size_t n = n0; n < nend; ++n)
+    for (size_t m = m0; m < mend; ++m) {
+      int32_t acc = 0;
+      for (size_t k = 0; k < h.Kp; ++k) acc += int32_t(panel_at(panel, Wp, k, m - m0)) * int32_t(w[n * h.Kp + k]);
+      epi_scalar(acc, m, n, o, zeros);
+    }
+}
+
+// ---- AVX2 -----------------------------------------------------------------------
+FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, int64_t* zeros) {
+  const size_t valid = std::min<size_t>(8, M - m);
+  const int64_t mp = int64_t(m) % o.P;
+  const bool contig = o.strideP == 1 && mp + int64_t(valid) <= o.P;
+  const int64_t off = out_offset(o, m, n);
+  const __m256i lanemask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(valid)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  if (o.mode == QOutMode::Int32) {
+    if (contig) { _mm256_maskstore_epi32(static_cast<int32_t*>(o.data) + off, lanemask, acc); return; }
+    alignas(32) int32_t t[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t), acc);
+    scatter_lanes(t, valid, m, n, o);
+    return;
+  }
+  __m256 p = _mm256_mul_ps(_mm256_set1_ps(o.scale[n]), _mm256_cvtepi32_ps(acc));
+  __asm__("" : "+x"(p));  // no FMA contraction (see affine)
+  const __m256 y = _mm256_add_ps(p, _mm256_set1_ps(o.bias[n]));
+  if (o.mode == QOutMode::Float) {
+    if (contig) { _mm256_maskstore_ps(static_cast<float*>(o.data) + off, lanemask, y); return; }
+    alignas(32) float t[8];
+    _mm256_store_ps(t, y);
+    scatter_lanes(t, valid, m, n, o);
+    return;
+  }
+  const __m256 a = _mm256_max_ps(y, _mm256_setzero_ps());
+  __m256 q = _mm256_round_ps(_mm256_div_ps(a, _mm256_set1_ps(o.actScale)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  q = _mm256_min_ps(q, _mm256_set1_ps(o.levels));
+  const __m256i qi = _mm256_cvtps_epi32(q);
+  const unsigned z = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpeq_epi32(qi, _mm256_setzero_si256()), lanemask))));
+  *zeros += __builtin_popcount(z);
+  const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+  const __m128i p8 = _mm_packus_epi16(p16, p16);
+  if (contig && valid == 8) { _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(o.data) + off), p8); return; }
+  alignas(16) uint8_t t[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(t), p8);
+  scatter_lanes(t, valid, m, n, o);
+}
+
+// Weights int16 [Np/4][K4][4][4]; tile = 4 channels x 8 rows. vpmaddwd of (m, k0 k1 k2 k3) with
+// (w0 w1 w2 w3) gives lanes (m, k0+k1), (m, k2+k3); the pairs are summed once after the k loop.
+FL_AVX2 void panel_avx2(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
+                        size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
+  const size_t K4 = h.Kp / 4;
+  const uint8_t* w16 = wdata;
+  for (size_t nb = n0 / 4; nb < n1 / 4; ++nb) {
+    const uint8_t* wblk = w16 + nb * K4 * 32;  // 4 channels x 4 k x 2 bytes per k4
+    for (size_t s = 0; s < Wp / 8; ++s) {
+      const size_t m = m0 + 8 * s;
+      if (m >= M) break;
+      __m256i lo0 = _mm256_setzero_si256(), lo1 = lo0, lo2 = lo0, lo3 = lo0, hi0 = lo0, hi1 = lo0, hi2 = lo0, hi3 = lo0;
+      const uint8_t* a = panel + s * 32;
+      const uint8_t* wb = wblk;
+      for (size_t k4 = 0; k4 < K4; ++k4, a += Wp * 4, wb += 32) {
+        const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+        const __m256i al = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(av));
+        const __m256i ah = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(av, 1));
+        __m256i w = _mm256_set1_epi64x(load_i64(wb));
+        lo0 = _mm256_add_epi32(lo0, _mm256_madd_epi16(al, w));
+        hi0 = _mm256_add_epi32(hi0, _mm256_madd_epi16(ah, w));
+        w = _mm256_set1_epi64x(load_i64(wb + 8));
+        lo1 = _mm256_add_epi32(lo1, _mm256_madd_epi16(al, w));
+        hi1 = _mm256_add_epi32(hi1, _mm256_madd_epi16(ah, w));
+        w = _mm256_set1_epi64x(load_i64(wb + 16));
+        lo2 = _mm256_add_epi32(lo2, _mm256_madd_epi16(al, w));
+        hi2 = _mm256_add_epi32(hi2, _mm256_madd_epi16(ah, w));
+        w = _mm256_set1_epi64x(load_i64(wb + 24));
+        lo3 = _mm256_add_epi32(lo3, _mm256_madd_epi16(al, w));
+        hi3 = _mm256_add_epi32(hi3, _mm256_madd_epi16(ah, w));
+      }
+      const __m256i acc[4] = {_mm256_permute4x64_epi64(_mm256_hadd_epi32(lo0, hi0), 0xD8),
+                              _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo1, hi1), 0xD8),
+                              _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo2, hi2), 0xD8),
+                              _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo3, hi3), 0xD8)};
+      for (size_t c = 0; c < 4; ++c) {
+        const size_t n = nb * 4 + c;
+        if (n >= h.N) break;
+        epi_avx2(acc[c], m, n, M, o, zeros);
+      }
+    }
+  }
+}
+
+// ---- AVX-512 VNNI -----------------------------------------------------------------
+inline __mmask16 tail16(size_t left) { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u); }
+
+FL_VNNI void epi_avx512(__m512i acc, size_t m, size_t n, size_t M, const QOut& o, int64_t* zeros) {
+  const size_t valid = std::min<size_t>(16, M - m);
+  const __mmask16 k = tail16(valid);
+  const int64_t mp = int64_t(m) % o.P;
+  const bool contig = o.strideP == 1 && mp + int64_t(valid) <= o.P;
+  const int64_t off = out_offset(o, m, n);
+  if (o.mode == QOutMode::Int32) {
+    if (contig) { _mm512_mask_storeu_epi32(static_cast<int32_t*>(o.data) + off, k, acc); return; }
+    alignas(64) int32_t t[16];
+    _mm512_store_si512(t, acc);
+    scatter_lanes(t, valid, m, n, o);
+    return;
+  }
+  __m512 p = _mm512_mul_ps(_mm512_set1_ps(o.scale[n]), _mm512_cvtepi32_ps(acc));
+  __asm__("" : "+v"(p));  // no FMA contraction (see affine)
+  const __m512 y = _mm512_add_ps(p, _mm512_set1_ps(o.bias[n]));
+  if (o.mode == QOutMode::Float) {
+    if (contig) { _mm512_mask_storeu_ps(static_cast<float*>(o.data) + off, k, y); return; }
+    alignas(64) float t[16];
+    _mm512_store_ps(t, y);
+    scatter_lanes(t, valid, m, n, o);
+    return;
+  }
+  const __m512 a = _mm512_max_ps(y, _mm512_setzero_ps());
+  __m512 q = _mm512_roundscale_ps(_mm512_div_ps(a, _mm512_set1_ps(o.actScale)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  q = _mm512_min_ps(q, _mm512_set1_ps(o.levels));
+  const __m512i qi = _mm512_cvtps_epi32(q);
+  *zeros += __builtin_popcount(unsigned(_mm512_mask_cmpeq_epi32_mask(k, qi, _mm512_setzero_si512())));
+  const __m128i b = _mm512_cvtepi32_epi8(qi);
+  if (contig) { _mm_mask_storeu_epi8(static_cast<uint8_t*>(o.data) + off, k, b); return; }
+  alignas(16) uint8_t t[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(t), b);
+  scatter_lanes(t, valid, m, n, o);
+}
+
+// Weights int8 [Np/8][K4][8][4]; tile = 8 channels x (16 * MV) rows; per k4 step: MV panel loads,
+// 8 dword broadcasts, 8 * MV vpdpbusd.
+template <int MV>
+FL_VNNI void panel_avx512_mv(const uint8_t* panel, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
+                             size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
+  constexpr size_t Wp = 16 * MV;
+  const size_t K4 = h.Kp / 4;
+  for (size_t nb = n0 / 8; nb < n1 / 8; ++nb) {
+    __m512i acc[8][MV];
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c)
+#pragma GCC unroll 3
+      for (int v = 0; v < MV; ++v) acc[c][v] = _mm512_setzero_si512();
+    const uint8_t* a = panel;
+    const uint8_t* wb = wdata + nb * K4 * 32;
+    for (size_t k4 = 0; k4 < K4; ++k4, a += Wp * 4, wb += 32) {
+      __m512i av[MV];
+#pragma GCC unroll 3
+      for (int v = 0; v < MV; ++v) av[v] = _mm512_loadu_si512(a + 64 * v);
+#pragma GCC unroll 8
+      for (int c = 0; c < 8; ++c) {
+        const __m512i w = _mm512_set1_epi32(load_i32(wb + 4 * c));
+#pragma GCC unroll 3
+        for (int v = 0; v < MV; ++v) acc[c][v] = _mm512_dpbusd_epi32(acc[c][v], av[v], w);
+      }
+    }
+    for (int c = 0; c < 8; ++c) {
+      const size_t n = nb * 8 + size_t(c);
+      if (n >= h.N) break;
+      for (int v = 0; v < MV; ++v) {
+        const size_t m = m0 + 16 * size_t(v);
+        if (m < M) epi_avx512(acc[c][v], m, n, M, o, zeros);
+      }
+    }
+  }
+}
+
+FL_VNNI void panel_avx512(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
+                          size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
+  switch (Wp / 16) {
+    case 1: panel_avx512_mv<1>(panel, m0, M, h, wdata, n0, n1, o, zeros); break;
+    case 2: panel_avx512_mv<2>(panel, m0, M, h, wdata, n0, n1, o, zeros); break;
+    default: panel_avx512_mv<3>(panel, m0, M, h, wdata, n0, n1, o, zeros); break;
+  }
+}
+
+#undef FL_AVX2
+#undef FL_VNNI
+
+size_t layout_block(Isa isa) { return isa == Isa::Avx512 ? 8 : isa == Isa::Avx2 ? 4 : 1; }
+size_t layout_data_bytes(Isa isa, size_t N, size_t K) {
+  const size_t Kp = round_up(K, 4), Np = round_up(N, layout_block(isa));
+  return Np * Kp * (isa == Isa::Avx2 ? 2 : 1);
+}
+
+// Rows [48p, 48p + Wp) of A into panel p.
+void pack_panel(const uint8_t* A, size_t M, size_t K, size_t lda, size_t p, uint8_t* panels) {
+  const size_t Kp = round_up(K, 4), Mp = round_up(M, 16), m0 = p * kPanel, Wp = std::min(kPanel, Mp - m0);
+  uint8_t* base = panels + m0 * Kp;
+  for (size_t r = 0; r < Wp; ++r) {
+    const size_t m = m0 + r;
+    uint8_t* d = base + r * 4;
+    if (m >= M) {
+      for (size_t k4 = 0; k4 < Kp / 4; ++k4) std::memset(d + k4 * Wp * 4, 0, 4);
+      continue;
+    }
+    const uint8_t* src = A + m * lda;
+    size_t k4 = 0;
+    for (; 4 * k4 + 4 <= K; ++k4) std::memcpy(d + k4 * Wp * 4, src + 4 * k4, 4);
+    if (k4 < Kp / 4) {
+      uint8_t t[4] = {0, 0, 0, 0};
+      for (size_t j = 0; 4 * k4 + j < K; ++j) t[j] = src[4 * k4 + j];
+      std::memcpy(d + k4 * Wp * 4, t, 4);
+    }
+  }
+}
+
+// Reusable per-thread scratch (the pool's threads live for the process).
+uint8_t* tls_buffer(int which, size_t bytes) {
+  thread_local std::vector<uint8_t> buf[2];
+  if (buf[which].size() < bytes) buf[which].resize(bytes);
+  return buf[which].data();
+}
+
+size_t elem_bytes(QOutMode m) { return m == QOutMode::Codes ? 1 : 4; }
+
+}  // namespace
+
+namespace kern {
+Kernel<QPanelFn> u8s8_qgemm_panel("u8s8_qgemm_panel", panel_scalar, panel_avx2, panel_avx512);
+}
+
+Isa qgemm_isa() {
+  const Isa isa = current_isa();
+  if (isa == Isa::Avx512 && !cpu_features().avx512vnni) return Isa::Avx2;
+  return isa;
+}
+
+size_t qweights_block(Isa isa) { return layout_block(isa); }
+
+size_t qweights_bytes(size_t N, size_t K) { return kQwHeaderBytes + round_up(N, 8) * round_up(K, 4) * 2; }
+
+void qweights_from_codes(const int8_t* codes, size_t N, size_t K, int bits, Isa isa, uint8_t* dst) {
+  const size_t Kp = round_up(K, 4), B = layout_block(isa), Np = round_up(N, B);
+  QwHeader h{};
+  h.magic = kQwMagic;
+  h.isa = uint32_t(isa);
+  h.N = uint32_t(N); h.K = uint32_t(K); h.Np = uint32_t(Np); h.Kp = uint32_t(Kp);
+  h.bits = uint32_t(bits);
+  std::memcpy(dst, &h, sizeof h);
+  uint8_t* data = dst + kQwHeaderBytes;
+  const size_t nblocks = Np / B;
+  // parallel over channel blocks; each block's bytes are contiguous in every layout
+  const size_t per = layout_data_bytes(isa, N, K) / (nblocks ? nblocks : 1);
+  parallel_for(nblocks, [&](size_t nb) {
+    uint8_t* blk = data + nb * per;
+    std::memset(blk, 0, per);
+    for (size_t c = 0; c < B; ++c) {
+      const size_t n = nb * B + c;
+      if (n >= N) break;
+      const int8_t* row = codes + n * K;
+      for (size_t k = 0; k < K; ++k) {
+        const size_t k4 = k / 4, kk = k % 4;
+        switch (isa) {
+          case Isa::Scalar: reinterpret_cast<int8_t*>(blk)[k] = row[k]; break;
+          case Isa::Avx2: {
+            const int16_t v = row[k];
+            std::memcpy(blk + ((k4 * 4 + c) * 4 + kk) * 2, &v, 2);
+            break;
+          }
+          case Isa::Avx512: reinterpret_cast<int8_t*>(blk)[(k4 * 8 + c) * 4 + kk] = row[k]; break;
+        }
+      }
+    }
+  });
+}
+
+void qweights_repack(const uint8_t* packed, int bits, size_t N, size_t K, Isa isa, uint8_t* dst) {
+  std::vector<int8_t> codes(N * K);
+  unpack_int(packed, bits, N * K, codes.data());
+  qweights_from_codes(codes.data(), N, K, bits, isa, dst);
+}
+
+const char* qweights_check(const uint8_t* buf, size_t bytes, size_t N, size_t K) {
+  if (bytes < kQwHeaderBytes) return "the weight buffer is shorter than its header";
+  QwHeader h;
+  std::memcpy(&h, buf, sizeof h);
+  if (h.magic != kQwMagic) return "the weight buffer was not made by qweightsRepack";
+  if (h.isa > uint32_t(Isa::Avx512)) return "the weight buffer names an unknown ISA";
+  const Isa isa = static_cast<Isa>(h.isa);
+  if (static_cast<int>(isa) > static_cast<int>(best_isa()) || (isa == Isa::Avx512 && !cpu_features().avx512vnni))
+    return "the weight buffer was packed for an ISA this CPU lacks";
+  if (h.N != N || h.K != K) return "the weight buffer holds another shape";
+  if (h.Kp != round_up(K, 4) || h.Np != round_up(N, layout_block(isa))) return "the weight buffer header is corrupt";
+  if (bytes < kQwHeaderBytes + layout_data_bytes(isa, N, K)) return "the weight buffer is truncated";
+  return nullptr;
+}
+
+size_t qpanels_bytes(size_t M, size_t K) { return round_up(K, 4) * round_up(M, 16); }
+
+void qpack_rows(const uint8_t* A, size_t M, size_t K, size_t lda, uint8_t* panels) {
+  const size_t np = (round_up(M, 16) + kPanel - 1) / kPanel;
+  for (size_t p = 0; p < np; ++p) pack_panel(A, M, K, lda, p, panels);
+}
+
+void qim2col(const uint8_t* x, size_t G, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
+             uint8_t* panels, uint8_t* scratch) {
+  const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad), P = OH * OW;
+  const size_t K = C * kh * kw, Kp = round_up(K, 4), M = G * P, Mp = round_up(M, 16);
+  // 1. k-major im2col T[K][Mp]: row k = (c, i, j) holds input pixel (oh*s - pad + i, ow*s - pad + j)
+  //    of channel c for every output pixel m = (g, oh, ow); zeros outside the image and for m >= M.
+  for (size_t c = 0; c < C; ++c)
+    for (size_t i = 0; i < kh; ++i)
+      for (size_t j = 0; j < kw; ++j) {
+        uint8_t* row = scratch + ((c * kh + i) * kw + j) * Mp;
+        // output columns ow whose input column ow*s - pad + j lies inside [0, W)
+        const size_t lo = j >= pad ? 0 : (pad - j + stride - 1) / stride;
+        const size_t hi = std::min(OW, W + pad > j ? (W + pad - j - 1) / stride + 1 : 0);
+        for (size_t g = 0; g < G; ++g) {
+          const uint8_t* plane = x + (g * C + c) * H * W;
+          for (size_t oh = 0; oh < OH; ++oh) {
+            uint8_t* d = row + g * P + oh * OW;
+            const size_t ihs = oh * stride + i;  // ih + pad
+            if (ihs < pad || ihs - pad >= H || lo >= hi) { std::memset(d, 0, OW); continue; }
+            const uint8_t* src = plane + (ihs - pad) * W;
+            std::memset(d, 0, lo);
+            if (stride == 1) std::memcpy(d + lo, src + lo + j - pad, hi - lo);
+            else
+              for (size_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * stride + j - pad];
+            std::memset(d + hi, 0, OW - hi);
+          }
+        }
+        std::memset(row + M, 0, Mp - M);
+      }
+  // 2. interleave 4 rows of T into the panels' [Kp/4][Wp][4] layout (SSE2 byte/word unpacks)
+  static const uint8_t zeros[16] = {0};
+  for (size_t m0 = 0; m0 < Mp; m0 += kPanel) {
+    const size_t Wp = std::min(kPanel, Mp - m0);
+    uint8_t* base = panels + m0 * Kp;
+    for (size_t k4 = 0; k4 < Kp / 4; ++k4) {
+      const uint8_t* r[4];
+      for (size_t t = 0; t < 4; ++t) r[t] = 4 * k4 + t < K ? scratch + (4 * k4 + t) * Mp + m0 : nullptr;
+      uint8_t* d = base + k4 * Wp * 4;
+      for (size_t q = 0; q < Wp; q += 16) {
+        const __m128i r0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[0] ? r[0] + q : zeros));
+        const __m128i r1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[1] ? r[1] + q : zeros));
+        const __m128i r2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[2] ? r[2] + q : zeros));
+        const __m128i r3 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[3] ? r[3] + q : zeros));
+        const __m128i t0 = _mm_unpacklo_epi8(r0, r1), t1 = _mm_unpackhi_epi8(r0, r1);
+        const __m128i t2 = _mm_unpacklo_epi8(r2, r3), t3 = _mm_unpackhi_epi8(r2, r3);
+        __m128i* o = reinterpret_cast<__m128i*>(d + q * 4);
+        _mm_storeu_si128(o + 0, _mm_unpacklo_epi16(t0, t2));
+        _mm_storeu_si128(o + 1, _mm_unpackhi_epi16(t0, t2));
+        _mm_storeu_si128(o + 2, _mm_unpacklo_epi16(t1, t3));
+        _mm_storeu_si128(o + 3, _mm_unpackhi_epi16(t1, t3));
+      }
+    }
+  }
+}
+
+int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const QOut& o) {
+  QwHeader h;
+  std::memcpy(&h, qw, sizeof h);
+  const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
+  const size_t Mp = round_up(M, 16);
+  int64_t zeros = 0;
+  for (size_t m0 = 0; m0 < Mp; m0 += kPanel)
+    fn(panels + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, 0, h.Np, o, &zeros);
+  return zeros;
+}
+
+int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8_t* qw, const QOut& o) {
+  QwHeader h;
+  std::memcpy(&h, qw, sizeof h);
+  const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
+  const size_t Mp = round_up(M, 16), np = (Mp + kPanel - 1) / kPanel;
+  std::vector<uint8_t> panels(qpanels_bytes(M, K));
+  parallel_for(np, [&](size_t p) { pack_panel(A, M, K, lda, p, panels.data()); });
+  // tasks: panel x chunk of 128 channels (a multiple of every layout block)
+  constexpr size_t kChunk = 128;
+  const size_t nc = (h.Np + kChunk - 1) / kChunk;
+  std::vector<int64_t> zeros(np * nc, 0);
+  parallel_for(np * nc, [&](size_t t) {
+    const size_t p = t / nc, c = t % nc, m0 = p * kPanel;
+    fn(panels.data() + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, c * kChunk,
+       std::min<size_t>(h.Np, (c + 1) * kChunk), o, &zeros[t]);
+  });
+  int64_t z = 0;
+  for (int64_t v : zeros) z += v;
+  return z;
+}
+
+int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
+                   size_t stride, size_t pad, QOut o) {
+  QwHeader h;
+  std::memcpy(&h, qw, sizeof h);
+  const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
+  const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad), P = OH * OW;
+  const size_t K = C * kh * kw, N = h.N;
+  // images per task: enough rows for a few panels, at most ~4 MB of im2col per task
+  size_t G = std::max<size_t>(1, std::min<size_t>(B, (192 + P - 1) / P));
+  while (G > 1 && round_up(G * P, 16) * round_up(K, 4) > (size_t(4) << 20)) --G;
+  const size_t groups = (B + G - 1) / G;
+  o.P = int64_t(P);
+  o.strideImg = int64_t(N * P);
+  o.strideP = 1;
+  o.strideN = int64_t(P);
+  std::vector<int64_t> zeros(groups, 0);
+  parallel_for(groups, [&](size_t t) {
+    const size_t g0 = t * G, gi = std::min(G, B - g0), M = gi * P, Mp = round_up(M, 16);
+    uint8_t* panels = tls_buffer(0, qpanels_bytes(M, K));
+    uint8_t* scratch = tls_buffer(1, K * Mp);
+    qim2col(x + g0 * C * H * W, gi, C, H, W, kh, kw, stride, pad, panels, scratch);
+    QOut og = o;
+    og.data = static_cast<uint8_t*>(o.data) + g0 * N * P * elem_bytes(o.mode);
+    for (size_t m0 = 0; m0 < Mp; m0 += kPanel)
+      fn(panels + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, 0, h.Np, og, &zeros[t]);
+  });
+  int64_t z = 0;
+  for (int64_t v : zeros) z += v;
+  return z;
+}
+
+}  // namespace fl

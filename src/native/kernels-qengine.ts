@@ -1,0 +1,270 @@
+// Typed, validated wrappers over the int4 inference kernels (bindings/ops_qengine.cc,
+// native/kernels/{qgemm,qops}.cc; contracts in native/include/flatenn/qengine.h).
+//
+// GEMM: acc[m][n] = sum_k A[m][k] * W[n][k] (uint8 activation codes x signed weight codes, exact
+// int32), then per element
+//   'int32' : acc
+//   'float' : y = fl(fl(scale[n] * float(acc)) + bias[n])
+//   'codes' : q = min(roundHalfEven(max(y, 0) / actScale), 2^actBits - 1), actScale = fl(actRange / (2^actBits - 1))
+//             (the formula of reluFakeQuant, so engine and fake-quant training agree on the codes).
+// Weights are repacked once (per trial, after faults) into a QWeights buffer laid out for the ISA
+// chosen at that moment; the GEMM then runs that ISA's kernel.
+import { nativeFn, type IsaName } from './binding';
+import * as a from './argcheck';
+
+type F32 = Float32Array;
+type U8 = Uint8Array;
+
+export type QMode = 'int32' | 'float' | 'codes';
+export type QLayout = 'mn' | 'nm';
+const MAX_K = 65536;
+
+interface QNative {
+  qweightsBytes(N: number, K: number): number;
+  qweightsRepack(packed: U8, bits: number, N: number, K: number, dst: U8): IsaName;
+  qweightsFromCodes(codes: Int8Array, N: number, K: number, dst: U8): IsaName;
+  qgemm(A: U8, M: number, K: number, lda: number, qw: U8, N: number, mode: QMode, out: Int32Array | F32 | U8, layout: QLayout,
+    scale: F32 | null, bias: F32 | null, actBits: number, actRange: number): number;
+  qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number,
+    mode: QMode, out: Int32Array | F32 | U8, scale: F32 | null, bias: F32 | null, actBits: number, actRange: number): number;
+  maxpool2dU8(x: U8, planes: number, H: number, W: number, k: number, stride: number, y: U8): void;
+  globalSumU8(x: U8, planes: number, HW: number, sums: Int32Array): void;
+  globalAvgPoolU8(x: U8, planes: number, HW: number, mul: number, out: F32 | U8, actBits: number, actRange: number): number;
+  requantU8(y: F32, actBits: number, actRange: number, q: U8): number;
+  addRequantU8(a: U8 | F32, sa: number, b: U8 | F32, sb: number, actBits: number, actRange: number, q: U8): number;
+  qlinearI32(A: Int32Array, M: number, K: number, W: Int8Array, N: number, mode: 'float' | 'codes', out: F32 | U8, scale: F32, bias: F32,
+    actBits: number, actRange: number): number;
+}
+
+let cached: QNative | null = null;
+function nat(): QNative {
+  if (cached) return cached;
+  const names: (keyof QNative)[] = ['qweightsBytes', 'qweightsRepack', 'qweightsFromCodes', 'qgemm', 'qconv2d', 'maxpool2dU8',
+    'globalSumU8', 'globalAvgPoolU8', 'requantU8', 'addRequantU8', 'qlinearI32'];
+  const o: Record<string, unknown> = {};
+  for (const n of names) o[n] = nativeFn(n);
+  cached = o as unknown as QNative;
+  return cached;
+}
+
+/** Epilogue of a layer: per-output-channel scale and bias, and for 'codes' the activation quantiser. */
+export interface Epilogue {
+  mode: QMode;
+  /** [N] float32 (folded BN and input normalisation included); not read in 'int32' mode. */
+  scale?: F32;
+  bias?: F32;
+  /** 'codes' only: activation width in [1, 8] (default 4) and clip range r > 0. */
+  actBits?: number;
+  actRange?: number;
+}
+
+function checkEpilogue(e: Epilogue, N: number): void {
+  if (typeof e !== 'object' || e === null) throw new TypeError(`Expected an object for epilogue but received ${a.describe(e)}`);
+  a.oneOf('epilogue.mode', e.mode, ['int32', 'float', 'codes'] as const);
+  if (e.mode === 'int32') return;
+  a.length('epilogue.scale', a.f32('epilogue.scale', e.scale), N);
+  a.length('epilogue.bias', a.f32('epilogue.bias', e.bias), N);
+  if (e.mode === 'codes') {
+    a.int('epilogue.actBits', e.actBits ?? 4, 1, 8);
+    const r = a.finite('epilogue.actRange', e.actRange);
+    if (!(r > 0)) throw new RangeError(`Expected a positive number for epilogue.actRange but received ${r}`);
+  }
+}
+
+function outFor(mode: QMode, n: number, out: unknown): Int32Array | F32 | U8 {
+  if (out === undefined) return mode === 'int32' ? new Int32Array(n) : mode === 'float' ? new Float32Array(n) : new Uint8Array(n);
+  const o = mode === 'int32' ? a.i32('out', out) : mode === 'float' ? a.f32('out', out) : a.u8('out', out);
+  a.length('out', o, n);
+  return o;
+}
+
+/** Repacked weights [N][K] for the GEMM of one ISA (decided when packed). */
+export class QWeights {
+  readonly N: number;
+  readonly K: number;
+  /** Header + layout bytes; reused by repack(). */
+  readonly buffer: U8;
+  private isaName: IsaName | null = null;
+
+  constructor(N: number, K: number) {
+    this.N = a.int('N', N, 1, 2 ** 30);
+    this.K = a.int('K', K, 1, MAX_K);
+    this.buffer = new Uint8Array(nat().qweightsBytes(N, K));
+  }
+
+  /** The ISA whose layout the buffer holds (null before the first repack). */
+  get isa(): IsaName | null { return this.isaName; }
+
+  /** Repacks b-bit packed codes [N][K] (DESIGN §2 layout, e.g. a layer's slice of the faulty weight memory). */
+  repack(packed: U8, bits: 2 | 4 | 8): this {
+    a.u8('packed', packed);
+    a.oneOf('bits', bits, [2, 4, 8] as const);
+    a.atLeast('packed', packed, Math.ceil((this.N * this.K * bits) / 8));
+    this.isaName = nat().qweightsRepack(packed, bits, this.N, this.K, this.buffer);
+    return this;
+  }
+
+  /** Packs plain int8 codes [N][K] (any int8 value; tests and 8-bit layers). */
+  setCodes(codes: Int8Array): this {
+    a.i8('codes', codes);
+    a.length('codes', codes, this.N * this.K);
+    this.isaName = nat().qweightsFromCodes(codes, this.N, this.K, this.buffer);
+    return this;
+  }
+
+  static fromPacked(packed: U8, bits: 2 | 4 | 8, N: number, K: number): QWeights { return new QWeights(N, K).repack(packed, bits); }
+  static fromCodes(codes: Int8Array, N: number, K: number): QWeights { return new QWeights(N, K).setCodes(codes); }
+}
+
+function checkWeights(w: QWeights): void {
+  if (!(w instanceof QWeights)) throw new TypeError(`Expected QWeights for w but received ${a.describe(w)}`);
+  if (w.isa === null) throw new RangeError('Expected packed QWeights for w (call repack() or setCodes() first)');
+}
+
+export interface QResult<T> { out: T; zeros: number }
+
+/**
+ * GEMM of uint8 activations A [M][lda] (first K columns used) with the weights, output [M][N]
+ * ('mn', default) or [N][M] ('nm'). Returns the output and, in 'codes' mode, the number of zero codes.
+ */
+export function qgemm(A: U8, M: number, w: QWeights, epilogue: Epilogue, opts: { lda?: number; layout?: QLayout; out?: Int32Array | F32 | U8 } = {}): QResult<Int32Array | F32 | U8> {
+  a.u8('A', A);
+  checkWeights(w);
+  a.int('M', M, 0, 2 ** 30);
+  const lda = a.int('lda', opts.lda ?? w.K, w.K, 2 ** 30);
+  if (M > 0) a.atLeast('A', A, (M - 1) * lda + w.K);
+  checkEpilogue(epilogue, w.N);
+  const layout = a.oneOf('layout', opts.layout ?? 'mn', ['mn', 'nm'] as const);
+  const out = outFor(epilogue.mode, M * w.N, opts.out);
+  const zeros = nat().qgemm(A, M, w.K, lda, w.buffer, w.N, epilogue.mode, out, layout, epilogue.scale ?? null, epilogue.bias ?? null,
+    epilogue.actBits ?? 4, epilogue.actRange ?? 1);
+  return { out, zeros };
+}
+
+export interface ConvShape { B: number; C: number; H: number; W: number }
+export interface ConvParams { kh: number; kw: number; stride: number; pad: number }
+
+/** Output height/width of a convolution. */
+export function convOut(H: number, W: number, p: ConvParams): { OH: number; OW: number } {
+  return { OH: Math.floor((H + 2 * p.pad - p.kh) / p.stride) + 1, OW: Math.floor((W + 2 * p.pad - p.kw) / p.stride) + 1 };
+}
+
+/**
+ * Convolution of uint8 codes x [B][C][H][W] (zero padding = code 0 / raw pixel 0) with weights
+ * [O][C][kh][kw] packed as QWeights(O, C*kh*kw); output [B][O][OH][OW] in the epilogue's mode.
+ */
+export function qconv2d(x: U8, shape: ConvShape, w: QWeights, conv: ConvParams, epilogue: Epilogue, out?: Int32Array | F32 | U8): QResult<Int32Array | F32 | U8> & { OH: number; OW: number } {
+  a.u8('x', x);
+  checkWeights(w);
+  const B = a.int('shape.B', shape.B, 0, 2 ** 30), C = a.int('shape.C', shape.C, 1, 2 ** 30);
+  const H = a.int('shape.H', shape.H, 1, 2 ** 30), W = a.int('shape.W', shape.W, 1, 2 ** 30);
+  const kh = a.int('conv.kh', conv.kh, 1, 64), kw = a.int('conv.kw', conv.kw, 1, 64);
+  const stride = a.int('conv.stride', conv.stride, 1, 64), pad = a.int('conv.pad', conv.pad, 0, 64);
+  if (C * kh * kw !== w.K) throw new RangeError(`Expected weights with K = C*kh*kw = ${C * kh * kw} but w has K = ${w.K}`);
+  if (H + 2 * pad < kh || W + 2 * pad < kw) throw new RangeError(`The kernel ${kh}x${kw} is larger than the padded input ${H + 2 * pad}x${W + 2 * pad}`);
+  a.length('x', x, B * C * H * W);
+  checkEpilogue(epilogue, w.N);
+  const { OH, OW } = convOut(H, W, { kh, kw, stride, pad });
+  const o = outFor(epilogue.mode, B * w.N * OH * OW, out);
+  const zeros = nat().qconv2d(x, B, C, H, W, w.buffer, w.N, kh, kw, stride, pad, epilogue.mode, o, epilogue.scale ?? null,
+    epilogue.bias ?? null, epilogue.actBits ?? 4, epilogue.actRange ?? 1);
+  return { out: o, zeros, OH, OW };
+}
+
+/** Max pooling of codes [planes][H][W] over k x k windows with a stride, no padding. */
+export function maxpool2dU8(x: U8, planes: number, H: number, W: number, k: number, stride: number, out?: U8): U8 {
+  a.u8('x', x);
+  a.int('planes', planes, 0, 2 ** 30);
+  a.int('H', H, 1, 2 ** 30);
+  a.int('W', W, 1, 2 ** 30);
+  a.int('k', k, 1, Math.min(64, H, W));
+  a.int('stride', stride, 1, 64);
+  a.length('x', x, planes * H * W);
+  const n = planes * (Math.floor((H - k) / stride) + 1) * (Math.floor((W - k) / stride) + 1);
+  const y = out === undefined ? new Uint8Array(n) : a.u8('out', out);
+  a.length('out', y, n);
+  nat().maxpool2dU8(x, planes, H, W, k, stride, y);
+  return y;
+}
+
+/** Exact integer sums of each plane of codes [planes][HW]. */
+export function globalSumU8(x: U8, planes: number, HW: number, out?: Int32Array): Int32Array {
+  a.u8('x', x);
+  a.int('planes', planes, 0, 2 ** 30);
+  a.int('HW', HW, 1, 2 ** 23);
+  a.length('x', x, planes * HW);
+  const s = out === undefined ? new Int32Array(planes) : a.i32('out', out);
+  a.length('out', s, planes);
+  nat().globalSumU8(x, planes, HW, s);
+  return s;
+}
+
+/**
+ * Global average pool: y = fl(float(sum) * mul) per plane (mul = scale / HW chosen by the caller),
+ * as float32 (actBits omitted) or requantised codes (actBits, actRange given).
+ */
+export function globalAvgPoolU8(x: U8, planes: number, HW: number, mul: number, act?: { actBits: number; actRange: number }): QResult<F32 | U8> {
+  a.u8('x', x);
+  a.int('planes', planes, 0, 2 ** 30);
+  a.int('HW', HW, 1, 2 ** 23);
+  a.length('x', x, planes * HW);
+  a.finite('mul', mul);
+  if (act === undefined) {
+    const out = new Float32Array(planes);
+    return { out, zeros: nat().globalAvgPoolU8(x, planes, HW, mul, out, 4, 1) };
+  }
+  a.int('actBits', act.actBits, 1, 8);
+  const r = a.finite('actRange', act.actRange);
+  if (!(r > 0)) throw new RangeError(`Expected a positive number for actRange but received ${r}`);
+  const out = new Uint8Array(planes);
+  return { out, zeros: nat().globalAvgPoolU8(x, planes, HW, mul, out, act.actBits, r) };
+}
+
+function checkAct(actBits: number, actRange: number): void {
+  a.int('actBits', actBits, 1, 8);
+  const r = a.finite('actRange', actRange);
+  if (!(r > 0)) throw new RangeError(`Expected a positive number for actRange but received ${r}`);
+}
+
+/** ReLU + requantise float values to codes. Returns the codes and the zero count. */
+export function requantU8(y: F32, actBits: number, actRange: number, out?: U8): QResult<U8> {
+  a.f32('y', y);
+  checkAct(actBits, actRange);
+  const q = out === undefined ? new Uint8Array(y.length) : a.u8('out', out);
+  a.length('out', q, y.length);
+  return { out: q, zeros: nat().requantU8(y, actBits, actRange, q) };
+}
+
+/** A residual input: codes with their scale (dequantised as fl(code * scale)) or float values. */
+export type ResidualInput = { codes: U8; scale: number } | F32;
+
+/** Residual join y = deq(a) + deq(b) (float32), then ReLU + requantise. */
+export function addRequantU8(x: ResidualInput, y: ResidualInput, actBits: number, actRange: number, out?: U8): QResult<U8> {
+  const unpack = (v: ResidualInput, name: string): [U8 | F32, number] => {
+    if (v instanceof Float32Array) return [v, 1];
+    if (typeof v !== 'object' || v === null) throw new TypeError(`Expected {codes, scale} or Float32Array for ${name} but received ${a.describe(v)}`);
+    return [a.u8(`${name}.codes`, v.codes), a.finite(`${name}.scale`, v.scale)];
+  };
+  const [xa, sa] = unpack(x, 'a'), [yb, sb] = unpack(y, 'b');
+  a.length('b', yb, xa.length);
+  checkAct(actBits, actRange);
+  const q = out === undefined ? new Uint8Array(xa.length) : a.u8('out', out);
+  a.length('out', q, xa.length);
+  return { out: q, zeros: nat().addRequantU8(xa, sa, yb, sb, actBits, actRange, q) };
+}
+
+/** Linear layer on int32 activations A [M][K] (e.g. global sums) with int8 codes W [N][K]; output [M][N]. */
+export function qlinearI32(A: Int32Array, M: number, W: Int8Array, N: number, epilogue: Epilogue & { mode: 'float' | 'codes' }): QResult<F32 | U8> {
+  a.i32('A', A);
+  a.i8('W', W);
+  a.int('M', M, 0, 2 ** 30);
+  a.int('N', N, 1, 2 ** 30);
+  if (M > 0 && A.length % M !== 0) throw new RangeError(`Expected A.length to be a multiple of M = ${M} but it is ${A.length}`);
+  const K = M > 0 ? A.length / M : W.length / N;
+  a.length('W', W, N * K);
+  a.oneOf('epilogue.mode', epilogue.mode, ['float', 'codes'] as const);
+  checkEpilogue(epilogue, N);
+  const out = epilogue.mode === 'float' ? new Float32Array(M * N) : new Uint8Array(M * N);
+  const zeros = nat().qlinearI32(A, M, K, W, N, epilogue.mode, out, epilogue.scale!, epilogue.bias!, epilogue.actBits ?? 4, epilogue.actRange ?? 1);
+  return { out, zeros };
+}

@@ -1,0 +1,245 @@
+// Int4 engine kernels against a plain JavaScript reference under every ISA: int32 accumulators
+// exact, float epilogue and codes bit for bit (Math.fround reproduces float32 multiply, add and
+// divide exactly), and the engine's codes equal those of the fake-quant op used in training.
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { nativeFn } from '../../src/native/binding';
+import { availableIsas, withIsa } from '../../src/native/info';
+import { packInt, reluFakeQuant } from '../../src/native/kernels-quant';
+import {
+  QWeights, addRequantU8, convOut, globalAvgPoolU8, globalSumU8, maxpool2dU8, qconv2d, qgemm, qlinearI32, requantU8, type Epilogue,
+} from '../../src/native/kernels-qengine';
+
+const f = Math.fround;
+
+function rhe(v: number): number {
+  const fl = Math.floor(v), d = v - fl;
+  if (d > 0.5) return fl + 1;
+  if (d < 0.5) return fl;
+  return fl % 2 === 0 ? fl : fl + 1;
+}
+function requant(y: number, actScale: number, levels: number): number {
+  const q = rhe(f((y > 0 ? y : 0) / actScale));
+  return Math.min(q, levels);
+}
+function affine(acc: number, s: number, b: number): number { return f(f(s * f(acc)) + b); }
+
+function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 2 ** 32; };
+}
+const randU8 = (n: number, max: number, r: () => number) => Uint8Array.from({ length: n }, () => Math.floor(r() * (max + 1)));
+const randCodes = (n: number, lo: number, hi: number, r: () => number) => Int8Array.from({ length: n }, () => lo + Math.floor(r() * (hi - lo + 1)));
+
+function sameF32(x: Float32Array, y: Float32Array, what: string): void {
+  const ux = new Uint32Array(x.buffer, x.byteOffset, x.length), uy = new Uint32Array(y.buffer, y.byteOffset, y.length);
+  assert.equal(x.length, y.length, what);
+  for (let i = 0; i < x.length; i++) if (ux[i] !== uy[i]) assert.fail(`${what}: element ${i}: ${x[i]} vs ${y[i]}`);
+}
+
+test('qgemm: int32, float and codes equal the JS reference under every ISA, both layouts', () => {
+  const r = lcg(11);
+  for (const [M, N, K] of [[1, 1, 1], [17, 9, 31], [49, 8, 64], [100, 19, 75], [5, 33, 129]] as const) {
+    const A = randU8(M * K, 255, r);
+    const W = randCodes(N * K, -8, 7, r);
+    const scale = Float32Array.from({ length: N }, (_, n) => f(0.0007 * (n + 1)));
+    const bias = Float32Array.from({ length: N }, () => f(r() - 0.5));
+    const actRange = 6, levels = 15, actScale = f(actRange / levels);
+    const acc = new Int32Array(M * N), yf = new Float32Array(M * N), q = new Uint8Array(M * N);
+    for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += A[m * K + k]! * W[n * K + k]!;
+      acc[m * N + n] = s;
+      yf[m * N + n] = affine(s, scale[n]!, bias[n]!);
+      q[m * N + n] = requant(yf[m * N + n]!, actScale, levels);
+    }
+    const zeros = q.reduce((z, v) => z + (v === 0 ? 1 : 0), 0);
+    for (const isa of availableIsas()) {
+      withIsa(isa, () => {
+        const w = QWeights.fromCodes(W, N, K);
+        const what = `${isa} (${w.isa}) M=${M} N=${N} K=${K}`;
+        assert.deepEqual(qgemm(A, M, w, { mode: 'int32' }).out, acc, what);
+        sameF32(qgemm(A, M, w, { mode: 'float', scale, bias }).out as Float32Array, yf, what);
+        const c = qgemm(A, M, w, { mode: 'codes', scale, bias, actBits: 4, actRange });
+        assert.deepEqual(c.out, q, what);
+        assert.equal(c.zeros, zeros, what);
+        // [N][M] layout
+        const t = qgemm(A, M, w, { mode: 'int32' }, { layout: 'nm' }).out;
+        for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) assert.equal(t[n * M + m], acc[m * N + n]);
+      });
+    }
+  }
+});
+
+test('repacking int4 packed weights (odd sizes, rows starting mid-byte) equals packing the codes', () => {
+  const r = lcg(5);
+  const N = 7, K = 13;
+  const W = randCodes(N * K, -8, 7, r);
+  W[0] = -8; W[1] = 7;
+  const packed = packInt(W, 4);
+  const A = randU8(3 * K, 15, r);
+  for (const isa of availableIsas()) {
+    withIsa(isa, () => {
+      const a = QWeights.fromPacked(packed, 4, N, K), b = QWeights.fromCodes(W, N, K);
+      assert.deepEqual(a.buffer.subarray(64), b.buffer.subarray(64), isa); // the header records the source width
+      assert.equal(a.isa, b.isa);
+      assert.deepEqual(qgemm(A, 3, a, { mode: 'int32' }).out, qgemm(A, 3, b, { mode: 'int32' }).out);
+    });
+  }
+  // 2-bit and 8-bit layers
+  const W2 = randCodes(N * K, -2, 1, r), W8 = randCodes(N * K, -128, 127, r);
+  assert.deepEqual(QWeights.fromPacked(packInt(W2, 2), 2, N, K).buffer.subarray(64), QWeights.fromCodes(W2, N, K).buffer.subarray(64));
+  assert.deepEqual(QWeights.fromPacked(packInt(W8, 8), 8, N, K).buffer.subarray(64), QWeights.fromCodes(W8, N, K).buffer.subarray(64));
+});
+
+function convRef(x: Uint8Array, B: number, C: number, H: number, W: number, w: Int8Array, O: number, k: number, s: number, p: number): Int32Array {
+  const OH = Math.floor((H + 2 * p - k) / s) + 1, OW = Math.floor((W + 2 * p - k) / s) + 1;
+  const y = new Int32Array(B * O * OH * OW);
+  for (let b = 0; b < B; b++) for (let o = 0; o < O; o++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
+    let acc = 0;
+    for (let c = 0; c < C; c++) for (let i = 0; i < k; i++) {
+      const ih = oh * s - p + i;
+      if (ih < 0 || ih >= H) continue;
+      for (let j = 0; j < k; j++) {
+        const iw = ow * s - p + j;
+        if (iw < 0 || iw >= W) continue;
+        acc += x[((b * C + c) * H + ih) * W + iw]! * w[((o * C + c) * k + i) * k + j]!;
+      }
+    }
+    y[((b * O + o) * OH + oh) * OW + ow] = acc;
+  }
+  return y;
+}
+
+test('qconv2d equals a direct convolution (LeNet and ResNet shapes, strides, padding) under every ISA', () => {
+  const r = lcg(21);
+  const cases = [
+    { B: 2, C: 1, H: 28, W: 28, O: 6, k: 5, s: 1, p: 2, max: 255 }, // first layer on raw pixels
+    { B: 3, C: 6, H: 14, W: 14, O: 16, k: 5, s: 1, p: 0, max: 15 },
+    { B: 2, C: 8, H: 16, W: 16, O: 16, k: 3, s: 2, p: 1, max: 15 },
+    { B: 9, C: 16, H: 4, W: 4, O: 12, k: 3, s: 1, p: 1, max: 15 },
+    { B: 4, C: 8, H: 8, W: 8, O: 16, k: 1, s: 2, p: 0, max: 15 },
+    { B: 1, C: 3, H: 5, W: 9, O: 5, k: 3, s: 2, p: 2, max: 255 },
+  ];
+  for (const t of cases) {
+    const x = randU8(t.B * t.C * t.H * t.W, t.max, r);
+    const w = randCodes(t.O * t.C * t.k * t.k, -8, 7, r);
+    const ref = convRef(x, t.B, t.C, t.H, t.W, w, t.O, t.k, t.s, t.p);
+    const scale = Float32Array.from({ length: t.O }, () => f(0.002 + r() * 0.01));
+    const bias = Float32Array.from({ length: t.O }, () => f(r() - 0.3));
+    const qref = Uint8Array.from(ref, (acc, i) => {
+      const o = Math.floor(i / (ref.length / t.B / t.O)) % t.O;
+      return requant(affine(acc, scale[o]!, bias[o]!), f(2 / 15), 15);
+    });
+    for (const isa of availableIsas()) {
+      withIsa(isa, () => {
+        const qw = QWeights.fromCodes(w, t.O, t.C * t.k * t.k);
+        const conv = { kh: t.k, kw: t.k, stride: t.s, pad: t.p };
+        const shape = { B: t.B, C: t.C, H: t.H, W: t.W };
+        const res = qconv2d(x, shape, qw, conv, { mode: 'int32' });
+        assert.deepEqual(res.out, ref, `${isa} ${JSON.stringify(t)}`);
+        assert.deepEqual({ OH: res.OH, OW: res.OW }, convOut(t.H, t.W, conv));
+        const c = qconv2d(x, shape, qw, conv, { mode: 'codes', scale, bias, actBits: 4, actRange: 2 });
+        assert.deepEqual(c.out, qref, `${isa} codes ${JSON.stringify(t)}`);
+        assert.equal(c.zeros, qref.filter((v) => v === 0).length);
+      });
+    }
+  }
+});
+
+test('engine codes equal the fake-quant codes of training (same formula, same rounding)', () => {
+  const r = lcg(8);
+  const n = 4099;
+  const y = Float32Array.from({ length: n }, (_, i) => (i % 5 === 0 ? f((Math.floor(r() * 16) + 0.5) * f(2.5 / 15)) : f((r() - 0.3) * 4)));
+  for (const isa of availableIsas()) {
+    withIsa(isa, () => {
+      const fq = new Float32Array(n);
+      reluFakeQuant(y, fq, null, 4, 2.5);
+      const { out: q, zeros } = requantU8(y, 4, 2.5);
+      const s = f(2.5 / 15);
+      for (let i = 0; i < n; i++) assert.equal(f(s * q[i]!), fq[i], `${isa} i=${i} y=${y[i]}`);
+      assert.equal(zeros, q.filter((v) => v === 0).length);
+    });
+  }
+});
+
+test('residual add + requant, max pool, global pools, int32 linear equal the JS reference', () => {
+  const r = lcg(33);
+  const n = 1037;
+  const ca = randU8(n, 15, r), cb = randU8(n, 15, r);
+  const fa = Float32Array.from({ length: n }, () => f(r() * 4 - 2)), fb = Float32Array.from({ length: n }, () => f(r() * 4 - 2));
+  const sa = f(0.21), sb = f(0.17), actScale = f(3 / 15);
+  const inputs = [[{ codes: ca, scale: sa }, { codes: cb, scale: sb }], [{ codes: ca, scale: sa }, fb], [fa, { codes: cb, scale: sb }], [fa, fb]] as const;
+  const deq = (v: { codes: Uint8Array; scale: number } | Float32Array, i: number) => (v instanceof Float32Array ? v[i]! : f(v.codes[i]! * v.scale));
+  for (const isa of availableIsas()) {
+    withIsa(isa, () => {
+      for (const [x, y] of inputs) {
+        const { out, zeros } = addRequantU8(x, y, 4, 3);
+        const want = Uint8Array.from({ length: n }, (_, i) => requant(f(deq(x, i) + deq(y, i)), actScale, 15));
+        assert.deepEqual(out, want, isa);
+        assert.equal(zeros, want.filter((v) => v === 0).length);
+      }
+      // max pool 2x2/2 on 6 planes of 28x28 and 3x3/2 on 10x11
+      for (const [planes, H, W, k, s] of [[6, 28, 28, 2, 2], [2, 10, 11, 3, 2], [3, 7, 9, 2, 2]] as const) {
+        const x = randU8(planes * H * W, 15, r);
+        const OH = Math.floor((H - k) / s) + 1, OW = Math.floor((W - k) / s) + 1;
+        const want = new Uint8Array(planes * OH * OW);
+        for (let p = 0; p < planes; p++) for (let a = 0; a < OH; a++) for (let b = 0; b < OW; b++) {
+          let m = 0;
+          for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) m = Math.max(m, x[(p * H + a * s + i) * W + b * s + j]!);
+          want[(p * OH + a) * OW + b] = m;
+        }
+        assert.deepEqual(maxpool2dU8(x, planes, H, W, k, s), want, `${isa} maxpool ${H}x${W} k${k}`);
+      }
+    });
+  }
+  // global pools: [5 planes][16]
+  const x = randU8(5 * 16, 15, r);
+  const sums = globalSumU8(x, 5, 16);
+  for (let p = 0; p < 5; p++) assert.equal(sums[p], x.subarray(p * 16, p * 16 + 16).reduce((s, v) => s + v, 0));
+  const mul = f(0.2 / 16);
+  const avg = globalAvgPoolU8(x, 5, 16, mul).out as Float32Array;
+  sameF32(avg, Float32Array.from(sums, (s) => f(s * mul)), 'avgpool float');
+  const avgq = globalAvgPoolU8(x, 5, 16, mul, { actBits: 4, actRange: 3 });
+  assert.deepEqual(avgq.out, Uint8Array.from(avg, (v) => requant(v, f(3 / 15), 15)));
+  // linear on int32 sums
+  const W = randCodes(3 * 16, -8, 7, r);
+  const A = Int32Array.from({ length: 2 * 16 }, () => Math.floor(r() * 240));
+  const scale = Float32Array.of(0.01, 0.02, 0.03), bias = Float32Array.of(0.5, -0.5, 0);
+  const y = qlinearI32(A, 2, W, 3, { mode: 'float', scale, bias }).out as Float32Array;
+  for (let m = 0; m < 2; m++) for (let n2 = 0; n2 < 3; n2++) {
+    let acc = 0;
+    for (let k = 0; k < 16; k++) acc += A[m * 16 + k]! * W[n2 * 16 + k]!;
+    assert.equal(y[m * 3 + n2], affine(acc, scale[n2]!, bias[n2]!));
+  }
+});
+
+test('invalid arguments throw TypeError / RangeError naming the argument', () => {
+  const w = QWeights.fromCodes(new Int8Array(6), 2, 3);
+  const ep: Epilogue = { mode: 'float', scale: new Float32Array(2), bias: new Float32Array(2) };
+  assert.throws(() => qgemm(new Uint8Array(5), 2, w, ep), { name: 'RangeError', message: /A/ });
+  assert.throws(() => qgemm(new Int8Array(6) as unknown as Uint8Array, 2, w, ep), { name: 'TypeError', message: /A/ });
+  assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'float', scale: new Float32Array(3), bias: new Float32Array(2) }), { name: 'RangeError', message: /scale/ });
+  assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'codes', scale: new Float32Array(2), bias: new Float32Array(2), actRange: 0 }), { name: 'RangeError', message: /actRange/ });
+  assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'codes', scale: new Float32Array(2), bias: new Float32Array(2), actBits: 9, actRange: 1 }), { name: 'RangeError', message: /actBits/ });
+  assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'x' as 'int32' }), { name: 'RangeError', message: /mode/ });
+  assert.throws(() => qgemm(new Uint8Array(6), 2, w, ep, { out: new Float32Array(3) }), { name: 'RangeError', message: /out/ });
+  assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'int32' }, { out: new Float32Array(4) }), { name: 'TypeError', message: /out/ });
+  assert.throws(() => qgemm(new Uint8Array(6), 2, w, ep, { layout: 'km' as 'mn' }), { name: 'RangeError', message: /layout/ });
+  assert.throws(() => qgemm(new Uint8Array(6), 2, new QWeights(2, 3), ep), { name: 'RangeError', message: /repack/ });
+  assert.throws(() => new QWeights(2, 70000), { name: 'RangeError', message: /K/ });
+  assert.throws(() => new QWeights(2, 3).repack(new Uint8Array(2), 4), { name: 'RangeError', message: /packed/ });
+  assert.throws(() => qconv2d(new Uint8Array(9), { B: 1, C: 1, H: 3, W: 3 }, w, { kh: 3, kw: 3, stride: 1, pad: 0 }, { mode: 'int32' }), { name: 'RangeError', message: /K/ });
+  assert.throws(() => maxpool2dU8(new Uint8Array(4), 1, 2, 2, 3, 1), { name: 'RangeError', message: /k/ });
+  assert.throws(() => addRequantU8(new Float32Array(3), new Float32Array(4), 4, 1), { name: 'RangeError', message: /b/ });
+  assert.throws(() => requantU8(new Float32Array(3), 4, -1), { name: 'RangeError', message: /actRange/ });
+  // the addon checks on its own (callers that bypass the TS layer), including a corrupted buffer
+  const raw = nativeFn<(...x: unknown[]) => unknown>('qgemm');
+  const bad = w.buffer.slice();
+  bad[0] = 0;
+  assert.throws(() => raw(new Uint8Array(6), 2, 3, 3, bad, 2, 'int32', new Int32Array(4), 'mn', null, null, 4, 1), { name: 'RangeError', message: /qw/ });
+  assert.throws(() => raw(new Uint8Array(6), 2, 3, 3, w.buffer, 3, 'int32', new Int32Array(6), 'mn', null, null, 4, 1), { name: 'RangeError', message: /shape/ });
+  assert.throws(() => raw(new Uint8Array(6), 2, 3, 2, w.buffer, 2, 'int32', new Int32Array(4), 'mn', null, null, 4, 1), { name: 'RangeError', message: /lda/ });
+  const rawConv = nativeFn<(...x: unknown[]) => unknown>('qconv2d');
+  assert.throws(() => rawConv(new Uint8Array(4), 1, 1, 2, 2, QWeights.fromCodes(new Int8Array(9), 1, 9).buffer, 1, 3, 3, 1, 0, 'int32', new Int32Array(1), null, null, 4, 1), { name: 'RangeError', message: /kernel/ });
+});
