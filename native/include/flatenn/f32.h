@@ -1,0 +1,101 @@
+// flatenn fp32 training kernels: GEMM, im2col/col2im/im2row, conv2d forward/backward,
+// max-pooling, and the peak-throughput probes used by the benchmarks.
+//
+// Every entry point assumes validated arguments (the bindings validate); none of
+// them allocates per element or throws. Determinism: every kernel splits its
+// work by problem shape only, so results are bit-identical for any thread count.
+#pragma once
+#include <cstdint>
+
+#include "flatenn/core.h"
+
+namespace fl {
+
+// ---- sgemm -----------------------------------------------------------------
+// C[M x N] = alpha * op(A)[M x K] * op(B)[K x N] + beta * C, all row-major.
+//   op(A)(i, k) = transA ? A[k * lda + i] : A[i * lda + k]   (lda >= transA ? M : K)
+//   op(B)(k, j) = transB ? B[j * ldb + k] : B[k * ldb + j]   (ldb >= transB ? K : N)
+//   C(i, j)     = C[i * ldc + j]                             (ldc >= N)
+// beta == 0 ignores C's previous contents (NaN-safe); alpha == 0 reads neither A nor B.
+// Summation over K for one C element happens in an order fixed by (M, N, K) only.
+using SgemmFn = void (*)(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                         int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+Kernel<SgemmFn>& sgemm_kernel();
+
+// ---- convolution geometry ------------------------------------------------------
+// x: (N, C, H, W); w: (O, C, KH, KW); y: (N, O, OH, OW) with
+//   OH = (H + 2 pad - KH) / stride + 1, OW = (W + 2 pad - KW) / stride + 1.
+// pad_values (optional, C floats): the value a padded input position holds, per
+// input channel (null: 0). Lets the first layer pad in raw pixel space.
+struct ConvShape {
+  int64_t N, C, H, W, O, KH, KW, stride, pad;
+  int64_t OH() const { return (H + 2 * pad - KH) / stride + 1; }
+  int64_t OW() const { return (W + 2 * pad - KW) / stride + 1; }
+  int64_t P() const { return OH() * OW(); }   // output pixels per image
+  int64_t CKK() const { return C * KH * KW; } // patch length
+};
+
+// ---- im2col / col2im / im2row (one image) ---------------------------------------
+// im2col: x (C, H, W) -> col (C*KH*KW, OH*OW), col row r = (c, kh, kw), column p = (oh, ow):
+//   col[r * ldcol + p] = x[c][oh*stride - pad + kh][ow*stride - pad + kw], or pad_values[c] (0) outside.
+// (ldcol >= OH*OW; N and O of the shape are ignored.)
+using Im2colFn = void (*)(const float* x, float* col, int64_t ldcol, const ConvShape& s, const float* pad_values);
+void im2col(const float* x, float* col, int64_t ldcol, const ConvShape& s, const float* pad_values);
+Kernel<Im2colFn>& im2col_kernel();
+// col2im: the adjoint of im2col: x (C, H, W) is overwritten with the sum of every
+// col entry at the position it was copied from (padded positions are dropped).
+using Col2imFn = void (*)(const float* col, int64_t ldcol, float* x, const ConvShape& s);
+void col2im(const float* col, int64_t ldcol, float* x, const ConvShape& s);
+Kernel<Col2imFn>& col2im_kernel();
+// im2row: the transpose of im2col: row (OH*OW, C*KH*KW): row[p * ldrow + r] = col[r][p].
+// (Used for the weight gradient: dw = dy * im2row needs no transposed packing.)
+using Im2rowFn = void (*)(const float* x, float* row, int64_t ldrow, const ConvShape& s, const float* pad_values);
+void im2row(const float* x, float* row, int64_t ldrow, const ConvShape& s, const float* pad_values);
+Kernel<Im2rowFn>& im2row_kernel();
+
+// ---- conv2d --------------------------------------------------------------------
+// Forward: y[n][o][p] = bias[o] + sum_{c,kh,kw} w[o][c][kh][kw] * xpad[n][c][...]; bias may be null.
+using Conv2dForwardFn = void (*)(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
+                                 const float* pad_values);
+void conv2d_forward(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
+                    const float* pad_values);
+Kernel<Conv2dForwardFn>& conv2d_forward_kernel();
+// Backward given dy (N, O, OH, OW): each of dx (N,C,H,W), dw (O,C,KH,KW), db (O) may be
+// null; the non-null ones are overwritten. dw and db are sums over the batch, reduced in
+// fixed image blocks in block order (bit-identical for any thread count).
+using Conv2dBackwardFn = void (*)(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                                  const ConvShape& s, const float* pad_values);
+void conv2d_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                     const ConvShape& s, const float* pad_values);
+Kernel<Conv2dBackwardFn>& conv2d_backward_kernel();
+
+// ---- max pooling (kernel k, stride s, no padding) --------------------------------
+// x: (N, C, H, W) -> y: (N, C, OH, OW), OH = (H - k) / s + 1, OW = (W - k) / s + 1.
+// argmax[n][c][oh][ow] = h * W + w (index inside the (n, c) plane) of the first maximum in
+// row-major window order; a NaN in the window wins (the last NaN), as in PyTorch.
+using MaxpoolForwardFn = void (*)(const float* x, float* y, int32_t* argmax, int64_t N, int64_t C, int64_t H,
+                                  int64_t W, int64_t k, int64_t s);
+void maxpool2d_forward(const float* x, float* y, int32_t* argmax, int64_t N, int64_t C, int64_t H, int64_t W,
+                       int64_t k, int64_t s);
+Kernel<MaxpoolForwardFn>& maxpool2d_forward_kernel();
+// dx (N, C, H, W) is overwritten: zero, then dx[plane][argmax] += dy in output order.
+// Requires 0 <= argmax < H*W (the binding checks it).
+void maxpool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t C, int64_t H,
+                        int64_t W, int64_t k, int64_t s);
+
+// ---- peak probes ------------------------------------------------------------------
+// Independent-accumulator loops with no memory traffic; return the operations done
+// (FLOPs for FMA probes: 2 per lane per FMA; MACs for VNNI: 4 per 32-bit lane per vpdpbusd).
+enum class PeakKind { Fma512 = 0, Fma256 = 1, Vnni512 = 2 };
+bool peak_supported(PeakKind kind);
+struct PeakResult {
+  double ops;          // total over all threads
+  double wall_seconds; // from the common start to the last thread's end
+  double cpu_seconds;  // sum of the threads' CLOCK_THREAD_CPUTIME_ID
+};
+// Runs the probe on `threads` std::threads at once (not the pool), each `iters` iterations.
+PeakResult peak_probe(PeakKind kind, uint64_t iters, int threads);
+
+}  // namespace fl

@@ -1,0 +1,158 @@
+// conv2d forward / backward (NCHW, contract in flatenn/f32.h) as im2col + sgemm.
+//   x: (N, C, H, W)  w: (O, C, KH, KW) = matrix (O, CKK)  bias/db: (O)  y/dy: (N, O, OH, OW) = N x (O, P)
+//   forward : y_n  = w * col(x_n)                    sgemm (O x P x CKK), + bias
+//   dx      : dx_n = col2im(w^T * dy_n)               sgemm (CKK x P x O), transA
+//   dw      : dw   = sum over image blocks of dy_blk * row(x_blk)
+//             dy_blk (O, G*P): the block's dy side by side; row(x_blk) (G*P, CKK): im2row of its images
+//   db      : db[o] = sum over n, p of dy[n][o][p]
+// Variant L (scalar / avx2 / avx512) runs the sgemm and im2row variants of level L (the highest
+// one registered at or below L), so tests can compare every level with the scalar one.
+// Threading and determinism: forward and dx are parallel over images (each image writes its
+// own output). dw and db are batch sums: images are grouped in blocks whose size depends on the
+// shape only, every block sums its images in order, and the blocks' partials are added in block
+// order. No result depends on the thread count.
+#include <algorithm>
+#include <cstring>
+
+#include "flatenn/f32.h"
+#include "scratch.h"
+
+namespace fl {
+namespace {
+
+thread_local Scratch tl_col, tl_dyblk, tl_rowblk, tl_parts;
+
+template <class F>
+F pick(Kernel<F>& k, Isa level) {
+  for (int l = static_cast<int>(level); l >= 0; --l)
+    if (F f = k.variant(static_cast<Isa>(l))) return f;
+  return k.variant(Isa::Scalar);
+}
+
+inline bool is_pointwise(const ConvShape& s) { return s.KH == 1 && s.KW == 1 && s.stride == 1 && s.pad == 0; }
+
+template <Isa L>
+void conv2d_forward_impl(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
+                         const float* pv) {
+  const SgemmFn gemm = pick(sgemm_kernel(), L);
+  const Im2colFn to_col = pick(im2col_kernel(), L);
+  const int64_t P = s.P(), CKK = s.CKK(), xs = s.C * s.H * s.W, ys = s.O * P;
+  const bool direct = is_pointwise(s);
+  parallel_for(size_t(s.N), [&](size_t n) {
+    const float* xn = x + int64_t(n) * xs;
+    float* yn = y + int64_t(n) * ys;
+    const float* col = xn;
+    if (!direct) {
+      float* buf = tl_col.get(size_t(CKK * P));
+      to_col(xn, buf, P, s, pv);
+      col = buf;
+    }
+    gemm(false, false, s.O, P, CKK, 1.0f, w, CKK, col, P, 0.0f, yn, P);
+    if (bias)
+      for (int64_t o = 0; o < s.O; ++o) {
+        float* yo = yn + o * P;
+        const float b = bias[o];
+        for (int64_t p = 0; p < P; ++p) yo[p] += b;
+      }
+  });
+}
+
+// Images per dw block: about kDwRows rows of im2row (the GEMM's K), at least 8 blocks when N allows.
+constexpr int64_t kDwRows = 2048;
+inline int64_t dw_block(const ConvShape& s) {
+  const int64_t by_rows = std::max<int64_t>(1, kDwRows / s.P());
+  return std::max<int64_t>(1, std::min(by_rows, ceil_div64(s.N, 8)));
+}
+
+template <Isa L>
+void conv2d_backward_impl(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                          const ConvShape& s, const float* pv) {
+  const SgemmFn gemm = pick(sgemm_kernel(), L);
+  const Col2imFn from_col = pick(col2im_kernel(), L);
+  const Im2rowFn to_row = pick(im2row_kernel(), L);
+  const int64_t P = s.P(), CKK = s.CKK(), xs = s.C * s.H * s.W, ys = s.O * P;
+
+  if (db) {
+    // db[o] = sum_n sum_p dy[n][o][p]: double accumulators in 8 fixed lanes (p mod 8), then lanes in order.
+    parallel_for(size_t(ceil_div64(s.O, 16)), [&](size_t blk) {
+      const int64_t o1 = std::min(s.O, int64_t(blk + 1) * 16);
+      for (int64_t o = int64_t(blk) * 16; o < o1; ++o) {
+        double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t n = 0; n < s.N; ++n) {
+          const float* d = dy + n * ys + o * P;
+          int64_t p = 0;
+          for (; p + 8 <= P; p += 8)
+            for (int l = 0; l < 8; ++l) lanes[l] += double(d[p + l]);
+          for (int l = 0; p < P; ++p, ++l) lanes[l] += double(d[p]);
+        }
+        double t = 0.0;
+        for (int l = 0; l < 8; ++l) t += lanes[l];
+        db[o] = float(t);
+      }
+    });
+  }
+
+  if (dx) {
+    const bool direct = is_pointwise(s);
+    parallel_for(size_t(s.N), [&](size_t n) {
+      const float* dyn = dy + int64_t(n) * ys;
+      float* dxn = dx + int64_t(n) * xs;
+      if (direct) { gemm(true, false, CKK, P, s.O, 1.0f, w, CKK, dyn, P, 0.0f, dxn, P); return; }
+      float* dcol = tl_col.get(size_t(CKK * P));
+      gemm(true, false, CKK, P, s.O, 1.0f, w, CKK, dyn, P, 0.0f, dcol, P);
+      from_col(dcol, P, dxn, s);
+    });
+  }
+
+  if (dw) {
+    const int64_t G = dw_block(s), nblk = ceil_div64(s.N, G), WN = s.O * CKK;
+    float* parts = nblk > 1 ? tl_parts.get(size_t(nblk * WN)) : dw;
+    parallel_for(size_t(nblk), [&](size_t b) {
+      const int64_t n0 = int64_t(b) * G, g = std::min(G, s.N - n0), rows = g * P;
+      float* a = tl_dyblk.get(size_t(s.O * rows));       // (O, rows)
+      float* r = tl_rowblk.get(size_t(rows * CKK));      // (rows, CKK)
+      for (int64_t i = 0; i < g; ++i) {
+        const float* dyn = dy + (n0 + i) * ys;
+        for (int64_t o = 0; o < s.O; ++o) std::memcpy(a + o * rows + i * P, dyn + o * P, sizeof(float) * size_t(P));
+        to_row(x + (n0 + i) * xs, r + i * P * CKK, CKK, s, pv);
+      }
+      gemm(false, false, s.O, CKK, rows, 1.0f, a, rows, r, CKK, 0.0f, parts + int64_t(b) * WN, CKK);
+    });
+    if (nblk > 1) {
+      // dw = parts[0] + parts[1] + ... in block order (element blocks in parallel).
+      constexpr int64_t kEl = 16384;
+      auto reduce = [&](size_t e) {
+        const int64_t e0 = int64_t(e) * kEl, e1 = std::min(WN, e0 + kEl);
+        for (int64_t i = e0; i < e1; ++i) dw[i] = parts[i];
+        for (int64_t b = 1; b < nblk; ++b) {
+          const float* pb = parts + b * WN;
+          for (int64_t i = e0; i < e1; ++i) dw[i] += pb[i];
+        }
+      };
+      const int64_t ne = ceil_div64(WN, kEl);
+      if (WN * nblk >= (int64_t(1) << 20)) parallel_for(size_t(ne), reduce);
+      else for (int64_t e = 0; e < ne; ++e) reduce(size_t(e));
+    }
+  }
+}
+
+Kernel<Conv2dForwardFn> k_conv2d_forward("conv2d_forward", conv2d_forward_impl<Isa::Scalar>,
+                                         conv2d_forward_impl<Isa::Avx2>, conv2d_forward_impl<Isa::Avx512>);
+Kernel<Conv2dBackwardFn> k_conv2d_backward("conv2d_backward", conv2d_backward_impl<Isa::Scalar>,
+                                           conv2d_backward_impl<Isa::Avx2>, conv2d_backward_impl<Isa::Avx512>);
+
+}  // namespace
+
+Kernel<Conv2dForwardFn>& conv2d_forward_kernel() { return k_conv2d_forward; }
+Kernel<Conv2dBackwardFn>& conv2d_backward_kernel() { return k_conv2d_backward; }
+
+void conv2d_forward(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
+                    const float* pad_values) {
+  k_conv2d_forward.fn(x, w, bias, y, s, pad_values);
+}
+void conv2d_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                     const ConvShape& s, const float* pad_values) {
+  k_conv2d_backward.fn(x, w, dy, dx, dw, db, s, pad_values);
+}
+
+}  // namespace fl
