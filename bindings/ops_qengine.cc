@@ -13,11 +13,14 @@
 //   requantU8(y: F32, actBits, actRange, q: U8): number
 //   addRequantU8(a: U8|F32, sa, b: U8|F32, sb, actBits, actRange, q: U8): number
 //   qlinearI32(A: I32 [M*K], M, K, W: I8 [N*K], N, mode: 'float'|'codes', out, scale: F32, bias: F32, actBits, actRange): number
+//   qgemmPeakProbe(iters): {macs, seconds, cpuSeconds}
 // actBits in [1, 8], actRange r > 0: actScale = fl(r / (2^actBits - 1)) as in reluFakeQuant; they are
 // read (and must be valid) only in 'codes' mode.
 #include <napi.h>
+#include <time.h>
 
 #include <cfloat>
+#include <chrono>
 #include <cmath>
 #include <string>
 
@@ -281,7 +284,25 @@ Napi::Value QlinearI32(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, double(fl::qlinear_i32(A.data, M, K, W.data, N, o.scale, o.bias, mode, out, as, levels)));
 }
 
+// qgemmPeakProbe(iters): {macs, seconds, cpuSeconds} of the VNNI issue-rate loop on this thread
+// (macs = 0 without AVX-512 VNNI). The CPU-time rate is the core's ceiling on a shared machine.
+Napi::Value QgemmPeakProbe(const Napi::CallbackInfo& info) {
+  const uint64_t iters = uint64_t(integer(info, 0, "iters", 1, int64_t(1) << 40));
+  timespec c0{}, c1{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+  const auto t0 = std::chrono::steady_clock::now();
+  const double macs = fl::qgemm_peak_probe(iters);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("macs", macs);
+  o.Set("seconds", wall);
+  o.Set("cpuSeconds", double(c1.tv_sec - c0.tv_sec) + 1e-9 * double(c1.tv_nsec - c0.tv_nsec));
+  return o;
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("qgemmPeakProbe", Napi::Function::New(env, QgemmPeakProbe, "qgemmPeakProbe"));
   exports.Set("qweightsBytes", Napi::Function::New(env, QweightsBytes, "qweightsBytes"));
   exports.Set("qweightsRepack", Napi::Function::New(env, QweightsRepack, "qweightsRepack"));
   exports.Set("qweightsFromCodes", Napi::Function::New(env, QweightsFromCodes, "qweightsFromCodes"));

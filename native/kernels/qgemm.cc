@@ -252,6 +252,71 @@ FL_VNNI void panel_avx512(const uint8_t* panel, size_t Wp, size_t m0, size_t M, 
   }
 }
 
+// Issue-rate probe: 24 independent vpdpbusd chains in zmm0..zmm23 (the GEMM tile's shape), no
+// memory traffic. Written in asm so that no compiler can spill, fold or drop a chain.
+FL_VNNI double vnni_probe(uint64_t iters) {
+  if (iters == 0) return 0.0;
+  uint64_t n = iters;
+  __asm__ volatile(
+      "vpxord %%zmm0, %%zmm0, %%zmm0\n\t"
+      "vpxord %%zmm1, %%zmm1, %%zmm1\n\t"
+      "vpxord %%zmm2, %%zmm2, %%zmm2\n\t"
+      "vpxord %%zmm3, %%zmm3, %%zmm3\n\t"
+      "vpxord %%zmm4, %%zmm4, %%zmm4\n\t"
+      "vpxord %%zmm5, %%zmm5, %%zmm5\n\t"
+      "vpxord %%zmm6, %%zmm6, %%zmm6\n\t"
+      "vpxord %%zmm7, %%zmm7, %%zmm7\n\t"
+      "vpxord %%zmm8, %%zmm8, %%zmm8\n\t"
+      "vpxord %%zmm9, %%zmm9, %%zmm9\n\t"
+      "vpxord %%zmm10, %%zmm10, %%zmm10\n\t"
+      "vpxord %%zmm11, %%zmm11, %%zmm11\n\t"
+      "vpxord %%zmm12, %%zmm12, %%zmm12\n\t"
+      "vpxord %%zmm13, %%zmm13, %%zmm13\n\t"
+      "vpxord %%zmm14, %%zmm14, %%zmm14\n\t"
+      "vpxord %%zmm15, %%zmm15, %%zmm15\n\t"
+      "vpxord %%zmm16, %%zmm16, %%zmm16\n\t"
+      "vpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+      "vpxord %%zmm18, %%zmm18, %%zmm18\n\t"
+      "vpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+      "vpxord %%zmm20, %%zmm20, %%zmm20\n\t"
+      "vpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+      "vpxord %%zmm22, %%zmm22, %%zmm22\n\t"
+      "vpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+      "vpternlogd $0xff, %%zmm24, %%zmm24, %%zmm24\n\t"
+      "vpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+      "1:\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm0\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm1\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm2\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm3\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm4\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm5\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm6\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm7\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm8\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm9\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm10\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm11\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm12\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm13\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm14\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm15\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm16\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm17\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm18\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm19\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm20\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm21\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm22\n\t"
+      "vpdpbusd %%zmm25, %%zmm24, %%zmm23\n\t"
+      "dec %0\n\t"
+      "jnz 1b\n\t"
+      : "+r"(n)
+      :
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "cc");
+  return double(iters) * 24 * 64;
+}
+
 #undef FL_AVX2
 #undef FL_VNNI
 
@@ -296,6 +361,11 @@ size_t elem_bytes(QOutMode m) { return m == QOutMode::Codes ? 1 : 4; }
 
 namespace kern {
 Kernel<QPanelFn> u8s8_qgemm_panel("u8s8_qgemm_panel", panel_scalar, panel_avx2, panel_avx512);
+}
+
+double qgemm_peak_probe(uint64_t iters) {
+  if (!(best_isa() == Isa::Avx512 && cpu_features().avx512vnni)) return 0.0;
+  return vnni_probe(iters);
 }
 
 Isa qgemm_isa() {
@@ -371,56 +441,97 @@ void qpack_rows(const uint8_t* A, size_t M, size_t K, size_t lda, uint8_t* panel
   for (size_t p = 0; p < np; ++p) pack_panel(A, M, K, lda, p, panels);
 }
 
+// Writes one 16-row chunk of every k4 group: load(k) gives the 16 bytes of tap k (k < K);
+// taps k >= K are zeros. Output: 64 bytes [16 rows][4 taps] per k4, k4 groups step apart.
+template <class Load>
+inline void interleave_chunk(uint8_t* dst, size_t step, size_t K, size_t Kp, const Load& load) {
+  const size_t full = K / 4;
+  auto put = [&](uint8_t* d, __m128i r0, __m128i r1, __m128i r2, __m128i r3) {
+    const __m128i t0 = _mm_unpacklo_epi8(r0, r1), t1 = _mm_unpackhi_epi8(r0, r1);
+    const __m128i t2 = _mm_unpacklo_epi8(r2, r3), t3 = _mm_unpackhi_epi8(r2, r3);
+    __m128i* o = reinterpret_cast<__m128i*>(d);
+    _mm_storeu_si128(o + 0, _mm_unpacklo_epi16(t0, t2));
+    _mm_storeu_si128(o + 1, _mm_unpackhi_epi16(t0, t2));
+    _mm_storeu_si128(o + 2, _mm_unpacklo_epi16(t1, t3));
+    _mm_storeu_si128(o + 3, _mm_unpackhi_epi16(t1, t3));
+  };
+  for (size_t k4 = 0; k4 < full; ++k4) put(dst + k4 * step, load(4 * k4), load(4 * k4 + 1), load(4 * k4 + 2), load(4 * k4 + 3));
+  if (full < Kp / 4) {
+    __m128i r[4];
+    for (size_t t = 0; t < 4; ++t) r[t] = 4 * full + t < K ? load(4 * full + t) : _mm_setzero_si128();
+    put(dst + full * step, r[0], r[1], r[2], r[3]);
+  }
+}
+
+size_t qim2col_scratch_bytes(size_t G, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad) {
+  const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad);
+  const size_t K = C * kh * kw, M = G * OH * OW;
+  // padded planes + 8-byte offsets of the K taps and the M output pixels
+  return G * C * (H + 2 * pad) * (W + 2 * pad) + 16 + 8 * (K + M);
+}
+
 void qim2col(const uint8_t* x, size_t G, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
              uint8_t* panels, uint8_t* scratch) {
   const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad), P = OH * OW;
   const size_t K = C * kh * kw, Kp = round_up(K, 4), M = G * P, Mp = round_up(M, 16);
-  // 1. k-major im2col T[K][Mp]: row k = (c, i, j) holds input pixel (oh*s - pad + i, ow*s - pad + j)
-  //    of channel c for every output pixel m = (g, oh, ow); zeros outside the image and for m >= M.
-  for (size_t c = 0; c < C; ++c)
+  const size_t Hp = H + 2 * pad, Wq = W + 2 * pad, plane = Hp * Wq;
+  // 1. zero-padded copies of the input planes: A(k = (c, i, j), m = (g, oh, ow)) is then
+  //    xp[moff[m] + koff[k]] with moff = offset of (g, oh*s, ow*s), koff = offset of (c, i, j)
+  uint8_t* xp = scratch;
+  for (size_t gc = 0; gc < G * C; ++gc) {
+    uint8_t* d = xp + gc * plane;
+    const uint8_t* src = x + gc * H * W;
+    std::memset(d, 0, pad * Wq);
+    for (size_t h = 0; h < H; ++h) {
+      uint8_t* row = d + (pad + h) * Wq;
+      std::memset(row, 0, pad);
+      std::memcpy(row + pad, src + h * W, W);
+      std::memset(row + pad + W, 0, pad);
+    }
+    std::memset(d + (pad + H) * Wq, 0, pad * Wq);
+  }
+  uint8_t* tail = xp + G * C * plane;
+  int64_t* koff = reinterpret_cast<int64_t*>(tail + (16 - reinterpret_cast<uintptr_t>(tail) % 16) % 16);
+  int64_t* moff = koff + K;
+  for (size_t c = 0, k = 0; c < C; ++c)
     for (size_t i = 0; i < kh; ++i)
-      for (size_t j = 0; j < kw; ++j) {
-        uint8_t* row = scratch + ((c * kh + i) * kw + j) * Mp;
-        // output columns ow whose input column ow*s - pad + j lies inside [0, W)
-        const size_t lo = j >= pad ? 0 : (pad - j + stride - 1) / stride;
-        const size_t hi = std::min(OW, W + pad > j ? (W + pad - j - 1) / stride + 1 : 0);
-        for (size_t g = 0; g < G; ++g) {
-          const uint8_t* plane = x + (g * C + c) * H * W;
-          for (size_t oh = 0; oh < OH; ++oh) {
-            uint8_t* d = row + g * P + oh * OW;
-            const size_t ihs = oh * stride + i;  // ih + pad
-            if (ihs < pad || ihs - pad >= H || lo >= hi) { std::memset(d, 0, OW); continue; }
-            const uint8_t* src = plane + (ihs - pad) * W;
-            std::memset(d, 0, lo);
-            if (stride == 1) std::memcpy(d + lo, src + lo + j - pad, hi - lo);
-            else
-              for (size_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * stride + j - pad];
-            std::memset(d + hi, 0, OW - hi);
-          }
-        }
-        std::memset(row + M, 0, Mp - M);
-      }
-  // 2. interleave 4 rows of T into the panels' [Kp/4][Wp][4] layout (SSE2 byte/word unpacks)
-  static const uint8_t zeros[16] = {0};
+      for (size_t j = 0; j < kw; ++j) koff[k++] = int64_t((c * Hp + i) * Wq + j);
+  for (size_t g = 0, m = 0; g < G; ++g)
+    for (size_t oh = 0; oh < OH; ++oh)
+      for (size_t ow = 0; ow < OW; ++ow) moff[m++] = int64_t(g * C * plane + oh * stride * Wq + ow * stride);
+  // 2. panels [Kp/4][Wp][4]: for 16 rows m at a time and 4 taps k, interleave the 4 x 16 bytes
+  //    (SSE2 byte/word unpacks). 16 consecutive m in one output row (stride 1) are one 16-byte
+  //    load; output rows of 8 or 4 pixels are loaded as 8- or 4-byte runs; anything else is gathered.
   for (size_t m0 = 0; m0 < Mp; m0 += kPanel) {
     const size_t Wp = std::min(kPanel, Mp - m0);
     uint8_t* base = panels + m0 * Kp;
-    for (size_t k4 = 0; k4 < Kp / 4; ++k4) {
-      const uint8_t* r[4];
-      for (size_t t = 0; t < 4; ++t) r[t] = 4 * k4 + t < K ? scratch + (4 * k4 + t) * Mp + m0 : nullptr;
-      uint8_t* d = base + k4 * Wp * 4;
-      for (size_t q = 0; q < Wp; q += 16) {
-        const __m128i r0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[0] ? r[0] + q : zeros));
-        const __m128i r1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[1] ? r[1] + q : zeros));
-        const __m128i r2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[2] ? r[2] + q : zeros));
-        const __m128i r3 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r[3] ? r[3] + q : zeros));
-        const __m128i t0 = _mm_unpacklo_epi8(r0, r1), t1 = _mm_unpackhi_epi8(r0, r1);
-        const __m128i t2 = _mm_unpacklo_epi8(r2, r3), t3 = _mm_unpackhi_epi8(r2, r3);
-        __m128i* o = reinterpret_cast<__m128i*>(d + q * 4);
-        _mm_storeu_si128(o + 0, _mm_unpacklo_epi16(t0, t2));
-        _mm_storeu_si128(o + 1, _mm_unpackhi_epi16(t0, t2));
-        _mm_storeu_si128(o + 2, _mm_unpacklo_epi16(t1, t3));
-        _mm_storeu_si128(o + 3, _mm_unpackhi_epi16(t1, t3));
+    for (size_t q = 0; q < Wp; q += 16) {
+      const size_t m = m0 + q, valid = m < M ? std::min<size_t>(16, M - m) : 0;
+      uint8_t* dst = base + q * 4;
+      const size_t stepk4 = Wp * 4;
+      if (valid == 16 && moff[m + 15] - moff[m] == 15) {
+        const uint8_t* b = xp + moff[m];
+        interleave_chunk(dst, stepk4, K, Kp, [&](size_t k) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + koff[k])); });
+      } else if (valid == 16 && stride == 1 && OW == 8) {
+        const uint8_t* b0 = xp + moff[m];
+        const uint8_t* b1 = xp + moff[m + 8];
+        interleave_chunk(dst, stepk4, K, Kp, [&](size_t k) {
+          return _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b0 + koff[k])),
+                                    _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b1 + koff[k])));
+        });
+      } else if (valid == 16 && stride == 1 && OW == 4) {
+        const uint8_t* b[4] = {xp + moff[m], xp + moff[m + 4], xp + moff[m + 8], xp + moff[m + 12]};
+        interleave_chunk(dst, stepk4, K, Kp, [&](size_t k) {
+          const __m128i a0 = _mm_cvtsi32_si128(load_i32(b[0] + koff[k])), a1 = _mm_cvtsi32_si128(load_i32(b[1] + koff[k]));
+          const __m128i a2 = _mm_cvtsi32_si128(load_i32(b[2] + koff[k])), a3 = _mm_cvtsi32_si128(load_i32(b[3] + koff[k]));
+          return _mm_unpacklo_epi64(_mm_unpacklo_epi32(a0, a1), _mm_unpacklo_epi32(a2, a3));
+        });
+      } else {
+        interleave_chunk(dst, stepk4, K, Kp, [&](size_t k) {
+          alignas(16) uint8_t t[16];
+          for (size_t l = 0; l < 16; ++l) t[l] = l < valid ? xp[moff[m + l] + koff[k]] : 0;
+          return _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+        });
       }
     }
   }
@@ -477,7 +588,7 @@ int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, con
   parallel_for(groups, [&](size_t t) {
     const size_t g0 = t * G, gi = std::min(G, B - g0), M = gi * P, Mp = round_up(M, 16);
     uint8_t* panels = tls_buffer(0, qpanels_bytes(M, K));
-    uint8_t* scratch = tls_buffer(1, K * Mp);
+    uint8_t* scratch = tls_buffer(1, qim2col_scratch_bytes(gi, C, H, W, kh, kw, stride, pad));
     qim2col(x + g0 * C * H * W, gi, C, H, W, kh, kw, stride, pad, panels, scratch);
     QOut og = o;
     og.data = static_cast<uint8_t*>(o.data) + g0 * N * P * elem_bytes(o.mode);

@@ -34,13 +34,17 @@ interface QNative {
   addRequantU8(a: U8 | F32, sa: number, b: U8 | F32, sb: number, actBits: number, actRange: number, q: U8): number;
   qlinearI32(A: Int32Array, M: number, K: number, W: Int8Array, N: number, mode: 'float' | 'codes', out: F32 | U8, scale: F32, bias: F32,
     actBits: number, actRange: number): number;
+  qgemmPeakProbe(iters: number): PeakProbe;
 }
+
+/** Result of the VNNI issue-rate probe: multiply-accumulates done, wall and thread CPU seconds. */
+export interface PeakProbe { macs: number; seconds: number; cpuSeconds: number }
 
 let cached: QNative | null = null;
 function nat(): QNative {
   if (cached) return cached;
   const names: (keyof QNative)[] = ['qweightsBytes', 'qweightsRepack', 'qweightsFromCodes', 'qgemm', 'qconv2d', 'maxpool2dU8',
-    'globalSumU8', 'globalAvgPoolU8', 'requantU8', 'addRequantU8', 'qlinearI32'];
+    'globalSumU8', 'globalAvgPoolU8', 'requantU8', 'addRequantU8', 'qlinearI32', 'qgemmPeakProbe'];
   const o: Record<string, unknown> = {};
   for (const n of names) o[n] = nativeFn(n);
   cached = o as unknown as QNative;
@@ -267,4 +271,13 @@ export function qlinearI32(A: Int32Array, M: number, W: Int8Array, N: number, ep
   const out = epilogue.mode === 'float' ? new Float32Array(M * N) : new Uint8Array(M * N);
   const zeros = nat().qlinearI32(A, M, K, W, N, epilogue.mode, out, epilogue.scale!, epilogue.bias!, epilogue.actBits ?? 4, epilogue.actRange ?? 1);
   return { out, zeros };
+}
+
+/**
+ * Single-thread AVX-512 VNNI issue-rate probe (24 independent vpdpbusd chains, the GEMM tile's
+ * shape, no memory traffic). macs = 0 on a CPU without AVX-512 VNNI.
+ */
+export function qgemmPeakProbe(iters: number): PeakProbe {
+  a.int('iters', iters, 1, 2 ** 40);
+  return nat().qgemmPeakProbe(iters);
 }

@@ -120,6 +120,8 @@ test('qconv2d equals a direct convolution (LeNet and ResNet shapes, strides, pad
     { B: 9, C: 16, H: 4, W: 4, O: 12, k: 3, s: 1, p: 1, max: 15 },
     { B: 4, C: 8, H: 8, W: 8, O: 16, k: 1, s: 2, p: 0, max: 15 },
     { B: 1, C: 3, H: 5, W: 9, O: 5, k: 3, s: 2, p: 2, max: 255 },
+    { B: 3, C: 4, H: 8, W: 8, O: 8, k: 3, s: 1, p: 1, max: 15 }, // 8-pixel output rows
+    { B: 2, C: 3, H: 32, W: 32, O: 8, k: 3, s: 1, p: 1, max: 255 }, // 16-pixel chunks inside a row
   ];
   for (const t of cases) {
     const x = randU8(t.B * t.C * t.H * t.W, t.max, r);

@@ -50,6 +50,9 @@ static_assert(sizeof(QwHeader) == kQwHeaderBytes, "QwHeader must be 64 bytes");
 
 // The ISA qgemm runs at now: current_isa(), except AVX-512 without VNNI runs the AVX2 kernel.
 Isa qgemm_isa();
+// Runs `iters` rounds of 24 independent AVX-512 VNNI vpdpbusd chains (no memory traffic) and
+// returns the multiply-accumulates done (64 per instruction); 0 without AVX-512 VNNI.
+double qgemm_peak_probe(uint64_t iters);
 // Channel block of an ISA's weight layout (1, 4, 8).
 size_t qweights_block(Isa isa);
 // Bytes of a repacked weight buffer, enough for the layout of any ISA.
@@ -79,7 +82,8 @@ size_t qpanels_bytes(size_t M, size_t K);
 // A: [M][K] row-major with row stride lda -> panels.
 void qpack_rows(const uint8_t* A, size_t M, size_t K, size_t lda, uint8_t* panels);
 // x: [G][C][H][W] uint8 -> panels of the im2col matrix [G*OH*OW][C*kh*kw] (k = (c, i, j) row-major,
-// zero padding); scratch: at least K * roundup(G*OH*OW, 16) bytes.
+// zero padding); scratch: qim2col_scratch_bytes(...) bytes.
+size_t qim2col_scratch_bytes(size_t G, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad);
 void qim2col(const uint8_t* x, size_t G, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
              uint8_t* panels, uint8_t* scratch);
 
