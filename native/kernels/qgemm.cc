@@ -67,8 +67,12 @@ void epi_scalar(int32_t acc, size_t m, size_t n, const QOut& o, int64_t* zeros) 
 // Writes lanes [0, valid) of a computed vector one by one (non-contiguous outputs).
 template <class T>
 void scatter_lanes(const T* lanes, size_t valid, size_t m, size_t n, const QOut& o) {
-  T* d = static_cast<T*>(o.data);
-  for (size_t l = 0; l < valid; ++l) d[out_offset(o, m + l, n)] = lanes[l];
+  T* d = static_cast<T*>(o.data) + int64_t(n) * o.strideN;
+  int64_t img = int64_t(m) / o.P, pix = int64_t(m) % o.P;  // one division per vector
+  for (size_t l = 0; l < valid; ++l) {
+    d[img * o.strideImg + pix * o.strideP] = lanes[l];
+    if (++pix == o.P) { pix = 0; ++img; }
+  }
 }
 
 // A(k, m) of a panel starting at row m0 with width Wp.

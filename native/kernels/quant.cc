@@ -91,7 +91,7 @@ size_t code_range_scalar(const int8_t* codes, size_t n, int lo, int hi) {
 // Element i occupies bits [i*bits, (i+1)*bits) of the stream, lowest bits first.
 void pack_int_scalar(const int8_t* codes, size_t n, int bits, uint8_t* out) {
   const size_t nb = packed_bytes(n, bits);
-  std::memset(out, 0, nb);
+  if (nb) std::memset(out, 0, nb);
   const unsigned m = (1u << bits) - 1u;
   for (size_t i = 0; i < n; ++i) {
     const size_t bit = i * size_t(bits);
@@ -233,7 +233,7 @@ FL_AVX2 size_t code_range_avx2(const int8_t* codes, size_t n, int lo, int hi) {
 
 // 4-bit: 64 codes -> 32 bytes per step; other widths use the scalar loop.
 FL_AVX2 void pack_int_avx2(const int8_t* codes, size_t n, int bits, uint8_t* out) {
-  if (bits == 8) { std::memcpy(out, codes, n); return; }
+  if (bits == 8) { if (n) std::memcpy(out, codes, n); return; }
   if (bits != 4) { pack_int_scalar(codes, n, bits, out); return; }
   const __m256i lo4 = _mm256_set1_epi16(0x000F), hi4 = _mm256_set1_epi16(0x00F0);
   size_t i = 0;
@@ -250,7 +250,7 @@ FL_AVX2 void pack_int_avx2(const int8_t* codes, size_t n, int bits, uint8_t* out
 }
 
 FL_AVX2 void unpack_int_avx2(const uint8_t* packed, size_t n, int bits, int8_t* out) {
-  if (bits == 8) { std::memcpy(out, packed, n); return; }
+  if (bits == 8) { if (n) std::memcpy(out, packed, n); return; }
   if (bits != 4) { unpack_int_scalar(packed, n, bits, out); return; }
   const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
   size_t i = 0;
