@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "flatenn/core.h"
@@ -75,17 +76,19 @@ void scatter_lanes(const T* lanes, size_t valid, size_t m, size_t n, const QOut&
   }
 }
 
-// A(k, m) of a panel starting at row m0 with width Wp.
-inline uint8_t panel_at(const uint8_t* panel, size_t Wp, size_t k, size_t r) { return panel[(k / 4) * Wp * 4 + r * 4 + k % 4]; }
-
+// acc[m][n] = sum_k A(k, m) * W[n][k], with A(k, m) at panel[(k / 4) * Wp * 4 + (m - m0) * 4 + k % 4]
+// (4 consecutive k of a row are adjacent) and the weights [N][Kp] row-major.
 void panel_scalar(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata, size_t n0,
                   size_t n1, const QOut& o, int64_t* zeros) {
-  const int8_t* w = reinterpret_cast<const int8_t*>(wdata);  // [N][Kp]
+  const int8_t* w = reinterpret_cast<const int8_t*>(wdata);
   const size_t mend = std::min(m0 + Wp, M), nend = std::min<size_t>(n1, h.N);
   for (size_t n = n0; n < nend; ++n)
     for (size_t m = m0; m < mend; ++m) {
+      const uint8_t* a = panel + (m - m0) * 4;  // A(0..3, m)
+      const int8_t* wn = w + n * h.Kp;          // W[n][0..Kp)
       int32_t acc = 0;
-      for (size_t k = 0; k < h.Kp; ++k) acc += int32_t(panel_at(panel, Wp, k, m - m0)) * int32_t(w[n * h.Kp + k]);
+      for (size_t k4 = 0; k4 < h.Kp / 4; ++k4, a += Wp * 4, wn += 4)
+        for (size_t j = 0; j < 4; ++j) acc += int32_t(a[j]) * int32_t(wn[j]);
       epi_scalar(acc, m, n, o, zeros);
     }
 }
@@ -557,15 +560,15 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
   std::memcpy(&h, qw, sizeof h);
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
   const size_t Mp = round_up(M, 16), np = (Mp + kPanel - 1) / kPanel;
-  std::vector<uint8_t> panels(qpanels_bytes(M, K));
-  parallel_for(np, [&](size_t p) { pack_panel(A, M, K, lda, p, panels.data()); });
+  std::unique_ptr<uint8_t[]> panels(new uint8_t[qpanels_bytes(M, K)]);  // every byte is written by pack_panel
+  parallel_for(np, [&](size_t p) { pack_panel(A, M, K, lda, p, panels.get()); });
   // tasks: panel x chunk of 128 channels (a multiple of every layout block)
   constexpr size_t kChunk = 128;
   const size_t nc = (h.Np + kChunk - 1) / kChunk;
   std::vector<int64_t> zeros(np * nc, 0);
   parallel_for(np * nc, [&](size_t t) {
     const size_t p = t / nc, c = t % nc, m0 = p * kPanel;
-    fn(panels.data() + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, c * kChunk,
+    fn(panels.get() + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, c * kChunk,
        std::min<size_t>(h.Np, (c + 1) * kChunk), o, &zeros[t]);
   });
   int64_t z = 0;
