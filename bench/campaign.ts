@@ -24,16 +24,20 @@ import {
 
 export interface CampaignBenchOptions {
   threads: number;
-  /** Timed trials for trials/s (default 10; quick 3), after `warmup` untimed ones (default 1). */
+  /**
+   * Timed trials for trials/s (default 10, quick 3; PyTorch runs this many too), after `warmup` untimed
+   * ones (default 1). On the reference (JS) int4 engine, which takes seconds per trial, flatenn's
+   * defaults shrink to 3 timed trials and no warm-up (quick: 1).
+   */
   trials?: number;
   warmup?: number;
-  /** Trials of the memory run through runCampaign (default 1000; quick 60; 0 skips it). */
+  /** Trials of the memory run through runCampaign (default 1000, quick 60; reference engine 20, quick 3; 0 skips it). */
   rssTrials?: number;
   /** Sample the RSS every this many trials (default 5). */
   rssEvery?: number;
   /** A deployed model file; without it a LeNet-5 is trained for one short epoch and deployed. */
   model?: string;
-  /** Training images of that short epoch (default 10000; quick 2560). */
+  /** Training images of that short epoch (default 10000). */
   trainImages?: number;
   /** Fraction of cells flipped per trial (default 0.01). */
   rate?: number;
@@ -86,7 +90,8 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
   const trials = positiveInt(o.trials, 'trials', o.quick ? 3 : 10);
   const warmup = nonNegativeInt(o.warmup, 'warmup', 1);
   const every = positiveInt(o.rssEvery, 'rssEvery', 5);
-  const trainImages = positiveInt(o.trainImages, 'trainImages', o.quick ? 2560 : 10000);
+  const trainImages = positiveInt(o.trainImages, 'trainImages', 10000);
+  nonNegativeInt(o.rssTrials, 'rssTrials', 0);
   const rate = o.rate ?? 0.01;
   if (!(rate >= 0 && rate <= 1)) throw new RangeError(`rate must be in [0, 1], got ${rate}`);
   const log = o.log ?? (() => {});
@@ -94,7 +99,7 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flatenn-bench-'));
   let backend = '?';
   let flatennError: string | undefined;
-  let speed: { trialsPerS: number; medianS: number; cleanAccuracy: number; meanAccuracy: number; faultyCells: number } | undefined;
+  let speed: { trials: number; trialsPerS: number; medianS: number; cleanAccuracy: number; meanAccuracy: number; faultyCells: number } | undefined;
   let rss: RssStats | undefined;
   let rssTrials = 0, rssNote = '';
   try {
@@ -107,30 +112,33 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
     const model: DeployedModel = await readDeployed(modelFile);
     if (model.meta.dataset !== 'fashion-mnist') throw new RangeError(`${modelFile} is a ${model.meta.arch} model for ${model.meta.dataset}; this benchmark runs FashionMNIST`);
     backend = new Engine(model).backend;
+    const slow = backend !== 'native';
+    const fTrials = o.trials ?? (slow ? (o.quick ? 1 : 3) : trials);
+    const fWarmup = o.warmup ?? (slow ? 0 : warmup);
     const test = await loadDataset('fashion-mnist', 'test', o.dataDir ? { dataDir: o.dataDir } : {});
     const settings: CampaignSettings = {
       model: path.resolve(modelFile), modelSha256: model.hash, layoutHash: model.meta.layoutHash, arch: model.meta.arch,
       dataset: model.meta.dataset, split: 'test', images: test.count, faults: ['bitflip'], rates: [rate],
-      trials: warmup + trials, seed: 1, sampling: 'exact', rateUnit: 'bit', targets: ['all'],
+      trials: fWarmup + fTrials, seed: 1, sampling: 'exact', rateUnit: 'bit', targets: ['all'],
     };
     const exec = new CampaignExecutor(model, settings, { images: test.images, labels: test.labels, count: test.count });
     const clean = new Engine(model).evaluate(model.memory, test.images, test.labels, test.count);
-    log(`campaign: flatenn, ${model.meta.cells} cells, ${backend} engine, ${threads} thread(s), ${warmup} warm-up + ${trials} timed trials of ${test.count} images`);
+    log(`campaign: flatenn, ${model.meta.cells} cells, ${backend} engine, ${threads} thread(s), ${fWarmup} warm-up + ${fTrials} timed trials of ${test.count} images`);
     const accs: number[] = [];
     let faultyCells = 0;
-    const samples = await timeCalls(warmup, trials, (t) => {
+    const samples = await timeCalls(fWarmup, fTrials, (t) => {
       const job: TrialJob = { target: 'all', trial: t, fault: 'bitflip', rate };
       const r = exec.run(job);
       accs.push(r.accuracy);
       faultyCells = r.faultyCells;
     });
     const med = median(samples);
-    speed = { trialsPerS: 1 / med, medianS: med, cleanAccuracy: clean.accuracy, meanAccuracy: accs.reduce((a, b) => a + b, 0) / accs.length, faultyCells };
+    speed = { trials: fTrials, trialsPerS: 1 / med, medianS: med, cleanAccuracy: clean.accuracy, meanAccuracy: accs.reduce((a, b) => a + b, 0) / accs.length, faultyCells };
 
     // A reference (JS) engine takes seconds per trial: a 1,000-trial run would take hours, so
     // unless asked for explicitly it runs a short memory campaign and says so.
-    rssTrials = nonNegativeInt(o.rssTrials, 'rssTrials', o.quick ? 60 : backend === 'native' ? 1000 : 60);
-    if (o.rssTrials === undefined && backend !== 'native' && !o.quick) rssNote = `reference engine: ${rssTrials} trials instead of 1000`;
+    rssTrials = o.rssTrials ?? (slow ? (o.quick ? 3 : 20) : o.quick ? 60 : 1000);
+    if (o.rssTrials === undefined && slow) rssNote = `reference engine: ${rssTrials} trials instead of ${o.quick ? 60 : 1000}`;
     if (rssTrials > 0) {
       log(`campaign: memory run, ${rssTrials} trials through runCampaign (RSS sampled every ${every})`);
       rss = await rssCampaign(modelFile, path.join(tmp, 'rss.jsonl'), rssTrials, every, rate, o.dataDir);
@@ -163,8 +171,14 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
     speedRow.cleanAccuracy = speed.cleanAccuracy;
     speedRow.meanFaultyAccuracy = speed.meanAccuracy;
     speedRow.faultyCells = speed.faultyCells;
+    speedRow.flatennTrials = speed.trials;
   }
-  if (tRate !== undefined) { speedRow.pytorch = tRate; speedRow.pytorchTrialMs = 1000 / tRate; }
+  if (tRate !== undefined) {
+    speedRow.pytorch = tRate;
+    speedRow.pytorchTrialMs = 1000 / tRate;
+    const acc = field(torch?.data, 'mean_faulty_accuracy');
+    if (acc !== undefined) speedRow.pytorchMeanFaultyAccuracy = acc;
+  }
   if (speed && tRate !== undefined) { speedRow.ratio = speed.trialsPerS / tRate; speedRow.pass = speedRow.ratio >= 10; }
   speedRow.notes = [flatennError, torchNote].filter(Boolean).join('; ');
   rows.push(speedRow);

@@ -171,13 +171,18 @@ export function markdownTable(head: readonly string[], body: readonly (readonly 
 
 const PREFERRED = ['case', 'metric', 'flatenn', 'pytorch', 'ratio', 'goal', 'pass', 'threads', 'notes'];
 
-/** Rows as a markdown table: the usual columns first, then any other field the rows carry. */
+/** Rows as a markdown table: the usual columns, then every other scalar field of a row as 'name value' in one 'details' column. */
 export function rowsTable(rows: readonly Record<string, unknown>[]): string {
-  const keys: string[] = [];
-  for (const k of PREFERRED) if (rows.some((r) => r[k] !== undefined)) keys.push(k);
-  for (const r of rows) for (const k of Object.keys(r)) if (k !== 'bench' && !keys.includes(k) && r[k] !== undefined && typeof r[k] !== 'object') keys.push(k);
+  const keys = PREFERRED.filter((k) => rows.some((r) => r[k] !== undefined));
   const head = keys.map((k) => (k === 'pass' ? 'goal met' : k === 'ratio' ? 'flatenn/PyTorch' : k === 'pytorch' ? 'PyTorch' : k));
-  return markdownTable(head, rows.map((r) => keys.map((k) => fmt(r[k]))));
+  const details = (r: Record<string, unknown>) => Object.keys(r)
+    .filter((k) => k !== 'bench' && !PREFERRED.includes(k) && r[k] !== undefined && r[k] !== null && typeof r[k] !== 'object')
+    .map((k) => `${k} ${fmt(r[k])}`).join(', ');
+  const withDetails = rows.some((r) => details(r) !== '');
+  return markdownTable(withDetails ? [...head, 'details'] : head, rows.map((r) => {
+    const cells = keys.map((k) => fmt(r[k]));
+    return withDetails ? [...cells, details(r)] : cells;
+  }));
 }
 
 /** Prints rows grouped by bench, each group as a titled markdown table. */

@@ -118,7 +118,8 @@ export async function runBenchmarks(o: RunOptions = {}): Promise<BenchReport> {
   const tmp = `${out}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify(report, null, 2) + '\n');
   fs.renameSync(tmp, out);
-  log(`bench: wrote ${path.relative(process.cwd(), out) || out}`);
+  const rel = path.relative(process.cwd(), out);
+  log(`bench: wrote ${rel && !rel.startsWith('..') ? rel : path.resolve(out)}`);
   return report;
 }
 
