@@ -47,18 +47,35 @@ export function helpText(cmd: CommandSpec): string {
   return lines.join('\n');
 }
 
+const given = new WeakMap<Values, string[]>();
+/** The options the user wrote (not filled in from defaults). */
+export function explicitOptions(values: Values): string[] {
+  return given.get(values) ?? Object.keys(values);
+}
+
 export function parseCommand(cmd: CommandSpec, argv: string[]): { values: Values; positionals: string[] } {
   const all = { ...cmd.options, ...COMMON_OPTIONS };
   const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string | boolean }> = {};
   for (const [k, o] of Object.entries(all)) {
-    options[k] = { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}), ...(o.default !== undefined ? { default: o.default } : {}) };
+    options[k] = { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}) };
+  }
+  // '--lr -0.1': a negative number is the option's value (parseArgs would call it ambiguous).
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!, next = argv[i + 1];
+    const name = a.startsWith('--') ? a.slice(2) : undefined;
+    if (name && all[name]?.type === 'string' && next !== undefined && /^-(\d|\.\d)/.test(next)) { args.push(`${a}=${next}`); i++; }
+    else args.push(a);
   }
   try {
-    const r = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    const r = parseArgs({ args, options, allowPositionals: true, strict: true });
     if (!cmd.positionals && r.positionals.length > 0 && !r.values.help) {
       throw new UsageError(`unexpected argument '${r.positionals[0]}'`);
     }
-    return { values: r.values as Values, positionals: r.positionals };
+    const values = r.values as Values;
+    given.set(values, Object.keys(values));
+    for (const [k, o] of Object.entries(all)) if (values[k] === undefined && o.default !== undefined) values[k] = o.default;
+    return { values, positionals: r.positionals };
   } catch (e) {
     if (e instanceof UsageError) throw e;
     throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ''));

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { ARCHS, type Arch } from '../nn/graph';
 import { DATASETS, defaultConfig, type TrainConfig } from '../train/config';
 import { trainModel } from '../train/run';
-import { choice, flag, int, num, parseNumber, str, UsageError, type CommandSpec, type Values } from './args';
+import { choice, explicitOptions, flag, int, num, parseNumber, str, UsageError, type CommandSpec, type Values } from './args';
 
 const TRAIN_FLAGS = ['arch', 'dataset', 'epochs', 'batch-size', 'lr', 'schedule', 'milestones', 'gamma', 'momentum', 'nesterov', 'weight-decay', 'weight-bits', 'act-bits', 'per-channel', 'first-last-bits', 'act-l1', 'saq-rho', 'saq-include-bn', 'seed', 'val-size', 'augment', 'no-augment', 'limit-train'];
 
@@ -85,7 +85,8 @@ export const trainCommand: CommandSpec = {
     const resume = flag(v, 'resume');
     let cfg: TrainConfig | null = null;
     if (resume) {
-      const given = TRAIN_FLAGS.filter((f) => v[f] !== undefined && v[f] !== false && !(f === 'arch' && v[f] === 'lenet5'));
+      const explicit = explicitOptions(v);
+      const given = TRAIN_FLAGS.filter((f) => explicit.includes(f));
       if (given.length) throw new UsageError(`--resume continues with the checkpoint's settings; do not give --${given.join(', --')}`);
     } else {
       cfg = configFromFlags(v);

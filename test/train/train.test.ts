@@ -52,11 +52,17 @@ test('the checkpoint is valid safetensors for an independent json+numpy reader',
   const dir = tmpDir('train-py');
   const out = path.join(dir, 'm.safetensors');
   await trainModel(cfg({ epochs: 1, limitTrain: 256 }), { out, quiet: true, testAtEnd: false });
-  const py = spawnSync('/usr/bin/python3', [path.resolve(__dirname, '../../../scripts/read_safetensors.py'), out], { encoding: 'utf8' });
+  const py = spawnSync('/usr/bin/python3', [path.resolve(__dirname, '../../../scripts/read_safetensors.py'), out, '--values'], { encoding: 'utf8', maxBuffer: 1 << 28 });
   if (py.error || (py.status !== 0 && /No module named 'numpy'/.test(py.stderr) && process.env.CI !== 'true')) return;
   assert.equal(py.status, 0, py.stderr);
-  for (const name of ['conv1.weight', 'conv1.bias', 'fc3.weight', 'act.range', 'optimizer.momentum.fc1.weight']) assert.match(py.stdout, new RegExp(name.replace(/\./g, '\\.')));
-  assert.match(py.stdout, /conv1\.weight.*F32.*\[6, 1, 5, 5\]/);
+  const js = JSON.parse(py.stdout) as { metadata: Record<string, string>; tensors: Record<string, { dtype: string; shape: number[]; values: number[] }> };
+  const ck = await loadCheckpoint(out);
+  for (const name of ['conv1.weight', 'conv1.bias', 'fc3.weight', 'act.range', 'optimizer.momentum.fc1.weight']) assert.ok(js.tensors[name], `${name} present`);
+  assert.deepEqual(js.tensors['conv1.weight']!.shape, [6, 1, 5, 5]);
+  assert.equal(js.tensors['conv1.weight']!.dtype, '<f4');
+  const e = ck.model.params.entries.find((x) => x.name === 'fc2.weight')!;
+  assert.deepEqual((js.tensors['fc2.weight']!.values.flat(Infinity as 1) as unknown[]).map((x) => Math.fround(Number(x))), Array.from(ck.model.params.data.subarray(e.offset, e.offset + e.size)));
+  assert.equal(JSON.parse(js.metadata.flatenn!).format, 'flatenn.checkpoint');
   fs.rmSync(dir, { recursive: true });
 });
 
@@ -64,16 +70,16 @@ test('a small budget learns FashionMNIST; AS raises sparsity; SAQ trains', { ski
   const train = await loadDataset('fashion-mnist', 'train');
   const testSet = await loadDataset('fashion-mnist', 'test');
   const run = (over: Partial<TrainConfig>) => {
-    const tr = new Trainer(cfg({ epochs: 2, limitTrain: 6000, ...over }), train);
+    const tr = new Trainer(cfg({ epochs: 1, limitTrain: 0, ...over }), train);
     while (tr.epoch < tr.cfg.epochs) tr.runEpoch();
     return evaluate(tr.model, testSet, { end: 2000 });
   };
   const std = run({});
-  assert.ok(std.accuracy > 0.7, `standard 4-bit LeNet-5 after 2 short epochs: ${std.accuracy}`);
+  assert.ok(std.accuracy > 0.8, `standard 4-bit LeNet-5 after one epoch: ${std.accuracy}`);
   const as = run({ actL1: [1e-4] });
   assert.ok(as.sparsity > std.sparsity, `AS sparsity ${as.sparsity} vs standard ${std.sparsity}`);
   const saq = run({ saqRho: 0.1 });
-  assert.ok(saq.accuracy > 0.65, `SAQ accuracy ${saq.accuracy}`);
+  assert.ok(saq.accuracy > 0.75, `SAQ accuracy after one epoch: ${saq.accuracy}`);
 });
 
 test('train CLI refuses bad flags with exit code 2 and a clear message', () => {
