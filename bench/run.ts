@@ -59,7 +59,7 @@ function optionalBench(file: string, fn: string): BenchFn | 'missing' | Error {
 }
 
 /** Whatever a foreign benchmark returned, as rows of this report. */
-function asRows(bench: string, v: unknown): Row[] {
+export function asRows(bench: string, v: unknown): Row[] {
   const items = Array.isArray(v) ? v : v && typeof v === 'object' && Array.isArray((v as { rows?: unknown }).rows) ? (v as { rows: unknown[] }).rows : [];
   return items.filter((r): r is Record<string, unknown> => !!r && typeof r === 'object').map((r) => ({
     ...r, bench: typeof r.bench === 'string' ? r.bench : bench,

@@ -125,7 +125,8 @@ class QLeNet5(torch.nn.Module):
         """raw: uint8 [N, 1, 28, 28]. weights: name -> the (quantised) weight to use; default Q(w)."""
         if weights is None:
             weights = {n: FakeQuantWeight.apply(getattr(self, n).weight) for n in LAYERS}
-        x = (F.pad(raw, (2, 2, 2, 2)).float() - MEAN) / STD
+        # (x - m) * (1 / s) in float64, then float32: the same values as flatenn's Model.normalize.
+        x = ((F.pad(raw, (2, 2, 2, 2)).double() - MEAN) * (1.0 / STD)).float()
         x = F.max_pool2d(self.act(F.conv2d(x, weights["conv1"], self.conv1.bias), 0), 2)
         x = F.max_pool2d(self.act(F.conv2d(x, weights["conv2"], self.conv2.bias), 1), 2)
         x = x.flatten(1)
