@@ -1,12 +1,157 @@
-// Placeholder until the native int4 kernels are bound: reports unavailable so
-// the Engine uses the reference backend.
+// The int4 engine on the native kernels (flatenn/qengine.h): weights repacked
+// once per weight memory (after faults), then per batch: im2col + u8 x s8 GEMM
+// with fused epilogues (scale, bias, folded BN, ReLU + requantise), pools and
+// residual joins on uint8 codes.
+import { nativeFn } from '../native/binding';
 import type { DeployedModel } from '../deploy/format';
-import type { Plan } from './plan';
+import type { Plan, Step } from './plan';
 
-export function nativeEngineAvailable(): boolean { return false; }
+type U8 = Uint8Array;
+type F32 = Float32Array;
+type Mode = 'int32' | 'float' | 'codes';
+interface QBindings {
+  qweightsBytes(N: number, K: number): number;
+  qweightsRepack(packed: U8, bits: number, N: number, K: number, dst: U8): string;
+  qgemm(A: U8, M: number, K: number, lda: number, qw: U8, N: number, mode: Mode, out: F32 | U8, layout: 'mn' | 'nm', scale: F32, bias: F32, actBits: number, actRange: number): number;
+  qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, mode: Mode, out: F32 | U8, scale: F32, bias: F32, actBits: number, actRange: number): number;
+  maxpool2dU8(x: U8, planes: number, H: number, W: number, k: number, stride: number, y: U8): void;
+  globalSumU8(x: U8, planes: number, HW: number, sums: Int32Array): void;
+  requantU8(y: F32, actBits: number, actRange: number, q: U8): number;
+  addRequantU8(a: U8 | F32, sa: number, b: U8 | F32, sb: number, actBits: number, actRange: number, q: U8): number;
+  qlinearI32(A: Int32Array, M: number, K: number, W: Int8Array, N: number, mode: 'float' | 'codes', out: F32 | U8, scale: F32, bias: F32, actBits: number, actRange: number): number;
+  unpackInt(packed: U8, bits: number, n: number, out: Int8Array): void;
+}
+
+let bindings: QBindings | null | undefined;
+function load(): QBindings | null {
+  if (bindings !== undefined) return bindings;
+  try {
+    const names = ['qweightsBytes', 'qweightsRepack', 'qgemm', 'qconv2d', 'maxpool2dU8', 'globalSumU8', 'requantU8', 'addRequantU8', 'qlinearI32', 'unpackInt'];
+    const b: Record<string, unknown> = {};
+    for (const n of names) b[n] = nativeFn(n);
+    bindings = b as unknown as QBindings;
+  } catch {
+    bindings = null;
+  }
+  return bindings;
+}
+
+export function nativeEngineAvailable(): boolean { return load() !== null; }
+
+type Value = U8 | F32 | Int32Array;
 
 export class NativeEngine {
-  constructor(_m: DeployedModel, _p: Plan) { throw new Error('native int4 engine not built'); }
-  setWeights(_memory: Uint8Array): void {}
-  forward(_images: Uint8Array, _n: number): { logits: Float32Array; siteZeros: Float64Array; siteElems: Float64Array } { throw new Error('unavailable'); }
+  private readonly q: QBindings;
+  private readonly qw: U8[];
+  private readonly codes: (Int8Array | null)[];
+  private readonly needsCodes: boolean[];
+  private readonly levels: number;
+
+  constructor(private readonly m: DeployedModel, private readonly plan: Plan) {
+    const q = load();
+    if (!q) throw new Error('the native int4 engine kernels are not in this build of the addon');
+    this.q = q;
+    this.levels = 2 ** m.meta.actBits - 1;
+    // A linear layer fed by integer sums (after global pooling) runs qlinearI32 on plain int8 codes.
+    this.needsCodes = m.meta.layers.map(() => false);
+    for (const st of plan.steps) if (st.op === 'layer' && this.plan.steps.some((s) => s.op === 'gap' && (s.out === st.input || this.aliasOf(st.input) === s.out))) this.needsCodes[st.layer] = true;
+    this.qw = m.meta.layers.map((l) => new Uint8Array(q.qweightsBytes(l.shape[0]!, l.count / l.shape[0]!)));
+    this.codes = m.meta.layers.map((l, i) => (this.needsCodes[i] ? new Int8Array(l.count) : null));
+    this.setWeights(m.memory);
+  }
+
+  private aliasOf(id: number): number {
+    const st = this.plan.steps.find((s) => s.op === 'alias' && s.out === id);
+    return st && st.op === 'alias' ? this.aliasOf(st.input) : id;
+  }
+
+  /** Repacks a (possibly faulty) weight memory for the kernels. */
+  setWeights(memory: U8): void {
+    this.m.meta.layers.forEach((l, i) => {
+      const packed = memory.subarray(l.byteOffset, l.byteOffset + l.byteLength);
+      const N = l.shape[0]!, K = l.count / N;
+      this.q.qweightsRepack(packed, l.bits, N, K, this.qw[i]!);
+      if (this.codes[i]) this.q.unpackInt(packed, l.bits, l.count, this.codes[i]!);
+    });
+  }
+
+  private scaleOfSite(site: number): number { return Math.fround(this.m.actRange[site]! / this.levels); }
+
+  forward(images: U8, n: number): { logits: F32; siteZeros: Float64Array; siteElems: Float64Array } {
+    const g = this.m.meta.topology, q = this.q, bits = this.m.meta.actBits;
+    const vals: Value[] = new Array(g.nodes.length);
+    vals[0] = images;
+    const siteZeros = new Float64Array(g.sites), siteElems = new Float64Array(g.sites);
+    const steps = this.plan.steps;
+    const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+    for (let si = 0; si < steps.length; si++) {
+      const st: Step = steps[si]!;
+      switch (st.op) {
+        case 'layer': {
+          const l = this.m.meta.layers[st.layer]!, name = st.node.name;
+          const scale = this.m.outScale.get(name)!, bias = this.m.outBias.get(name)!;
+          const mode: Mode = st.site === null ? 'float' : 'codes';
+          const range = st.site === null ? 1 : this.m.actRange[st.site]!;
+          const total = n * size(st.outShape);
+          const out: F32 | U8 = mode === 'float' ? new Float32Array(total) : new Uint8Array(total);
+          const x = vals[st.input]!;
+          let zeros: number;
+          if (st.node.op === 'conv') {
+            const [C, H, W] = st.inShape as [number, number, number];
+            zeros = q.qconv2d(x as U8, n, C, H, W, this.qw[st.layer]!, l.shape[0]!, st.node.kernel, st.node.kernel, st.node.stride, st.node.pad, mode, out, scale, bias, bits, range);
+          } else if (x instanceof Int32Array) {
+            zeros = q.qlinearI32(x, n, st.node.inFeatures, this.codes[st.layer]!, st.node.outFeatures, mode as 'float' | 'codes', out, scale, bias, bits, range);
+          } else {
+            zeros = q.qgemm(x as U8, n, st.node.inFeatures, st.node.inFeatures, this.qw[st.layer]!, st.node.outFeatures, mode, out, 'mn', scale, bias, bits, range);
+          }
+          if (st.site !== null) { siteZeros[st.site]! += zeros; siteElems[st.site]! += total; }
+          vals[st.out] = out;
+          break;
+        }
+        case 'maxpool': {
+          const [C, H, W] = st.inShape as [number, number, number];
+          const y = new Uint8Array(n * size(st.outShape));
+          q.maxpool2dU8(vals[st.input] as U8, n * C, H, W, st.kernel, st.stride, y);
+          vals[st.out] = y;
+          break;
+        }
+        case 'alias': vals[st.out] = vals[st.input]!; break;
+        case 'gap': {
+          const [C, H, W] = st.inShape as [number, number, number];
+          const sums = new Int32Array(n * C);
+          q.globalSumU8(vals[st.input] as U8, n * C, H * W, sums);
+          vals[st.out] = sums;
+          break;
+        }
+        case 'add': {
+          const next = steps[si + 1];
+          const [a, b] = st.inputs.map((id) => vals[id]!) as [U8 | F32, U8 | F32];
+          const sa = a instanceof Uint8Array ? this.scaleOfSite(this.plan.siteOf[st.inputs[0]]!) : 1;
+          const sb = b instanceof Uint8Array ? this.scaleOfSite(this.plan.siteOf[st.inputs[1]]!) : 1;
+          if (next && next.op === 'relu' && next.input === st.out) {
+            // add + ReLU + requantise in one pass
+            const qOut = new Uint8Array(n * st.size);
+            const z = q.addRequantU8(a, sa, b, sb, bits, this.m.actRange[next.site]!, qOut);
+            siteZeros[next.site]! += z; siteElems[next.site]! += qOut.length;
+            vals[next.out] = qOut;
+            si++;
+          } else {
+            const deq = (v: U8 | F32, s: number) => (v instanceof Float32Array ? v : Float32Array.from(v, (c) => Math.fround(c * s)));
+            const fa = deq(a, sa), fb = deq(b, sb);
+            vals[st.out] = fa.map((v, j) => v + fb[j]!);
+          }
+          break;
+        }
+        case 'relu': {
+          const y = vals[st.input] as F32;
+          const qOut = new Uint8Array(y.length);
+          const z = q.requantU8(y, bits, this.m.actRange[st.site]!, qOut);
+          siteZeros[st.site]! += z; siteElems[st.site]! += qOut.length;
+          vals[st.out] = qOut;
+          break;
+        }
+      }
+    }
+    return { logits: vals[this.plan.output] as F32, siteZeros, siteElems };
+  }
 }
