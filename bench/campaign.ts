@@ -102,6 +102,9 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
   let speed: { trials: number; trialsPerS: number; medianS: number; cleanAccuracy: number; meanAccuracy: number; faultyCells: number } | undefined;
   let rss: RssStats | undefined;
   let rssTrials = 0, rssNote = '';
+  // The 1-minute load average before each side: on a shared machine, timings taken under load mislead.
+  const loadFlatenn = os.loadavg()[0]!;
+  let loadPytorch: number | undefined;
   try {
     setThreads(threads);
     let modelFile = o.model;
@@ -155,6 +158,7 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
     const args = ['campaign', '--threads', String(threads), '--trials', String(trials), '--warmup', String(warmup), '--rate', String(rate)];
     if (o.dataDir) args.push('--data-dir', o.dataDir);
     log(`campaign: PyTorch: ${args.join(' ')}`);
+    loadPytorch = os.loadavg()[0]!;
     torch = await runTorch(args, o.python ? { python: o.python } : {});
     if (!torch.ok) log(`campaign: ${torch.error}`);
   }
@@ -181,6 +185,8 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
   }
   if (speed && tRate !== undefined) { speedRow.ratio = speed.trialsPerS / tRate; speedRow.pass = speedRow.ratio >= 10; }
   speedRow.notes = [flatennError, torchNote].filter(Boolean).join('; ');
+  speedRow.loadFlatenn = loadFlatenn;
+  if (loadPytorch !== undefined) speedRow.loadPytorch = loadPytorch;
   rows.push(speedRow);
 
   if (rss) {

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { nativeEngineAvailable } from '../src/engine/native-engine';
-import { engineInfo } from '../src/native/info';
+import { engineInfo, setIsa, setThreads } from '../src/native/info';
 import { campaignBench } from './campaign';
 import { markdownTable, messageOf, parseArgs, positiveInt, printRows, ROOT, type Row } from './common';
 import { trainBench } from './train';
@@ -111,6 +111,8 @@ export async function runBenchmarks(o: RunOptions = {}): Promise<BenchReport> {
       report.modules.push({ name: m.name, status: 'failed', seconds: (Date.now() - t0) / 1000, error: messageOf(e) });
       log(`bench: ${m.name} failed: ${messageOf(e)}`);
     }
+    // A module may leave another ISA or thread count selected: the next one starts from the same state.
+    try { if (info) setIsa(info.isa); setThreads(threads); } catch { /* no addon: nothing to restore */ }
   }
   report.loadAverage.after = os.loadavg();
   const out = o.out ?? path.join(ROOT, 'bench', 'results', 'latest.json');

@@ -60,6 +60,9 @@ export async function trainBench(o: TrainBenchOptions): Promise<Row[]> {
   const log = o.log ?? (() => {});
 
   let conv: ModeTiming | undefined, saq: ModeTiming | undefined, flatennError: string | undefined;
+  // The 1-minute load average before each side: on a shared machine, timings taken under load mislead.
+  const loadFlatenn = os.loadavg()[0]!;
+  let loadPytorch: number | undefined;
   try {
     setThreads(threads);
     const train = await loadDataset('fashion-mnist', 'train', o.dataDir ? { dataDir: o.dataDir } : {});
@@ -76,6 +79,7 @@ export async function trainBench(o: TrainBenchOptions): Promise<Row[]> {
     const args = ['train', '--threads', String(threads), '--steps', String(steps), '--warmup', String(warmup), '--rho', String(rho)];
     if (o.dataDir) args.push('--data-dir', o.dataDir);
     log(`train: PyTorch: ${args.join(' ')}`);
+    loadPytorch = os.loadavg()[0]!;
     torch = await runTorch(args, o.python ? { python: o.python } : {});
     if (!torch.ok) log(`train: ${torch.error}`);
   }
@@ -91,6 +95,8 @@ export async function trainBench(o: TrainBenchOptions): Promise<Row[]> {
     if (t !== undefined) { r.pytorch = t; r.pytorchStepMs = (1000 * BATCH) / t; }
     if (f && t !== undefined) { r.ratio = f.imagesPerS / t; r.pass = r.ratio >= 2; }
     if (notes) r.notes = notes;
+    r.loadFlatenn = loadFlatenn;
+    if (loadPytorch !== undefined) r.loadPytorch = loadPytorch;
     return r;
   };
   const ratioRow: Row = { bench: 'train', case: 'SAQ step time / conventional step time', metric: 'ratio', threads, goal: 'flatenn <= 2.1' };
