@@ -63,6 +63,13 @@ test('the checkpoint is valid safetensors for an independent json+numpy reader',
   const e = ck.model.params.entries.find((x) => x.name === 'fc2.weight')!;
   assert.deepEqual((js.tensors['fc2.weight']!.values.flat(Infinity as 1) as unknown[]).map((x) => Math.fround(Number(x))), Array.from(ck.model.params.data.subarray(e.offset, e.offset + e.size)));
   assert.equal(JSON.parse(js.metadata.flatenn!).format, 'flatenn.checkpoint');
+  // the json + numpy snippet in the README, run as written (with this file's path)
+  const readme = fs.readFileSync(path.resolve(__dirname, '../../../README.md'), 'utf8');
+  const snippet = [...readme.matchAll(/```python\n([\s\S]*?)```/g)].map((m) => m[1]!).find((c) => c.includes('import json, struct, numpy'));
+  assert.ok(snippet, 'README has the json + numpy snippet');
+  const run = spawnSync('/usr/bin/python3', ['-c', snippet.replace(/runs\/std\.safetensors/g, out)], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stdout.trim(), 'lenet5 (6, 1, 5, 5)');
   fs.rmSync(dir, { recursive: true });
 });
 
