@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { packageRoot } from '../../src/native/binding';
 
 test('native C++ tests (build + run)', { timeout: 600_000 }, () => {
-  const build = path.join(packageRoot, 'build-native-tests');
+  const build = path.join(packageRoot, process.env.FLATENN_SANITIZED ? 'build-native-tests-asan' : 'build-native-tests');
   const sanitize = process.env.FLATENN_SANITIZED ? 'ON' : 'OFF';
   const cfg = spawnSync('cmake', ['-S', packageRoot, '-B', build, '-DFLATENN_NATIVE_TESTS=ON', `-DFLATENN_SANITIZE=${sanitize}`, '-DCMAKE_BUILD_TYPE=Release'], { encoding: 'utf8' });
   assert.equal(cfg.status, 0, cfg.stdout + cfg.stderr);
