@@ -84,12 +84,15 @@ test('PyTorch twin: weight and activation fake quantisation equal flatenn bit fo
     'x = torch.tensor(inp["x"], dtype=torch.float32, requires_grad=True)',
     'y = tl.ReluFakeQuant.apply(x, torch.tensor(inp["r"], dtype=torch.float32)); y.backward(torch.ones_like(y))',
     's = tl.weight_scale(w)',
-    'print(json.dumps({"wq": q.tolist(), "codes": torch.round(w.detach() / s).tolist(), "wgrad": w.grad.tolist(), "y": y.tolist(), "mask": x.grad.tolist()}))',
+    'm = tl.QLeNet5().eval(); m.act_range[0] = inp["r"]',
+    'with torch.no_grad(): y_infer = m.act(x.detach(), 0)  # the inference path (no mask kept)',
+    'print(json.dumps({"wq": q.tolist(), "codes": torch.round(w.detach() / s).tolist(), "wgrad": w.grad.tolist(), "y": y.tolist(), "yInfer": y_infer.tolist(), "mask": x.grad.tolist()}))',
   ].join('\n'), { w: Array.from(w), x: Array.from(x), r });
   assert.deepEqual(Float32Array.from(py.wq!), wq);
   assert.deepEqual(Int8Array.from(py.codes!), codes);
   assert.deepEqual(py.wgrad, new Array(w.length).fill(1)); // straight through
   assert.deepEqual(Float32Array.from(py.y!), y);
+  assert.deepEqual(Float32Array.from(py.yInfer!), y);
   assert.deepEqual(Uint8Array.from(py.mask!), mask);
   assert.deepEqual(Array.from(mask.subarray(0, 9)), [0, 0, 1, 1, 1, 1, 1, 0, 0]); // 0 < x <= r
 });
