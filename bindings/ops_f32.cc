@@ -172,7 +172,7 @@ Napi::Value Im2col(const Napi::CallbackInfo& info) {
   const float* pv = pad_values(info, 10, g.s.C, &all);
   no_overlap(env, {all[1]}, all);
   const int64_t P = g.s.P(), CKK = g.s.CKK(), xs = g.s.C * g.s.H * g.s.W;
-  for (int64_t n = 0; n < g.s.N; ++n) fl::im2col(x.data + n * xs, col.data + n * CKK * P, P, g.s, pv);
+  for (int64_t n = 0; n < g.s.N; ++n) fl::im2col(x.data + n * xs, col.data + n * CKK * P, P, g.s, pv, 0, g.s.OH());
   return env.Undefined();
 }
 

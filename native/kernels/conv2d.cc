@@ -2,10 +2,12 @@
 //   x: (N, C, H, W)  w: (O, C, KH, KW) = matrix (O, CKK)  bias/db: (O)  y/dy: (N, O, OH, OW) = N x (O, P)
 //   forward : y_n  = w * col(x_n)                    sgemm (O x P x CKK), + bias
 //   dx      : dx_n = col2im(w^T * dy_n)               sgemm (CKK x P x O), transA
-//   dw      : dw   = sum over image blocks of dy_blk * row(x_blk)
-//             dy_blk (O, G*P): the block's dy side by side; row(x_blk) (G*P, CKK): im2row of its images
+//   dw      : dw   = sum over image blocks of dy_blk * col(x_blk)^T   sgemm (O x CKK x G*P), transB
+//             dy_blk (O, G*P): the block's dy side by side; col(x_blk) (CKK, G*P): im2col of its images
+//             (an image larger than a block: its output rows in chunks, accumulated in order)
+// The forward im2col runs in blocks of output rows so that col stays about 1 MiB.
 //   db      : db[o] = sum over n, p of dy[n][o][p]
-// Variant L (scalar / avx2 / avx512) runs the sgemm and im2row variants of level L (the highest
+// Variant L (scalar / avx2 / avx512) runs the sgemm and im2col variants of level L (the highest
 // one registered at or below L), so tests can compare every level with the scalar one.
 // Threading and determinism: forward and dx are parallel over images (each image writes its
 // own output). dw and db are batch sums: images are grouped in blocks whose size depends on the
@@ -20,7 +22,7 @@
 namespace fl {
 namespace {
 
-thread_local Scratch tl_col, tl_dyblk, tl_rowblk, tl_parts;
+thread_local Scratch tl_col, tl_dyblk, tl_colblk, tl_parts;
 
 template <class F>
 F pick(Kernel<F>& k, Isa level) {
@@ -31,23 +33,31 @@ F pick(Kernel<F>& k, Isa level) {
 
 inline bool is_pointwise(const ConvShape& s) { return s.KH == 1 && s.KW == 1 && s.stride == 1 && s.pad == 0; }
 
+// Working buffers (col blocks) stay near this many floats (1 MiB), to stay in L2.
+constexpr int64_t kBufFloats = int64_t(1) << 18;
+
 template <Isa L>
 void conv2d_forward_impl(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
                          const float* pv) {
   const SgemmFn gemm = pick(sgemm_kernel(), L);
   const Im2colFn to_col = pick(im2col_kernel(), L);
-  const int64_t P = s.P(), CKK = s.CKK(), xs = s.C * s.H * s.W, ys = s.O * P;
+  const int64_t OH = s.OH(), OW = s.OW(), P = s.P(), CKK = s.CKK(), xs = s.C * s.H * s.W, ys = s.O * P;
   const bool direct = is_pointwise(s);
+  // output rows per im2col block (shape only)
+  const int64_t ohb = std::max<int64_t>(1, std::min(OH, kBufFloats / (CKK * OW)));
   parallel_for(size_t(s.N), [&](size_t n) {
     const float* xn = x + int64_t(n) * xs;
     float* yn = y + int64_t(n) * ys;
-    const float* col = xn;
-    if (!direct) {
-      float* buf = tl_col.get(size_t(CKK * P));
-      to_col(xn, buf, P, s, pv);
-      col = buf;
+    if (direct) {
+      gemm(false, false, s.O, P, CKK, 1.0f, w, CKK, xn, P, 0.0f, yn, P);
+    } else {
+      float* buf = tl_col.get(size_t(CKK * ohb * OW));
+      for (int64_t oh0 = 0; oh0 < OH; oh0 += ohb) {
+        const int64_t oh1 = std::min(OH, oh0 + ohb), nb = (oh1 - oh0) * OW;
+        to_col(xn, buf, nb, s, pv, oh0, oh1);
+        gemm(false, false, s.O, nb, CKK, 1.0f, w, CKK, buf, nb, 0.0f, yn + oh0 * OW, P);
+      }
     }
-    gemm(false, false, s.O, P, CKK, 1.0f, w, CKK, col, P, 0.0f, yn, P);
     if (bias)
       for (int64_t o = 0; o < s.O; ++o) {
         float* yo = yn + o * P;
@@ -57,11 +67,17 @@ void conv2d_forward_impl(const float* x, const float* w, const float* bias, floa
   });
 }
 
-// Images per dw block: about kDwRows rows of im2row (the GEMM's K), at least 8 blocks when N allows.
-constexpr int64_t kDwRows = 2048;
-inline int64_t dw_block(const ConvShape& s) {
-  const int64_t by_rows = std::max<int64_t>(1, kDwRows / s.P());
-  return std::max<int64_t>(1, std::min(by_rows, ceil_div64(s.N, 8)));
+// dw blocks: about kBufFloats / CKK im2col columns per GEMM call (the GEMM's K). Images with at
+// most that many pixels are grouped G at a time (at least 8 blocks when N allows); larger images
+// are one block each, their output rows taken in chunks accumulated in order.
+struct DwPlan {
+  int64_t cols;  // target im2col columns per GEMM call
+  int64_t G;     // images per block
+};
+inline DwPlan dw_plan(const ConvShape& s) {
+  const int64_t cols = std::max<int64_t>(64, kBufFloats / s.CKK());
+  if (s.P() > cols) return {cols, 1};
+  return {cols, std::max<int64_t>(1, std::min(cols / s.P(), ceil_div64(s.N, 8)))};
 }
 
 template <Isa L>
@@ -69,7 +85,7 @@ void conv2d_backward_impl(const float* x, const float* w, const float* dy, float
                           const ConvShape& s, const float* pv) {
   const SgemmFn gemm = pick(sgemm_kernel(), L);
   const Col2imFn from_col = pick(col2im_kernel(), L);
-  const Im2rowFn to_row = pick(im2row_kernel(), L);
+  const Im2colFn to_col = pick(im2col_kernel(), L);
   const int64_t P = s.P(), CKK = s.CKK(), xs = s.C * s.H * s.W, ys = s.O * P;
 
   if (db) {
@@ -105,18 +121,35 @@ void conv2d_backward_impl(const float* x, const float* w, const float* dy, float
   }
 
   if (dw) {
-    const int64_t G = dw_block(s), nblk = ceil_div64(s.N, G), WN = s.O * CKK;
+    // dw_blk = dy_blk (O, cols) * col_blk^T: col_blk (CKK, cols) is im2col, read transposed (transB).
+    const DwPlan plan = dw_plan(s);
+    const int64_t G = plan.G, nblk = ceil_div64(s.N, G), WN = s.O * CKK, OH = s.OH(), OW = s.OW();
     float* parts = nblk > 1 ? tl_parts.get(size_t(nblk * WN)) : dw;
     parallel_for(size_t(nblk), [&](size_t b) {
-      const int64_t n0 = int64_t(b) * G, g = std::min(G, s.N - n0), rows = g * P;
-      float* a = tl_dyblk.get(size_t(s.O * rows));       // (O, rows)
-      float* r = tl_rowblk.get(size_t(rows * CKK));      // (rows, CKK)
+      const int64_t n0 = int64_t(b) * G, g = std::min(G, s.N - n0);
+      float* part = parts + int64_t(b) * WN;
+      if (g == 1) {
+        // one image, output rows in chunks: part (+)= dy_n[:, p0:p1] * col(x_n)[:, p0:p1]^T
+        const float* dyn = dy + n0 * ys;
+        const int64_t ohb = std::max<int64_t>(1, std::min(OH, plan.cols / OW));
+        float* c = tl_colblk.get(size_t(CKK * ohb * OW));
+        for (int64_t oh0 = 0; oh0 < OH; oh0 += ohb) {
+          const int64_t oh1 = std::min(OH, oh0 + ohb), nb = (oh1 - oh0) * OW;
+          to_col(x + n0 * xs, c, nb, s, pv, oh0, oh1);
+          gemm(false, true, s.O, CKK, nb, 1.0f, dyn + oh0 * OW, P, c, nb, oh0 == 0 ? 0.0f : 1.0f, part, CKK);
+        }
+        return;
+      }
+      // g images side by side: dy_blk (O, g*P), col_blk (CKK, g*P)
+      const int64_t cols = g * P;
+      float* a = tl_dyblk.get(size_t(s.O * cols));
+      float* c = tl_colblk.get(size_t(CKK * cols));
       for (int64_t i = 0; i < g; ++i) {
         const float* dyn = dy + (n0 + i) * ys;
-        for (int64_t o = 0; o < s.O; ++o) std::memcpy(a + o * rows + i * P, dyn + o * P, sizeof(float) * size_t(P));
-        to_row(x + (n0 + i) * xs, r + i * P * CKK, CKK, s, pv);
+        for (int64_t o = 0; o < s.O; ++o) std::memcpy(a + o * cols + i * P, dyn + o * P, sizeof(float) * size_t(P));
+        to_col(x + (n0 + i) * xs, c + i * P, cols, s, pv, 0, OH);
       }
-      gemm(false, false, s.O, CKK, rows, 1.0f, a, rows, r, CKK, 0.0f, parts + int64_t(b) * WN, CKK);
+      gemm(false, true, s.O, CKK, cols, 1.0f, a, cols, c, cols, 0.0f, part, CKK);
     });
     if (nblk > 1) {
       // dw = parts[0] + parts[1] + ... in block order (element blocks in parallel).

@@ -1,13 +1,16 @@
-// im2col / col2im / im2row for NCHW convolutions (one image; contract in flatenn/f32.h).
+// im2col / col2im for NCHW convolutions (one image; contract in flatenn/f32.h).
 //   x   : (C, H, W)
 //   col : (C*KH*KW, OH*OW), row r = (c*KH + kh)*KW + kw, column p = oh*OW + ow, row stride ldcol
-//   row : (OH*OW, C*KH*KW), the transpose of col, row stride ldrow
+//         (im2col may produce a block of output rows [oh0, oh1) only)
 // A padded position (ih or iw outside the image) holds pad_values[c] (0 when pad_values is null).
 //
-// im2col and col2im are scalar: their inner loops are contiguous runs over ow that the compiler
-// vectorises at any ISA. im2row copies KW consecutive input pixels per (p, c, kh): the AVX2 and
-// AVX-512 variants do that with one masked load (pad value in the masked-off lanes) and one
-// masked store.
+// Scalar variants are the spec. SIMD variants (AVX2, AVX-512) handle stride 1 (other strides use
+// the scalar code):
+//   im2col: each segment (r, oh) of a col row is the input row ih shifted by kw - pad: vector
+//           loads with the pad value blended into the lanes outside the image, stores per chunk;
+//   col2im: AVX-512 accumulates each x row in a register over (kh, kw) (the scalar order of
+//           additions, so the result is bit-identical); AVX2 adds segment by segment (also in
+//           the scalar order).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -28,8 +31,8 @@ inline void valid_range(int64_t k, int64_t stride, int64_t pad, int64_t in, int6
   if (*lo > *hi) *lo = *hi;
 }
 
-void im2col_scalar(const float* x, float* col, int64_t ldcol, const ConvShape& s, const float* pv) {
-  const int64_t OH = s.OH(), OW = s.OW();
+void im2col_scalar(const float* x, float* col, int64_t ldcol, const ConvShape& s, const float* pv, int64_t oh0, int64_t oh1) {
+  const int64_t OW = s.OW();
   for (int64_t c = 0; c < s.C; ++c) {
     const float padv = pv ? pv[c] : 0.0f;
     for (int64_t kh = 0; kh < s.KH; ++kh) {
@@ -37,8 +40,8 @@ void im2col_scalar(const float* x, float* col, int64_t ldcol, const ConvShape& s
         float* dst = col + ((c * s.KH + kh) * s.KW + kw) * ldcol;
         int64_t lo, hi;
         valid_range(kw, s.stride, s.pad, s.W, OW, &lo, &hi);
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          float* d = dst + oh * OW;
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          float* d = dst + (oh - oh0) * OW;
           const int64_t ih = oh * s.stride - s.pad + kh;
           if (ih < 0 || ih >= s.H) {
             for (int64_t ow = 0; ow < OW; ++ow) d[ow] = padv;
@@ -78,32 +81,15 @@ void col2im_scalar(const float* col, int64_t ldcol, float* x, const ConvShape& s
   }
 }
 
-void im2row_scalar(const float* x, float* row, int64_t ldrow, const ConvShape& s, const float* pv) {
-  const int64_t OH = s.OH(), OW = s.OW();
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      float* d = row + (oh * OW + ow) * ldrow;
-      for (int64_t c = 0; c < s.C; ++c) {
-        const float padv = pv ? pv[c] : 0.0f;
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = oh * s.stride - s.pad + kh;
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const int64_t iw = ow * s.stride - s.pad + kw;
-            const bool in = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-            *d++ = in ? x[(c * s.H + ih) * s.W + iw] : padv;
-          }
-        }
-      }
-    }
-  }
-}
-
 // Lanes kw in [0, KW) with 0 <= iw0 + kw < W, as a bit mask.
 inline uint32_t valid_lanes(int64_t iw0, int64_t KW, int64_t W) {
   const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(KW, W - iw0);
   if (hi <= lo) return 0;
   return uint32_t(((uint64_t(1) << hi) - 1) & ~((uint64_t(1) << lo) - 1));
 }
+
+// Lanes l in [0, cnt) with 0 <= iw0 + l < W (cnt <= 16), as a bit mask.
+inline uint32_t segment_lanes(int64_t iw0, int64_t cnt, int64_t W) { return valid_lanes(iw0, cnt, W); }
 
 // Source pointer for lane 0; computed as an integer so no out-of-range pointer is formed
 // (masked-off lanes are never read: masked loads suppress faults).
@@ -118,73 +104,154 @@ __attribute__((target("avx2,fma"))) inline __m256i bits_to_mask(uint32_t bits) {
   return _mm256_cmpeq_epi32(_mm256_and_si256(b, sel), sel);
 }
 
-__attribute__((target("avx2,fma"))) void im2row_avx2(const float* x, float* row, int64_t ldrow, const ConvShape& s,
-                                                     const float* pv) {
-  if (s.KW > 8) { im2row_scalar(x, row, ldrow, s, pv); return; }
-  const int64_t OH = s.OH(), OW = s.OW(), KW = s.KW;
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i store_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(KW)), lane);
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      float* d = row + (oh * OW + ow) * ldrow;
-      const int64_t iw0 = ow * s.stride - s.pad;
-      const __m256i vmask = bits_to_mask(valid_lanes(iw0, KW, s.W));
-      for (int64_t c = 0; c < s.C; ++c) {
-        const __m256 padv = _mm256_set1_ps(pv ? pv[c] : 0.0f);
-        for (int64_t kh = 0; kh < s.KH; ++kh, d += KW) {
-          const int64_t ih = oh * s.stride - s.pad + kh;
-          __m256 v = padv;
-          if (ih >= 0 && ih < s.H) {
-            const __m256 ld = _mm256_maskload_ps(lane0(x + (c * s.H + ih) * s.W, iw0), vmask);
-            v = _mm256_blendv_ps(padv, ld, _mm256_castsi256_ps(vmask));
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline void put512(float* d, __m512 v, bool full, __mmask16 tail) {
+  if (full) _mm512_storeu_ps(d, v);
+  else _mm512_mask_storeu_ps(d, tail, v);
+}
+
+// Loads are full 16-lane loads where the 16 floats lie inside the image (x, C*H*W floats) and
+// masked loads otherwise (a masked load costs several times a plain one here); lanes outside the
+// input row get the pad value by a blend. Stores are full 16-lane stores where the spill lands
+// on segments of the same col row written afterwards, masked otherwise. The masks depend on
+// (kw, chunk) only and are hoisted out of the oh loop.
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) void im2col_avx512(const float* x, float* col, int64_t ldcol,
+                                                                                 const ConvShape& s, const float* pv,
+                                                                                 int64_t oh0, int64_t oh1) {
+  if (s.stride != 1) { im2col_scalar(x, col, ldcol, s, pv, oh0, oh1); return; }
+  const int64_t OW = s.OW(), xn = s.C * s.H * s.W, nb = (oh1 - oh0) * OW;
+  for (int64_t c = 0; c < s.C; ++c) {
+    const __m512 padv = _mm512_set1_ps(pv ? pv[c] : 0.0f);
+    for (int64_t kh = 0; kh < s.KH; ++kh) {
+      // rows oh in [oh0, oh1) with 0 <= ih = oh - pad + kh < H are [lo, hi)
+      const int64_t lo = std::min(oh1, std::max(oh0, s.pad - kh));
+      const int64_t hi = std::max(lo, std::min(oh1, s.H + s.pad - kh));
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        float* dst = col + ((c * s.KH + kh) * s.KW + kw) * ldcol;
+        for (int64_t ow = 0; ow < OW; ow += 16) {
+          const int64_t cnt = std::min<int64_t>(16, OW - ow), iw0 = ow - s.pad + kw;
+          const __mmask16 valid = __mmask16(segment_lanes(iw0, cnt, s.W));
+          const __mmask16 tail = __mmask16((1u << cnt) - 1u);
+          // a full store of a partial chunk spills onto the following rows' segments, which are
+          // written afterwards only when the row has one chunk; never past the end of the col row
+          const int64_t full_until = cnt == 16 ? oh1 : (OW <= 16 && nb >= 16 ? oh0 + (nb - 16) / OW + 1 : oh0);
+          float* d = dst + ow;
+          for (int64_t oh = oh0; oh < lo; ++oh) put512(d + (oh - oh0) * OW, padv, oh < full_until, tail);
+          int64_t at = (c * s.H + lo - s.pad + kh) * s.W + iw0;  // x offset of lane 0 for row oh
+          for (int64_t oh = lo; oh < hi; ++oh, at += s.W) {
+            const __m512 v = (at >= 0 && at + 16 <= xn) ? _mm512_mask_mov_ps(padv, valid, _mm512_loadu_ps(x + at))
+                                                        : _mm512_mask_loadu_ps(padv, valid, lane0(x, at));
+            put512(d + (oh - oh0) * OW, v, oh < full_until, tail);
           }
-          _mm256_maskstore_ps(d, store_mask, v);
+          for (int64_t oh = hi; oh < oh1; ++oh) put512(d + (oh - oh0) * OW, padv, oh < full_until, tail);
         }
       }
     }
   }
 }
 
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) void im2row_avx512(const float* x, float* row,
-                                                                                 int64_t ldrow, const ConvShape& s,
-                                                                                 const float* pv) {
-  if (s.KW > 16) { im2row_scalar(x, row, ldrow, s, pv); return; }
-  const int64_t OH = s.OH(), OW = s.OW(), KW = s.KW;
-  const __mmask16 store_mask = __mmask16((1u << KW) - 1u);
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      float* d = row + (oh * OW + ow) * ldrow;
-      const int64_t iw0 = ow * s.stride - s.pad;
-      const __mmask16 vmask = __mmask16(valid_lanes(iw0, KW, s.W));
-      for (int64_t c = 0; c < s.C; ++c) {
-        const __m512 padv = _mm512_set1_ps(pv ? pv[c] : 0.0f);
-        for (int64_t kh = 0; kh < s.KH; ++kh, d += KW) {
-          const int64_t ih = oh * s.stride - s.pad + kh;
-          const __m512 v = (ih >= 0 && ih < s.H) ? _mm512_mask_loadu_ps(padv, vmask, lane0(x + (c * s.H + ih) * s.W, iw0))
-                                                 : padv;
-          _mm512_mask_storeu_ps(d, store_mask, v);
+// Per x row (c, ih) and chunk of 16 columns, the row is accumulated in a register: for kh (the
+// col row oh = ih + pad - kh), for kw: acc[iw] += col[(c,kh,kw)][oh][iw + pad - kw] where that
+// column lies in [0, OW). This is the scalar order of additions for every x element (kh, then
+// kw; starting from 0), so the result is bit-identical to the scalar variant. col is only read
+// (full loads inside the col buffer, masked loads at its end), x written once.
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) void col2im_avx512(const float* col, int64_t ldcol, float* x,
+                                                                                 const ConvShape& s) {
+  constexpr int64_t kMaxMasks = 512;
+  const int64_t nchunk = (s.W + 15) / 16;
+  if (s.stride != 1 || nchunk * s.KW > kMaxMasks) { col2im_scalar(col, ldcol, x, s); return; }
+  const int64_t OH = s.OH(), OW = s.OW();
+  const int64_t col_end = (s.CKK() - 1) * ldcol + OH * OW;  // readable col elements
+  // mk[chunk * KW + kw], lane l: x column iw0 + l, col column ow = iw0 + l + pad - kw in [0, OW)
+  __mmask16 mk[kMaxMasks];
+  for (int64_t ch = 0; ch < nchunk; ++ch)
+    for (int64_t kw = 0; kw < s.KW; ++kw)
+      mk[ch * s.KW + kw] = __mmask16(segment_lanes(ch * 16 + s.pad - kw, std::min<int64_t>(16, s.W - ch * 16), OW));
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t ih = 0; ih < s.H; ++ih)
+      for (int64_t ch = 0; ch < nchunk; ++ch) {
+        const int64_t iw0 = ch * 16, cnt = std::min<int64_t>(16, s.W - iw0);
+        const __mmask16* m = mk + ch * s.KW;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t oh = ih + s.pad - kh;
+          if (oh < 0 || oh >= OH) continue;
+          int64_t at = (c * s.KH + kh) * s.KW * ldcol + oh * OW + iw0 + s.pad;  // kw = 0
+          for (int64_t kw = 0; kw < s.KW; ++kw, at += ldcol - 1) {
+            const __m512 v = (at >= 0 && at + 16 <= col_end) ? _mm512_loadu_ps(col + at) : _mm512_maskz_loadu_ps(m[kw], lane0(col, at));
+            acc = _mm512_mask_add_ps(acc, m[kw], acc, v);
+          }
+        }
+        _mm512_mask_storeu_ps(x + (c * s.H + ih) * s.W + iw0, __mmask16((1u << cnt) - 1u), acc);
+      }
+}
+
+__attribute__((target("avx2,fma"))) void im2col_avx2(const float* x, float* col, int64_t ldcol, const ConvShape& s,
+                                                     const float* pv, int64_t oh0, int64_t oh1) {
+  if (s.stride != 1) { im2col_scalar(x, col, ldcol, s, pv, oh0, oh1); return; }
+  const int64_t OW = s.OW();
+  for (int64_t c = 0; c < s.C; ++c) {
+    const __m256 padv = _mm256_set1_ps(pv ? pv[c] : 0.0f);
+    for (int64_t kh = 0; kh < s.KH; ++kh)
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        float* dst = col + ((c * s.KH + kh) * s.KW + kw) * ldcol;
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          float* d = dst + (oh - oh0) * OW;
+          const int64_t ih = oh - s.pad + kh;
+          const bool inside = ih >= 0 && ih < s.H;
+          const float* src = x + (c * s.H + (inside ? ih : 0)) * s.W;
+          for (int64_t ow = 0; ow < OW; ow += 8) {
+            const int64_t cnt = std::min<int64_t>(8, OW - ow), iw0 = ow - s.pad + kw;
+            __m256 v = padv;
+            if (inside) {
+              const __m256i m = bits_to_mask(segment_lanes(iw0, cnt, s.W));
+              v = _mm256_blendv_ps(padv, _mm256_maskload_ps(lane0(src, iw0), m), _mm256_castsi256_ps(m));
+            }
+            if (cnt == 8) _mm256_storeu_ps(d + ow, v);
+            else _mm256_maskstore_ps(d + ow, bits_to_mask((1u << cnt) - 1u), v);
+          }
         }
       }
-    }
   }
 }
 
-Kernel<Im2colFn> k_im2col("im2col", im2col_scalar, nullptr, nullptr);
-Kernel<Col2imFn> k_col2im("col2im", col2im_scalar, nullptr, nullptr);
-Kernel<Im2rowFn> k_im2row("im2row", im2row_scalar, im2row_avx2, im2row_avx512);
+__attribute__((target("avx2,fma"))) void col2im_avx2(const float* col, int64_t ldcol, float* x, const ConvShape& s) {
+  if (s.stride != 1) { col2im_scalar(col, ldcol, x, s); return; }
+  const int64_t OH = s.OH(), OW = s.OW();
+  std::memset(x, 0, sizeof(float) * size_t(s.C * s.H * s.W));
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t kh = 0; kh < s.KH; ++kh)
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const float* src = col + ((c * s.KH + kh) * s.KW + kw) * ldcol;
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          const int64_t ih = oh - s.pad + kh;
+          if (ih < 0 || ih >= s.H) continue;
+          float* drow = x + (c * s.H + ih) * s.W;
+          const float* sp = src + oh * OW;
+          for (int64_t ow = 0; ow < OW; ow += 8) {
+            const int64_t cnt = std::min<int64_t>(8, OW - ow), iw0 = ow - s.pad + kw;
+            const uint32_t bits = segment_lanes(iw0, cnt, s.W);
+            if (!bits) continue;
+            const __m256i m = bits_to_mask(bits);
+            float* d = const_cast<float*>(lane0(drow, iw0));
+            const __m256 sum = _mm256_add_ps(_mm256_maskload_ps(d, m), _mm256_maskload_ps(sp + ow, m));
+            _mm256_maskstore_ps(d, m, sum);
+          }
+        }
+      }
+}
+
+Kernel<Im2colFn> k_im2col("im2col", im2col_scalar, im2col_avx2, im2col_avx512);
+Kernel<Col2imFn> k_col2im("col2im", col2im_scalar, col2im_avx2, col2im_avx512);
 
 }  // namespace
 
 Kernel<Im2colFn>& im2col_kernel() { return k_im2col; }
 Kernel<Col2imFn>& col2im_kernel() { return k_col2im; }
-Kernel<Im2rowFn>& im2row_kernel() { return k_im2row; }
 
-void im2col(const float* x, float* col, int64_t ldcol, const ConvShape& s, const float* pad_values) {
-  k_im2col.fn(x, col, ldcol, s, pad_values);
+void im2col(const float* x, float* col, int64_t ldcol, const ConvShape& s, const float* pad_values, int64_t oh0,
+            int64_t oh1) {
+  k_im2col.fn(x, col, ldcol, s, pad_values, oh0, oh1);
 }
 void col2im(const float* col, int64_t ldcol, float* x, const ConvShape& s) { k_col2im.fn(col, ldcol, x, s); }
-void im2row(const float* x, float* row, int64_t ldrow, const ConvShape& s, const float* pad_values) {
-  k_im2row.fn(x, row, ldrow, s, pad_values);
-}
 
 }  // namespace fl

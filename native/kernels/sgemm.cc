@@ -240,16 +240,17 @@ __attribute__((always_inline)) inline void pack_bt_generic(const float* Bt, int6
 
 // 8x8 transpose (AVX): dst[c * ldd + r] = src[r * lds + c] for r, c < 8. The 128-bit halves
 // are combined by the loads (vinsertf128 from memory), leaving 16 in-lane shuffles.
-// [src row r, cols c..c+3 | src row r+4, cols c..c+3]
-FL_AVX2 inline __m256 load_rows_r_r4(const float* src, int64_t lds, int r, int c) {
-  return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(src + r * lds + c)),
-                              _mm_loadu_ps(src + (r + 4) * lds + c), 1);
+// 8x8 transpose (AVX) of 8 source rows given by pointers: dst[c * ldd + r] = rows[r][c], r, c < 8.
+// The 128-bit halves are combined by the loads (vinsertf128 from memory), leaving 16 in-lane
+// shuffles.
+FL_AVX2 inline __m256 load_rows_r_r4(const float* const* rows, int r, int64_t c) {  // [row r | row r+4], cols c..c+3
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(rows[r] + c)), _mm_loadu_ps(rows[r + 4] + c), 1);
 }
-FL_AVX2 inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
-#define ld(r, c) load_rows_r_r4(src, lds, r, c)
-  const __m256 r0 = ld(0, 0), r1 = ld(1, 0), r2 = ld(2, 0), r3 = ld(3, 0);
-  const __m256 r4 = ld(0, 4), r5 = ld(1, 4), r6 = ld(2, 4), r7 = ld(3, 4);
-#undef ld
+FL_AVX2 inline void transpose8x8(const float* const* rows, int64_t k, float* dst, int64_t ldd) {
+  const __m256 r0 = load_rows_r_r4(rows, 0, k), r1 = load_rows_r_r4(rows, 1, k);
+  const __m256 r2 = load_rows_r_r4(rows, 2, k), r3 = load_rows_r_r4(rows, 3, k);
+  const __m256 r4 = load_rows_r_r4(rows, 0, k + 4), r5 = load_rows_r_r4(rows, 1, k + 4);
+  const __m256 r6 = load_rows_r_r4(rows, 2, k + 4), r7 = load_rows_r_r4(rows, 3, k + 4);
   const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
   const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
   const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
@@ -264,18 +265,32 @@ FL_AVX2 inline void transpose8x8(const float* src, int64_t lds, float* dst, int6
   _mm256_storeu_ps(dst + 7 * ldd, _mm256_shuffle_ps(t5, t7, 0xEE));
 }
 
-// B~ panel from transposed storage with 8x8 transposes: bp[k*NR + j] = Bt[j*ldb + k].
+// Stand-in source row for the missing rows of a partial group of 8 (read, never written).
+constexpr int64_t kMaxKC = 256;
+alignas(64) const float kZeroRow[kMaxKC] = {};
+
+// Transposes `n` (<= 8) source rows of kc elements (rows r at src + r*lds) into
+// dst[k*ldd + r] for r < 8 (rows >= n give zeros), k < kc.
+FL_AVX2 inline void transpose_rows(const float* src, int64_t lds, int64_t n, int64_t kc, float* dst, int64_t ldd) {
+  const float* rows[8];
+  for (int64_t r = 0; r < 8; ++r) rows[r] = r < n ? src + r * lds : kZeroRow;
+  const int64_t k8 = kc / 8 * 8;
+  for (int64_t k = 0; k < k8; k += 8) transpose8x8(rows, k, dst + k * ldd, ldd);
+  for (int64_t k = k8; k < kc; ++k)
+    for (int64_t r = 0; r < 8; ++r) dst[k * ldd + r] = rows[r][k];
+}
+
+// B~ panel from transposed storage: bp[k*NR + j] = Bt[j*ldb + k] for j < nr, 0 for j in [nr, NR).
 template <int64_t NR>
 FL_AVX2 inline void pack_bt_8x8(const float* Bt, int64_t ldb, int64_t kc, int64_t nr, float* bp) {
-  const int64_t j8 = nr / 8 * 8, k8 = kc / 8 * 8;
-  for (int64_t j = 0; j < j8; j += 8) {
-    for (int64_t k = 0; k < k8; k += 8) transpose8x8(Bt + j * ldb + k, ldb, bp + k * NR + j, NR);
-    for (int64_t k = k8; k < kc; ++k)
-      for (int64_t jj = j; jj < j + 8; ++jj) bp[k * NR + jj] = Bt[jj * ldb + k];
-  }
-  for (int64_t k = 0; k < kc; ++k) {
-    for (int64_t j = j8; j < nr; ++j) bp[k * NR + j] = Bt[j * ldb + k];
-    for (int64_t j = nr; j < NR; ++j) bp[k * NR + j] = 0.0f;
+  static_assert(NR % 8 == 0, "panels are groups of 8 columns");
+  for (int64_t j = 0; j < NR; j += 8) {
+    if (j < nr) {
+      transpose_rows(Bt + j * ldb, ldb, std::min<int64_t>(8, nr - j), kc, bp + j, NR);
+    } else {
+      const __m256 z = _mm256_setzero_ps();
+      for (int64_t k = 0; k < kc; ++k) _mm256_storeu_ps(bp + k * NR + j, z);
+    }
   }
 }
 
@@ -334,6 +349,7 @@ FL_AVX2 void ukr_avx2(int64_t kc, const float* __restrict a, const float* __rest
 
 struct TrAvx2 {
   static constexpr int64_t MR = 6, NR = 16, VL = 8, KC = 256, MC = 72, NP = 16;
+  static_assert(KC <= kMaxKC, "kZeroRow covers a K block");
   static Ukr ukr(int m, int nv) {
     static const Ukr t[6][2] = {
         {ukr_avx2<1, 1>, ukr_avx2<1, 2>}, {ukr_avx2<2, 1>, ukr_avx2<2, 2>}, {ukr_avx2<3, 1>, ukr_avx2<3, 2>},
@@ -407,6 +423,7 @@ FL_AVX512 void ukr_avx512(int64_t kc, const float* __restrict a, const float* __
 
 struct TrAvx512 {
   static constexpr int64_t MR = 8, NR = 48, VL = 16, KC = 256, MC = 128, NP = 6;
+  static_assert(KC <= kMaxKC, "kZeroRow covers a K block");
   static Ukr ukr(int m, int nv) {
 #define FL_ROW(m) {ukr_avx512<m, 1>, ukr_avx512<m, 2>, ukr_avx512<m, 3>}
     static const Ukr t[8][3] = {FL_ROW(1), FL_ROW(2), FL_ROW(3), FL_ROW(4), FL_ROW(5), FL_ROW(6), FL_ROW(7), FL_ROW(8)};
@@ -414,13 +431,10 @@ struct TrAvx512 {
     return t[m - 1][nv - 1];
   }
   // Full panels of op(A) = A: 8x8 transposes (ap[k*8 + i] = A[(i0+i)*lda + k0+k]).
+  // op(A) = A: 8x8 transposes (ap[k*8 + i] = A[(i0+i)*lda + k0+k]; rows >= m become zeros).
   FL_AVX512 static void pack_a(bool tA, const float* A, int64_t lda, int64_t i0, int64_t m, int64_t k0, int64_t kc, float* ap) {
-    if (tA || m < MR) { pack_a_generic<MR>(tA, A, lda, i0, m, k0, kc, ap); return; }
-    const float* src = A + i0 * lda + k0;
-    const int64_t k8 = kc / 8 * 8;
-    for (int64_t k = 0; k < k8; k += 8) transpose8x8(src + k, lda, ap + k * MR, MR);
-    for (int64_t k = k8; k < kc; ++k)
-      for (int64_t i = 0; i < MR; ++i) ap[k * MR + i] = src[i * lda + k];
+    if (tA) { pack_a_generic<MR>(tA, A, lda, i0, m, k0, kc, ap); return; }
+    transpose_rows(A + i0 * lda + k0, lda, m, kc, ap, MR);
   }
   FL_AVX512 static void pack_b(const float* B, int64_t ldb, int64_t kc, int64_t nr, float* bp) {
     pack_b_generic<NR>(B, ldb, kc, nr, bp);

@@ -1,6 +1,6 @@
 // fp32 training kernels: every variant the CPU has against float64 references (derived
 // tolerances), SIMD variants against the scalar one, bit-identical results for 1, 2 and 3
-// threads, and the exact kernels (im2col/im2row, max-pool) bit for bit.
+// threads, and the exact kernels (im2col, col2im order, max-pool) bit for bit.
 // Failures print kernel, ISA, shape, index, values and the seed.
 #include <cmath>
 #include <cstdint>
@@ -221,7 +221,7 @@ FL_TEST(sgemm_bit_identical_for_any_thread_count) {
   fl::set_num_threads(2);
 }
 
-// ============================== im2col / col2im / im2row ===================================
+// ============================== im2col / col2im ===========================================
 // The value im2col puts at (r, p), straight from the definition.
 float patch_value(const std::vector<float>& x, const fl::ConvShape& s, const float* pv, int64_t r, int64_t p) {
   const int64_t c = r / (s.KH * s.KW), kh = r / s.KW % s.KH, kw = r % s.KW;
@@ -245,65 +245,63 @@ std::vector<fl::ConvShape> conv_shapes() {
           {2, 5, 12, 12, 20, 1, 1, 2, 0},  {3, 2, 6, 7, 3, 6, 7, 1, 0},    {2, 3, 20, 20, 4, 17, 17, 1, 0}};
 }
 
-FL_TEST(im2col_im2row_exact_and_col2im_adjoint) {
+FL_TEST(im2col_exact_and_col2im_adjoint_every_isa) {
   uint64_t seed = 300;
   for (const fl::ConvShape& s : conv_shapes()) {
     Rng r(++seed);
     std::vector<float> x = random_vec(size_t(s.C * s.H * s.W), r), pvv = random_vec(size_t(s.C), r, 0.5f, 2.0f);
     const int64_t P = s.P(), CKK = s.CKK();
     for (const float* pv : {static_cast<const float*>(nullptr), static_cast<const float*>(pvv.data())}) {
-      const int64_t ldcol = P + 3;
-      std::vector<float> col(size_t(CKK * ldcol), -7.0f);
-      fl::im2col_kernel().variant(Isa::Scalar)(x.data(), col.data(), ldcol, s, pv);
-      bool ok = true;
-      for (int64_t rr = 0; rr < CKK && ok; ++rr)
-        for (int64_t p = 0; p < ldcol && ok; ++p) {
-          const float want = p < P ? patch_value(x, s, pv, rr, p) : -7.0f;
-          const float got = col[size_t(rr * ldcol + p)];
-          if (std::memcmp(&want, &got, sizeof(float)) != 0) {
-            ok = false;
-            FL_CHECK(false) << "im2col[scalar] " << describe(s) << " pv=" << (pv != nullptr) << " at (" << rr << ","
-                            << p << "): " << got << " want " << want << " seed=" << seed;
-          }
-        }
-      for (Isa isa : isas_here()) {
-        auto fn = fl::im2row_kernel().variant(isa);
-        if (!fn) continue;
-        const int64_t ldrow = CKK + 2;
-        std::vector<float> row(size_t(P * ldrow), -7.0f);
-        fn(x.data(), row.data(), ldrow, s, pv);
-        bool rok = true;
-        for (int64_t p = 0; p < P && rok; ++p)
-          for (int64_t rr = 0; rr < ldrow && rok; ++rr) {
-            const float want = rr < CKK ? patch_value(x, s, pv, rr, p) : -7.0f;
-            const float got = row[size_t(p * ldrow + rr)];
-            if (std::memcmp(&want, &got, sizeof(float)) != 0) {
-              rok = false;
-              FL_CHECK(false) << "im2row[" << fl::isa_name(isa) << "] " << describe(s) << " pv=" << (pv != nullptr)
-                              << " at (" << p << "," << rr << "): " << got << " want " << want << " seed=" << seed;
+      // whole image, and a block of output rows [oh0, oh1) (the conv kernels work in such blocks)
+      const int64_t OH = s.OH(), OW = s.OW();
+      const int64_t ranges[2][2] = {{0, OH}, {OH / 3, std::max(OH / 3 + 1, 2 * OH / 3)}};
+      for (Isa isa : isas_here())
+        for (const auto& rg : ranges) {
+          const int64_t oh0 = rg[0], oh1 = std::min(OH, rg[1]), nb = (oh1 - oh0) * OW;
+          const int64_t ldcol = nb + 3;
+          std::vector<float> col(size_t(CKK * ldcol), -7.0f);
+          fl::im2col_kernel().variant(isa)(x.data(), col.data(), ldcol, s, pv, oh0, oh1);
+          bool ok = true;
+          for (int64_t rr = 0; rr < CKK && ok; ++rr)
+            for (int64_t q = 0; q < ldcol && ok; ++q) {
+              const float want = q < nb ? patch_value(x, s, pv, rr, oh0 * OW + q) : -7.0f;
+              const float got = col[size_t(rr * ldcol + q)];
+              if (std::memcmp(&want, &got, sizeof(float)) != 0) {
+                ok = false;
+                FL_CHECK(false) << "im2col[" << fl::isa_name(isa) << "] " << describe(s) << " pv=" << (pv != nullptr)
+                                << " rows [" << oh0 << "," << oh1 << ") at (" << rr << "," << q << "): " << got << " want "
+                                << want << " seed=" << seed;
+              }
             }
-          }
-      }
+        }
     }
     // col2im is the adjoint of im2col (pad 0): <col2im(c), x> == <c, im2col(x)>; and on
     // small-integer data the sums are exact, so compare element-wise with a float64 scatter.
     std::vector<float> c(size_t(CKK * P));
     for (auto& v : c) v = float(r.small_int(-8, 8));
-    std::vector<float> dx(size_t(s.C * s.H * s.W), 123.0f);
-    fl::col2im_kernel().variant(Isa::Scalar)(c.data(), P, dx.data(), s);
-    std::vector<double> ref(dx.size(), 0.0);
+    std::vector<double> ref(size_t(s.C * s.H * s.W), 0.0);
     for (int64_t rr = 0; rr < CKK; ++rr)
       for (int64_t p = 0; p < P; ++p) {
         const int64_t ch = rr / (s.KH * s.KW), kh = rr / s.KW % s.KH, kw = rr % s.KW;
         const int64_t ih = p / s.OW() * s.stride - s.pad + kh, iw = p % s.OW() * s.stride - s.pad + kw;
         if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W) ref[size_t((ch * s.H + ih) * s.W + iw)] += c[size_t(rr * P + p)];
       }
-    for (size_t i = 0; i < dx.size(); ++i)
-      if (double(dx[i]) != ref[i]) {
-        FL_CHECK(false) << "col2im[scalar] " << describe(s) << " at " << i << ": " << dx[i] << " want " << ref[i]
-                        << " seed=" << seed;
-        break;
-      }
+    std::vector<float> dx0, cr = random_vec(c.size(), r);
+    for (Isa isa : isas_here()) {
+      std::vector<float> dx(size_t(s.C * s.H * s.W), 123.0f);
+      fl::col2im_kernel().variant(isa)(c.data(), P, dx.data(), s);
+      for (size_t i = 0; i < dx.size(); ++i)
+        if (double(dx[i]) != ref[i]) {
+          FL_CHECK(false) << "col2im[" << fl::isa_name(isa) << "] " << describe(s) << " at " << i << ": " << dx[i]
+                          << " want " << ref[i] << " seed=" << seed;
+          break;
+        }
+      // random (non-integer) data: every variant adds in the scalar order, so the bits agree
+      std::vector<float> d(dx.size());
+      fl::col2im_kernel().variant(isa)(cr.data(), P, d.data(), s);
+      if (isa == Isa::Scalar) dx0 = d;
+      else FL_CHECK(std::memcmp(d.data(), dx0.data(), d.size() * 4) == 0) << "col2im[" << fl::isa_name(isa) << "] != scalar " << describe(s);
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-// flatenn fp32 training kernels: GEMM, im2col/col2im/im2row, conv2d forward/backward,
+// flatenn fp32 training kernels: GEMM, im2col/col2im, conv2d forward/backward,
 // max-pooling, and the peak-throughput probes used by the benchmarks.
 //
 // Every entry point assumes validated arguments (the bindings validate); none of
@@ -37,23 +37,21 @@ struct ConvShape {
   int64_t CKK() const { return C * KH * KW; } // patch length
 };
 
-// ---- im2col / col2im / im2row (one image) ---------------------------------------
-// im2col: x (C, H, W) -> col (C*KH*KW, OH*OW), col row r = (c, kh, kw), column p = (oh, ow):
-//   col[r * ldcol + p] = x[c][oh*stride - pad + kh][ow*stride - pad + kw], or pad_values[c] (0) outside.
-// (ldcol >= OH*OW; N and O of the shape are ignored.)
-using Im2colFn = void (*)(const float* x, float* col, int64_t ldcol, const ConvShape& s, const float* pad_values);
-void im2col(const float* x, float* col, int64_t ldcol, const ConvShape& s, const float* pad_values);
+// ---- im2col / col2im (one image) -------------------------------------------------
+// im2col: x (C, H, W) -> col (C*KH*KW, OH*OW), col row r = (c, kh, kw), column p = (oh, ow),
+// for the output rows oh in [oh0, oh1) (all: 0, OH):
+//   col[r * ldcol + (oh - oh0)*OW + ow] = x[c][oh*stride - pad + kh][ow*stride - pad + kw],
+//   or pad_values[c] (0) outside the image.   (ldcol >= (oh1 - oh0)*OW; N and O are ignored.)
+using Im2colFn = void (*)(const float* x, float* col, int64_t ldcol, const ConvShape& s, const float* pad_values,
+                          int64_t oh0, int64_t oh1);
+void im2col(const float* x, float* col, int64_t ldcol, const ConvShape& s, const float* pad_values, int64_t oh0,
+            int64_t oh1);
 Kernel<Im2colFn>& im2col_kernel();
 // col2im: the adjoint of im2col: x (C, H, W) is overwritten with the sum of every
 // col entry at the position it was copied from (padded positions are dropped).
 using Col2imFn = void (*)(const float* col, int64_t ldcol, float* x, const ConvShape& s);
 void col2im(const float* col, int64_t ldcol, float* x, const ConvShape& s);
 Kernel<Col2imFn>& col2im_kernel();
-// im2row: the transpose of im2col: row (OH*OW, C*KH*KW): row[p * ldrow + r] = col[r][p].
-// (Used for the weight gradient: dw = dy * im2row needs no transposed packing.)
-using Im2rowFn = void (*)(const float* x, float* row, int64_t ldrow, const ConvShape& s, const float* pad_values);
-void im2row(const float* x, float* row, int64_t ldrow, const ConvShape& s, const float* pad_values);
-Kernel<Im2rowFn>& im2row_kernel();
 
 // ---- conv2d --------------------------------------------------------------------
 // Forward: y[n][o][p] = bias[o] + sum_{c,kh,kw} w[o][c][kh][kw] * xpad[n][c][...]; bias may be null.
