@@ -63,7 +63,7 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
   const epochs: (EpochStats & { val?: EvalResult })[] = [];
   while (trainer.epoch < cfg.epochs) {
     const bar = new Progress({ label: `epoch ${trainer.epoch + 1}/${cfg.epochs}`, total: trainer.trainIndex.length, unit: 'img', quiet: !!o.quiet });
-    const st = trainer.runEpoch((done, _total, s) => bar.update(done, `loss ${s.loss.toFixed(4)} acc ${(100 * s.acc).toFixed(2)}% sparsity ${(100 * s.sparsity).toFixed(1)}%`));
+    const st = await trainer.runEpochAsync((done, _total, s) => bar.update(done, `loss ${s.loss.toFixed(4)} acc ${(100 * s.acc).toFixed(2)}% sparsity ${(100 * s.sparsity).toFixed(1)}%`));
     const v = val ? evaluate(trainer.model, val) : undefined;
     bar.finish(`loss ${st.loss.toFixed(4)} acc ${(100 * st.accuracy).toFixed(2)}% sparsity ${(100 * st.sparsity).toFixed(1)}%` + (v ? ` | val acc ${(100 * v.accuracy).toFixed(2)}%` : ''));
     const rec: EpochRecord = { epoch: st.epoch, trainLoss: st.loss, trainAccuracy: st.accuracy, trainSparsity: st.sparsity };

@@ -218,6 +218,28 @@ export class Trainer {
 
   /** Runs the next epoch; calls onBatch after each step. */
   runEpoch(onBatch?: (done: number, total: number, s: { loss: number; acc: number; sparsity: number }) => void): EpochStats {
+    const it = this.epochSteps(onBatch);
+    let r = it.next();
+    while (!r.done) r = it.next();
+    return r.value;
+  }
+
+  /**
+   * The same epoch, yielding to the event loop between steps (at most every
+   * `sliceMs`), so a host application stays responsive while it trains.
+   */
+  async runEpochAsync(onBatch?: (done: number, total: number, s: { loss: number; acc: number; sparsity: number }) => void, sliceMs = 50): Promise<EpochStats> {
+    const it = this.epochSteps(onBatch);
+    let last = Date.now();
+    let r = it.next();
+    while (!r.done) {
+      if (Date.now() - last >= sliceMs) { await new Promise((res) => setImmediate(res)); last = Date.now(); }
+      r = it.next();
+    }
+    return r.value;
+  }
+
+  private *epochSteps(onBatch?: (done: number, total: number, s: { loss: number; acc: number; sparsity: number }) => void): Generator<void, EpochStats, void> {
     const cfg = this.cfg, set = this.train;
     const n = this.trainIndex.length;
     const perm = permutation(cfg.seed, this.epoch, n);
@@ -239,6 +261,7 @@ export class Trainer {
         for (let i = 0; i < sites; i++) sp += elems[i]! > 0 ? zeros[i]! / elems[i]! : 0;
         onBatch(seen, n, { loss: lossSum / seen, acc: correct / seen, sparsity: sites ? sp / sites : 0 });
       }
+      yield;
     }
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     this.epoch++;

@@ -112,3 +112,14 @@ test('train CLI refuses bad flags with exit code 2 and a clear message', () => {
   assert.equal(nores.status, 1);
   assert.match(nores.stderr, /no checkpoint/);
 });
+
+test('trainModel keeps the host event loop turning (yields between steps)', { skip }, async () => {
+  const dir = tmpDir('train-loop');
+  let last = Date.now(), worst = 0, ticks = 0;
+  const iv = setInterval(() => { const now = Date.now(); worst = Math.max(worst, now - last); last = now; ticks++; }, 5);
+  await trainModel(cfg({ epochs: 1, limitTrain: 3000, valSize: 0 }), { out: path.join(dir, 'm.safetensors'), quiet: true, testAtEnd: false });
+  clearInterval(iv);
+  assert.ok(ticks > 5, `timer ran ${ticks} times`);
+  assert.ok(worst < 1000, `longest event-loop stall during training: ${worst} ms`);
+  fs.rmSync(dir, { recursive: true });
+});
