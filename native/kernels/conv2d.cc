@@ -5,8 +5,8 @@
 //   dw      : dw   = sum over image blocks of dy_blk * col(x_blk)^T   sgemm (O x CKK x G*P), transB
 //             dy_blk (O, G*P): the block's dy side by side; col(x_blk) (CKK, G*P): im2col of its images
 //             (an image larger than a block: its output rows in chunks, accumulated in order)
-// The forward im2col runs in blocks of output rows so that col stays about 1 MiB.
-//   db      : db[o] = sum over n, p of dy[n][o][p]
+//   db      : db[o] = sum over n, p of dy[n][o][p] (float64 lanes)
+// The forward im2col runs in blocks of output rows so that col stays about 1 MiB (in L2).
 // Variant L (scalar / avx2 / avx512) runs the sgemm and im2col variants of level L (the highest
 // one registered at or below L), so tests can compare every level with the scalar one.
 // Threading and determinism: forward and dx are parallel over images (each image writes its
@@ -67,17 +67,23 @@ void conv2d_forward_impl(const float* x, const float* w, const float* bias, floa
   });
 }
 
-// dw blocks: about kBufFloats / CKK im2col columns per GEMM call (the GEMM's K). Images with at
-// most that many pixels are grouped G at a time (at least 8 blocks when N allows); larger images
-// are one block each, their output rows taken in chunks accumulated in order.
+// dw plan (shape only). Each GEMM call takes about kBufFloats / CKK im2col columns (its K):
+// `sub` images side by side, or, for an image with more pixels than that, its output rows in
+// chunks. Images are grouped in blocks of G: every block sums its GEMM calls in order into its
+// own partial dw, and the partials are added in block order. At least 8 blocks when N allows,
+// at most kPartFloats / (O*CKK) partials (a single block then runs its GEMMs on all threads).
+constexpr int64_t kPartFloats = int64_t(1) << 22;
 struct DwPlan {
   int64_t cols;  // target im2col columns per GEMM call
+  int64_t sub;   // images per GEMM call (1 when an image has more than `cols` pixels)
   int64_t G;     // images per block
 };
 inline DwPlan dw_plan(const ConvShape& s) {
   const int64_t cols = std::max<int64_t>(64, kBufFloats / s.CKK());
-  if (s.P() > cols) return {cols, 1};
-  return {cols, std::max<int64_t>(1, std::min(cols / s.P(), ceil_div64(s.N, 8)))};
+  const int64_t sub = s.P() > cols ? 1 : std::max<int64_t>(1, cols / s.P());
+  const int64_t max_parts = std::max<int64_t>(1, kPartFloats / (s.O * s.CKK()));
+  const int64_t G = std::max(ceil_div64(s.N, max_parts), std::min(sub, ceil_div64(s.N, 8)));
+  return {cols, sub, G};
 }
 
 template <Isa L>
@@ -121,35 +127,38 @@ void conv2d_backward_impl(const float* x, const float* w, const float* dy, float
   }
 
   if (dw) {
-    // dw_blk = dy_blk (O, cols) * col_blk^T: col_blk (CKK, cols) is im2col, read transposed (transB).
+    // dw_blk = sum of dy_grp (O, cols) * col_grp^T, col_grp (CKK, cols) = im2col, read transposed (transB)
     const DwPlan plan = dw_plan(s);
     const int64_t G = plan.G, nblk = ceil_div64(s.N, G), WN = s.O * CKK, OH = s.OH(), OW = s.OW();
     float* parts = nblk > 1 ? tl_parts.get(size_t(nblk * WN)) : dw;
     parallel_for(size_t(nblk), [&](size_t b) {
-      const int64_t n0 = int64_t(b) * G, g = std::min(G, s.N - n0);
+      const int64_t n0 = int64_t(b) * G, n1 = std::min(s.N, n0 + G);
       float* part = parts + int64_t(b) * WN;
-      if (g == 1) {
-        // one image, output rows in chunks: part (+)= dy_n[:, p0:p1] * col(x_n)[:, p0:p1]^T
-        const float* dyn = dy + n0 * ys;
+      bool first = true;
+      if (plan.sub == 1) {
+        // image by image, output rows in chunks: part (+)= dy_n[:, p0:p1] * col(x_n)[:, p0:p1]^T
         const int64_t ohb = std::max<int64_t>(1, std::min(OH, plan.cols / OW));
         float* c = tl_colblk.get(size_t(CKK * ohb * OW));
-        for (int64_t oh0 = 0; oh0 < OH; oh0 += ohb) {
-          const int64_t oh1 = std::min(OH, oh0 + ohb), nb = (oh1 - oh0) * OW;
-          to_col(x + n0 * xs, c, nb, s, pv, oh0, oh1);
-          gemm(false, true, s.O, CKK, nb, 1.0f, dyn + oh0 * OW, P, c, nb, oh0 == 0 ? 0.0f : 1.0f, part, CKK);
-        }
+        for (int64_t n = n0; n < n1; ++n)
+          for (int64_t oh0 = 0; oh0 < OH; oh0 += ohb, first = false) {
+            const int64_t oh1 = std::min(OH, oh0 + ohb), nb = (oh1 - oh0) * OW;
+            to_col(x + n * xs, c, nb, s, pv, oh0, oh1);
+            gemm(false, true, s.O, CKK, nb, 1.0f, dy + n * ys + oh0 * OW, P, c, nb, first ? 0.0f : 1.0f, part, CKK);
+          }
         return;
       }
-      // g images side by side: dy_blk (O, g*P), col_blk (CKK, g*P)
-      const int64_t cols = g * P;
-      float* a = tl_dyblk.get(size_t(s.O * cols));
-      float* c = tl_colblk.get(size_t(CKK * cols));
-      for (int64_t i = 0; i < g; ++i) {
-        const float* dyn = dy + (n0 + i) * ys;
-        for (int64_t o = 0; o < s.O; ++o) std::memcpy(a + o * cols + i * P, dyn + o * P, sizeof(float) * size_t(P));
-        to_col(x + (n0 + i) * xs, c + i * P, cols, s, pv, 0, OH);
+      // groups of up to `sub` images side by side: dy_grp (O, g*P), col_grp (CKK, g*P)
+      float* a = tl_dyblk.get(size_t(s.O * plan.sub * P));
+      float* c = tl_colblk.get(size_t(CKK * plan.sub * P));
+      for (int64_t g0 = n0; g0 < n1; g0 += plan.sub, first = false) {
+        const int64_t g = std::min(plan.sub, n1 - g0), cols = g * P;
+        for (int64_t i = 0; i < g; ++i) {
+          const float* dyn = dy + (g0 + i) * ys;
+          for (int64_t o = 0; o < s.O; ++o) std::memcpy(a + o * cols + i * P, dyn + o * P, sizeof(float) * size_t(P));
+          to_col(x + (g0 + i) * xs, c + i * P, cols, s, pv, 0, OH);
+        }
+        gemm(false, true, s.O, CKK, cols, 1.0f, a, cols, c, cols, first ? 0.0f : 1.0f, part, CKK);
       }
-      gemm(false, true, s.O, CKK, cols, 1.0f, a, cols, c, cols, 0.0f, part, CKK);
     });
     if (nblk > 1) {
       // dw = parts[0] + parts[1] + ... in block order (element blocks in parallel).
