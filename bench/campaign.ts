@@ -99,7 +99,7 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flatenn-bench-'));
   let backend = '?';
   let flatennError: string | undefined;
-  let speed: { trials: number; trialsPerS: number; medianS: number; cleanAccuracy: number; meanAccuracy: number; faultyCells: number } | undefined;
+  let speed: { trials: number; trialsPerS: number; medianS: number; minS: number; cleanAccuracy: number; meanAccuracy: number; faultyCells: number } | undefined;
   let rss: RssStats | undefined;
   let rssTrials = 0, rssNote = '';
   // The 1-minute load average before each side: on a shared machine, timings taken under load mislead.
@@ -136,7 +136,7 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
       faultyCells = r.faultyCells;
     });
     const med = median(samples);
-    speed = { trials: fTrials, trialsPerS: 1 / med, medianS: med, cleanAccuracy: clean.accuracy, meanAccuracy: accs.reduce((a, b) => a + b, 0) / accs.length, faultyCells };
+    speed = { trials: fTrials, trialsPerS: 1 / med, medianS: med, minS: Math.min(...samples), cleanAccuracy: clean.accuracy, meanAccuracy: accs.reduce((a, b) => a + b, 0) / accs.length, faultyCells };
 
     // A reference (JS) engine takes seconds per trial: a 1,000-trial run would take hours, so
     // unless asked for explicitly it runs a short memory campaign and says so.
@@ -172,6 +172,7 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
   if (speed) {
     speedRow.flatenn = speed.trialsPerS;
     speedRow.flatennTrialMs = 1000 * speed.medianS;
+    speedRow.flatennMinTrialMs = 1000 * speed.minS;
     speedRow.cleanAccuracy = speed.cleanAccuracy;
     speedRow.meanFaultyAccuracy = speed.meanAccuracy;
     speedRow.faultyCells = speed.faultyCells;
@@ -180,6 +181,8 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
   if (tRate !== undefined) {
     speedRow.pytorch = tRate;
     speedRow.pytorchTrialMs = 1000 / tRate;
+    const tMin = field(torch?.data, 'trial.min_s');
+    if (tMin !== undefined) speedRow.pytorchMinTrialMs = 1000 * tMin;
     const acc = field(torch?.data, 'mean_faulty_accuracy');
     if (acc !== undefined) speedRow.pytorchMeanFaultyAccuracy = acc;
   }

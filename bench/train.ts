@@ -32,7 +32,7 @@ export interface TrainBenchOptions {
 
 const BATCH = 128;
 
-interface ModeTiming { medianS: number; imagesPerS: number; samples: number[] }
+interface ModeTiming { medianS: number; minS: number; imagesPerS: number; samples: number[] }
 
 /** Times Trainer.trainStep on consecutive shuffled batches (batch gathering included, as in the PyTorch twin). */
 async function timeFlatenn(train: ImageDataset, rho: number, warmup: number, steps: number): Promise<ModeTiming> {
@@ -49,7 +49,7 @@ async function timeFlatenn(train: ImageDataset, rho: number, warmup: number, ste
     if (!Number.isFinite(s.loss)) throw new Error(`training diverged (loss ${s.loss}) at step ${i}`);
   });
   const med = median(samples);
-  return { medianS: med, imagesPerS: BATCH / med, samples };
+  return { medianS: med, minS: Math.min(...samples), imagesPerS: BATCH / med, samples };
 }
 
 export async function trainBench(o: TrainBenchOptions): Promise<Row[]> {
@@ -89,10 +89,15 @@ export async function trainBench(o: TrainBenchOptions): Promise<Row[]> {
   const torchNote = torch && !torch.ok ? torch.error : torch?.ok ? `torch ${String(torch.data?.torch)}` : 'PyTorch skipped';
   const notes = [flatennError, torchNote].filter(Boolean).join('; ');
 
-  const speedRow = (name: string, f: ModeTiming | undefined, t: number | undefined): Row => {
+  const speedRow = (name: string, key: 'conventional' | 'saq', f: ModeTiming | undefined, t: number | undefined): Row => {
     const r: Row = { bench: 'train', case: `LeNet-5 ${name} step, batch ${BATCH}`, metric: 'images/s', threads, goal: '>= 2x PyTorch' };
-    if (f) { r.flatenn = f.imagesPerS; r.flatennStepMs = 1000 * f.medianS; }
-    if (t !== undefined) { r.pytorch = t; r.pytorchStepMs = (1000 * BATCH) / t; }
+    if (f) { r.flatenn = f.imagesPerS; r.flatennStepMs = 1000 * f.medianS; r.flatennMinStepMs = 1000 * f.minS; }
+    if (t !== undefined) {
+      r.pytorch = t;
+      r.pytorchStepMs = (1000 * BATCH) / t;
+      const tMin = field(torch?.data, `${key}.min_s`);
+      if (tMin !== undefined) r.pytorchMinStepMs = 1000 * tMin;
+    }
     if (f && t !== undefined) { r.ratio = f.imagesPerS / t; r.pass = r.ratio >= 2; }
     if (notes) r.notes = notes;
     r.loadFlatenn = loadFlatenn;
@@ -103,7 +108,7 @@ export async function trainBench(o: TrainBenchOptions): Promise<Row[]> {
   if (conv && saq) { ratioRow.flatenn = saq.medianS / conv.medianS; ratioRow.pass = ratioRow.flatenn <= 2.1; }
   if (tStepRatio !== undefined) ratioRow.pytorch = tStepRatio;
   if (notes) ratioRow.notes = notes;
-  return [speedRow('conventional', conv, tConv), speedRow(`SAQ (rho ${rho})`, saq, tSaq), ratioRow];
+  return [speedRow('conventional', 'conventional', conv, tConv), speedRow(`SAQ (rho ${rho})`, 'saq', saq, tSaq), ratioRow];
 }
 
 async function main(): Promise<void> {
