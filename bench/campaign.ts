@@ -19,7 +19,7 @@ import { setThreads } from '../src/native/info';
 import { defaultConfig } from '../src/train/config';
 import { Trainer } from '../src/train/trainer';
 import {
-  field, median, messageOf, nonNegativeInt, nowSeconds, parseArgs, positiveInt, printRows, runTorch, timeCalls, type Row,
+  field, loadWarning, median, messageOf, nonNegativeInt, nowSeconds, parseArgs, positiveInt, printRows, runTorch, timeCalls, type Row,
 } from './common';
 
 export interface CampaignBenchOptions {
@@ -187,7 +187,7 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
     if (acc !== undefined) speedRow.pytorchMeanFaultyAccuracy = acc;
   }
   if (speed && tRate !== undefined) { speedRow.ratio = speed.trialsPerS / tRate; speedRow.pass = speedRow.ratio >= 10; }
-  speedRow.notes = [flatennError, torchNote].filter(Boolean).join('; ');
+  speedRow.notes = [flatennError, torchNote, loadWarning([loadFlatenn, loadPytorch], threads)].filter(Boolean).join('; ');
   speedRow.loadFlatenn = loadFlatenn;
   if (loadPytorch !== undefined) speedRow.loadPytorch = loadPytorch;
   rows.push(speedRow);
@@ -201,7 +201,7 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
     rows.push({
       bench: 'campaign', case: `peak RSS, trials 1-${rss.window} vs last ${rss.window} of ${rss.trials}`, metric: 'MiB',
       flatenn: rss.lastPeakMiB, firstPeakMiB: rss.firstPeakMiB, lastPeakMiB: rss.lastPeakMiB, growthMiB: rss.growthMiB,
-      maxRssMiB: rss.maxRssMiB, rssSamples: rss.samples, goal: 'flat (growth <= max(8 MiB, 5%))', pass: flat, threads, backend,
+      maxRssMiB: rss.maxRssMiB, maxRssNote: 'process lifetime peak (training the model and loading data included)', rssSamples: rss.samples, goal: 'flat (growth <= max(8 MiB, 5%))', pass: flat, threads, backend,
       ...(rssNote ? { notes: rssNote } : {}),
     });
   } else if (rssTrials > 0 || flatennError) {

@@ -3,6 +3,7 @@
 // /usr/bin/python3), a small argument parser and markdown tables.
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 /** One measurement, flatenn beside PyTorch where both exist. */
@@ -94,6 +95,18 @@ export function field(data: Record<string, unknown> | undefined, dotted: string)
     v = (v as Record<string, unknown>)[k];
   }
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+/**
+ * A warning when the machine was busy before a timing (1-minute load average above 3/4 of the CPUs),
+ * else ''. Timings taken then are slow and noisy, and a multi-threaded OpenMP program (PyTorch) can
+ * slow down far more than flatenn's pool when its threads have to share cores.
+ */
+export function loadWarning(loads: readonly (number | undefined)[], threads: number): string {
+  const cpus = os.availableParallelism();
+  const worst = Math.max(...loads.filter((l): l is number => l !== undefined));
+  if (!(worst > 0.75 * cpus)) return '';
+  return `busy machine (load ${worst.toFixed(1)} on ${cpus} CPUs): timings unreliable` + (threads > 1 ? `, PyTorch's ${threads} OpenMP threads especially` : '');
 }
 
 /** The error message of anything thrown. */

@@ -10,7 +10,7 @@ import { defaultConfig } from '../src/train/config';
 import { gatherBatch, Trainer } from '../src/train/trainer';
 import { permutation } from '../src/util/rng';
 import {
-  field, median, messageOf, nonNegativeInt, parseArgs, positiveInt, printRows, runTorch, timeCalls, type Row,
+  field, loadWarning, median, messageOf, nonNegativeInt, parseArgs, positiveInt, printRows, runTorch, timeCalls, type Row,
 } from './common';
 
 export interface TrainBenchOptions {
@@ -87,7 +87,7 @@ export async function trainBench(o: TrainBenchOptions): Promise<Row[]> {
   const tSaq = field(torch?.data, 'saq.images_per_s');
   const tStepRatio = field(torch?.data, 'saq_over_conventional');
   const torchNote = torch && !torch.ok ? torch.error : torch?.ok ? `torch ${String(torch.data?.torch)}` : 'PyTorch skipped';
-  const notes = [flatennError, torchNote].filter(Boolean).join('; ');
+  const notes = [flatennError, torchNote, loadWarning([loadFlatenn, loadPytorch], threads)].filter(Boolean).join('; ');
 
   const speedRow = (name: string, key: 'conventional' | 'saq', f: ModeTiming | undefined, t: number | undefined): Row => {
     const r: Row = { bench: 'train', case: `LeNet-5 ${name} step, batch ${BATCH}`, metric: 'images/s', threads, goal: '>= 2x PyTorch' };
