@@ -7,6 +7,8 @@
 //         layout: 'mn'|'nm', scale: F32|null, bias: F32|null, actBits, actRange): number (zero codes)
 //   qconv2d(x: U8 [B*C*H*W], B, C, H, W, qw: U8, O, kh, kw, stride, pad, mode, out [B*O*OH*OW],
 //           scale: F32|null, bias: F32|null, actBits, actRange): number
+//   qconv2dPool(x: U8 [B*C*H*W], B, C, H, W, qw: U8, O, kh, kw, stride, pad, poolK, poolStride,
+//               out: U8 [B*O*PH*PW], scale: F32, bias: F32, actBits, actRange): number (zero codes before pooling)
 //   maxpool2dU8(x: U8, planes, H, W, k, stride, y: U8): void
 //   globalSumU8(x: U8, planes, HW, sums: I32): void
 //   globalAvgPoolU8(x: U8, planes, HW, mul, out: F32|U8, actBits, actRange): number
@@ -182,6 +184,38 @@ Napi::Value Qconv2d(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, double(fl::qconv2d_u8(x.data, B, C, H, W, qw, kh, kw, stride, pad, o)));
 }
 
+// qconv2dPool(x, B, C, H, W, qw, O, kh, kw, stride, pad, poolK, poolStride, out: U8 [B*O*PH*PW], scale, bias,
+//             actBits, actRange): conv + ReLU/requantise + max pool; returns the zero codes before pooling.
+Napi::Value Qconv2dPool(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  U8 x = u8(info, 0, "x");
+  const size_t B = size_t(integer(info, 1, "B", 0, kMaxDim)), C = size_t(integer(info, 2, "C", 1, kMaxDim));
+  const size_t H = size_t(integer(info, 3, "H", 1, kMaxDim)), W = size_t(integer(info, 4, "W", 1, kMaxDim));
+  const size_t O = size_t(integer(info, 6, "O", 1, kMaxDim));
+  const size_t kh = size_t(integer(info, 7, "kh", 1, 64)), kw = size_t(integer(info, 8, "kw", 1, 64));
+  const size_t stride = size_t(integer(info, 9, "stride", 1, 64)), pad = size_t(integer(info, 10, "pad", 0, 64));
+  const size_t pk = size_t(integer(info, 11, "poolK", 1, 64)), ps = size_t(integer(info, 12, "poolStride", 1, 64));
+  if (H + 2 * pad < kh || W + 2 * pad < kw)
+    range_error(env, "The kernel (" + std::to_string(kh) + "x" + std::to_string(kw) + ") is larger than the padded input (" +
+                         std::to_string(H + 2 * pad) + "x" + std::to_string(W + 2 * pad) + ")");
+  const size_t K = mul_checked(env, {C, kh, kw}, "C * kh * kw");
+  if (K > size_t(kMaxK)) range_error(env, "Expected C * kh * kw <= 65536 but it is " + std::to_string(K));
+  const uint8_t* qw = weights(info, 5, O, K);
+  exact(env, x, mul_checked(env, {B, C, H, W}, "B * C * H * W"), "x");
+  const size_t OH = fl::conv_out(H, kh, stride, pad), OW = fl::conv_out(W, kw, stride, pad);
+  if (pk > OH || pk > OW)
+    range_error(env, "Expected poolK <= the conv output (" + std::to_string(OH) + "x" + std::to_string(OW) + ") but received " +
+                         std::to_string(pk));
+  const size_t PH = (OH - pk) / ps + 1, PW = (OW - pk) / ps + 1;
+  fl::QOut o{};
+  o.mode = fl::QOutMode::Codes;
+  o.data = out_buffer(info, 13, o.mode, mul_checked(env, {B, O, PH, PW}, "B * O * PH * PW"));
+  scale_bias(info, 14, o.mode, O, &o);
+  act_params(info, 16, &o.actScale, &o.levels);
+  if (B == 0) return Napi::Number::New(env, 0);
+  return Napi::Number::New(env, double(fl::qconv2d_pool_u8(x.data, B, C, H, W, qw, kh, kw, stride, pad, pk, ps, o)));
+}
+
 Napi::Value Maxpool2dU8(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   U8 x = u8(info, 0, "x");
@@ -308,6 +342,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("qweightsFromCodes", Napi::Function::New(env, QweightsFromCodes, "qweightsFromCodes"));
   exports.Set("qgemm", Napi::Function::New(env, Qgemm, "qgemm"));
   exports.Set("qconv2d", Napi::Function::New(env, Qconv2d, "qconv2d"));
+  exports.Set("qconv2dPool", Napi::Function::New(env, Qconv2dPool, "qconv2dPool"));
   exports.Set("maxpool2dU8", Napi::Function::New(env, Maxpool2dU8, "maxpool2dU8"));
   exports.Set("globalSumU8", Napi::Function::New(env, GlobalSumU8, "globalSumU8"));
   exports.Set("globalAvgPoolU8", Napi::Function::New(env, GlobalAvgPoolU8, "globalAvgPoolU8"));

@@ -576,8 +576,35 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
   return z;
 }
 
+namespace {
+bool use_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad, size_t pk,
+                size_t ps, QOutMode mode, QConvPath path) {
+  if (path == QConvPath::Gemm || !qconv_direct_applies(qw, C, H, W, kh, kw, stride, pad, pk, ps, mode)) return false;
+  QwHeader h;
+  std::memcpy(&h, qw, sizeof h);
+  return path == QConvPath::Direct || h.N <= 32;
+}
+}  // namespace
+
+int64_t qconv2d_pool_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
+                        size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o, QConvPath path) {
+  if (use_direct(qw, C, H, W, kh, kw, stride, pad, poolK, poolStride, o.mode, path))
+    return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, o);
+  QwHeader h;
+  std::memcpy(&h, qw, sizeof h);
+  const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad);
+  std::vector<uint8_t> y(B * h.N * OH * OW);
+  QOut oc = o;
+  oc.data = y.data();
+  const int64_t z = qconv2d_u8(x, B, C, H, W, qw, kh, kw, stride, pad, oc, path);
+  maxpool2d_u8(y.data(), B * h.N, OH, OW, poolK, poolStride, static_cast<uint8_t*>(o.data));
+  return z;
+}
+
 int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
-                   size_t stride, size_t pad, QOut o) {
+                   size_t stride, size_t pad, QOut o, QConvPath path) {
+  if (use_direct(qw, C, H, W, kh, kw, stride, pad, 1, 1, o.mode, path))
+    return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, 1, 1, o);
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));

@@ -1,7 +1,9 @@
 // The int4 engine on the native kernels (flatenn/qengine.h): weights repacked
-// once per weight memory (after faults), then per batch: im2col + u8 x s8 GEMM
-// with fused epilogues (scale, bias, folded BN, ReLU + requantise), pools and
-// residual joins on uint8 codes.
+// once per weight memory (after faults), then per batch: convolutions (direct
+// kernel or im2col + u8 x s8 GEMM) and GEMMs with fused epilogues (scale, bias,
+// folded BN, ReLU + requantise), a max pool that alone consumes a conv's codes
+// fused into the conv, pools and residual joins on uint8 codes. Intermediate
+// buffers are reused from batch to batch.
 import { nativeFn } from '../native/binding';
 import type { DeployedModel } from '../deploy/format';
 import type { Plan, Step } from './plan';
@@ -14,6 +16,7 @@ interface QBindings {
   qweightsRepack(packed: U8, bits: number, N: number, K: number, dst: U8): string;
   qgemm(A: U8, M: number, K: number, lda: number, qw: U8, N: number, mode: Mode, out: F32 | U8, layout: 'mn' | 'nm', scale: F32, bias: F32, actBits: number, actRange: number): number;
   qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, mode: Mode, out: F32 | U8, scale: F32, bias: F32, actBits: number, actRange: number): number;
+  qconv2dPool(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, poolK: number, poolStride: number, out: U8, scale: F32, bias: F32, actBits: number, actRange: number): number;
   maxpool2dU8(x: U8, planes: number, H: number, W: number, k: number, stride: number, y: U8): void;
   globalSumU8(x: U8, planes: number, HW: number, sums: Int32Array): void;
   requantU8(y: F32, actBits: number, actRange: number, q: U8): number;
@@ -26,7 +29,7 @@ let bindings: QBindings | null | undefined;
 function load(): QBindings | null {
   if (bindings !== undefined) return bindings;
   try {
-    const names = ['qweightsBytes', 'qweightsRepack', 'qgemm', 'qconv2d', 'maxpool2dU8', 'globalSumU8', 'requantU8', 'addRequantU8', 'qlinearI32', 'unpackInt'];
+    const names = ['qweightsBytes', 'qweightsRepack', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8', 'globalSumU8', 'requantU8', 'addRequantU8', 'qlinearI32', 'unpackInt'];
     const b: Record<string, unknown> = {};
     for (const n of names) b[n] = nativeFn(n);
     bindings = b as unknown as QBindings;
@@ -46,6 +49,10 @@ export class NativeEngine {
   private readonly codes: (Int8Array | null)[];
   private readonly needsCodes: boolean[];
   private readonly levels: number;
+  /** Per step: the index of a maxpool step fused into this conv step (its only consumer), else -1. */
+  private readonly poolOf: number[];
+  /** Reused intermediate buffers, per step (and kind), for the last batch size. */
+  private readonly buffers = new Map<string, U8 | F32 | Int32Array>();
 
   constructor(private readonly m: DeployedModel, private readonly plan: Plan) {
     const q = load();
@@ -58,6 +65,24 @@ export class NativeEngine {
     this.qw = m.meta.layers.map((l) => new Uint8Array(q.qweightsBytes(l.shape[0]!, l.count / l.shape[0]!)));
     this.codes = m.meta.layers.map((l, i) => (this.needsCodes[i] ? new Int8Array(l.count) : null));
     this.setWeights(m.memory);
+    const steps = plan.steps;
+    const readers = (id: number) => steps.filter((t) => (t.op === 'add' ? t.inputs.includes(id) : t.input === id)).length + (plan.output === id ? 1 : 0);
+    this.poolOf = steps.map((st, i) => {
+      const next = steps[i + 1];
+      if (st.op !== 'layer' || st.node.op !== 'conv' || st.site === null || !next || next.op !== 'maxpool' || next.input !== st.out) return -1;
+      return readers(st.out) === 1 ? i + 1 : -1;
+    });
+  }
+
+  /** A reusable buffer of `n` elements for step `si` (contents undefined). */
+  private buffer<T extends U8 | F32 | Int32Array>(si: number, kind: 'u8' | 'f32' | 'i32', n: number): T {
+    const key = `${si}:${kind}`;
+    let b = this.buffers.get(key);
+    if (!b || b.length !== n) {
+      b = kind === 'u8' ? new Uint8Array(n) : kind === 'f32' ? new Float32Array(n) : new Int32Array(n);
+      this.buffers.set(key, b);
+    }
+    return b as T;
   }
 
   private aliasOf(id: number): number {
@@ -93,8 +118,22 @@ export class NativeEngine {
           const mode: Mode = st.site === null ? 'float' : 'codes';
           const range = st.site === null ? 1 : this.m.actRange[st.site]!;
           const total = n * size(st.outShape);
-          const out: F32 | U8 = mode === 'float' ? new Float32Array(total) : new Uint8Array(total);
           const x = vals[st.input]!;
+          const pi = this.poolOf[si]!;
+          if (pi >= 0 && st.node.op === 'conv') {
+            // conv + requantise + max pool in one kernel; zeros count the codes before pooling
+            const [C, H, W] = st.inShape as [number, number, number];
+            const pool = steps[pi] as Extract<Step, { op: 'maxpool' }>;
+            const y = this.buffer<U8>(pi, 'u8', n * size(pool.outShape));
+            const zeros = q.qconv2dPool(x as U8, n, C, H, W, this.qw[st.layer]!, l.shape[0]!, st.node.kernel, st.node.kernel, st.node.stride, st.node.pad, pool.kernel, pool.stride, y, scale, bias, bits, range);
+            siteZeros[st.site!]! += zeros; siteElems[st.site!]! += total;
+            vals[pool.out] = y;
+            si = pi;
+            break;
+          }
+          // the logits (the plan's output) get a fresh array: the caller keeps them
+          const out: F32 | U8 = st.out === this.plan.output ? new Float32Array(total)
+            : mode === 'float' ? this.buffer<F32>(si, 'f32', total) : this.buffer<U8>(si, 'u8', total);
           let zeros: number;
           if (st.node.op === 'conv') {
             const [C, H, W] = st.inShape as [number, number, number];
@@ -110,7 +149,7 @@ export class NativeEngine {
         }
         case 'maxpool': {
           const [C, H, W] = st.inShape as [number, number, number];
-          const y = new Uint8Array(n * size(st.outShape));
+          const y = this.buffer<U8>(si, 'u8', n * size(st.outShape));
           q.maxpool2dU8(vals[st.input] as U8, n * C, H, W, st.kernel, st.stride, y);
           vals[st.out] = y;
           break;
@@ -118,7 +157,7 @@ export class NativeEngine {
         case 'alias': vals[st.out] = vals[st.input]!; break;
         case 'gap': {
           const [C, H, W] = st.inShape as [number, number, number];
-          const sums = new Int32Array(n * C);
+          const sums = this.buffer<Int32Array>(si, 'i32', n * C);
           q.globalSumU8(vals[st.input] as U8, n * C, H * W, sums);
           vals[st.out] = sums;
           break;
@@ -130,7 +169,7 @@ export class NativeEngine {
           const sb = b instanceof Uint8Array ? this.scaleOfSite(this.plan.siteOf[st.inputs[1]]!) : 1;
           if (next && next.op === 'relu' && next.input === st.out) {
             // add + ReLU + requantise in one pass
-            const qOut = new Uint8Array(n * st.size);
+            const qOut = this.buffer<U8>(si, 'u8', n * st.size);
             const z = q.addRequantU8(a, sa, b, sb, bits, this.m.actRange[next.site]!, qOut);
             siteZeros[next.site]! += z; siteElems[next.site]! += qOut.length;
             vals[next.out] = qOut;
@@ -144,7 +183,7 @@ export class NativeEngine {
         }
         case 'relu': {
           const y = vals[st.input] as F32;
-          const qOut = new Uint8Array(y.length);
+          const qOut = this.buffer<U8>(si, 'u8', y.length);
           const z = q.requantU8(y, bits, this.m.actRange[st.site]!, qOut);
           siteZeros[st.site]! += z; siteElems[st.site]! += qOut.length;
           vals[st.out] = qOut;

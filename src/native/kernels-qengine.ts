@@ -27,6 +27,8 @@ interface QNative {
     scale: F32 | null, bias: F32 | null, actBits: number, actRange: number): number;
   qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number,
     mode: QMode, out: Int32Array | F32 | U8, scale: F32 | null, bias: F32 | null, actBits: number, actRange: number): number;
+  qconv2dPool(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number,
+    poolK: number, poolStride: number, out: U8, scale: F32, bias: F32, actBits: number, actRange: number): number;
   maxpool2dU8(x: U8, planes: number, H: number, W: number, k: number, stride: number, y: U8): void;
   globalSumU8(x: U8, planes: number, HW: number, sums: Int32Array): void;
   globalAvgPoolU8(x: U8, planes: number, HW: number, mul: number, out: F32 | U8, actBits: number, actRange: number): number;
@@ -43,7 +45,7 @@ export interface PeakProbe { macs: number; seconds: number; cpuSeconds: number }
 let cached: QNative | null = null;
 function nat(): QNative {
   if (cached) return cached;
-  const names: (keyof QNative)[] = ['qweightsBytes', 'qweightsRepack', 'qweightsFromCodes', 'qgemm', 'qconv2d', 'maxpool2dU8',
+  const names: (keyof QNative)[] = ['qweightsBytes', 'qweightsRepack', 'qweightsFromCodes', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8',
     'globalSumU8', 'globalAvgPoolU8', 'requantU8', 'addRequantU8', 'qlinearI32', 'qgemmPeakProbe'];
   const o: Record<string, unknown> = {};
   for (const n of names) o[n] = nativeFn(n);
@@ -173,6 +175,33 @@ export function qconv2d(x: U8, shape: ConvShape, w: QWeights, conv: ConvParams, 
   const zeros = nat().qconv2d(x, B, C, H, W, w.buffer, w.N, kh, kw, stride, pad, epilogue.mode, o, epilogue.scale ?? null,
     epilogue.bias ?? null, epilogue.actBits ?? 4, epilogue.actRange ?? 1);
   return { out: o, zeros, OH, OW };
+}
+
+/**
+ * Convolution + ReLU/requantise ('codes' epilogue only) + max pool over poolK x poolK windows
+ * with stride poolStride (no padding): output [B][O][PH][PW], equal to qconv2d then maxpool2dU8;
+ * `zeros` counts the zero codes of the convolution output before pooling.
+ */
+export function qconv2dPool(x: U8, shape: ConvShape, w: QWeights, conv: ConvParams, pool: { k: number; stride: number }, epilogue: Epilogue,
+  out?: U8): QResult<U8> & { PH: number; PW: number } {
+  a.u8('x', x);
+  checkWeights(w);
+  const B = a.int('shape.B', shape.B, 0, 2 ** 30), C = a.int('shape.C', shape.C, 1, 2 ** 30);
+  const H = a.int('shape.H', shape.H, 1, 2 ** 30), W = a.int('shape.W', shape.W, 1, 2 ** 30);
+  const kh = a.int('conv.kh', conv.kh, 1, 64), kw = a.int('conv.kw', conv.kw, 1, 64);
+  const stride = a.int('conv.stride', conv.stride, 1, 64), pad = a.int('conv.pad', conv.pad, 0, 64);
+  if (C * kh * kw !== w.K) throw new RangeError(`Expected weights with K = C*kh*kw = ${C * kh * kw} but w has K = ${w.K}`);
+  if (H + 2 * pad < kh || W + 2 * pad < kw) throw new RangeError(`The kernel ${kh}x${kw} is larger than the padded input ${H + 2 * pad}x${W + 2 * pad}`);
+  a.length('x', x, B * C * H * W);
+  checkEpilogue(epilogue, w.N);
+  if (epilogue.mode !== 'codes') throw new RangeError(`Expected the 'codes' epilogue for a pooled convolution but received '${epilogue.mode}'`);
+  const { OH, OW } = convOut(H, W, { kh, kw, stride, pad });
+  const pk = a.int('pool.k', pool.k, 1, Math.min(64, OH, OW)), ps = a.int('pool.stride', pool.stride, 1, 64);
+  const PH = Math.floor((OH - pk) / ps) + 1, PW = Math.floor((OW - pk) / ps) + 1;
+  const o = outFor('codes', B * w.N * PH * PW, out) as U8;
+  const zeros = nat().qconv2dPool(x, B, C, H, W, w.buffer, w.N, kh, kw, stride, pad, pk, ps, o, epilogue.scale!, epilogue.bias!,
+    epilogue.actBits ?? 4, epilogue.actRange!);
+  return { out: o, zeros, PH, PW };
 }
 
 /** Max pooling of codes [planes][H][W] over k x k windows with a stride, no padding. */

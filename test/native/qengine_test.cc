@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "flatenn/core.h"
@@ -382,4 +384,169 @@ FL_TEST(qlinear_i32_matches_int64_reference) {
       const float p = 0.001f * float(acc);
       FL_CHECK(fbits(y[m * N + n]) == fbits(p + -0.25f)) << m << "," << n;
     }
+}
+
+// ---- direct convolution (images in lanes) and the fused conv + max pool ------------------------
+namespace {
+
+bool direct_available() { return fl::best_isa() == fl::Isa::Avx512 && fl::cpu_features().avx512vnni; }
+
+struct ConvCase { size_t B, C, H, W, O, kh, kw, s, p; };
+
+// Per-channel scales and biases exercising both requant directions, NaN, infinities and zeros.
+void conv_epilogue(size_t O, uint32_t stream, bool odd, std::vector<float>* scale, std::vector<float>* bias) {
+  scale->resize(O);
+  bias->resize(O);
+  for (size_t o = 0; o < O; ++o) {
+    const float mag = 0.0005f + 0.0004f * float(rbits(o, stream) % 16);
+    (*scale)[o] = (o % 3 == 1) ? -mag : mag;
+    (*bias)[o] = (float(rbits(o, stream + 1) % 200) - 100.0f) * 0.004f;
+    if (odd) {
+      if (o == 2) (*scale)[o] = -0.0f;
+      if (o == 4) (*scale)[o] = std::numeric_limits<float>::infinity();
+      if (o == 5) (*scale)[o] = -std::numeric_limits<float>::infinity();
+      if (o == 6) (*bias)[o] = NAN;
+      if (o == 7) (*scale)[o] = 0.0f;
+    }
+  }
+}
+
+}  // namespace
+
+FL_TEST(qconv2d_direct_equals_gemm_path_every_mode) {
+  if (!direct_available()) return;
+  const ConvCase cases[] = {{17, 1, 28, 28, 6, 5, 5, 1, 2},  {33, 6, 14, 14, 16, 5, 5, 1, 0}, {3, 3, 9, 11, 7, 3, 3, 1, 1},
+                            {5, 5, 12, 10, 9, 3, 5, 2, 1},  {16, 2, 7, 7, 1, 7, 7, 1, 3},   {1, 9, 6, 5, 13, 4, 4, 1, 2},
+                            {18, 4, 8, 8, 8, 1, 1, 1, 0},   {2, 7, 13, 6, 17, 6, 2, 3, 2},  {31, 1, 5, 5, 32, 5, 5, 1, 0},
+                            {4, 3, 10, 10, 3, 2, 6, 2, 0}};
+  uint32_t stream = 1300;
+  for (const ConvCase& t : cases) {
+    stream += 10;
+    const size_t K = t.C * t.kh * t.kw, OH = fl::conv_out(t.H, t.kh, t.s, t.p), OW = fl::conv_out(t.W, t.kw, t.s, t.p);
+    const size_t n = t.B * t.O * OH * OW;
+    const auto x = rand_u8(t.B * t.C * t.H * t.W, stream, stream % 20 == 0 ? 15 : 255);
+    const auto w = rand_codes(t.O * K, stream + 1, -8, 7);
+    const auto ref = conv_ref(x, t.B, t.C, t.H, t.W, w, t.O, t.kh, t.kw, t.s, t.p);
+    const auto qw = make_weights(w, t.O, K, fl::Isa::Avx512);
+    FL_CHECK(fl::qconv_direct_applies(qw.data(), t.C, t.H, t.W, t.kh, t.kw, t.s, t.p, 1, 1, fl::QOutMode::Int32));
+    for (bool odd : {false, true}) {
+      std::vector<float> scale, bias;
+      conv_epilogue(t.O, stream + 2, odd, &scale, &bias);
+      for (float levels : {15.0f, 3.0f, 255.0f}) {
+        const float as = levels == 255.0f ? 0.01f : 0.37f / levels;
+        std::vector<int32_t> ai[2];
+        std::vector<float> af[2];
+        std::vector<uint8_t> ac[2];
+        int64_t z[2] = {0, 0};
+        for (int path = 0; path < 2; ++path) {
+          const fl::QConvPath p = path == 0 ? fl::QConvPath::Gemm : fl::QConvPath::Direct;
+          fl::set_num_threads(path == 0 ? 2 : 1 + int(stream % 2));
+          fl::QOut o{};
+          o.scale = scale.data(); o.bias = bias.data(); o.actScale = as; o.levels = levels;
+          ai[path].assign(n, 0x22222222);
+          o.mode = fl::QOutMode::Int32; o.data = ai[path].data();
+          fl::qconv2d_u8(x.data(), t.B, t.C, t.H, t.W, qw.data(), t.kh, t.kw, t.s, t.p, o, p);
+          af[path].assign(n, -1.0f);
+          o.mode = fl::QOutMode::Float; o.data = af[path].data();
+          fl::qconv2d_u8(x.data(), t.B, t.C, t.H, t.W, qw.data(), t.kh, t.kw, t.s, t.p, o, p);
+          ac[path].assign(n, 222);
+          o.mode = fl::QOutMode::Codes; o.data = ac[path].data();
+          z[path] = fl::qconv2d_u8(x.data(), t.B, t.C, t.H, t.W, qw.data(), t.kh, t.kw, t.s, t.p, o, p);
+        }
+        const std::string what = " B=" + std::to_string(t.B) + " C=" + std::to_string(t.C) + " H=" + std::to_string(t.H) +
+                                 " W=" + std::to_string(t.W) + " O=" + std::to_string(t.O) + " k=" + std::to_string(t.kh) + "x" +
+                                 std::to_string(t.kw) + " s=" + std::to_string(t.s) + " p=" + std::to_string(t.p) +
+                                 " levels=" + std::to_string(int(levels)) + (odd ? " odd scales" : "");
+        FL_CHECK(ai[0] == ref) << "gemm int32" << what;
+        size_t bad = 0;
+        while (bad < n && ai[1][bad] == ref[bad]) ++bad;
+        FL_CHECK(bad == n) << "direct int32" << what << " at " << bad << " ref=" << ref[std::min(bad, n - 1)]
+                           << " got=" << ai[1][std::min(bad, n - 1)];
+        bad = 0;
+        while (bad < n && fbits(af[1][bad]) == fbits(af[0][bad])) ++bad;
+        FL_CHECK(bad == n) << "direct float" << what << " at " << bad;
+        bad = 0;
+        while (bad < n && ac[1][bad] == ac[0][bad]) ++bad;
+        FL_CHECK(bad == n) << "direct codes" << what << " at " << bad << " gemm=" << int(ac[0][std::min(bad, n - 1)])
+                           << " direct=" << int(ac[1][std::min(bad, n - 1)]);
+        FL_CHECK(z[0] == z[1] && z[0] == int64_t(std::count(ac[0].begin(), ac[0].end(), uint8_t(0))))
+            << "zeros" << what << " gemm=" << z[0] << " direct=" << z[1];
+      }
+    }
+  }
+  fl::set_num_threads(2);
+}
+
+FL_TEST(qconv2d_pool_equals_conv_then_maxpool_every_isa) {
+  struct PoolCase { ConvCase c; size_t pk, ps; };
+  const PoolCase cases[] = {{{21, 1, 28, 28, 6, 5, 5, 1, 2}, 2, 2}, {{35, 6, 14, 14, 16, 5, 5, 1, 0}, 2, 2},
+                            {{3, 2, 11, 9, 5, 3, 3, 1, 1}, 3, 2},   {{16, 3, 9, 9, 12, 3, 3, 2, 1}, 2, 1},
+                            {{2, 4, 7, 6, 9, 2, 3, 1, 0}, 2, 2},     {{5, 1, 6, 6, 3, 3, 3, 1, 1}, 6, 6}};
+  uint32_t stream = 1700;
+  for (const PoolCase& pc : cases) {
+    const ConvCase& t = pc.c;
+    stream += 10;
+    const size_t K = t.C * t.kh * t.kw, OH = fl::conv_out(t.H, t.kh, t.s, t.p), OW = fl::conv_out(t.W, t.kw, t.s, t.p);
+    const size_t PH = (OH - pc.pk) / pc.ps + 1, PW = (OW - pc.pk) / pc.ps + 1;
+    const auto x = rand_u8(t.B * t.C * t.H * t.W, stream, 255);
+    const auto w = rand_codes(t.O * K, stream + 1, -8, 7);
+    std::vector<float> scale, bias;
+    conv_epilogue(t.O, stream + 2, stream % 20 == 0, &scale, &bias);
+    // reference: scalar GEMM path conv codes, then the scalar max pool
+    const fl::Isa best = fl::best_isa();
+    fl::set_isa(fl::Isa::Scalar);
+    const auto qs = make_weights(w, t.O, K, fl::Isa::Scalar);
+    std::vector<uint8_t> conv(t.B * t.O * OH * OW), ref(t.B * t.O * PH * PW);
+    fl::QOut o{};
+    o.mode = fl::QOutMode::Codes; o.data = conv.data(); o.scale = scale.data(); o.bias = bias.data();
+    o.actScale = 0.41f / 15.0f; o.levels = 15.0f;
+    const int64_t zref = fl::qconv2d_u8(x.data(), t.B, t.C, t.H, t.W, qs.data(), t.kh, t.kw, t.s, t.p, o);
+    fl::maxpool2d_u8(conv.data(), t.B * t.O, OH, OW, pc.pk, pc.ps, ref.data());
+    FL_CHECK(zref == int64_t(std::count(conv.begin(), conv.end(), uint8_t(0))));
+    FL_CHECK(zref > 0 && zref < int64_t(conv.size())) << "want a mix of zero and non-zero codes: " << zref;
+    for (fl::Isa isa : gemm_isas()) {
+      fl::set_isa(isa);
+      const auto qw = make_weights(w, t.O, K, isa);
+      for (int threads : {1, 2}) {
+        fl::set_num_threads(threads);
+        std::vector<uint8_t> y(ref.size(), 99);
+        o.data = y.data();
+        const int64_t z = fl::qconv2d_pool_u8(x.data(), t.B, t.C, t.H, t.W, qw.data(), t.kh, t.kw, t.s, t.p, pc.pk, pc.ps, o);
+        size_t bad = 0;
+        while (bad < y.size() && y[bad] == ref[bad]) ++bad;
+        FL_CHECK(bad == y.size() && z == zref) << fl::isa_name(isa) << " threads=" << threads << " C=" << t.C << " H=" << t.H
+                                               << " O=" << t.O << " pool " << pc.pk << "/" << pc.ps << " at " << bad
+                                               << " zeros " << z << " vs " << zref;
+      }
+    }
+    fl::set_isa(best);
+  }
+  fl::set_num_threads(2);
+}
+
+FL_TEST(qconv2d_direct_requant_ties_and_extreme_values) {
+  if (!direct_available()) return;
+  // 1x1 conv, one input channel: acc = x * w exactly, so y = acc * scale + bias can be put on
+  // every tie of the requantiser (y / actScale = k + 0.5) and at the accumulator extremes.
+  const size_t B = 20, H = 16, W = 16, O = 3;
+  std::vector<uint8_t> x(B * H * W);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = uint8_t(i % 256);
+  std::vector<int8_t> w = {1, -128, 127};
+  const auto qw = make_weights(w, O, 1, fl::Isa::Avx512);
+  std::vector<float> scale = {0.5f, -1.0f / 128.0f, 1.0f / 127.0f}, bias = {0.25f, 0.0f, -0.5f};
+  for (float as : {0.5f, 1.0f, 0.1f, 3.0f / 7.0f}) {
+    fl::QOut o{};
+    o.mode = fl::QOutMode::Codes; o.scale = scale.data(); o.bias = bias.data(); o.actScale = as; o.levels = 15.0f;
+    std::vector<uint8_t> c0(x.size() * O), c1(x.size() * O);
+    o.data = c0.data();
+    const int64_t z0 = fl::qconv2d_u8(x.data(), B, 1, H, W, qw.data(), 1, 1, 1, 0, o, fl::QConvPath::Gemm);
+    o.data = c1.data();
+    const int64_t z1 = fl::qconv2d_u8(x.data(), B, 1, H, W, qw.data(), 1, 1, 1, 0, o, fl::QConvPath::Direct);
+    FL_CHECK(c0 == c1 && z0 == z1) << "actScale " << as;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float y = 0.5f * float(x[i]) + 0.25f;
+      float q = std::nearbyint(y / as);
+      FL_CHECK(c1[(i / (H * W)) * O * H * W + i % (H * W)] == uint8_t(std::min(q, 15.0f))) << i;
+    }
+  }
 }

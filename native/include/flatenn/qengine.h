@@ -99,10 +99,30 @@ extern Kernel<QPanelFn> u8s8_qgemm_panel;  // avx512 variant uses AVX-512 VNNI
 int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const QOut& o);
 // Parallel drivers (any thread count gives the same bits). qw must pass qweights_check.
 int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8_t* qw, const QOut& o);
+// Convolution paths: im2col + panel GEMM (every ISA), or the direct kernel of qconv_direct.cc
+// (weights in the AVX-512 VNNI layout only; 16 images in the vector lanes, fused max pool).
+// Auto takes the direct kernel where it applies and the layer has at most 32 output channels.
+// Every path gives the same bits.
+enum class QConvPath : int { Auto = 0, Gemm = 1, Direct = 2 };
 // x: [B][C][H][W] uint8 codes, weights [O][C][kh][kw] repacked as [O][C*kh*kw];
 // out: [B][O][OH][OW] (o.P etc. are set here). Returns the zero codes (Codes mode).
+// Direct is taken only where it applies (else the GEMM path runs).
 int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
-                   size_t stride, size_t pad, QOut o);
+                   size_t stride, size_t pad, QOut o, QConvPath path = QConvPath::Auto);
+// Convolution + ReLU/requantise (o.mode must be Codes) + max pool over poolK x poolK windows with
+// stride poolStride (no padding): out [B][O][PH][PW], PH = (OH - poolK) / poolStride + 1.
+// Returns the zero codes of the convolution output before pooling (what sparsity counts), so
+// the result equals qconv2d_u8 followed by maxpool2d_u8 exactly.
+int64_t qconv2d_pool_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
+                        size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o,
+                        QConvPath path = QConvPath::Auto);
+// Whether the direct kernel can run this convolution (weights in the AVX-512 VNNI layout on a
+// CPU with VNNI, pooling only with codes, buffers of reasonable size).
+bool qconv_direct_applies(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
+                          size_t poolK, size_t poolStride, QOutMode mode);
+// The direct kernel itself (poolK = 1: no pooling); out [B][O][PH][PW] in o.data (o.P etc. unused).
+int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
+                          size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o);
 inline size_t conv_out(size_t in, size_t k, size_t stride, size_t pad) { return (in + 2 * pad - k) / stride + 1; }
 
 // ---- simple ops on codes ----------------------------------------------------

@@ -1,0 +1,549 @@
+// Direct int4 convolution with 16 images in the vector lanes (AVX-512 VNNI), optionally fused
+// with the max pool that follows it (contracts in flatenn/qengine.h).
+//
+// Why: LeNet-5's convolutions have few input taps (K = 25, 150) and few output channels (6, 16),
+// so im2col + GEMM spends its time packing. Here lane i of every vector belongs to image i of a
+// block of 16, so every operand is one aligned 64-byte load and nothing depends on the spatial
+// shape (any stride, padding, kernel, pool).
+//
+// Layouts of one task (a block of 16 images; lanes of missing images hold zeros):
+//   frame : uint8 [C][Hf][Wf][16]   zero-padded input (Hp = H + 2p, Wq = W + 2p, Hf = Hp + 3,
+//                                   Wf = Wq + 3: the 3 extra rows/columns are zeros read by
+//                                   groups with fewer than 4 taps)
+//   plane : uint8 [Hp*Wq][16][4]    per position (R, C) and image, the 4 bytes one vpdpbusd
+//                                   lane multiplies with 4 weight codes:
+//             H  (channel c)        x[c][R][C..C+3]
+//             V  (channel c)        x[c][R..R+3][C]
+//             Cq (channels c..c+3)  x[c..c+3][R][C]      (channels past C: weight 0)
+// A tap group is a plane + a kernel offset (i0, j0) + one dword of 4 weight codes per output
+// channel (0 where the group has fewer than 4 taps). Every tap (c, i, j) lies in exactly one
+// group, chosen by a cost model (planes cost shuffles, groups cost vpdpbusd), so
+//   acc[n](pixel) = sum over groups g of dot4(plane_g[pos(pixel) + off_g], w_g[n])   (exact int32)
+// is the convolution.
+//
+// Fused max pool (k x k windows, stride k, tiling the conv output exactly): the vectors of a tile are pool outputs,
+// computed phase by phase (the k*k window positions). Requantisation is monotone in acc for a
+// fixed channel (non-decreasing if scale >= 0 or NaN, non-increasing if scale < 0), so
+//   max over the window of codes(acc) = codes(max over the window of acc ^ m)   (m = -1 if scale < 0)
+// and only the pooled accumulator is requantised. Zero codes (sparsity counts every pre-pool
+// code) are counted per phase with an integer threshold: code == 0  <=>  acc ^ m < Zt[n].
+//
+// Codes without a division: q(a) = min(rhe(fl(a / actScale)), L) for a = max(y, 0) is a
+// non-decreasing step function of the float a, so q(a) = #{k in 1..L : a >= T[k]} with exact
+// thresholds T[k] (found by bisection over float bit patterns with the scalar formula). The
+// kernel takes q0 = rhe(min(a * fl(1 / actScale), L)), which is within 1 of q, and corrects it
+// with two table lookups: q = q0 + [a >= T[q0 + 1]] - [a < T[q0]]. Bit-identical to the division
+// by construction; levels > 15 or an extreme actScale use the division.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "flatenn/core.h"
+#include "flatenn/qengine.h"
+
+namespace fl {
+namespace {
+
+#define FL_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")))
+
+constexpr size_t kImg = 16;  // images per task = vector lanes
+constexpr size_t kMaxNC = 8;  // output channels per register tile
+enum PlaneType : int { kH = 0, kV = 1, kCq = 2 };
+
+struct Plane { int type, ch; };
+struct Group { int plane, i0, j0; int k[4]; };  // k: tap index (c * kh + i) * kw + j, or -1
+
+// ---- the scalar spec of one code / one affine value (same as qgemm.cc) -------------------------
+inline float affine(int32_t acc, float scale, float bias) {
+  float p = scale * float(acc);
+  __asm__("" : "+x"(p));  // keep the product rounded (no FMA contraction)
+  return p + bias;
+}
+inline float requant_f(float y, float actScale, float levels) {
+  const float a = y > 0.0f ? y : 0.0f;
+  const float q = std::nearbyint(a / actScale);
+  return q < levels ? q : levels;
+}
+
+// ---- tap cover ---------------------------------------------------------------------------------
+struct Cover {
+  size_t C, kh, kw;
+  std::vector<Plane> planes;
+  std::vector<Group> groups;
+  int plane_of(int type, size_t ch) {
+    for (size_t p = 0; p < planes.size(); ++p)
+      if (planes[p].type == type && planes[p].ch == int(ch)) return int(p);
+    planes.push_back({type, int(ch)});
+    return int(planes.size() - 1);
+  }
+  int tap(size_t c, size_t i, size_t j) const { return int((c * kh + i) * kw + j); }
+  void h(size_t c, size_t i, size_t j0, size_t n) {  // taps (c, i, j0 .. j0+n-1)
+    Group g{plane_of(kH, c), int(i), int(j0), {-1, -1, -1, -1}};
+    for (size_t t = 0; t < n; ++t) g.k[t] = tap(c, i, j0 + t);
+    groups.push_back(g);
+  }
+  void v(size_t c, size_t i0, size_t j, size_t n) {  // taps (c, i0 .. i0+n-1, j)
+    Group g{plane_of(kV, c), int(i0), int(j), {-1, -1, -1, -1}};
+    for (size_t t = 0; t < n; ++t) g.k[t] = tap(c, i0 + t, j);
+    groups.push_back(g);
+  }
+  void cq(size_t i, size_t j) {  // taps (c .. c+3, i, j) for every quad of channels
+    for (size_t c0 = 0; c0 < C; c0 += 4) {
+      Group g{plane_of(kCq, c0), int(i), int(j), {-1, -1, -1, -1}};
+      for (size_t t = 0; t < 4 && c0 + t < C; ++t) g.k[t] = tap(c0 + t, i, j);
+      groups.push_back(g);
+    }
+  }
+};
+
+// Strategies: full runs of 4 columns as H groups, the remaining columns by `rest`
+// (0: V runs of 4 rows, leftover rows as Cq; 1: V runs, leftover as partial H; 2: Cq;
+// 3: partial H; 4: partial V), or (5) everything as channel quads.
+Cover make_cover(size_t C, size_t kh, size_t kw, int strategy) {
+  Cover cv{C, kh, kw, {}, {}};
+  if (strategy == 5) {
+    for (size_t i = 0; i < kh; ++i)
+      for (size_t j = 0; j < kw; ++j) cv.cq(i, j);
+    return cv;
+  }
+  const size_t kw4 = kw / 4 * 4, kh4 = kh / 4 * 4;
+  for (size_t c = 0; c < C; ++c)
+    for (size_t i = 0; i < kh; ++i)
+      for (size_t j = 0; j < kw4; j += 4) cv.h(c, i, j, 4);
+  if (kw4 == kw) return cv;
+  switch (strategy) {
+    case 0: case 1:
+      for (size_t c = 0; c < C; ++c)
+        for (size_t j = kw4; j < kw; ++j)
+          for (size_t i = 0; i < kh4; i += 4) cv.v(c, i, j, 4);
+      if (kh4 < kh) {
+        if (strategy == 0) {
+          for (size_t i = kh4; i < kh; ++i)
+            for (size_t j = kw4; j < kw; ++j) cv.cq(i, j);
+        } else {
+          for (size_t c = 0; c < C; ++c)
+            for (size_t i = kh4; i < kh; ++i) cv.h(c, i, kw4, kw - kw4);
+        }
+      }
+      break;
+    case 2:
+      for (size_t i = 0; i < kh; ++i)
+        for (size_t j = kw4; j < kw; ++j) cv.cq(i, j);
+      break;
+    case 3:
+      for (size_t c = 0; c < C; ++c)
+        for (size_t i = 0; i < kh; ++i) cv.h(c, i, kw4, kw - kw4);
+      break;
+    default:
+      for (size_t c = 0; c < C; ++c)
+        for (size_t j = kw4; j < kw; ++j)
+          for (size_t i = 0; i < kh; i += 4) cv.v(c, i, j, std::min<size_t>(4, kh - i));
+      break;
+  }
+  return cv;
+}
+
+// Work per block of 16 images, in p0/p5 vector uops: building a position of an H plane takes one
+// load and 2 shuffles, of a V / Cq plane 3 inserts and 2 shuffles; a group costs one vpdpbusd per
+// output channel, pool phase and output position.
+double cover_cost(const Cover& cv, size_t positions, size_t outputs, size_t O) {
+  double c = 0;
+  for (const Plane& p : cv.planes) c += double(positions) * (p.type == kH ? 2 : 5);
+  return c + double(cv.groups.size()) * double(outputs) * double(O);
+}
+
+// ---- geometry and per-call constants -------------------------------------------------------------
+struct Geo {
+  size_t B, C, H, W, kh, kw, s, pad, pk, ps;
+  size_t O, K, Hp, Wq, Hf, Wf, OH, OW, LH, LW, LP, Q, LPpad;
+};
+
+struct Call {
+  Geo g;
+  QOut o;
+  Cover cover;
+  std::vector<int32_t> wg;      // [groups][O] dwords of 4 weight codes
+  std::vector<int64_t> goff;    // [Q][groups] byte offsets in the plane buffer (plane + kernel offset + phase)
+  std::vector<int64_t> lpoff;   // [LP] byte offsets of the output positions (phase 0, group offset 0)
+  size_t planeBytes = 0;        // one plane: Hp * Wq * 64
+  // codes
+  std::vector<int32_t> zt;      // [O] zero thresholds (code == 0 <=> acc ^ m < zt)
+  std::vector<int32_t> negm;    // [O] 0 or -1
+  bool anyNeg = false;
+  bool table = false;           // threshold requantisation (else division)
+  alignas(64) float tlo[16] = {}, thi[16] = {};
+  float inv = 1;
+};
+
+// T[k] = min float a >= 0 with requant_f(a) >= k (k = 1..L), by bisection over bit patterns.
+float code_threshold(int k, float as, float levels) {
+  uint32_t lo = 0, hi = 0x7F800000u;  // +inf gives levels >= k
+  while (lo < hi) {
+    const uint32_t mid = lo + (hi - lo) / 2;
+    float a;
+    std::memcpy(&a, &mid, 4);
+    if (requant_f(a, as, levels) >= float(k)) hi = mid; else lo = mid + 1;
+  }
+  float a;
+  std::memcpy(&a, &lo, 4);
+  return a;
+}
+
+// Smallest acc' in [-amax - 1, amax] whose channel code is non-zero (acc = acc' ^ m), amax + 1 if none.
+int32_t zero_threshold(float s, float b, int32_t m, const QOut& o, int64_t amax) {
+  int64_t lo = -amax - 1, hi = amax + 1;  // f(hi) is taken as true
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    const int32_t acc = int32_t(mid) ^ m;
+    if (requant_f(affine(acc, s, b), o.actScale, o.levels) >= 1.0f) hi = mid; else lo = mid + 1;
+  }
+  return int32_t(lo);
+}
+
+int8_t weight_code(const QwHeader& h, const uint8_t* wdata, size_t n, size_t k) {  // avx512 layout
+  const size_t K4 = h.Kp / 4;
+  return int8_t(wdata[((n / 8) * K4 + k / 4) * 32 + (n % 8) * 4 + k % 4]);
+}
+
+// ---- kernels ------------------------------------------------------------------------------------
+alignas(64) const uint8_t kT44[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
+
+// 4x4 transpose of dwords (lane x dword) and of bytes within each lane.
+FL_VNNI inline __m512i perm_t44() { return _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15); }
+FL_VNNI inline __m512i shuf_t44() { return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kT44))); }
+
+// F: lane t = 16 images' bytes of tap t  ->  lane q dword r byte t = byte (4q + r) of lane t
+// (image 4q + r's 4 taps, the vpdpbusd operand).
+FL_VNNI inline __m512i taps_to_dwords(__m512i F, __m512i pt, __m512i st) {
+  return _mm512_shuffle_epi8(_mm512_permutexvar_epi32(pt, F), st);
+}
+
+// rows[r] (r < 16, nullptr = zeros): W bytes each -> frame positions dst + w * 16, byte r.
+FL_VNNI void transpose_rows_in(const uint8_t* const* rows, size_t W, uint8_t* dst) {
+  const __m512i pt = perm_t44(), st = shuf_t44();
+  for (size_t w0 = 0; w0 < W; w0 += 16) {
+    const size_t n = std::min<size_t>(16, W - w0);
+    const __mmask16 lm = __mmask16((1u << n) - 1u);
+    __m512i Z[4];
+    for (int a = 0; a < 4; ++a) {
+      __m128i r[4];
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t* p = rows[4 * a + k];
+        r[k] = p ? _mm_maskz_loadu_epi8(lm, p + w0) : _mm_setzero_si128();
+      }
+      __m512i z = _mm512_castsi128_si512(r[0]);
+      z = _mm512_inserti32x4(z, r[1], 1);
+      z = _mm512_inserti32x4(z, r[2], 2);
+      z = _mm512_inserti32x4(z, r[3], 3);
+      Z[a] = _mm512_permutexvar_epi32(pt, z);  // lane j dword k = row 4a+k, columns 4j..4j+3
+    }
+    const __m512i t0 = _mm512_shuffle_i32x4(Z[0], Z[1], 0x44), t1 = _mm512_shuffle_i32x4(Z[0], Z[1], 0xEE);
+    const __m512i t2 = _mm512_shuffle_i32x4(Z[2], Z[3], 0x44), t3 = _mm512_shuffle_i32x4(Z[2], Z[3], 0xEE);
+    const __m512i Y[4] = {_mm512_shuffle_i32x4(t0, t2, 0x88), _mm512_shuffle_i32x4(t0, t2, 0xDD),
+                          _mm512_shuffle_i32x4(t1, t3, 0x88), _mm512_shuffle_i32x4(t1, t3, 0xDD)};
+    for (size_t j = 0; 4 * j < n; ++j) {
+      // Y[j] lane a dword k = row 4a+k, columns 4j..4j+3 -> lane t = column 4j+t, byte r = row r
+      const __m512i T = _mm512_permutexvar_epi32(pt, _mm512_shuffle_epi8(Y[j], st));
+      const size_t cols = std::min<size_t>(4, n - 4 * j);
+      const __mmask16 sm = __mmask16((1u << (4 * cols)) - 1u);
+      _mm512_mask_storeu_epi32(dst + (w0 + 4 * j) * 16, sm, T);
+    }
+  }
+}
+
+// Staging [positions][16 images] (16 positions from src) -> image rows: out[img] + 0..n-1.
+FL_VNNI void transpose_out16(const uint8_t* src, size_t n, uint8_t* const* out, size_t nimg) {
+  const __m512i pt = perm_t44(), st = shuf_t44();
+  __m512i Z[4];
+  for (int a = 0; a < 4; ++a) Z[a] = _mm512_permutexvar_epi32(pt, _mm512_loadu_si512(src + 64 * a));
+  const __m512i t0 = _mm512_shuffle_i32x4(Z[0], Z[1], 0x44), t1 = _mm512_shuffle_i32x4(Z[0], Z[1], 0xEE);
+  const __m512i t2 = _mm512_shuffle_i32x4(Z[2], Z[3], 0x44), t3 = _mm512_shuffle_i32x4(Z[2], Z[3], 0xEE);
+  const __m512i Y[4] = {_mm512_shuffle_i32x4(t0, t2, 0x88), _mm512_shuffle_i32x4(t0, t2, 0xDD),
+                        _mm512_shuffle_i32x4(t1, t3, 0x88), _mm512_shuffle_i32x4(t1, t3, 0xDD)};
+  const __mmask16 m = __mmask16((1u << n) - 1u);
+  for (size_t j = 0; 4 * j < nimg; ++j) {
+    alignas(64) uint8_t t[64];
+    _mm512_store_si512(t, _mm512_permutexvar_epi32(pt, _mm512_shuffle_epi8(Y[j], st)));
+    for (size_t q = 0; q < 4 && 4 * j + q < nimg; ++q)
+      _mm_mask_storeu_epi8(out[4 * j + q], m, _mm_load_si128(reinterpret_cast<const __m128i*>(t + 16 * q)));
+  }
+}
+
+// One plane, all Hp x Wq positions.
+FL_VNNI void build_plane(const Call& cl, const Plane& pl, const uint8_t* frame, uint8_t* dst) {
+  const Geo& g = cl.g;
+  const __m512i pt = perm_t44(), st = shuf_t44();
+  const size_t rowB = g.Wf * 16, chB = g.Hf * rowB;
+  if (pl.type == kH) {
+    const uint8_t* src = frame + size_t(pl.ch) * chB;
+    for (size_t R = 0; R < g.Hp; ++R)
+      for (size_t C = 0; C < g.Wq; ++C, dst += 64)
+        _mm512_store_si512(dst, taps_to_dwords(_mm512_loadu_si512(src + R * rowB + C * 16), pt, st));
+    return;
+  }
+  const uint8_t* s[4];
+  for (size_t t = 0; t < 4; ++t)
+    s[t] = pl.type == kV ? frame + size_t(pl.ch) * chB + t * rowB : frame + std::min<size_t>(size_t(pl.ch) + t, g.C - 1) * chB;
+  for (size_t R = 0; R < g.Hp; ++R)
+    for (size_t C = 0; C < g.Wq; ++C, dst += 64) {
+      const size_t off = R * rowB + C * 16;
+      __m512i F = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s[0] + off)));
+      F = _mm512_inserti32x4(F, _mm_loadu_si128(reinterpret_cast<const __m128i*>(s[1] + off)), 1);
+      F = _mm512_inserti32x4(F, _mm_loadu_si128(reinterpret_cast<const __m128i*>(s[2] + off)), 2);
+      F = _mm512_inserti32x4(F, _mm_loadu_si128(reinterpret_cast<const __m128i*>(s[3] + off)), 3);
+      _mm512_store_si512(dst, taps_to_dwords(F, pt, st));
+    }
+}
+
+// Codes of 16 lanes (the spec: y = fl(fl(s * acc) + b), q = min(rhe(max(y, 0) / as), L)).
+FL_VNNI inline __m512i codes16(__m512i acc, __m512 vs, __m512 vb, const Call& cl) {
+  __m512 p = _mm512_mul_ps(vs, _mm512_cvtepi32_ps(acc));
+  __asm__("" : "+v"(p));  // no FMA contraction
+  const __m512 y = _mm512_add_ps(p, vb);
+  const __m512 a = _mm512_max_ps(y, _mm512_setzero_ps());  // NaN, -0 -> +0
+  const __m512 vl = _mm512_set1_ps(cl.o.levels);
+  if (!cl.table) {
+    const __m512 q = _mm512_roundscale_ps(_mm512_div_ps(a, _mm512_set1_ps(cl.o.actScale)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_cvtps_epi32(_mm512_min_ps(q, vl));
+  }
+  const __m512 t = _mm512_min_ps(_mm512_mul_ps(a, _mm512_set1_ps(cl.inv)), vl);
+  __m512i q = _mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __mmask16 up = _mm512_cmp_ps_mask(a, _mm512_permutexvar_ps(q, _mm512_load_ps(cl.thi)), _CMP_GE_OQ);
+  const __mmask16 dn = _mm512_cmp_ps_mask(a, _mm512_permutexvar_ps(q, _mm512_load_ps(cl.tlo)), _CMP_LT_OQ);
+  const __m512i one = _mm512_set1_epi32(1);
+  q = _mm512_mask_add_epi32(q, up, q, one);
+  return _mm512_mask_sub_epi32(q, dn, q, one);
+}
+
+// Channels [n0, n0 + NC) of one task over all output positions: NV positions x NC channels of
+// accumulators; each group: NV aligned loads, NC broadcasts, NC * NV vpdpbusd.
+template <int NC>
+FL_VNNI void run_block(const Call& cl, const uint8_t* planes, size_t n0, __mmask16 valid, uint8_t* st8, int32_t* st32,
+                       int64_t* zeros) {
+  constexpr int NV = NC <= 6 ? 4 : NC <= 8 ? 3 : 1;
+  const Geo& g = cl.g;
+  const size_t ng = cl.cover.groups.size(), O = g.O;
+  const bool codes = cl.o.mode == QOutMode::Codes;
+  const int32_t* wbase = cl.wg.data() + n0;
+  __m512i zt[NC], nm[NC];
+  __m512 vs[NC], vb[NC];
+  for (int c = 0; c < NC; ++c) {
+    if (codes) { zt[c] = _mm512_set1_epi32(cl.zt[n0 + c]); nm[c] = _mm512_set1_epi32(cl.negm[n0 + c]); }
+    if (cl.o.mode != QOutMode::Int32) { vs[c] = _mm512_set1_ps(cl.o.scale[n0 + c]); vb[c] = _mm512_set1_ps(cl.o.bias[n0 + c]); }
+  }
+  int64_t z = 0;
+  for (size_t lp0 = 0; lp0 < g.LP; lp0 += NV) {
+    const uint8_t* pb[NV];
+    for (int v = 0; v < NV; ++v) pb[v] = planes + cl.lpoff[std::min(lp0 + size_t(v), g.LP - 1)];
+    __m512i best[NC][NV];
+    for (size_t q = 0; q < g.Q; ++q) {
+      __m512i acc[NC][NV];
+#pragma GCC unroll 8
+      for (int c = 0; c < NC; ++c)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[c][v] = _mm512_setzero_si512();
+      const int64_t* go = cl.goff.data() + q * ng;
+      const int32_t* w = wbase;
+      for (size_t gi = 0; gi < ng; ++gi, w += O) {
+        const int64_t off = go[gi];
+        __m512i a[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) a[v] = _mm512_load_si512(pb[v] + off);
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) {
+          const __m512i wv = _mm512_set1_epi32(w[c]);
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) acc[c][v] = _mm512_dpbusd_epi32(acc[c][v], a[v], wv);
+        }
+      }
+      if (!codes) {  // Int32 / Float: Q == 1
+        for (int c = 0; c < NC; ++c)
+          for (int v = 0; v < NV; ++v) {
+            if (lp0 + size_t(v) >= g.LP) continue;
+            int32_t* d = st32 + ((n0 + size_t(c)) * g.LPpad + lp0 + size_t(v)) * kImg;
+            if (cl.o.mode == QOutMode::Int32) { _mm512_storeu_si512(d, acc[c][v]); continue; }
+            __m512 p = _mm512_mul_ps(vs[c], _mm512_cvtepi32_ps(acc[c][v]));
+            __asm__("" : "+v"(p));
+            _mm512_storeu_ps(reinterpret_cast<float*>(d), _mm512_add_ps(p, vb[c]));
+          }
+        continue;
+      }
+#pragma GCC unroll 8
+      for (int c = 0; c < NC; ++c)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          const __m512i x = _mm512_xor_si512(acc[c][v], nm[c]);
+          const __mmask16 real = lp0 + size_t(v) < g.LP ? valid : __mmask16(0);
+          z += __builtin_popcount(unsigned(_mm512_mask_cmplt_epi32_mask(real, x, zt[c])));
+          best[c][v] = q == 0 ? x : _mm512_max_epi32(best[c][v], x);
+        }
+    }
+    if (!codes) continue;
+    for (int c = 0; c < NC; ++c)
+      for (int v = 0; v < NV; ++v) {
+        if (lp0 + size_t(v) >= g.LP) continue;
+        const __m512i qi = codes16(_mm512_xor_si512(best[c][v], nm[c]), vs[c], vb[c], cl);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(st8 + ((n0 + size_t(c)) * g.LPpad + lp0 + size_t(v)) * kImg),
+                         _mm512_cvtepi32_epi8(qi));
+      }
+  }
+  *zeros += z;
+}
+
+using BlockFn = void (*)(const Call&, const uint8_t*, size_t, __mmask16, uint8_t*, int32_t*, int64_t*);
+const BlockFn kBlockFns[kMaxNC + 1] = {nullptr, run_block<1>, run_block<2>, run_block<3>, run_block<4>,
+                                      run_block<5>, run_block<6>, run_block<7>, run_block<8>};
+
+uint8_t* tls_bytes(int which, size_t bytes) {
+  thread_local std::vector<uint8_t> buf[4];
+  // 64 bytes of alignment slack
+  if (buf[which].size() < bytes + 64) buf[which].resize(bytes + 64);
+  uint8_t* p = buf[which].data();
+  return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64;
+}
+
+// One block of images [b0, b0 + nimg).
+FL_VNNI void run_task(const Call& cl, const uint8_t* x, size_t b0, size_t nimg, int64_t* zeros) {
+  const Geo& g = cl.g;
+  const size_t frameBytes = g.C * g.Hf * g.Wf * kImg;
+  uint8_t* frame = tls_bytes(0, frameBytes);
+  uint8_t* planes = tls_bytes(1, cl.planeBytes * cl.cover.planes.size());
+  const bool codes = cl.o.mode == QOutMode::Codes;
+  const size_t stBytes = g.O * g.LPpad * kImg * (codes ? 1 : 4);
+  uint8_t* stage = tls_bytes(2, stBytes);
+  // 1. zero-padded frame, images in lanes
+  std::memset(frame, 0, frameBytes);
+  const size_t img = g.C * g.H * g.W;
+  for (size_t c = 0; c < g.C; ++c)
+    for (size_t h = 0; h < g.H; ++h) {
+      const uint8_t* rows[kImg];
+      for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img + (c * g.H + h) * g.W : nullptr;
+      transpose_rows_in(rows, g.W, frame + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg);
+    }
+  // 2. planes
+  for (size_t p = 0; p < cl.cover.planes.size(); ++p) build_plane(cl, cl.cover.planes[p], frame, planes + p * cl.planeBytes);
+  // 3. channel blocks of at most 8, as even as possible
+  const __mmask16 valid = __mmask16((1u << nimg) - 1u);
+  const size_t nb = (g.O + kMaxNC - 1) / kMaxNC, per = (g.O + nb - 1) / nb;
+  uint8_t* st8 = stage;
+  int32_t* st32 = reinterpret_cast<int32_t*>(stage);
+  for (size_t n0 = 0; n0 < g.O; n0 += per) kBlockFns[std::min(per, g.O - n0)](cl, planes, n0, valid, st8, st32, zeros);
+  // 4. staging [O][LPpad][16] -> out [B][O][LP]
+  if (codes) {
+    uint8_t* out = static_cast<uint8_t*>(cl.o.data);
+    for (size_t n = 0; n < g.O; ++n)
+      for (size_t l0 = 0; l0 < g.LP; l0 += 16) {
+        uint8_t* dst[kImg];
+        for (size_t i = 0; i < nimg; ++i) dst[i] = out + ((b0 + i) * g.O + n) * g.LP + l0;
+        transpose_out16(st8 + (n * g.LPpad + l0) * kImg, std::min<size_t>(16, g.LP - l0), dst, nimg);
+      }
+  } else {
+    int32_t* out = static_cast<int32_t*>(cl.o.data);  // float bits travel as int32
+    for (size_t i = 0; i < nimg; ++i)
+      for (size_t n = 0; n < g.O; ++n)
+        for (size_t l = 0; l < g.LP; ++l) out[((b0 + i) * g.O + n) * g.LP + l] = st32[(n * g.LPpad + l) * kImg + i];
+  }
+}
+
+}  // namespace
+
+bool qconv_direct_applies(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
+                          size_t poolK, size_t poolStride, QOutMode mode) {
+  QwHeader h;
+  std::memcpy(&h, qw, sizeof h);
+  if (static_cast<Isa>(h.isa) != Isa::Avx512 || !cpu_features().avx512vnni) return false;
+  if (poolK > 1 && mode != QOutMode::Codes) return false;
+  const size_t Hp = H + 2 * pad, Wq = W + 2 * pad;
+  if (Hp < kh || Wq < kw) return false;
+  const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad);
+  // fused pooling counts every conv output once: windows must tile the output exactly
+  if (poolK > 1 && (poolStride != poolK || OH % poolK != 0 || OW % poolK != 0)) return false;
+  // per-thread buffers: frame, at most C * kh * kw planes, staging
+  const double planes = double(std::min<size_t>(C * kh * kw, 4 * C)) * double(Hp * Wq) * 64.0;
+  const double frame = double(C) * double(Hp + 3) * double(Wq + 3) * 16.0;
+  const double stage = double(h.N) * double(OH * OW + 16) * 64.0;
+  return planes + frame + stage <= double(64u << 20);
+}
+
+int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
+                          size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o) {
+  QwHeader h;
+  std::memcpy(&h, qw, sizeof h);
+  const uint8_t* wdata = qw + kQwHeaderBytes;
+  Call cl;
+  Geo& g = cl.g;
+  g.B = B; g.C = C; g.H = H; g.W = W; g.kh = kh; g.kw = kw; g.s = stride; g.pad = pad;
+  g.pk = std::max<size_t>(1, poolK); g.ps = std::max<size_t>(1, poolStride);
+  g.O = h.N; g.K = C * kh * kw;
+  g.Hp = H + 2 * pad; g.Wq = W + 2 * pad; g.Hf = g.Hp + 3; g.Wf = g.Wq + 3;
+  g.OH = conv_out(H, kh, stride, pad); g.OW = conv_out(W, kw, stride, pad);
+  g.LH = (g.OH - g.pk) / g.ps + 1; g.LW = (g.OW - g.pk) / g.ps + 1;
+  g.LP = g.LH * g.LW; g.Q = g.pk * g.pk; g.LPpad = (g.LP + 15) / 16 * 16;
+  cl.o = o;
+  // tap cover with the least work
+  double bestCost = 0;
+  for (int s = 0; s <= 5; ++s) {
+    Cover cv = make_cover(C, kh, kw, s);
+    const double cost = cover_cost(cv, g.Hp * g.Wq, g.LP * g.Q, g.O);
+    if (s == 0 || cost < bestCost) { bestCost = cost; cl.cover = std::move(cv); }
+  }
+  const size_t ng = cl.cover.groups.size();
+  cl.planeBytes = g.Hp * g.Wq * 64;
+  cl.wg.assign(ng * g.O, 0);
+  for (size_t gi = 0; gi < ng; ++gi)
+    for (size_t n = 0; n < g.O; ++n) {
+      uint8_t b[4] = {0, 0, 0, 0};
+      for (int t = 0; t < 4; ++t)
+        if (cl.cover.groups[gi].k[t] >= 0) b[t] = uint8_t(weight_code(h, wdata, n, size_t(cl.cover.groups[gi].k[t])));
+      std::memcpy(&cl.wg[gi * g.O + n], b, 4);
+    }
+  cl.goff.resize(g.Q * ng);
+  for (size_t di = 0; di < g.pk; ++di)
+    for (size_t dj = 0; dj < g.pk; ++dj)
+      for (size_t gi = 0; gi < ng; ++gi) {
+        const Group& gr = cl.cover.groups[gi];
+        const size_t R = di * stride + size_t(gr.i0), Cc = dj * stride + size_t(gr.j0);
+        cl.goff[(di * g.pk + dj) * ng + gi] = int64_t(size_t(gr.plane) * cl.planeBytes + (R * g.Wq + Cc) * 64);
+      }
+  cl.lpoff.resize(g.LP);
+  for (size_t u = 0; u < g.LH; ++u)
+    for (size_t v = 0; v < g.LW; ++v) cl.lpoff[u * g.LW + v] = int64_t((u * g.ps * stride * g.Wq + v * g.ps * stride) * 64);
+  if (o.mode == QOutMode::Codes) {
+    const int64_t amax = int64_t(g.K) * 255 * 128;
+    cl.zt.resize(g.O);
+    cl.negm.resize(g.O);
+    for (size_t n = 0; n < g.O; ++n) {
+      cl.negm[n] = o.scale[n] < 0.0f ? -1 : 0;
+      cl.anyNeg = cl.anyNeg || cl.negm[n] != 0;
+      cl.zt[n] = zero_threshold(o.scale[n], o.bias[n], cl.negm[n], o, amax);
+    }
+    // the product a * fl(1 / as) stays within one code of a / as for |a / as| < 2^20 unless
+    // 1 / as is subnormal or huge: keep the division there
+    const float L = o.levels, as = o.actScale;
+    cl.table = L <= 15.0f && as >= 0x1p-100f && as <= 0x1p100f;
+    if (cl.table) {
+      cl.inv = 1.0f / as;
+      float T[17];
+      T[0] = 0.0f;
+      for (int k = 1; k <= int(L); ++k) T[k] = code_threshold(k, as, L);
+      T[int(L) + 1] = std::nanf("");  // a >= NaN is false: never above the last level
+      for (int k = 0; k < 16; ++k) {
+        cl.tlo[k] = k <= int(L) ? T[k] : 0.0f;
+        cl.thi[k] = k <= int(L) ? T[k + 1] : std::nanf("");
+      }
+    }
+  }
+  const size_t tasks = (B + kImg - 1) / kImg;
+  std::vector<int64_t> zeros(tasks, 0);
+  parallel_for(tasks, [&](size_t t) { run_task(cl, x, t * kImg, std::min(kImg, B - t * kImg), &zeros[t]); });
+  int64_t z = 0;
+  for (int64_t v : zeros) z += v;
+  return z;
+}
+
+#undef FL_VNNI
+
+}  // namespace fl
