@@ -7,17 +7,11 @@ import { buildGraph } from '../nn/graph';
 import { Model } from '../nn/model';
 import { permutation, uniforms, RngPurpose } from '../util/rng';
 import type { TrainConfig } from './config';
+import type { ImageDataset } from '../data/dataset';
 import { validateConfig } from './config';
 
 /** Raw images (uint8, N x C x H x W) with labels: what the trainer consumes. */
-export interface ImageSet {
-  count: number;
-  channels: number;
-  height: number;
-  width: number;
-  images: Uint8Array;
-  labels: Uint8Array;
-}
+export type ImageSet = Pick<ImageDataset, 'count' | 'channels' | 'height' | 'width' | 'images' | 'labels'>;
 
 export const NORMALISATION: Record<string, { mean: number[]; std: number }> = {
   'fashion-mnist': { mean: [72.93], std: 90.0 },
