@@ -21,19 +21,14 @@
 //   acc[n](pixel) = sum over groups g of dot4(plane_g[pos(pixel) + off_g], w_g[n])   (exact int32)
 // is the convolution.
 //
-// Fused max pool (k x k windows, stride k, tiling the conv output exactly): the vectors of a tile are pool outputs,
-// computed phase by phase (the k*k window positions). Requantisation is monotone in acc for a
+// Fused max pool (k x k windows, stride k, tiling the conv output exactly): the vectors of a
+// tile are pool outputs, computed phase by phase (the k*k window positions). Requantisation is monotone in acc for a
 // fixed channel (non-decreasing if scale >= 0 or NaN, non-increasing if scale < 0), so
 //   max over the window of codes(acc) = codes(max over the window of acc ^ m)   (m = -1 if scale < 0)
 // and only the pooled accumulator is requantised. Zero codes (sparsity counts every pre-pool
 // code) are counted per phase with an integer threshold: code == 0  <=>  acc ^ m < Zt[n].
 //
-// Codes without a division: q(a) = min(rhe(fl(a / actScale)), L) for a = max(y, 0) is a
-// non-decreasing step function of the float a, so q(a) = #{k in 1..L : a >= T[k]} with exact
-// thresholds T[k] (found by bisection over float bit patterns with the scalar formula). The
-// kernel takes q0 = rhe(min(a * fl(1 / actScale), L)), which is within 1 of q, and corrects it
-// with two table lookups: q = q0 + [a >= T[q0 + 1]] - [a < T[q0]]. Bit-identical to the division
-// by construction; levels > 15 or an extreme actScale use the division.
+// Codes without a division: the thresholds of qrequant.h.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -43,6 +38,7 @@
 
 #include "flatenn/core.h"
 #include "flatenn/qengine.h"
+#include "qrequant.h"
 
 namespace fl {
 namespace {
@@ -61,11 +57,6 @@ inline float affine(int32_t acc, float scale, float bias) {
   float p = scale * float(acc);
   __asm__("" : "+x"(p));  // keep the product rounded (no FMA contraction)
   return p + bias;
-}
-inline float requant_f(float y, float actScale, float levels) {
-  const float a = y > 0.0f ? y : 0.0f;
-  const float q = std::nearbyint(a / actScale);
-  return q < levels ? q : levels;
 }
 
 // ---- tap cover ---------------------------------------------------------------------------------
@@ -174,23 +165,8 @@ struct Call {
   std::vector<int32_t> negm;    // [O] 0 or -1
   bool anyNeg = false;
   bool table = false;           // threshold requantisation (else division)
-  alignas(64) float tlo[16] = {}, thi[16] = {};
-  float inv = 1;
+  QCodeTable tab{};
 };
-
-// T[k] = min float a >= 0 with requant_f(a) >= k (k = 1..L), by bisection over bit patterns.
-float code_threshold(int k, float as, float levels) {
-  uint32_t lo = 0, hi = 0x7F800000u;  // +inf gives levels >= k
-  while (lo < hi) {
-    const uint32_t mid = lo + (hi - lo) / 2;
-    float a;
-    std::memcpy(&a, &mid, 4);
-    if (requant_f(a, as, levels) >= float(k)) hi = mid; else lo = mid + 1;
-  }
-  float a;
-  std::memcpy(&a, &lo, 4);
-  return a;
-}
 
 // Smallest acc' in [-amax - 1, amax] whose channel code is non-zero (acc = acc' ^ m), amax + 1 if none.
 int32_t zero_threshold(float s, float b, int32_t m, const QOut& o, int64_t amax) {
@@ -198,7 +174,7 @@ int32_t zero_threshold(float s, float b, int32_t m, const QOut& o, int64_t amax)
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;
     const int32_t acc = int32_t(mid) ^ m;
-    if (requant_f(affine(acc, s, b), o.actScale, o.levels) >= 1.0f) hi = mid; else lo = mid + 1;
+    if (qrq::code_of(affine(acc, s, b), o.actScale, o.levels) >= 1.0f) hi = mid; else lo = mid + 1;
   }
   return int32_t(lo);
 }
@@ -303,23 +279,39 @@ FL_VNNI inline __m512i codes16(__m512i acc, __m512 vs, __m512 vb, const Call& cl
   __m512 p = _mm512_mul_ps(vs, _mm512_cvtepi32_ps(acc));
   __asm__("" : "+v"(p));  // no FMA contraction
   const __m512 y = _mm512_add_ps(p, vb);
-  const __m512 a = _mm512_max_ps(y, _mm512_setzero_ps());  // NaN, -0 -> +0
-  const __m512 vl = _mm512_set1_ps(cl.o.levels);
-  if (!cl.table) {
-    const __m512 q = _mm512_roundscale_ps(_mm512_div_ps(a, _mm512_set1_ps(cl.o.actScale)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    return _mm512_cvtps_epi32(_mm512_min_ps(q, vl));
-  }
-  const __m512 t = _mm512_min_ps(_mm512_mul_ps(a, _mm512_set1_ps(cl.inv)), vl);
-  __m512i q = _mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __mmask16 up = _mm512_cmp_ps_mask(a, _mm512_permutexvar_ps(q, _mm512_load_ps(cl.thi)), _CMP_GE_OQ);
-  const __mmask16 dn = _mm512_cmp_ps_mask(a, _mm512_permutexvar_ps(q, _mm512_load_ps(cl.tlo)), _CMP_LT_OQ);
-  const __m512i one = _mm512_set1_epi32(1);
-  q = _mm512_mask_add_epi32(q, up, q, one);
-  return _mm512_mask_sub_epi32(q, dn, q, one);
+  return cl.table ? qrq::codes16(y, cl.tab, cl.o.levels) : qrq::codes16_div(y, cl.o.actScale, cl.o.levels);
 }
 
-// Channels [n0, n0 + NC) of one task over all output positions: NV positions x NC channels of
-// accumulators; each group: NV aligned loads, NC broadcasts, NC * NV vpdpbusd.
+// acc[c][v] = sum over groups of dot4(pb[v][go[g]], w[g * O + c]): NV aligned loads, NC
+// broadcasts and NC * NV vpdpbusd per group, the accumulators in registers (every loop over them
+// unrolled), stored to `out` at the end.
+template <int NC, int NV>
+FL_VNNI inline __attribute__((always_inline)) void mac_tile(const uint8_t* const* pb, const int64_t* go, const int32_t* w,
+                                                            size_t ng, size_t O, __m512i* out) {
+  __m512i acc[NC][NV];
+#pragma GCC unroll 8
+  for (int c = 0; c < NC; ++c)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[c][v] = _mm512_setzero_si512();
+  for (size_t gi = 0; gi < ng; ++gi, w += O) {
+    const int64_t off = go[gi];
+    __m512i a[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) a[v] = _mm512_load_si512(pb[v] + off);
+#pragma GCC unroll 8
+    for (int c = 0; c < NC; ++c) {
+      const __m512i wv = _mm512_set1_epi32(w[c]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[c][v] = _mm512_dpbusd_epi32(acc[c][v], a[v], wv);
+    }
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < NC; ++c)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_store_si512(out + c * NV + v, acc[c][v]);
+}
+
+// Channels [n0, n0 + NC) of one task over all output positions, NV positions at a time.
 template <int NC>
 FL_VNNI void run_block(const Call& cl, const uint8_t* planes, size_t n0, __mmask16 valid, uint8_t* st8, int32_t* st32,
                        int64_t* zeros) {
@@ -328,67 +320,44 @@ FL_VNNI void run_block(const Call& cl, const uint8_t* planes, size_t n0, __mmask
   const size_t ng = cl.cover.groups.size(), O = g.O;
   const bool codes = cl.o.mode == QOutMode::Codes;
   const int32_t* wbase = cl.wg.data() + n0;
-  __m512i zt[NC], nm[NC];
-  __m512 vs[NC], vb[NC];
-  for (int c = 0; c < NC; ++c) {
-    if (codes) { zt[c] = _mm512_set1_epi32(cl.zt[n0 + c]); nm[c] = _mm512_set1_epi32(cl.negm[n0 + c]); }
-    if (cl.o.mode != QOutMode::Int32) { vs[c] = _mm512_set1_ps(cl.o.scale[n0 + c]); vb[c] = _mm512_set1_ps(cl.o.bias[n0 + c]); }
-  }
+  alignas(64) __m512i acc[NC * NV], best[NC * NV];
   int64_t z = 0;
   for (size_t lp0 = 0; lp0 < g.LP; lp0 += NV) {
     const uint8_t* pb[NV];
     for (int v = 0; v < NV; ++v) pb[v] = planes + cl.lpoff[std::min(lp0 + size_t(v), g.LP - 1)];
-    __m512i best[NC][NV];
+    const int nv = int(std::min<size_t>(NV, g.LP - lp0));
     for (size_t q = 0; q < g.Q; ++q) {
-      __m512i acc[NC][NV];
-#pragma GCC unroll 8
-      for (int c = 0; c < NC; ++c)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[c][v] = _mm512_setzero_si512();
-      const int64_t* go = cl.goff.data() + q * ng;
-      const int32_t* w = wbase;
-      for (size_t gi = 0; gi < ng; ++gi, w += O) {
-        const int64_t off = go[gi];
-        __m512i a[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) a[v] = _mm512_load_si512(pb[v] + off);
-#pragma GCC unroll 8
-        for (int c = 0; c < NC; ++c) {
-          const __m512i wv = _mm512_set1_epi32(w[c]);
-#pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) acc[c][v] = _mm512_dpbusd_epi32(acc[c][v], a[v], wv);
-        }
-      }
+      mac_tile<NC, NV>(pb, cl.goff.data() + q * ng, wbase, ng, O, acc);
       if (!codes) {  // Int32 / Float: Q == 1
         for (int c = 0; c < NC; ++c)
-          for (int v = 0; v < NV; ++v) {
-            if (lp0 + size_t(v) >= g.LP) continue;
+          for (int v = 0; v < nv; ++v) {
             int32_t* d = st32 + ((n0 + size_t(c)) * g.LPpad + lp0 + size_t(v)) * kImg;
-            if (cl.o.mode == QOutMode::Int32) { _mm512_storeu_si512(d, acc[c][v]); continue; }
-            __m512 p = _mm512_mul_ps(vs[c], _mm512_cvtepi32_ps(acc[c][v]));
+            if (cl.o.mode == QOutMode::Int32) { _mm512_storeu_si512(d, acc[c * NV + v]); continue; }
+            __m512 p = _mm512_mul_ps(_mm512_set1_ps(cl.o.scale[n0 + c]), _mm512_cvtepi32_ps(acc[c * NV + v]));
             __asm__("" : "+v"(p));
-            _mm512_storeu_ps(reinterpret_cast<float*>(d), _mm512_add_ps(p, vb[c]));
+            _mm512_storeu_ps(reinterpret_cast<float*>(d), _mm512_add_ps(p, _mm512_set1_ps(cl.o.bias[n0 + c])));
           }
         continue;
       }
-#pragma GCC unroll 8
-      for (int c = 0; c < NC; ++c)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
-          const __m512i x = _mm512_xor_si512(acc[c][v], nm[c]);
-          const __mmask16 real = lp0 + size_t(v) < g.LP ? valid : __mmask16(0);
-          z += __builtin_popcount(unsigned(_mm512_mask_cmplt_epi32_mask(real, x, zt[c])));
-          best[c][v] = q == 0 ? x : _mm512_max_epi32(best[c][v], x);
+      for (int c = 0; c < NC; ++c) {
+        const __m512i nm = _mm512_set1_epi32(cl.negm[n0 + c]), zt = _mm512_set1_epi32(cl.zt[n0 + c]);
+        for (int v = 0; v < nv; ++v) {
+          const __m512i x = _mm512_xor_si512(acc[c * NV + v], nm);
+          z += __builtin_popcount(unsigned(_mm512_mask_cmplt_epi32_mask(valid, x, zt)));
+          best[c * NV + v] = q == 0 ? x : _mm512_max_epi32(best[c * NV + v], x);
         }
+      }
     }
     if (!codes) continue;
-    for (int c = 0; c < NC; ++c)
-      for (int v = 0; v < NV; ++v) {
-        if (lp0 + size_t(v) >= g.LP) continue;
-        const __m512i qi = codes16(_mm512_xor_si512(best[c][v], nm[c]), vs[c], vb[c], cl);
+    for (int c = 0; c < NC; ++c) {
+      const __m512i nm = _mm512_set1_epi32(cl.negm[n0 + c]);
+      const __m512 vs = _mm512_set1_ps(cl.o.scale[n0 + c]), vb = _mm512_set1_ps(cl.o.bias[n0 + c]);
+      for (int v = 0; v < nv; ++v) {
+        const __m512i qi = codes16(_mm512_xor_si512(best[c * NV + v], nm), vs, vb, cl);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(st8 + ((n0 + size_t(c)) * g.LPpad + lp0 + size_t(v)) * kImg),
                          _mm512_cvtepi32_epi8(qi));
       }
+    }
   }
   *zeros += z;
 }
@@ -520,21 +489,7 @@ int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t
       cl.anyNeg = cl.anyNeg || cl.negm[n] != 0;
       cl.zt[n] = zero_threshold(o.scale[n], o.bias[n], cl.negm[n], o, amax);
     }
-    // the product a * fl(1 / as) stays within one code of a / as for |a / as| < 2^20 unless
-    // 1 / as is subnormal or huge: keep the division there
-    const float L = o.levels, as = o.actScale;
-    cl.table = L <= 15.0f && as >= 0x1p-100f && as <= 0x1p100f;
-    if (cl.table) {
-      cl.inv = 1.0f / as;
-      float T[17];
-      T[0] = 0.0f;
-      for (int k = 1; k <= int(L); ++k) T[k] = code_threshold(k, as, L);
-      T[int(L) + 1] = std::nanf("");  // a >= NaN is false: never above the last level
-      for (int k = 0; k < 16; ++k) {
-        cl.tlo[k] = k <= int(L) ? T[k] : 0.0f;
-        cl.thi[k] = k <= int(L) ? T[k + 1] : std::nanf("");
-      }
-    }
+    cl.table = qcode_table(o.actScale, o.levels, &cl.tab);
   }
   const size_t tasks = (B + kImg - 1) / kImg;
   std::vector<int64_t> zeros(tasks, 0);

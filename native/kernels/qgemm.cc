@@ -19,6 +19,7 @@
 #include "flatenn/core.h"
 #include "flatenn/qengine.h"
 #include "flatenn/quant.h"
+#include "qrequant.h"
 
 namespace fl {
 namespace {
@@ -201,10 +202,7 @@ FL_VNNI void epi_avx512(__m512i acc, size_t m, size_t n, size_t M, const QOut& o
     scatter_lanes(t, valid, m, n, o);
     return;
   }
-  const __m512 a = _mm512_max_ps(y, _mm512_setzero_ps());
-  __m512 q = _mm512_roundscale_ps(_mm512_div_ps(a, _mm512_set1_ps(o.actScale)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  q = _mm512_min_ps(q, _mm512_set1_ps(o.levels));
-  const __m512i qi = _mm512_cvtps_epi32(q);
+  const __m512i qi = o.table ? qrq::codes16(y, *o.table, o.levels) : qrq::codes16_div(y, o.actScale, o.levels);
   *zeros += __builtin_popcount(unsigned(_mm512_mask_cmpeq_epi32_mask(k, qi, _mm512_setzero_si512())));
   const __m128i b = _mm512_cvtepi32_epi8(qi);
   if (contig) { _mm_mask_storeu_epi8(static_cast<uint8_t*>(o.data) + off, k, b); return; }
@@ -368,6 +366,43 @@ size_t elem_bytes(QOutMode m) { return m == QOutMode::Codes ? 1 : 4; }
 
 namespace kern {
 Kernel<QPanelFn> u8s8_qgemm_panel("u8s8_qgemm_panel", panel_scalar, panel_avx2, panel_avx512);
+}
+
+bool qcode_table(float actScale, float levels, QCodeTable* out) {
+  if (!(levels >= 1.0f && levels <= 15.0f && actScale >= 0x1p-100f && actScale <= 0x1p100f)) return false;
+  struct Entry { uint32_t as; float levels; QCodeTable t; };
+  thread_local Entry cache[8];
+  thread_local unsigned used = 0, next = 0;
+  uint32_t bits;
+  std::memcpy(&bits, &actScale, 4);
+  for (unsigned i = 0; i < used; ++i)
+    if (cache[i].as == bits && cache[i].levels == levels) { *out = cache[i].t; return true; }
+  QCodeTable t{};
+  t.inv = 1.0f / actScale;
+  const int L = int(levels);
+  float T[17];
+  T[0] = 0.0f;
+  for (int k = 1; k <= L; ++k) {  // least a >= 0 (by bit pattern) whose code is >= k; +inf has code L
+    uint32_t lo = 0, hi = 0x7F800000u;
+    while (lo < hi) {
+      const uint32_t mid = lo + (hi - lo) / 2;
+      float a;
+      std::memcpy(&a, &mid, 4);
+      if (qrq::code_of(a, actScale, levels) >= float(k)) hi = mid; else lo = mid + 1;
+    }
+    std::memcpy(&T[k], &lo, 4);
+  }
+  T[L + 1] = std::nanf("");  // a >= NaN is false: never above the last level
+  for (int k = 0; k < 16; ++k) {
+    t.lo[k] = k <= L ? T[k] : 0.0f;
+    t.hi[k] = k <= L ? T[k + 1] : std::nanf("");
+  }
+  Entry& e = cache[next];
+  e.as = bits; e.levels = levels; e.t = t;
+  next = (next + 1) % 8;
+  used = used < 8 ? used + 1 : 8;
+  *out = t;
+  return true;
 }
 
 double qgemm_peak_probe(uint64_t iters) {
@@ -544,7 +579,10 @@ void qim2col(const uint8_t* x, size_t G, size_t C, size_t H, size_t W, size_t kh
   }
 }
 
-int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const QOut& o) {
+int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const QOut& oin) {
+  QCodeTable table;
+  QOut o = oin;
+  o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
@@ -555,7 +593,10 @@ int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const Q
   return zeros;
 }
 
-int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8_t* qw, const QOut& o) {
+int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8_t* qw, const QOut& oin) {
+  QCodeTable table;
+  QOut o = oin;
+  o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
@@ -605,6 +646,8 @@ int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, con
                    size_t stride, size_t pad, QOut o, QConvPath path) {
   if (use_direct(qw, C, H, W, kh, kw, stride, pad, 1, 1, o.mode, path))
     return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, 1, 1, o);
+  QCodeTable table;
+  o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));

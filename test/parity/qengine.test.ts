@@ -4,10 +4,10 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { nativeFn } from '../../src/native/binding';
-import { availableIsas, withIsa } from '../../src/native/info';
+import { availableIsas, getThreads, setThreads, withIsa } from '../../src/native/info';
 import { packInt, reluFakeQuant } from '../../src/native/kernels-quant';
 import {
-  QWeights, addRequantU8, convOut, globalAvgPoolU8, globalSumU8, maxpool2dU8, qconv2d, qgemm, qlinearI32, requantU8, type Epilogue,
+  QWeights, addRequantU8, convOut, globalAvgPoolU8, globalSumU8, maxpool2dU8, qconv2d, qconv2dPool, qgemm, qlinearI32, requantU8, type Epilogue,
 } from '../../src/native/kernels-qengine';
 
 const f = Math.fround;
@@ -149,6 +149,58 @@ test('qconv2d equals a direct convolution (LeNet and ResNet shapes, strides, pad
   }
 });
 
+function withThreads<T>(n: number, fn: () => T): T {
+  const prev = getThreads();
+  setThreads(n);
+  try { return fn(); } finally { setThreads(prev); }
+}
+
+test('qconv2dPool equals the JS reference of conv + requant + max pool under every ISA and thread count', () => {
+  const r = lcg(27);
+  // batches that are not multiples of 16 (the direct kernel puts 16 images in the vector lanes),
+  // pools that tile the output (fused) and that do not (conv, then pool), > 32 channels (GEMM path)
+  const cases = [
+    { B: 35, C: 1, H: 28, W: 28, O: 6, k: 5, s: 1, p: 2, pk: 2, ps: 2, max: 255 },
+    { B: 17, C: 6, H: 14, W: 14, O: 16, k: 5, s: 1, p: 0, pk: 2, ps: 2, max: 15 },
+    { B: 3, C: 5, H: 9, W: 11, O: 7, k: 3, s: 1, p: 1, pk: 3, ps: 2, max: 15 },
+    { B: 20, C: 3, H: 12, W: 12, O: 9, k: 3, s: 2, p: 1, pk: 2, ps: 1, max: 255 },
+    { B: 5, C: 2, H: 9, W: 7, O: 33, k: 2, s: 1, p: 0, pk: 2, ps: 2, max: 15 },
+    { B: 1, C: 4, H: 6, W: 6, O: 3, k: 3, s: 1, p: 1, pk: 3, ps: 3, max: 15 },
+  ];
+  for (const t of cases) {
+    const x = randU8(t.B * t.C * t.H * t.W, t.max, r);
+    const w = randCodes(t.O * t.C * t.k * t.k, -8, 7, r);
+    const acc = convRef(x, t.B, t.C, t.H, t.W, w, t.O, t.k, t.s, t.p);
+    // both requant directions (negative scales reverse the order of the codes), a NaN bias
+    const scale = Float32Array.from({ length: t.O }, (_, o) => f((o % 3 === 1 ? -1 : 1) * (0.002 + r() * 0.01)));
+    const bias = Float32Array.from({ length: t.O }, (_, o) => (o === 4 ? NaN : f(r() - 0.3)));
+    const { OH, OW } = convOut(t.H, t.W, { kh: t.k, kw: t.k, stride: t.s, pad: t.p });
+    const PH = Math.floor((OH - t.pk) / t.ps) + 1, PW = Math.floor((OW - t.pk) / t.ps) + 1;
+    const codes = Uint8Array.from(acc, (a, i) => requant(affine(a, scale[Math.floor(i / (OH * OW)) % t.O]!, bias[Math.floor(i / (OH * OW)) % t.O]!), f(2 / 15), 15));
+    const want = new Uint8Array(t.B * t.O * PH * PW);
+    for (let pl = 0; pl < t.B * t.O; pl++) for (let a = 0; a < PH; a++) for (let b = 0; b < PW; b++) {
+      let m = 0;
+      for (let i = 0; i < t.pk; i++) for (let j = 0; j < t.pk; j++) m = Math.max(m, codes[(pl * OH + a * t.ps + i) * OW + b * t.ps + j]!);
+      want[(pl * PH + a) * PW + b] = m;
+    }
+    const wantZeros = codes.filter((v) => v === 0).length;
+    assert.ok(wantZeros > 0 && wantZeros < codes.length, `a mix of zero and non-zero codes in ${JSON.stringify(t)}`);
+    for (const isa of availableIsas()) {
+      withIsa(isa, () => {
+        const qw = QWeights.fromCodes(w, t.O, t.C * t.k * t.k);
+        for (const threads of [1, 2]) {
+          const res = withThreads(threads, () => qconv2dPool(x, { B: t.B, C: t.C, H: t.H, W: t.W }, qw, { kh: t.k, kw: t.k, stride: t.s, pad: t.p },
+            { k: t.pk, stride: t.ps }, { mode: 'codes', scale, bias, actBits: 4, actRange: 2 }));
+          const what = `${isa} threads=${threads} ${JSON.stringify(t)}`;
+          assert.deepEqual({ PH: res.PH, PW: res.PW }, { PH, PW }, what);
+          assert.deepEqual(res.out, want, what);
+          assert.equal(res.zeros, wantZeros, `${what}: zeros before pooling`);
+        }
+      });
+    }
+  }
+});
+
 test('engine codes equal the fake-quant codes of training (same formula, same rounding)', () => {
   const r = lcg(8);
   const n = 4099;
@@ -233,6 +285,18 @@ test('invalid arguments throw TypeError / RangeError naming the argument', () =>
   assert.throws(() => new QWeights(2, 3).repack(new Uint8Array(2), 4), { name: 'RangeError', message: /packed/ });
   assert.throws(() => qconv2d(new Uint8Array(9), { B: 1, C: 1, H: 3, W: 3 }, w, { kh: 3, kw: 3, stride: 1, pad: 0 }, { mode: 'int32' }), { name: 'RangeError', message: /K/ });
   assert.throws(() => maxpool2dU8(new Uint8Array(4), 1, 2, 2, 3, 1), { name: 'RangeError', message: /k/ });
+  const w9 = QWeights.fromCodes(new Int8Array(18), 2, 9);
+  const ep9: Epilogue = { mode: 'codes', scale: new Float32Array(2), bias: new Float32Array(2), actRange: 1 };
+  const conv3 = { kh: 3, kw: 3, stride: 1, pad: 0 };
+  assert.throws(() => qconv2dPool(new Uint8Array(16), { B: 1, C: 1, H: 4, W: 4 }, w9, conv3, { k: 3, stride: 1 }, ep9), { name: 'RangeError', message: /pool.k/ });
+  assert.throws(() => qconv2dPool(new Uint8Array(16), { B: 1, C: 1, H: 4, W: 4 }, w9, conv3, { k: 2, stride: 0 }, ep9), { name: 'RangeError', message: /pool.stride/ });
+  assert.throws(() => qconv2dPool(new Uint8Array(16), { B: 1, C: 1, H: 4, W: 4 }, w9, conv3, { k: 2, stride: 2 }, { mode: 'float', scale: new Float32Array(2), bias: new Float32Array(2) }), { name: 'RangeError', message: /codes/ });
+  assert.throws(() => qconv2dPool(new Uint8Array(15), { B: 1, C: 1, H: 4, W: 4 }, w9, conv3, { k: 2, stride: 2 }, ep9), { name: 'RangeError', message: /x/ });
+  assert.throws(() => qconv2dPool(new Uint8Array(16), { B: 1, C: 1, H: 4, W: 4 }, w9, conv3, { k: 2, stride: 2 }, ep9, new Uint8Array(3)), { name: 'RangeError', message: /out/ });
+  const rawPool = nativeFn<(...x: unknown[]) => unknown>('qconv2dPool');
+  assert.throws(() => rawPool(new Uint8Array(16), 1, 1, 4, 4, w9.buffer, 2, 3, 3, 1, 0, 3, 1, new Uint8Array(2), new Float32Array(2), new Float32Array(2), 4, 1), { name: 'RangeError', message: /poolK/ });
+  assert.throws(() => rawPool(new Uint8Array(16), 1, 1, 4, 4, w9.buffer, 2, 3, 3, 1, 0, 2, 2, new Uint8Array(3), new Float32Array(2), new Float32Array(2), 4, 1), { name: 'RangeError', message: /out/ });
+  assert.throws(() => rawPool(new Uint8Array(16), 1, 1, 4, 4, w9.buffer, 2, 3, 3, 1, 0, 2, 2, new Uint8Array(2), new Float32Array(2), new Float32Array(2), 4, 0), { name: 'RangeError', message: /actRange/ });
   assert.throws(() => addRequantU8(new Float32Array(3), new Float32Array(4), 4, 1), { name: 'RangeError', message: /b/ });
   assert.throws(() => requantU8(new Float32Array(3), 4, -1), { name: 'RangeError', message: /actRange/ });
   // the addon checks on its own (callers that bypass the TS layer), including a corrupted buffer

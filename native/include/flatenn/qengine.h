@@ -67,6 +67,18 @@ const char* qweights_check(const uint8_t* buf, size_t bytes, size_t N, size_t K)
 
 enum class QOutMode : int { Int32 = 0, Float = 1, Codes = 2 };
 
+// Exact division-free requantisation (native/kernels/qrequant.h): with q0 = rhe(min(a * inv, L)),
+// the code of a = max(y, 0) is q0 + [a >= hi[q0]] - [a < lo[q0]] (thresholds found by bisection
+// with the scalar formula, so bit-identical to it).
+struct QCodeTable {
+  float inv;                 // fl(1 / actScale)
+  alignas(64) float lo[16];  // lo[k] = least a with code >= k (lo[0] = 0)
+  alignas(64) float hi[16];  // hi[k] = lo[k + 1], hi[levels] = NaN
+};
+// The table of (actScale, levels), false where the division must stay (levels > 15, actScale
+// outside [2^-100, 2^100]). Recent tables are cached per thread.
+bool qcode_table(float actScale, float levels, QCodeTable* out);
+
 struct QOut {
   QOutMode mode;
   void* data;  // int32_t / float / uint8_t
@@ -75,6 +87,7 @@ struct QOut {
   const float* bias;   // [N] (Float, Codes)
   float actScale;      // Codes
   float levels;        // Codes: 2^bits - 1
+  const QCodeTable* table;  // Codes, optional (set by the drivers): SIMD epilogues skip the division
 };
 
 // Bytes of the packed activation panels for M rows of K.
