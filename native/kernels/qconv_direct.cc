@@ -7,9 +7,9 @@
 // shape (any stride, padding, kernel, pool).
 //
 // Layouts of one task (a block of 16 images; lanes of missing images hold zeros):
-//   frame : uint8 [C][Hf][Wf][16]   zero-padded input (Hp = H + 2p, Wq = W + 2p, Hf = Hp + 3,
-//                                   Wf = Wq + 3: the 3 extra rows/columns are zeros read by
-//                                   groups with fewer than 4 taps)
+//   frame : uint8 [C][Hf][Wf][16]   zero-padded input (Hp = H + 2p, Wq = W + 2p, Hf = Hp + 3 if
+//                                   a V plane is used, Wf = Wq + 3 if an H plane is: the extra
+//                                   rows / columns are zeros read by groups of fewer than 4 taps)
 //   plane : uint8 [Hp*Wq][16][4]    per position (R, C) and image, the 4 bytes one vpdpbusd
 //                                   lane multiplies with 4 weight codes:
 //             H  (channel c)        x[c][R][C..C+3]
@@ -32,8 +32,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "flatenn/core.h"
@@ -64,11 +66,15 @@ struct Cover {
   size_t C, kh, kw;
   std::vector<Plane> planes;
   std::vector<Group> groups;
+  std::vector<int> index;  // [3][C]: plane of (type, channel), -1 if none yet
   int plane_of(int type, size_t ch) {
-    for (size_t p = 0; p < planes.size(); ++p)
-      if (planes[p].type == type && planes[p].ch == int(ch)) return int(p);
-    planes.push_back({type, int(ch)});
-    return int(planes.size() - 1);
+    if (index.empty()) index.assign(3 * C, -1);
+    int& p = index[size_t(type) * C + ch];
+    if (p < 0) {
+      p = int(planes.size());
+      planes.push_back({type, int(ch)});
+    }
+    return p;
   }
   int tap(size_t c, size_t i, size_t j) const { return int((c * kh + i) * kw + j); }
   void h(size_t c, size_t i, size_t j0, size_t n) {  // taps (c, i, j0 .. j0+n-1)
@@ -94,7 +100,7 @@ struct Cover {
 // (0: V runs of 4 rows, leftover rows as Cq; 1: V runs, leftover as partial H; 2: Cq;
 // 3: partial H; 4: partial V), or (5) everything as channel quads.
 Cover make_cover(size_t C, size_t kh, size_t kw, int strategy) {
-  Cover cv{C, kh, kw, {}, {}};
+  Cover cv{C, kh, kw, {}, {}, {}};
   if (strategy == 5) {
     for (size_t i = 0; i < kh; ++i)
       for (size_t j = 0; j < kw; ++j) cv.cq(i, j);
@@ -137,19 +143,39 @@ Cover make_cover(size_t C, size_t kh, size_t kw, int strategy) {
   return cv;
 }
 
+// Groups and planes of each type that make_cover(C, kh, kw, strategy) produces.
+struct CoverCounts { double groups, planesH, planesV, planesCq; };
+CoverCounts cover_counts(size_t C, size_t kh, size_t kw, int strategy) {
+  const double c = double(C), nq = double((C + 3) / 4);
+  const size_t kw4 = kw / 4 * 4, kh4 = kh / 4 * 4, rw = kw - kw4, rh = kh - kh4;
+  if (strategy == 5) return {double(kh * kw) * nq, 0, 0, nq};
+  CoverCounts n{c * double(kh * (kw4 / 4)), kw4 ? c : 0, 0, 0};
+  if (rw == 0) return n;
+  switch (strategy) {
+    case 0: case 1:
+      n.groups += c * double(rw * (kh4 / 4));
+      if (kh4) n.planesV = c;
+      if (rh && strategy == 0) { n.groups += double(rh * rw) * nq; n.planesCq = nq; }
+      if (rh && strategy == 1) { n.groups += c * double(rh); n.planesH = c; }
+      break;
+    case 2: n.groups += double(kh * rw) * nq; n.planesCq = nq; break;
+    case 3: n.groups += c * double(kh); n.planesH = c; break;
+    default: n.groups += c * double(rw * ((kh + 3) / 4)); n.planesV = c; break;
+  }
+  return n;
+}
+
 // Work per block of 16 images, in p0/p5 vector uops: building a position of an H plane takes one
 // load and 2 shuffles, of a V / Cq plane 3 inserts and 2 shuffles; a group costs one vpdpbusd per
 // output channel, pool phase and output position.
-double cover_cost(const Cover& cv, size_t positions, size_t outputs, size_t O) {
-  double c = 0;
-  for (const Plane& p : cv.planes) c += double(positions) * (p.type == kH ? 2 : 5);
-  return c + double(cv.groups.size()) * double(outputs) * double(O);
+double cover_cost(const CoverCounts& n, size_t positions, size_t outputs, size_t O) {
+  return double(positions) * (2 * n.planesH + 5 * (n.planesV + n.planesCq)) + n.groups * double(outputs) * double(O);
 }
 
 // ---- geometry and per-call constants -------------------------------------------------------------
 struct Geo {
   size_t B, C, H, W, kh, kw, s, pad, pk, ps;
-  size_t O, K, Hp, Wq, Hf, Wf, OH, OW, LH, LW, LP, Q, LPpad;
+  size_t O, K, Hp, Wq, Hf, Wf, OH, OW, LH, LW, LP, Q;
 };
 
 struct Call {
@@ -168,28 +194,36 @@ struct Call {
   QCodeTable tab{};
 };
 
-// Smallest acc' in [-amax - 1, amax] whose channel code is non-zero (acc = acc' ^ m), amax + 1 if none.
-int32_t zero_threshold(float s, float b, int32_t m, const QOut& o, int64_t amax) {
-  int64_t lo = -amax - 1, hi = amax + 1;  // f(hi) is taken as true
+// Smallest acc' in [-amax - 1, amax] whose channel code is non-zero (acc = acc' ^ m), amax + 1 if
+// none (the code is non-decreasing in acc'). With a code table, code >= 1 <=> y >= lo[1], which
+// gives a guess to bisect around; the full range is the fallback.
+int32_t zero_threshold(float s, float b, int32_t m, const QOut& o, int64_t amax, const QCodeTable* t) {
+  auto nonzero = [&](int64_t accp) { return qrq::code_of(affine(int32_t(accp) ^ m, s, b), o.actScale, o.levels) >= 1.0f; };
+  int64_t lo = -amax - 1, hi = amax + 1;  // nonzero(hi) is taken as true
+  if (t && std::isfinite(s) && s != 0.0f && std::isfinite(b)) {
+    const double est = (double(t->lo[1]) - double(b)) / double(s);  // acc where y crosses lo[1]
+    if (std::fabs(est) < double(amax)) {
+      const int64_t e = m ? -int64_t(std::floor(est)) - 1 : int64_t(std::floor(est));
+      const int64_t a = std::max(lo, e - 64), z = std::min(hi, e + 64);
+      if ((a == lo || !nonzero(a)) && (z == hi || nonzero(z))) { lo = a; hi = z; }
+    }
+  }
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;
-    const int32_t acc = int32_t(mid) ^ m;
-    if (qrq::code_of(affine(acc, s, b), o.actScale, o.levels) >= 1.0f) hi = mid; else lo = mid + 1;
+    if (nonzero(mid)) hi = mid; else lo = mid + 1;
   }
   return int32_t(lo);
 }
 
-int8_t weight_code(const QwHeader& h, const uint8_t* wdata, size_t n, size_t k) {  // avx512 layout
-  const size_t K4 = h.Kp / 4;
-  return int8_t(wdata[((n / 8) * K4 + k / 4) * 32 + (n % 8) * 4 + k % 4]);
-}
-
 // ---- kernels ------------------------------------------------------------------------------------
-alignas(64) const uint8_t kT44[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
+alignas(64) const uint8_t kT44[64] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,  // per 128-bit lane
+                                      0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                      0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                      0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
 
 // 4x4 transpose of dwords (lane x dword) and of bytes within each lane.
 FL_VNNI inline __m512i perm_t44() { return _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15); }
-FL_VNNI inline __m512i shuf_t44() { return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kT44))); }
+FL_VNNI inline __m512i shuf_t44() { return _mm512_load_si512(kT44); }
 
 // F: lane t = 16 images' bytes of tap t  ->  lane q dword r byte t = byte (4q + r) of lane t
 // (image 4q + r's 4 taps, the vpdpbusd operand).
@@ -230,7 +264,7 @@ FL_VNNI void transpose_rows_in(const uint8_t* const* rows, size_t W, uint8_t* ds
   }
 }
 
-// Staging [positions][16 images] (16 positions from src) -> image rows: out[img] + 0..n-1.
+// Staging [16 elements][16 images] at src -> image rows: out[img][0 .. n) (n <= 16).
 FL_VNNI void transpose_out16(const uint8_t* src, size_t n, uint8_t* const* out, size_t nimg) {
   const __m512i pt = perm_t44(), st = shuf_t44();
   __m512i Z[4];
@@ -239,12 +273,13 @@ FL_VNNI void transpose_out16(const uint8_t* src, size_t n, uint8_t* const* out, 
   const __m512i t2 = _mm512_shuffle_i32x4(Z[2], Z[3], 0x44), t3 = _mm512_shuffle_i32x4(Z[2], Z[3], 0xEE);
   const __m512i Y[4] = {_mm512_shuffle_i32x4(t0, t2, 0x88), _mm512_shuffle_i32x4(t0, t2, 0xDD),
                         _mm512_shuffle_i32x4(t1, t3, 0x88), _mm512_shuffle_i32x4(t1, t3, 0xDD)};
-  const __mmask16 m = __mmask16((1u << n) - 1u);
-  for (size_t j = 0; 4 * j < nimg; ++j) {
-    alignas(64) uint8_t t[64];
-    _mm512_store_si512(t, _mm512_permutexvar_epi32(pt, _mm512_shuffle_epi8(Y[j], st)));
-    for (size_t q = 0; q < 4 && 4 * j + q < nimg; ++q)
-      _mm_mask_storeu_epi8(out[4 * j + q], m, _mm_load_si128(reinterpret_cast<const __m128i*>(t + 16 * q)));
+  alignas(64) uint8_t t[4][64];
+  for (size_t j = 0; 4 * j < nimg; ++j) _mm512_store_si512(t[j], _mm512_permutexvar_epi32(pt, _mm512_shuffle_epi8(Y[j], st)));
+  if (n == 16) {
+    for (size_t i = 0; i < nimg; ++i) std::memcpy(out[i], &t[i / 4][16 * (i % 4)], 16);
+  } else {
+    const __mmask16 m = __mmask16((1u << n) - 1u);
+    for (size_t i = 0; i < nimg; ++i) _mm_mask_storeu_epi8(out[i], m, _mm_load_si128(reinterpret_cast<const __m128i*>(&t[i / 4][16 * (i % 4)])));
   }
 }
 
@@ -258,6 +293,10 @@ FL_VNNI void build_plane(const Call& cl, const Plane& pl, const uint8_t* frame, 
     for (size_t R = 0; R < g.Hp; ++R)
       for (size_t C = 0; C < g.Wq; ++C, dst += 64)
         _mm512_store_si512(dst, taps_to_dwords(_mm512_loadu_si512(src + R * rowB + C * 16), pt, st));
+    return;
+  }
+  if (pl.type == kCq && chB == 16 && size_t(pl.ch) + 4 <= g.C) {  // 1 x 1 frames: the 4 channels are adjacent
+    _mm512_store_si512(dst, taps_to_dwords(_mm512_loadu_si512(frame + size_t(pl.ch) * 16), pt, st));
     return;
   }
   const uint8_t* s[4];
@@ -284,12 +323,12 @@ FL_VNNI inline __m512i codes16(__m512i acc, __m512 vs, __m512 vb, const Call& cl
 
 // acc[c][v] = sum over groups of dot4(pb[v][go[g]], w[g * O + c]): NV aligned loads, NC
 // broadcasts and NC * NV vpdpbusd per group, the accumulators in registers (every loop over them
-// unrolled), stored to `out` at the end.
+// unrolled; not inlined, so the register allocation of this loop stays clean), stored to `out`.
 template <int NC, int NV>
-FL_VNNI inline __attribute__((always_inline)) void mac_tile(const uint8_t* const* pb, const int64_t* go, const int32_t* w,
-                                                            size_t ng, size_t O, __m512i* out) {
+FL_VNNI __attribute__((noinline)) void mac_tile(const uint8_t* const* pb, const int64_t* go, const int32_t* w, size_t ng,
+                                                size_t O, __m512i* out) {
   __m512i acc[NC][NV];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int c = 0; c < NC; ++c)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[c][v] = _mm512_setzero_si512();
@@ -298,73 +337,111 @@ FL_VNNI inline __attribute__((always_inline)) void mac_tile(const uint8_t* const
     __m512i a[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) a[v] = _mm512_load_si512(pb[v] + off);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int c = 0; c < NC; ++c) {
       const __m512i wv = _mm512_set1_epi32(w[c]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[c][v] = _mm512_dpbusd_epi32(acc[c][v], a[v], wv);
     }
   }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int c = 0; c < NC; ++c)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) _mm512_store_si512(out + c * NV + v, acc[c][v]);
 }
 
+// One pool phase of a codes tile: accumulate, then per lane x = acc ^ m (m = -1 for channels
+// with a negative scale, only if NEG), count x < zt (the zero codes), best = max(best, x).
+template <int NC, int NV, bool NEG, bool FIRST>
+FL_VNNI inline __attribute__((always_inline)) void codes_phase(const uint8_t* const* pb, const int64_t* go, const int32_t* w,
+                                                               size_t ng, size_t O, const int32_t* negm, const int32_t* zt,
+                                                               const __mmask16* real, __m512i* best, __m512i& cnt) {
+  alignas(64) __m512i acc[NC * NV];
+  mac_tile<NC, NV>(pb, go, w, ng, O, acc);
+  const __m512i ones = _mm512_set1_epi32(-1);
+#pragma GCC unroll 16
+  for (int c = 0; c < NC; ++c) {
+    const __m512i z = _mm512_set1_epi32(zt[c]);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __m512i x = NEG ? _mm512_xor_si512(acc[c * NV + v], _mm512_set1_epi32(negm[c])) : acc[c * NV + v];
+      cnt = _mm512_mask_sub_epi32(cnt, _mm512_mask_cmplt_epi32_mask(real[v], x, z), cnt, ones);
+      best[c * NV + v] = FIRST ? x : _mm512_max_epi32(best[c * NV + v], x);
+    }
+  }
+}
+
 // Channels [n0, n0 + NC) of one task over all output positions, NV positions at a time.
-template <int NC>
+// Staging: element (n, lp) of image i at (n * LP + lp) * 16 + i.
+template <int NC, int NV, bool NEG>
 FL_VNNI void run_block(const Call& cl, const uint8_t* planes, size_t n0, __mmask16 valid, uint8_t* st8, int32_t* st32,
                        int64_t* zeros) {
-  constexpr int NV = NC <= 6 ? 4 : NC <= 8 ? 3 : 1;
   const Geo& g = cl.g;
-  const size_t ng = cl.cover.groups.size(), O = g.O;
-  const bool codes = cl.o.mode == QOutMode::Codes;
+  const size_t ng = cl.cover.groups.size(), O = g.O, LP = g.LP;
   const int32_t* wbase = cl.wg.data() + n0;
-  alignas(64) __m512i acc[NC * NV], best[NC * NV];
-  int64_t z = 0;
-  for (size_t lp0 = 0; lp0 < g.LP; lp0 += NV) {
-    const uint8_t* pb[NV];
-    for (int v = 0; v < NV; ++v) pb[v] = planes + cl.lpoff[std::min(lp0 + size_t(v), g.LP - 1)];
-    const int nv = int(std::min<size_t>(NV, g.LP - lp0));
-    for (size_t q = 0; q < g.Q; ++q) {
-      mac_tile<NC, NV>(pb, cl.goff.data() + q * ng, wbase, ng, O, acc);
-      if (!codes) {  // Int32 / Float: Q == 1
-        for (int c = 0; c < NC; ++c)
-          for (int v = 0; v < nv; ++v) {
-            int32_t* d = st32 + ((n0 + size_t(c)) * g.LPpad + lp0 + size_t(v)) * kImg;
-            if (cl.o.mode == QOutMode::Int32) { _mm512_storeu_si512(d, acc[c * NV + v]); continue; }
-            __m512 p = _mm512_mul_ps(_mm512_set1_ps(cl.o.scale[n0 + c]), _mm512_cvtepi32_ps(acc[c * NV + v]));
-            __asm__("" : "+v"(p));
-            _mm512_storeu_ps(reinterpret_cast<float*>(d), _mm512_add_ps(p, _mm512_set1_ps(cl.o.bias[n0 + c])));
-          }
-        continue;
-      }
-      for (int c = 0; c < NC; ++c) {
-        const __m512i nm = _mm512_set1_epi32(cl.negm[n0 + c]), zt = _mm512_set1_epi32(cl.zt[n0 + c]);
-        for (int v = 0; v < nv; ++v) {
-          const __m512i x = _mm512_xor_si512(acc[c * NV + v], nm);
-          z += __builtin_popcount(unsigned(_mm512_mask_cmplt_epi32_mask(valid, x, zt)));
-          best[c * NV + v] = q == 0 ? x : _mm512_max_epi32(best[c * NV + v], x);
+  if (cl.o.mode != QOutMode::Codes) {  // Int32 / Float: no pooling
+    for (size_t lp0 = 0; lp0 < LP; lp0 += NV) {
+      const uint8_t* pb[NV];
+      for (int v = 0; v < NV; ++v) pb[v] = planes + cl.lpoff[std::min(lp0 + size_t(v), LP - 1)];
+      alignas(64) __m512i acc[NC * NV];
+      mac_tile<NC, NV>(pb, cl.goff.data(), wbase, ng, O, acc);
+      for (int c = 0; c < NC; ++c)
+        for (int v = 0; v < NV; ++v) {
+          if (lp0 + size_t(v) >= LP) continue;
+          int32_t* d = st32 + ((n0 + size_t(c)) * LP + lp0 + size_t(v)) * kImg;
+          if (cl.o.mode == QOutMode::Int32) { _mm512_storeu_si512(d, acc[c * NV + v]); continue; }
+          __m512 p = _mm512_mul_ps(_mm512_set1_ps(cl.o.scale[n0 + c]), _mm512_cvtepi32_ps(acc[c * NV + v]));
+          __asm__("" : "+v"(p));
+          _mm512_storeu_ps(reinterpret_cast<float*>(d), _mm512_add_ps(p, _mm512_set1_ps(cl.o.bias[n0 + c])));
         }
-      }
     }
-    if (!codes) continue;
+    return;
+  }
+  const int32_t* negm = cl.negm.data() + n0;
+  const int32_t* zt = cl.zt.data() + n0;
+  alignas(64) __m512i best[NC * NV];
+  __m512i cnt = _mm512_setzero_si512();
+  for (size_t lp0 = 0; lp0 < LP; lp0 += NV) {
+    const uint8_t* pb[NV];
+    __mmask16 real[NV];
+    for (int v = 0; v < NV; ++v) {
+      pb[v] = planes + cl.lpoff[std::min(lp0 + size_t(v), LP - 1)];
+      real[v] = lp0 + size_t(v) < LP ? valid : __mmask16(0);
+    }
+    codes_phase<NC, NV, NEG, true>(pb, cl.goff.data(), wbase, ng, O, negm, zt, real, best, cnt);
+    for (size_t q = 1; q < g.Q; ++q)
+      codes_phase<NC, NV, NEG, false>(pb, cl.goff.data() + q * ng, wbase, ng, O, negm, zt, real, best, cnt);
     for (int c = 0; c < NC; ++c) {
-      const __m512i nm = _mm512_set1_epi32(cl.negm[n0 + c]);
       const __m512 vs = _mm512_set1_ps(cl.o.scale[n0 + c]), vb = _mm512_set1_ps(cl.o.bias[n0 + c]);
-      for (int v = 0; v < nv; ++v) {
-        const __m512i qi = codes16(_mm512_xor_si512(best[c * NV + v], nm), vs, vb, cl);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(st8 + ((n0 + size_t(c)) * g.LPpad + lp0 + size_t(v)) * kImg),
-                         _mm512_cvtepi32_epi8(qi));
+      for (int v = 0; v < NV; ++v) {
+        if (lp0 + size_t(v) >= LP) break;
+        __m512i b = best[c * NV + v];
+        if (NEG) b = _mm512_xor_si512(b, _mm512_set1_epi32(negm[c]));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(st8 + ((n0 + size_t(c)) * LP + lp0 + size_t(v)) * kImg),
+                         _mm512_cvtepi32_epi8(codes16(b, vs, vb, cl)));
       }
     }
   }
-  *zeros += z;
+  *zeros += _mm512_reduce_add_epi32(cnt);
 }
 
 using BlockFn = void (*)(const Call&, const uint8_t*, size_t, __mmask16, uint8_t*, int32_t*, int64_t*);
-const BlockFn kBlockFns[kMaxNC + 1] = {nullptr, run_block<1>, run_block<2>, run_block<3>, run_block<4>,
-                                      run_block<5>, run_block<6>, run_block<7>, run_block<8>};
+// Register tiles: NC <= 8 channels x NV(NC) positions (24 accumulators at most), or, for outputs
+// with fewer positions than that (fully connected layers: one), NC <= 16 channels x 1 position.
+constexpr int nv_of(int nc) { return nc <= 6 ? 4 : 3; }
+template <bool NEG, int... NC>
+constexpr std::array<BlockFn, sizeof...(NC) + 1> narrow_fns(std::integer_sequence<int, NC...>) {
+  return {nullptr, run_block<NC + 1, nv_of(NC + 1), NEG>...};
+}
+template <bool NEG, int... NC>
+constexpr std::array<BlockFn, sizeof...(NC) + 1> wide_fns(std::integer_sequence<int, NC...>) {
+  return {nullptr, run_block<NC + 1, 1, NEG>...};
+}
+constexpr size_t kWideNC = 16;
+const std::array<BlockFn, kMaxNC + 1> kNarrow[2] = {narrow_fns<false>(std::make_integer_sequence<int, kMaxNC>()),
+                                                    narrow_fns<true>(std::make_integer_sequence<int, kMaxNC>())};
+const std::array<BlockFn, kWideNC + 1> kWide[2] = {wide_fns<false>(std::make_integer_sequence<int, kWideNC>()),
+                                                   wide_fns<true>(std::make_integer_sequence<int, kWideNC>())};
 
 uint8_t* tls_bytes(int which, size_t bytes) {
   thread_local std::vector<uint8_t> buf[4];
@@ -381,39 +458,47 @@ FL_VNNI void run_task(const Call& cl, const uint8_t* x, size_t b0, size_t nimg, 
   uint8_t* frame = tls_bytes(0, frameBytes);
   uint8_t* planes = tls_bytes(1, cl.planeBytes * cl.cover.planes.size());
   const bool codes = cl.o.mode == QOutMode::Codes;
-  const size_t stBytes = g.O * g.LPpad * kImg * (codes ? 1 : 4);
+  const size_t stBytes = (g.O * g.LP + 16) * kImg * (codes ? 1 : 4);  // [O * LP][16] + a chunk of slack
   uint8_t* stage = tls_bytes(2, stBytes);
   // 1. zero-padded frame, images in lanes
-  std::memset(frame, 0, frameBytes);
   const size_t img = g.C * g.H * g.W;
-  for (size_t c = 0; c < g.C; ++c)
-    for (size_t h = 0; h < g.H; ++h) {
-      const uint8_t* rows[kImg];
-      for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img + (c * g.H + h) * g.W : nullptr;
-      transpose_rows_in(rows, g.W, frame + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg);
-    }
+  const uint8_t* rows[kImg];
+  if (g.Hf == g.H && g.Wf == g.W) {  // no padding, no margins: the frame is each image transposed as a whole
+    for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img : nullptr;
+    transpose_rows_in(rows, img, frame);
+  } else {
+    std::memset(frame, 0, frameBytes);
+    for (size_t c = 0; c < g.C; ++c)
+      for (size_t h = 0; h < g.H; ++h) {
+        for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img + (c * g.H + h) * g.W : nullptr;
+        transpose_rows_in(rows, g.W, frame + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg);
+      }
+  }
   // 2. planes
   for (size_t p = 0; p < cl.cover.planes.size(); ++p) build_plane(cl, cl.cover.planes[p], frame, planes + p * cl.planeBytes);
-  // 3. channel blocks of at most 8, as even as possible
+  // 3. channel blocks as even as possible
   const __mmask16 valid = __mmask16((1u << nimg) - 1u);
-  const size_t nb = (g.O + kMaxNC - 1) / kMaxNC, per = (g.O + nb - 1) / nb;
+  const bool wide = g.LP < 3;
+  const size_t maxNC = wide ? kWideNC : kMaxNC, nb = (g.O + maxNC - 1) / maxNC, per = (g.O + nb - 1) / nb;
   uint8_t* st8 = stage;
   int32_t* st32 = reinterpret_cast<int32_t*>(stage);
-  for (size_t n0 = 0; n0 < g.O; n0 += per) kBlockFns[std::min(per, g.O - n0)](cl, planes, n0, valid, st8, st32, zeros);
-  // 4. staging [O][LPpad][16] -> out [B][O][LP]
+  for (size_t n0 = 0; n0 < g.O; n0 += per) {
+    const size_t nc = std::min(per, g.O - n0);
+    (wide ? kWide[cl.anyNeg][nc] : kNarrow[cl.anyNeg][nc])(cl, planes, n0, valid, st8, st32, zeros);
+  }
+  // 4. staging [O * LP][16] -> out [B][O * LP]: image i's output is one run of O * LP elements
+  const size_t row = g.O * g.LP;
   if (codes) {
-    uint8_t* out = static_cast<uint8_t*>(cl.o.data);
-    for (size_t n = 0; n < g.O; ++n)
-      for (size_t l0 = 0; l0 < g.LP; l0 += 16) {
-        uint8_t* dst[kImg];
-        for (size_t i = 0; i < nimg; ++i) dst[i] = out + ((b0 + i) * g.O + n) * g.LP + l0;
-        transpose_out16(st8 + (n * g.LPpad + l0) * kImg, std::min<size_t>(16, g.LP - l0), dst, nimg);
-      }
+    uint8_t* out = static_cast<uint8_t*>(cl.o.data) + b0 * row;
+    for (size_t j0 = 0; j0 < row; j0 += 16) {
+      uint8_t* dst[kImg];
+      for (size_t i = 0; i < nimg; ++i) dst[i] = out + i * row + j0;
+      transpose_out16(st8 + j0 * kImg, std::min<size_t>(16, row - j0), dst, nimg);
+    }
   } else {
-    int32_t* out = static_cast<int32_t*>(cl.o.data);  // float bits travel as int32
+    int32_t* out = static_cast<int32_t*>(cl.o.data) + b0 * row;  // float bits travel as int32
     for (size_t i = 0; i < nimg; ++i)
-      for (size_t n = 0; n < g.O; ++n)
-        for (size_t l = 0; l < g.LP; ++l) out[((b0 + i) * g.O + n) * g.LP + l] = st32[(n * g.LPpad + l) * kImg + i];
+      for (size_t j = 0; j < row; ++j) out[i * row + j] = st32[j * kImg + i];
   }
 }
 
@@ -447,28 +532,44 @@ int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t
   g.B = B; g.C = C; g.H = H; g.W = W; g.kh = kh; g.kw = kw; g.s = stride; g.pad = pad;
   g.pk = std::max<size_t>(1, poolK); g.ps = std::max<size_t>(1, poolStride);
   g.O = h.N; g.K = C * kh * kw;
-  g.Hp = H + 2 * pad; g.Wq = W + 2 * pad; g.Hf = g.Hp + 3; g.Wf = g.Wq + 3;
+  g.Hp = H + 2 * pad; g.Wq = W + 2 * pad;
   g.OH = conv_out(H, kh, stride, pad); g.OW = conv_out(W, kw, stride, pad);
   g.LH = (g.OH - g.pk) / g.ps + 1; g.LW = (g.OW - g.pk) / g.ps + 1;
-  g.LP = g.LH * g.LW; g.Q = g.pk * g.pk; g.LPpad = (g.LP + 15) / 16 * 16;
+  g.LP = g.LH * g.LW; g.Q = g.pk * g.pk;
   cl.o = o;
   // tap cover with the least work
   double bestCost = 0;
+  int bestS = 0;
   for (int s = 0; s <= 5; ++s) {
-    Cover cv = make_cover(C, kh, kw, s);
-    const double cost = cover_cost(cv, g.Hp * g.Wq, g.LP * g.Q, g.O);
-    if (s == 0 || cost < bestCost) { bestCost = cost; cl.cover = std::move(cv); }
+    const double cost = cover_cost(cover_counts(C, kh, kw, s), g.Hp * g.Wq, g.LP * g.Q, g.O);
+    if (s == 0 || cost < bestCost) { bestCost = cost; bestS = s; }
   }
+  cl.cover = make_cover(C, kh, kw, bestS);
   const size_t ng = cl.cover.groups.size();
+  // 3 zero rows / columns past the padded input for V / H planes (taps of partial groups)
+  bool anyH = false, anyV = false;
+  for (const Plane& pl : cl.cover.planes) { anyH = anyH || pl.type == kH; anyV = anyV || pl.type == kV; }
+  g.Hf = g.Hp + (anyV ? 3 : 0); g.Wf = g.Wq + (anyH ? 3 : 0);
   cl.planeBytes = g.Hp * g.Wq * 64;
-  cl.wg.assign(ng * g.O, 0);
-  for (size_t gi = 0; gi < ng; ++gi)
-    for (size_t n = 0; n < g.O; ++n) {
-      uint8_t b[4] = {0, 0, 0, 0};
-      for (int t = 0; t < 4; ++t)
-        if (cl.cover.groups[gi].k[t] >= 0) b[t] = uint8_t(weight_code(h, wdata, n, size_t(cl.cover.groups[gi].k[t])));
-      std::memcpy(&cl.wg[gi * g.O + n], b, 4);
+  // weight codes transposed, [K + 1][O] (row K: zeros, for the missing taps of a group), out of
+  // the AVX-512 layout [Np/8][Kp/4][8][4]; then one dword of 4 codes per group and channel
+  const size_t O = g.O, K = g.K, K4 = h.Kp / 4;
+  std::vector<uint8_t> codesT((K + 1) * O, 0);
+  for (size_t nb = 0; nb < h.Np / 8; ++nb)
+    for (size_t k4 = 0; k4 < K4; ++k4) {
+      const uint8_t* src = wdata + (nb * K4 + k4) * 32;
+      for (size_t c = 0; c < 8 && nb * 8 + c < O; ++c)
+        for (size_t t = 0; t < 4 && 4 * k4 + t < K; ++t) codesT[(4 * k4 + t) * O + nb * 8 + c] = src[4 * c + t];
     }
+  cl.wg.resize(ng * O);
+  for (size_t gi = 0; gi < ng; ++gi) {
+    const int* k = cl.cover.groups[gi].k;
+    const uint8_t* r[4];
+    for (int t = 0; t < 4; ++t) r[t] = codesT.data() + (k[t] >= 0 ? size_t(k[t]) : K) * O;
+    int32_t* d = cl.wg.data() + gi * O;
+    for (size_t n = 0; n < O; ++n)
+      d[n] = int32_t(uint32_t(r[0][n]) | uint32_t(r[1][n]) << 8 | uint32_t(r[2][n]) << 16 | uint32_t(r[3][n]) << 24);
+  }
   cl.goff.resize(g.Q * ng);
   for (size_t di = 0; di < g.pk; ++di)
     for (size_t dj = 0; dj < g.pk; ++dj)
@@ -484,12 +585,12 @@ int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t
     const int64_t amax = int64_t(g.K) * 255 * 128;
     cl.zt.resize(g.O);
     cl.negm.resize(g.O);
+    cl.table = qcode_table(o.actScale, o.levels, &cl.tab);
     for (size_t n = 0; n < g.O; ++n) {
       cl.negm[n] = o.scale[n] < 0.0f ? -1 : 0;
       cl.anyNeg = cl.anyNeg || cl.negm[n] != 0;
-      cl.zt[n] = zero_threshold(o.scale[n], o.bias[n], cl.negm[n], o, amax);
+      cl.zt[n] = zero_threshold(o.scale[n], o.bias[n], cl.negm[n], o, amax, cl.table ? &cl.tab : nullptr);
     }
-    cl.table = qcode_table(o.actScale, o.levels, &cl.tab);
   }
   const size_t tasks = (B + kImg - 1) / kImg;
   std::vector<int64_t> zeros(tasks, 0);

@@ -593,12 +593,17 @@ int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const Q
   return zeros;
 }
 
-int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8_t* qw, const QOut& oin) {
+int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8_t* qw, const QOut& oin, QConvPath path) {
+  // Row-major [M][N] output of dense rows: a 1 x 1 convolution of M images of K channels, which
+  // the direct kernel runs without packing (16 rows in the vector lanes)
+  QwHeader h;
+  std::memcpy(&h, qw, sizeof h);
+  if (path != QConvPath::Gemm && lda == K && oin.strideN == 1 && oin.strideImg == 0 && oin.P >= int64_t(M) &&
+      oin.strideP == int64_t(h.N) && qconv_direct_applies(qw, K, 1, 1, 1, 1, 1, 0, 1, 1, oin.mode))
+    return qconv2d_direct_u8(A, M, K, 1, 1, qw, 1, 1, 1, 0, 1, 1, oin);
   QCodeTable table;
   QOut o = oin;
   o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
-  QwHeader h;
-  std::memcpy(&h, qw, sizeof h);
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
   const size_t Mp = round_up(M, 16), np = (Mp + kPanel - 1) / kPanel;
   std::unique_ptr<uint8_t[]> panels(new uint8_t[qpanels_bytes(M, K)]);  // every byte is written by pack_panel

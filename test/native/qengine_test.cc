@@ -77,12 +77,15 @@ FL_TEST(qgemm_int32_exact_every_isa_awkward_shapes) {
         for (fl::Isa isa : gemm_isas()) {
           const auto qw = make_weights(W, N, K, isa);
           FL_CHECK(fl::qweights_check(qw.data(), qw.size(), N, K) == nullptr);
-          std::vector<int32_t> out(M * N, 0x5a5a5a5a);
-          fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Int32, out.data(), M, N, nullptr, nullptr, 1, 1));
-          size_t bad = 0;
-          while (bad < out.size() && out[bad] == ref[bad]) ++bad;
-          FL_CHECK(bad == out.size()) << fl::isa_name(isa) << " M=" << M << " N=" << N << " K=" << K << " at m="
-                                      << bad / N << " n=" << bad % N << " ref=" << ref[bad] << " got=" << out[bad];
+          for (fl::QConvPath path : {fl::QConvPath::Gemm, fl::QConvPath::Direct}) {  // Direct: AVX-512 VNNI only
+            std::vector<int32_t> out(M * N, 0x5a5a5a5a);
+            fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Int32, out.data(), M, N, nullptr, nullptr, 1, 1), path);
+            size_t bad = 0;
+            while (bad < out.size() && out[bad] == ref[bad]) ++bad;
+            FL_CHECK(bad == out.size()) << fl::isa_name(isa) << (path == fl::QConvPath::Gemm ? " gemm" : " direct") << " M=" << M
+                                        << " N=" << N << " K=" << K << " at m=" << bad / N << " n=" << bad % N
+                                        << " ref=" << ref[std::min(bad, out.size() - 1)] << " got=" << out[std::min(bad, out.size() - 1)];
+          }
         }
       }
 }
@@ -118,13 +121,15 @@ FL_TEST(qgemm_epilogues_bit_identical_to_scalar) {
   std::vector<uint8_t> cref(M * N);
   int64_t zref = 0;
   bool first = true;
-  for (fl::Isa isa : gemm_isas()) {
+  for (int variant = 0; variant < 2 * int(gemm_isas().size()); ++variant) {
+    const fl::Isa isa = gemm_isas()[size_t(variant / 2)];
+    const fl::QConvPath path = variant % 2 ? fl::QConvPath::Direct : fl::QConvPath::Gemm;  // Direct: AVX-512 VNNI only
     const auto qw = make_weights(W, N, K, isa);
     std::vector<float> f(M * N);
     std::vector<uint8_t> c(M * N, 99);
-    fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Float, f.data(), M, N, scale.data(), bias.data(), as, levels));
-    const int64_t z =
-        fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Codes, c.data(), M, N, scale.data(), bias.data(), as, levels));
+    fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Float, f.data(), M, N, scale.data(), bias.data(), as, levels), path);
+    const int64_t z = fl::qgemm_u8s8(A.data(), M, K, K, qw.data(),
+                                     out_mn(fl::QOutMode::Codes, c.data(), M, N, scale.data(), bias.data(), as, levels), path);
     if (first) {
       fref = f; cref = c; zref = z; first = false;
       // scalar against the formulas, with float(acc) exact here
@@ -147,8 +152,8 @@ FL_TEST(qgemm_epilogues_bit_identical_to_scalar) {
     }
     bool same = true;
     for (size_t i = 0; i < f.size(); ++i) same = same && fbits(f[i]) == fbits(fref[i]);
-    FL_CHECK(same) << fl::isa_name(isa) << " float epilogue";
-    FL_CHECK(c == cref && z == zref) << fl::isa_name(isa) << " codes epilogue";
+    FL_CHECK(same) << fl::isa_name(isa) << " path " << variant % 2 << " float epilogue";
+    FL_CHECK(c == cref && z == zref) << fl::isa_name(isa) << " path " << variant % 2 << " codes epilogue";
   }
 }
 

@@ -110,13 +110,16 @@ extern Kernel<QPanelFn> u8s8_qgemm_panel;  // avx512 variant uses AVX-512 VNNI
 
 // Serial GEMM over packed panels with the weights' ISA; returns the zero codes written (Codes mode).
 int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const QOut& o);
-// Parallel drivers (any thread count gives the same bits). qw must pass qweights_check.
-int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8_t* qw, const QOut& o);
-// Convolution paths: im2col + panel GEMM (every ISA), or the direct kernel of qconv_direct.cc
-// (weights in the AVX-512 VNNI layout only; 16 images in the vector lanes, fused max pool).
-// Auto takes the direct kernel where it applies and the layer has at most 32 output channels.
-// Every path gives the same bits.
+// Paths of the GEMM and convolution drivers: packed panels + GEMM (im2col for convolutions; every
+// ISA), or the direct kernel of qconv_direct.cc (weights in the AVX-512 VNNI layout only; 16
+// images in the vector lanes, fused max pool). Auto takes the direct kernel where it applies (for
+// convolutions: at most 32 output channels). Every path gives the same bits.
 enum class QConvPath : int { Auto = 0, Gemm = 1, Direct = 2 };
+// Parallel drivers (any thread count gives the same bits). qw must pass qweights_check.
+// Dense rows (lda == K) into a row-major [M][N] output run as a 1 x 1 convolution on the direct
+// kernel where it applies (path Auto or Direct).
+int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8_t* qw, const QOut& o,
+                   QConvPath path = QConvPath::Auto);
 // x: [B][C][H][W] uint8 codes, weights [O][C][kh][kw] repacked as [O][C*kh*kw];
 // out: [B][O][OH][OW] (o.P etc. are set here). Returns the zero codes (Codes mode).
 // Direct is taken only where it applies (else the GEMM path runs).
