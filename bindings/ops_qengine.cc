@@ -4,12 +4,16 @@
 //   qweightsRepack(packed: U8, bits: 2|4|8, N, K, dst: U8): string      (the ISA whose layout it wrote)
 //   qweightsFromCodes(codes: I8 [N*K], N, K, dst: U8): string
 //   qgemm(A: U8 [M*lda], M, K, lda, qw: U8, N, mode: 'int32'|'float'|'codes', out: I32|F32|U8 [M*N],
-//         layout: 'mn'|'nm', scale: F32|null, bias: F32|null, actBits, actRange): number (zero codes)
+//         layout: 'mn'|'nm', scale: F32|null, bias: F32|null, actBits, actRange, inBlocked?, outBlocked?): number (zero codes)
 //   qconv2d(x: U8 [B*C*H*W], B, C, H, W, qw: U8, O, kh, kw, stride, pad, mode, out [B*O*OH*OW],
-//           scale: F32|null, bias: F32|null, actBits, actRange): number
+//           scale: F32|null, bias: F32|null, actBits, actRange, inBlocked?, outBlocked?): number
+//   (inBlocked / outBlocked: booleans, default false: the input / output in the blocked layout of
+//   flatenn/qengine.h, [ceil(B/16)][elements][16], whose arrays hold ceil(B/16)*16 items)
 //   qconv2dPool(x: U8 [B*C*H*W], B, C, H, W, qw: U8, O, kh, kw, stride, pad, poolK, poolStride,
-//               out: U8 [B*O*PH*PW], scale: F32, bias: F32, actBits, actRange): number (zero codes before pooling)
+//               out: U8 [B*O*PH*PW], scale: F32, bias: F32, actBits, actRange, inBlocked?, outBlocked?): number
+//               (zero codes before pooling)
 //   maxpool2dU8(x: U8, planes, H, W, k, stride, y: U8): void
+//   maxpool2dU8Blocked(x: U8 blocked [B][C][H][W], B, C, H, W, k, stride, y: U8 blocked [B][C][OH][OW]): void
 //   globalSumU8(x: U8, planes, HW, sums: I32): void
 //   globalAvgPoolU8(x: U8, planes, HW, mul, out: F32|U8, actBits, actRange): number
 //   requantU8(y: F32, actBits, actRange, q: U8): number
@@ -89,6 +93,16 @@ void scale_bias(const Napi::CallbackInfo& info, size_t i, fl::QOutMode mode, siz
   o->bias = b.data;
 }
 
+// Optional layout flags at info[i], info[i + 1] (undefined / null: false): blocked input / output.
+fl::QBlocked blocked_flags(const Napi::CallbackInfo& info, size_t i) {
+  fl::QBlocked b;
+  if (!is_nullish(info, i)) b.in = boolean(info, i, "inBlocked");
+  if (!is_nullish(info, i + 1)) b.out = boolean(info, i + 1, "outBlocked");
+  return b;
+}
+// Items a batch of B occupies: B, or whole blocks of 16 in the blocked layout.
+size_t items(size_t B, bool blocked) { return blocked ? fl::qblocked_items(B) : B; }
+
 const uint8_t* weights(const Napi::CallbackInfo& info, size_t i, size_t N, size_t K) {
   U8 qw = u8(info, i, "qw");
   if (const char* err = fl::qweights_check(qw.data, qw.length, N, K))
@@ -138,13 +152,17 @@ Napi::Value Qgemm(const Napi::CallbackInfo& info) {
   const size_t lda = size_t(integer(info, 3, "lda", int64_t(K), kMaxDim));
   const size_t N = size_t(integer(info, 5, "N", 1, kMaxDim));
   const uint8_t* qw = weights(info, 4, N, K);
-  if (M > 0) need(env, A, mul_checked(env, {M - 1, lda}, "M * lda") + K, "A");
+  const fl::QBlocked bl = blocked_flags(info, 13);
+  if (bl.in && lda != K) range_error(env, "Expected lda == K for a blocked A but received lda = " + std::to_string(lda));
+  if (bl.in) exact(env, A, mul_checked(env, {items(M, true), K}, "M * K"), "A");
+  else if (M > 0) need(env, A, mul_checked(env, {M - 1, lda}, "M * lda") + K, "A");
   const fl::QOutMode mode = parse_mode(info, 6, true);
-  void* out = out_buffer(info, 7, mode, mul_checked(env, {M, N}, "M * N"));
+  void* out = out_buffer(info, 7, mode, mul_checked(env, {items(M, bl.out), N}, "M * N"));
   Napi::Value lv = arg(info, 8);
   if (!lv.IsString()) type_error(env, "layout", "'mn' or 'nm'", lv);
   const std::string layout = lv.As<Napi::String>().Utf8Value();
   if (layout != "mn" && layout != "nm") range_error(env, "Expected 'mn' or 'nm' for layout but received '" + layout + "'");
+  if (bl.out && layout != "mn") range_error(env, "Expected layout 'mn' for a blocked output but received '" + layout + "'");
   fl::QOut o{};
   o.mode = mode;
   o.data = out;
@@ -155,7 +173,7 @@ Napi::Value Qgemm(const Napi::CallbackInfo& info) {
   scale_bias(info, 9, mode, N, &o);
   if (mode == fl::QOutMode::Codes) act_params(info, 11, &o.actScale, &o.levels);
   if (M == 0) return Napi::Number::New(env, 0);
-  return Napi::Number::New(env, double(fl::qgemm_u8s8(A.data, M, K, lda, qw, o)));
+  return Napi::Number::New(env, double(fl::qgemm_u8s8(A.data, M, K, lda, qw, o, fl::QConvPath::Auto, bl)));
 }
 
 Napi::Value Qconv2d(const Napi::CallbackInfo& info) {
@@ -172,16 +190,17 @@ Napi::Value Qconv2d(const Napi::CallbackInfo& info) {
   const size_t K = mul_checked(env, {C, kh, kw}, "C * kh * kw");
   if (K > size_t(kMaxK)) range_error(env, "Expected C * kh * kw <= 65536 but it is " + std::to_string(K));
   const uint8_t* qw = weights(info, 5, O, K);
-  exact(env, x, mul_checked(env, {B, C, H, W}, "B * C * H * W"), "x");
+  const fl::QBlocked bl = blocked_flags(info, 17);
+  exact(env, x, mul_checked(env, {items(B, bl.in), C, H, W}, "B * C * H * W"), "x");
   const size_t OH = fl::conv_out(H, kh, stride, pad), OW = fl::conv_out(W, kw, stride, pad);
   const fl::QOutMode mode = parse_mode(info, 11, true);
   fl::QOut o{};
   o.mode = mode;
-  o.data = out_buffer(info, 12, mode, mul_checked(env, {B, O, OH, OW}, "B * O * OH * OW"));
+  o.data = out_buffer(info, 12, mode, mul_checked(env, {items(B, bl.out), O, OH, OW}, "B * O * OH * OW"));
   scale_bias(info, 13, mode, O, &o);
   if (mode == fl::QOutMode::Codes) act_params(info, 15, &o.actScale, &o.levels);
   if (B == 0) return Napi::Number::New(env, 0);
-  return Napi::Number::New(env, double(fl::qconv2d_u8(x.data, B, C, H, W, qw, kh, kw, stride, pad, o)));
+  return Napi::Number::New(env, double(fl::qconv2d_u8(x.data, B, C, H, W, qw, kh, kw, stride, pad, o, fl::QConvPath::Auto, bl)));
 }
 
 // qconv2dPool(x, B, C, H, W, qw, O, kh, kw, stride, pad, poolK, poolStride, out: U8 [B*O*PH*PW], scale, bias,
@@ -201,7 +220,8 @@ Napi::Value Qconv2dPool(const Napi::CallbackInfo& info) {
   const size_t K = mul_checked(env, {C, kh, kw}, "C * kh * kw");
   if (K > size_t(kMaxK)) range_error(env, "Expected C * kh * kw <= 65536 but it is " + std::to_string(K));
   const uint8_t* qw = weights(info, 5, O, K);
-  exact(env, x, mul_checked(env, {B, C, H, W}, "B * C * H * W"), "x");
+  const fl::QBlocked bl = blocked_flags(info, 18);
+  exact(env, x, mul_checked(env, {items(B, bl.in), C, H, W}, "B * C * H * W"), "x");
   const size_t OH = fl::conv_out(H, kh, stride, pad), OW = fl::conv_out(W, kw, stride, pad);
   if (pk > OH || pk > OW)
     range_error(env, "Expected poolK <= the conv output (" + std::to_string(OH) + "x" + std::to_string(OW) + ") but received " +
@@ -209,11 +229,12 @@ Napi::Value Qconv2dPool(const Napi::CallbackInfo& info) {
   const size_t PH = (OH - pk) / ps + 1, PW = (OW - pk) / ps + 1;
   fl::QOut o{};
   o.mode = fl::QOutMode::Codes;
-  o.data = out_buffer(info, 13, o.mode, mul_checked(env, {B, O, PH, PW}, "B * O * PH * PW"));
+  o.data = out_buffer(info, 13, o.mode, mul_checked(env, {items(B, bl.out), O, PH, PW}, "B * O * PH * PW"));
   scale_bias(info, 14, o.mode, O, &o);
   act_params(info, 16, &o.actScale, &o.levels);
   if (B == 0) return Napi::Number::New(env, 0);
-  return Napi::Number::New(env, double(fl::qconv2d_pool_u8(x.data, B, C, H, W, qw, kh, kw, stride, pad, pk, ps, o)));
+  return Napi::Number::New(env, double(fl::qconv2d_pool_u8(x.data, B, C, H, W, qw, kh, kw, stride, pad, pk, ps, o,
+                                                            fl::QConvPath::Auto, bl)));
 }
 
 Napi::Value Maxpool2dU8(const Napi::CallbackInfo& info) {
@@ -227,6 +248,20 @@ Napi::Value Maxpool2dU8(const Napi::CallbackInfo& info) {
   U8 y = u8(info, 6, "y");
   exact(env, y, planes * ((H - k) / s + 1) * ((W - k) / s + 1), "y");
   fl::maxpool2d_u8(x.data, planes, H, W, k, s, y.data);
+  return env.Undefined();
+}
+
+Napi::Value Maxpool2dU8Blocked(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  U8 x = u8(info, 0, "x");
+  const size_t B = size_t(integer(info, 1, "B", 0, kMaxDim)), C = size_t(integer(info, 2, "C", 1, kMaxDim));
+  const size_t H = size_t(integer(info, 3, "H", 1, kMaxDim)), W = size_t(integer(info, 4, "W", 1, kMaxDim));
+  const size_t k = size_t(integer(info, 5, "k", 1, 64)), s = size_t(integer(info, 6, "stride", 1, 64));
+  if (k > H || k > W) range_error(env, "Expected k <= H and k <= W but received k = " + std::to_string(k));
+  exact(env, x, mul_checked(env, {items(B, true), C, H, W}, "B * C * H * W"), "x");
+  U8 y = u8(info, 7, "y");
+  exact(env, y, items(B, true) * C * ((H - k) / s + 1) * ((W - k) / s + 1), "y");
+  fl::maxpool2d_u8_blocked(x.data, B, C, H, W, k, s, y.data);
   return env.Undefined();
 }
 
@@ -344,6 +379,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("qconv2d", Napi::Function::New(env, Qconv2d, "qconv2d"));
   exports.Set("qconv2dPool", Napi::Function::New(env, Qconv2dPool, "qconv2dPool"));
   exports.Set("maxpool2dU8", Napi::Function::New(env, Maxpool2dU8, "maxpool2dU8"));
+  exports.Set("maxpool2dU8Blocked", Napi::Function::New(env, Maxpool2dU8Blocked, "maxpool2dU8Blocked"));
   exports.Set("globalSumU8", Napi::Function::New(env, GlobalSumU8, "globalSumU8"));
   exports.Set("globalAvgPoolU8", Napi::Function::New(env, GlobalAvgPoolU8, "globalAvgPoolU8"));
   exports.Set("requantU8", Napi::Function::New(env, RequantU8, "requantU8"));

@@ -190,6 +190,7 @@ struct Call {
   std::vector<int32_t> zt;      // [O] zero thresholds (code == 0 <=> acc ^ m < zt)
   std::vector<int32_t> negm;    // [O] 0 or -1
   bool anyNeg = false;
+  bool inBlocked = false, outBlocked = false;  // layouts (qengine.h): blocks of 16 images
   bool table = false;           // threshold requantisation (else division)
   QCodeTable tab{};
 };
@@ -451,28 +452,39 @@ uint8_t* tls_bytes(int which, size_t bytes) {
   return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64;
 }
 
-// One block of images [b0, b0 + nimg).
-FL_VNNI void run_task(const Call& cl, const uint8_t* x, size_t b0, size_t nimg, int64_t* zeros) {
+// Block t: images [16 t, 16 t + nimg).
+FL_VNNI void run_task(const Call& cl, const uint8_t* x, size_t t, size_t nimg, int64_t* zeros) {
   const Geo& g = cl.g;
-  const size_t frameBytes = g.C * g.Hf * g.Wf * kImg;
-  uint8_t* frame = tls_bytes(0, frameBytes);
+  const size_t b0 = t * kImg, frameBytes = g.C * g.Hf * g.Wf * kImg;
   uint8_t* planes = tls_bytes(1, cl.planeBytes * cl.cover.planes.size());
   const bool codes = cl.o.mode == QOutMode::Codes;
-  const size_t stBytes = (g.O * g.LP + 16) * kImg * (codes ? 1 : 4);  // [O * LP][16] + a chunk of slack
-  uint8_t* stage = tls_bytes(2, stBytes);
   // 1. zero-padded frame, images in lanes
   const size_t img = g.C * g.H * g.W;
-  const uint8_t* rows[kImg];
-  if (g.Hf == g.H && g.Wf == g.W) {  // no padding, no margins: the frame is each image transposed as a whole
-    for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img : nullptr;
-    transpose_rows_in(rows, img, frame);
+  const bool flat = g.Hf == g.H && g.Wf == g.W;  // no padding, no margins: the frame is the block itself
+  const uint8_t* frame;
+  if (cl.inBlocked && flat) {
+    frame = x + t * img * kImg;
   } else {
-    std::memset(frame, 0, frameBytes);
-    for (size_t c = 0; c < g.C; ++c)
-      for (size_t h = 0; h < g.H; ++h) {
-        for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img + (c * g.H + h) * g.W : nullptr;
-        transpose_rows_in(rows, g.W, frame + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg);
-      }
+    uint8_t* f = tls_bytes(0, frameBytes);
+    frame = f;
+    const uint8_t* rows[kImg];
+    if (cl.inBlocked) {
+      const uint8_t* src = x + t * img * kImg;
+      std::memset(f, 0, frameBytes);
+      for (size_t c = 0; c < g.C; ++c)
+        for (size_t h = 0; h < g.H; ++h)
+          std::memcpy(f + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg, src + (c * g.H + h) * g.W * kImg, g.W * kImg);
+    } else if (flat) {
+      for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img : nullptr;
+      transpose_rows_in(rows, img, f);
+    } else {
+      std::memset(f, 0, frameBytes);
+      for (size_t c = 0; c < g.C; ++c)
+        for (size_t h = 0; h < g.H; ++h) {
+          for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img + (c * g.H + h) * g.W : nullptr;
+          transpose_rows_in(rows, g.W, f + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg);
+        }
+    }
   }
   // 2. planes
   for (size_t p = 0; p < cl.cover.planes.size(); ++p) build_plane(cl, cl.cover.planes[p], frame, planes + p * cl.planeBytes);
@@ -480,14 +492,18 @@ FL_VNNI void run_task(const Call& cl, const uint8_t* x, size_t b0, size_t nimg, 
   const __mmask16 valid = __mmask16((1u << nimg) - 1u);
   const bool wide = g.LP < 3;
   const size_t maxNC = wide ? kWideNC : kMaxNC, nb = (g.O + maxNC - 1) / maxNC, per = (g.O + nb - 1) / nb;
+  // blocked output: the kernels write the block's [O * LP][16] directly; else a staging buffer
+  const size_t row = g.O * g.LP, elem = codes ? 1 : 4;
+  uint8_t* stage = cl.outBlocked ? static_cast<uint8_t*>(cl.o.data) + t * row * kImg * elem
+                                 : tls_bytes(2, (row + 16) * kImg * elem);  // + a chunk of slack for the transposes
   uint8_t* st8 = stage;
   int32_t* st32 = reinterpret_cast<int32_t*>(stage);
   for (size_t n0 = 0; n0 < g.O; n0 += per) {
     const size_t nc = std::min(per, g.O - n0);
     (wide ? kWide[cl.anyNeg][nc] : kNarrow[cl.anyNeg][nc])(cl, planes, n0, valid, st8, st32, zeros);
   }
+  if (cl.outBlocked) return;
   // 4. staging [O * LP][16] -> out [B][O * LP]: image i's output is one run of O * LP elements
-  const size_t row = g.O * g.LP;
   if (codes) {
     uint8_t* out = static_cast<uint8_t*>(cl.o.data) + b0 * row;
     for (size_t j0 = 0; j0 < row; j0 += 16) {
@@ -523,7 +539,7 @@ bool qconv_direct_applies(const uint8_t* qw, size_t C, size_t H, size_t W, size_
 }
 
 int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
-                          size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o) {
+                          size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o, bool inBlocked, bool outBlocked) {
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
   const uint8_t* wdata = qw + kQwHeaderBytes;
@@ -592,9 +608,11 @@ int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t
       cl.zt[n] = zero_threshold(o.scale[n], o.bias[n], cl.negm[n], o, amax, cl.table ? &cl.tab : nullptr);
     }
   }
+  cl.inBlocked = inBlocked;
+  cl.outBlocked = outBlocked;
   const size_t tasks = (B + kImg - 1) / kImg;
   std::vector<int64_t> zeros(tasks, 0);
-  parallel_for(tasks, [&](size_t t) { run_task(cl, x, t * kImg, std::min(kImg, B - t * kImg), &zeros[t]); });
+  parallel_for(tasks, [&](size_t t) { run_task(cl, x, t, std::min(kImg, B - t * kImg), &zeros[t]); });
   int64_t z = 0;
   for (int64_t v : zeros) z += v;
   return z;

@@ -593,14 +593,32 @@ int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const Q
   return zeros;
 }
 
-int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8_t* qw, const QOut& oin, QConvPath path) {
-  // Row-major [M][N] output of dense rows: a 1 x 1 convolution of M images of K channels, which
-  // the direct kernel runs without packing (16 rows in the vector lanes)
+int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8_t* qw, const QOut& oin, QConvPath path,
+                   QBlocked bl) {
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
-  if (path != QConvPath::Gemm && lda == K && oin.strideN == 1 && oin.strideImg == 0 && oin.P >= int64_t(M) &&
-      oin.strideP == int64_t(h.N) && qconv_direct_applies(qw, K, 1, 1, 1, 1, 1, 0, 1, 1, oin.mode))
-    return qconv2d_direct_u8(A, M, K, 1, 1, qw, 1, 1, 1, 0, 1, 1, oin);
+  // Row-major [M][N] output of dense rows, or blocked: a 1 x 1 convolution of M images of K
+  // channels, which the direct kernel runs without packing (16 rows in the vector lanes)
+  const bool mn = bl.out || (oin.strideN == 1 && oin.strideImg == 0 && oin.P >= int64_t(M) && oin.strideP == int64_t(h.N));
+  if (path != QConvPath::Gemm && lda == K && mn && qconv_direct_applies(qw, K, 1, 1, 1, 1, 1, 0, 1, 1, oin.mode))
+    return qconv2d_direct_u8(A, M, K, 1, 1, qw, 1, 1, 1, 0, 1, 1, oin, bl.in, bl.out);
+  if (bl.in || bl.out) {  // convert around the panel GEMM
+    std::vector<uint8_t> rows, outRows;
+    if (bl.in) {
+      rows.resize(M * K);
+      qunblock(A, M, K, 1, rows.data());
+    }
+    QOut o = oin;
+    const size_t elem = oin.mode == QOutMode::Codes ? 1 : 4;
+    if (bl.out) {
+      outRows.resize(M * h.N * elem);
+      o.data = outRows.data();
+      o.P = int64_t(std::max<size_t>(M, 1)); o.strideImg = 0; o.strideP = int64_t(h.N); o.strideN = 1;
+    }
+    const int64_t z = qgemm_u8s8(bl.in ? rows.data() : A, M, K, bl.in ? K : lda, qw, o, QConvPath::Gemm);
+    if (bl.out) qblock(outRows.data(), M, h.N, elem, oin.data);
+    return z;
+  }
   QCodeTable table;
   QOut o = oin;
   o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
@@ -633,24 +651,39 @@ bool use_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size
 }  // namespace
 
 int64_t qconv2d_pool_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
-                        size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o, QConvPath path) {
+                        size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o, QConvPath path, QBlocked bl) {
   if (use_direct(qw, C, H, W, kh, kw, stride, pad, poolK, poolStride, o.mode, path))
-    return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, o);
+    return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, o, bl.in, bl.out);
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
   const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad);
-  std::vector<uint8_t> y(B * h.N * OH * OW);
+  const size_t PH = (OH - poolK) / poolStride + 1, PW = (OW - poolK) / poolStride + 1;
+  std::vector<uint8_t> y(B * h.N * OH * OW), p(bl.out ? B * h.N * PH * PW : 0);
   QOut oc = o;
   oc.data = y.data();
-  const int64_t z = qconv2d_u8(x, B, C, H, W, qw, kh, kw, stride, pad, oc, path);
-  maxpool2d_u8(y.data(), B * h.N, OH, OW, poolK, poolStride, static_cast<uint8_t*>(o.data));
+  const int64_t z = qconv2d_u8(x, B, C, H, W, qw, kh, kw, stride, pad, oc, path, {bl.in, false});
+  maxpool2d_u8(y.data(), B * h.N, OH, OW, poolK, poolStride, bl.out ? p.data() : static_cast<uint8_t*>(o.data));
+  if (bl.out) qblock(p.data(), B, h.N * PH * PW, 1, o.data);
   return z;
 }
 
 int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
-                   size_t stride, size_t pad, QOut o, QConvPath path) {
+                   size_t stride, size_t pad, QOut o, QConvPath path, QBlocked bl) {
   if (use_direct(qw, C, H, W, kh, kw, stride, pad, 1, 1, o.mode, path))
-    return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, 1, 1, o);
+    return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, 1, 1, o, bl.in, bl.out);
+  if (bl.in || bl.out) {  // convert around the im2col path
+    QwHeader h;
+    std::memcpy(&h, qw, sizeof h);
+    const size_t E = h.N * conv_out(H, kh, stride, pad) * conv_out(W, kw, stride, pad);
+    const size_t elem = o.mode == QOutMode::Codes ? 1 : 4;
+    std::vector<uint8_t> rows(bl.in ? B * C * H * W : 0), outRows(bl.out ? B * E * elem : 0);
+    if (bl.in) qunblock(x, B, C * H * W, 1, rows.data());
+    QOut oc = o;
+    if (bl.out) oc.data = outRows.data();
+    const int64_t z = qconv2d_u8(bl.in ? rows.data() : x, B, C, H, W, qw, kh, kw, stride, pad, oc, QConvPath::Gemm);
+    if (bl.out) qblock(outRows.data(), B, E, elem, o.data);
+    return z;
+  }
   QCodeTable table;
   o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
   QwHeader h;

@@ -197,6 +197,52 @@ int64_t sum_parts(const std::vector<int64_t>& v) {
 
 }  // namespace
 
+// Blocked layout (qengine.h): item b, element e at ((b / 16) * E + e) * 16 + b % 16.
+void qblock(const void* rows, size_t B, size_t E, size_t elem, void* blocked) {
+  const uint8_t* src = static_cast<const uint8_t*>(rows);
+  uint8_t* dst = static_cast<uint8_t*>(blocked);
+  const size_t nb = (B + 15) / 16;
+  parallel_for(nb, [&](size_t t) {
+    uint8_t* d = dst + t * E * 16 * elem;
+    for (size_t i = 0; i < 16; ++i) {
+      const size_t b = t * 16 + i;
+      for (size_t e = 0; e < E; ++e) {
+        if (b < B) std::memcpy(d + (e * 16 + i) * elem, src + (b * E + e) * elem, elem);
+        else std::memset(d + (e * 16 + i) * elem, 0, elem);
+      }
+    }
+  });
+}
+
+void qunblock(const void* blocked, size_t B, size_t E, size_t elem, void* rows) {
+  const uint8_t* src = static_cast<const uint8_t*>(blocked);
+  uint8_t* dst = static_cast<uint8_t*>(rows);
+  const size_t nb = (B + 15) / 16;
+  parallel_for(nb, [&](size_t t) {
+    const uint8_t* s = src + t * E * 16 * elem;
+    for (size_t i = 0; i < 16 && t * 16 + i < B; ++i)
+      for (size_t e = 0; e < E; ++e) std::memcpy(dst + ((t * 16 + i) * E + e) * elem, s + (e * 16 + i) * elem, elem);
+  });
+}
+
+// 16 images per SSE2 vector (baseline x86-64): every ISA runs the same exact max.
+void maxpool2d_u8_blocked(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, size_t k, size_t stride, uint8_t* y) {
+  const size_t OH = (H - k) / stride + 1, OW = (W - k) / stride + 1;
+  const size_t nb = (B + 15) / 16;
+  parallel_for(nb * C, [&](size_t t) {  // one plane of one block
+    const uint8_t* xp = x + t * H * W * 16;
+    uint8_t* yp = y + t * OH * OW * 16;
+    for (size_t oh = 0; oh < OH; ++oh)
+      for (size_t ow = 0; ow < OW; ++ow) {
+        __m128i m = _mm_setzero_si128();
+        for (size_t i = 0; i < k; ++i)
+          for (size_t j = 0; j < k; ++j)
+            m = _mm_max_epu8(m, _mm_loadu_si128(reinterpret_cast<const __m128i*>(xp + ((oh * stride + i) * W + ow * stride + j) * 16)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(yp + (oh * OW + ow) * 16), m);
+      }
+  });
+}
+
 void maxpool2d_u8(const uint8_t* x, size_t planes, size_t H, size_t W, size_t k, size_t stride, uint8_t* y) {
   const size_t OH = (H - k) / stride + 1, OW = (W - k) / stride + 1;
   const MaxpoolFn fn = k_maxpool.fn;

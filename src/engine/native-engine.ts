@@ -3,7 +3,10 @@
 // kernel or im2col + u8 x s8 GEMM) and GEMMs with fused epilogues (scale, bias,
 // folded BN, ReLU + requantise), a max pool that alone consumes a conv's codes
 // fused into the conv, pools and residual joins on uint8 codes. Intermediate
-// buffers are reused from batch to batch.
+// buffers are reused from batch to batch. Where every layer runs on the direct
+// AVX-512 VNNI kernel, activations that only feed convolutions, linear layers
+// and max pools stay in the blocked layout of flatenn/qengine.h (16 images in
+// the vector lanes, [ceil(n/16)][elements][16]), so no layer transposes them.
 import { nativeFn } from '../native/binding';
 import type { DeployedModel } from '../deploy/format';
 import type { Plan, Step } from './plan';
@@ -14,10 +17,11 @@ type Mode = 'int32' | 'float' | 'codes';
 interface QBindings {
   qweightsBytes(N: number, K: number): number;
   qweightsRepack(packed: U8, bits: number, N: number, K: number, dst: U8): string;
-  qgemm(A: U8, M: number, K: number, lda: number, qw: U8, N: number, mode: Mode, out: F32 | U8, layout: 'mn' | 'nm', scale: F32, bias: F32, actBits: number, actRange: number): number;
-  qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, mode: Mode, out: F32 | U8, scale: F32, bias: F32, actBits: number, actRange: number): number;
-  qconv2dPool(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, poolK: number, poolStride: number, out: U8, scale: F32, bias: F32, actBits: number, actRange: number): number;
+  qgemm(A: U8, M: number, K: number, lda: number, qw: U8, N: number, mode: Mode, out: F32 | U8, layout: 'mn' | 'nm', scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean): number;
+  qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, mode: Mode, out: F32 | U8, scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean): number;
+  qconv2dPool(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, poolK: number, poolStride: number, out: U8, scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean): number;
   maxpool2dU8(x: U8, planes: number, H: number, W: number, k: number, stride: number, y: U8): void;
+  maxpool2dU8Blocked(x: U8, B: number, C: number, H: number, W: number, k: number, stride: number, y: U8): void;
   globalSumU8(x: U8, planes: number, HW: number, sums: Int32Array): void;
   requantU8(y: F32, actBits: number, actRange: number, q: U8): number;
   addRequantU8(a: U8 | F32, sa: number, b: U8 | F32, sb: number, actBits: number, actRange: number, q: U8): number;
@@ -29,7 +33,7 @@ let bindings: QBindings | null | undefined;
 function load(): QBindings | null {
   if (bindings !== undefined) return bindings;
   try {
-    const names = ['qweightsBytes', 'qweightsRepack', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8', 'globalSumU8', 'requantU8', 'addRequantU8', 'qlinearI32', 'unpackInt'];
+    const names = ['qweightsBytes', 'qweightsRepack', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8', 'maxpool2dU8Blocked', 'globalSumU8', 'requantU8', 'addRequantU8', 'qlinearI32', 'unpackInt'];
     const b: Record<string, unknown> = {};
     for (const n of names) b[n] = nativeFn(n);
     bindings = b as unknown as QBindings;
@@ -53,6 +57,10 @@ export class NativeEngine {
   private readonly poolOf: number[];
   /** Reused intermediate buffers, per step (and kind), for the last batch size. */
   private readonly buffers = new Map<string, U8 | F32 | Int32Array>();
+  /** Per value id: kept in the blocked layout (when every layer runs on the direct kernel). */
+  private readonly blockable: boolean[];
+  /** Whether the last repack put every layer in the AVX-512 VNNI layout (the direct kernel's). */
+  private allDirect = false;
 
   constructor(private readonly m: DeployedModel, private readonly plan: Plan) {
     const q = load();
@@ -72,6 +80,40 @@ export class NativeEngine {
       if (st.op !== 'layer' || st.node.op !== 'conv' || st.site === null || !next || next.op !== 'maxpool' || next.input !== st.out) return -1;
       return readers(st.out) === 1 ? i + 1 : -1;
     });
+    this.blockable = this.blockedValues();
+  }
+
+  /**
+   * Values that may live in the blocked layout: produced by a conv / linear layer on codes (or a
+   * fused conv + pool) or a max pool of a blocked value, read only by such layers and max pools
+   * (through flatten aliases), and not the output.
+   */
+  private blockedValues(): boolean[] {
+    const steps = this.plan.steps, n = this.plan.kinds.length;
+    const root = (id: number): number => this.aliasOf(id);
+    const blocked = new Array<boolean>(n).fill(false);
+    const gapOut = new Set(steps.filter((s) => s.op === 'gap').map((s) => s.out));
+    steps.forEach((st, i) => {
+      if (st.op === 'layer' && !gapOut.has(root(st.input))) blocked[this.poolOf[i]! >= 0 ? (steps[this.poolOf[i]!] as { out: number }).out : st.out] = true;
+      if (st.op === 'maxpool') blocked[st.out] = true;
+    });
+    for (let changed = true; changed;) {
+      changed = false;
+      steps.forEach((st, i) => {  // an unfused pool writes the layout it reads
+        if (st.op === 'maxpool' && this.poolOf[i - 1] !== i && blocked[st.out] && !blocked[root(st.input)]) { blocked[st.out] = false; changed = true; }
+      });
+      for (let id = 0; id < n; id++) {
+        if (!blocked[id]) continue;
+        const ok = root(this.plan.output) !== id && steps.every((st) => {
+          const ins = st.op === 'add' ? st.inputs : st.op === 'alias' ? [] : [st.input];
+          if (!ins.some((x) => root(x) === id)) return true;
+          if (st.op === 'layer') return true;  // conv / linear layers on codes read it
+          return st.op === 'maxpool' && blocked[st.out]!;  // a pool reads the layout it writes
+        });
+        if (!ok) { blocked[id] = false; changed = true; }
+      }
+    }
+    return blocked;
   }
 
   /** A reusable buffer of `n` elements for step `si` (contents undefined). */
@@ -95,7 +137,9 @@ export class NativeEngine {
     this.m.meta.layers.forEach((l, i) => {
       const packed = memory.subarray(l.byteOffset, l.byteOffset + l.byteLength);
       const N = l.shape[0]!, K = l.count / N;
-      this.q.qweightsRepack(packed, l.bits, N, K, this.qw[i]!);
+      const isa = this.q.qweightsRepack(packed, l.bits, N, K, this.qw[i]!);
+      if (i === 0) this.allDirect = true;
+      this.allDirect &&= isa === 'avx512';
       if (this.codes[i]) this.q.unpackInt(packed, l.bits, l.count, this.codes[i]!);
     });
   }
@@ -104,6 +148,9 @@ export class NativeEngine {
 
   forward(images: U8, n: number): { logits: F32; siteZeros: Float64Array; siteElems: Float64Array } {
     const g = this.m.meta.topology, q = this.q, bits = this.m.meta.actBits;
+    // blocked values hold whole blocks of 16 images
+    const isB = (id: number) => this.allDirect && this.blockable[this.aliasOf(id)]!;
+    const items = (id: number) => (isB(id) ? Math.ceil(n / 16) * 16 : n);
     const vals: Value[] = new Array(g.nodes.length);
     vals[0] = images;
     const siteZeros = new Float64Array(g.sites), siteElems = new Float64Array(g.sites);
@@ -124,24 +171,25 @@ export class NativeEngine {
             // conv + requantise + max pool in one kernel; zeros count the codes before pooling
             const [C, H, W] = st.inShape as [number, number, number];
             const pool = steps[pi] as Extract<Step, { op: 'maxpool' }>;
-            const y = this.buffer<U8>(pi, 'u8', n * size(pool.outShape));
-            const zeros = q.qconv2dPool(x as U8, n, C, H, W, this.qw[st.layer]!, l.shape[0]!, st.node.kernel, st.node.kernel, st.node.stride, st.node.pad, pool.kernel, pool.stride, y, scale, bias, bits, range);
+            const y = this.buffer<U8>(pi, 'u8', items(pool.out) * size(pool.outShape));
+            const zeros = q.qconv2dPool(x as U8, n, C, H, W, this.qw[st.layer]!, l.shape[0]!, st.node.kernel, st.node.kernel, st.node.stride, st.node.pad, pool.kernel, pool.stride, y, scale, bias, bits, range, isB(st.input), isB(pool.out));
             siteZeros[st.site!]! += zeros; siteElems[st.site!]! += total;
             vals[pool.out] = y;
             si = pi;
             break;
           }
           // the logits (the plan's output) get a fresh array: the caller keeps them
+          const cap = items(st.out) * size(st.outShape);
           const out: F32 | U8 = st.out === this.plan.output ? new Float32Array(total)
-            : mode === 'float' ? this.buffer<F32>(si, 'f32', total) : this.buffer<U8>(si, 'u8', total);
+            : mode === 'float' ? this.buffer<F32>(si, 'f32', cap) : this.buffer<U8>(si, 'u8', cap);
           let zeros: number;
           if (st.node.op === 'conv') {
             const [C, H, W] = st.inShape as [number, number, number];
-            zeros = q.qconv2d(x as U8, n, C, H, W, this.qw[st.layer]!, l.shape[0]!, st.node.kernel, st.node.kernel, st.node.stride, st.node.pad, mode, out, scale, bias, bits, range);
+            zeros = q.qconv2d(x as U8, n, C, H, W, this.qw[st.layer]!, l.shape[0]!, st.node.kernel, st.node.kernel, st.node.stride, st.node.pad, mode, out, scale, bias, bits, range, isB(st.input), isB(st.out));
           } else if (x instanceof Int32Array) {
             zeros = q.qlinearI32(x, n, st.node.inFeatures, this.codes[st.layer]!, st.node.outFeatures, mode as 'float' | 'codes', out, scale, bias, bits, range);
           } else {
-            zeros = q.qgemm(x as U8, n, st.node.inFeatures, st.node.inFeatures, this.qw[st.layer]!, st.node.outFeatures, mode, out, 'mn', scale, bias, bits, range);
+            zeros = q.qgemm(x as U8, n, st.node.inFeatures, st.node.inFeatures, this.qw[st.layer]!, st.node.outFeatures, mode, out, 'mn', scale, bias, bits, range, isB(st.input), isB(st.out));
           }
           if (st.site !== null) { siteZeros[st.site]! += zeros; siteElems[st.site]! += total; }
           vals[st.out] = out;
@@ -149,8 +197,9 @@ export class NativeEngine {
         }
         case 'maxpool': {
           const [C, H, W] = st.inShape as [number, number, number];
-          const y = this.buffer<U8>(si, 'u8', n * size(st.outShape));
-          q.maxpool2dU8(vals[st.input] as U8, n * C, H, W, st.kernel, st.stride, y);
+          const y = this.buffer<U8>(si, 'u8', items(st.out) * size(st.outShape));
+          if (isB(st.input)) q.maxpool2dU8Blocked(vals[st.input] as U8, n, C, H, W, st.kernel, st.stride, y);
+          else q.maxpool2dU8(vals[st.input] as U8, n * C, H, W, st.kernel, st.stride, y);
           vals[st.out] = y;
           break;
         }

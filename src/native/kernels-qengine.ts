@@ -24,12 +24,15 @@ interface QNative {
   qweightsRepack(packed: U8, bits: number, N: number, K: number, dst: U8): IsaName;
   qweightsFromCodes(codes: Int8Array, N: number, K: number, dst: U8): IsaName;
   qgemm(A: U8, M: number, K: number, lda: number, qw: U8, N: number, mode: QMode, out: Int32Array | F32 | U8, layout: QLayout,
-    scale: F32 | null, bias: F32 | null, actBits: number, actRange: number): number;
+    scale: F32 | null, bias: F32 | null, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean): number;
   qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number,
-    mode: QMode, out: Int32Array | F32 | U8, scale: F32 | null, bias: F32 | null, actBits: number, actRange: number): number;
+    mode: QMode, out: Int32Array | F32 | U8, scale: F32 | null, bias: F32 | null, actBits: number, actRange: number, inBlocked: boolean,
+    outBlocked: boolean): number;
   qconv2dPool(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number,
-    poolK: number, poolStride: number, out: U8, scale: F32, bias: F32, actBits: number, actRange: number): number;
+    poolK: number, poolStride: number, out: U8, scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean,
+    outBlocked: boolean): number;
   maxpool2dU8(x: U8, planes: number, H: number, W: number, k: number, stride: number, y: U8): void;
+  maxpool2dU8Blocked(x: U8, B: number, C: number, H: number, W: number, k: number, stride: number, y: U8): void;
   globalSumU8(x: U8, planes: number, HW: number, sums: Int32Array): void;
   globalAvgPoolU8(x: U8, planes: number, HW: number, mul: number, out: F32 | U8, actBits: number, actRange: number): number;
   requantU8(y: F32, actBits: number, actRange: number, q: U8): number;
@@ -45,7 +48,7 @@ export interface PeakProbe { macs: number; seconds: number; cpuSeconds: number }
 let cached: QNative | null = null;
 function nat(): QNative {
   if (cached) return cached;
-  const names: (keyof QNative)[] = ['qweightsBytes', 'qweightsRepack', 'qweightsFromCodes', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8',
+  const names: (keyof QNative)[] = ['qweightsBytes', 'qweightsRepack', 'qweightsFromCodes', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8', 'maxpool2dU8Blocked',
     'globalSumU8', 'globalAvgPoolU8', 'requantU8', 'addRequantU8', 'qlinearI32', 'qgemmPeakProbe'];
   const o: Record<string, unknown> = {};
   for (const n of names) o[n] = nativeFn(n);
@@ -130,20 +133,49 @@ function checkWeights(w: QWeights): void {
 export interface QResult<T> { out: T; zeros: number }
 
 /**
+ * Blocked layout ("images in lanes", flatenn/qengine.h): a batch of B items of E elements each as
+ * [ceil(B/16)][E][16], element e of item b at ((b >> 4) * E + e) * 16 + (b & 15); arrays hold
+ * ceil(B/16)*16 items. The direct AVX-512 VNNI kernels read and write it without transposing
+ * (other ISAs convert), so chains of layers can keep their activations blocked.
+ */
+export interface Blocked { inBlocked?: boolean; outBlocked?: boolean }
+/** Items a batch of `B` occupies in the blocked layout. */
+export function blockedItems(B: number): number { return Math.ceil(B / 16) * 16; }
+/** Rows [B][E] into the blocked layout (lanes past B zero). */
+export function toBlocked<T extends U8 | F32 | Int32Array>(rows: T, B: number, E: number): T {
+  const out = new (rows.constructor as new (n: number) => T)(blockedItems(B) * E);
+  for (let b = 0; b < B; b++) for (let e = 0; e < E; e++) out[((b >> 4) * E + e) * 16 + (b & 15)] = rows[b * E + e]!;
+  return out;
+}
+/** The blocked layout back into rows [B][E]. */
+export function fromBlocked<T extends U8 | F32 | Int32Array>(blocked: T, B: number, E: number): T {
+  const out = new (blocked.constructor as new (n: number) => T)(B * E);
+  for (let b = 0; b < B; b++) for (let e = 0; e < E; e++) out[b * E + e] = blocked[((b >> 4) * E + e) * 16 + (b & 15)]!;
+  return out;
+}
+const items = (B: number, blocked: boolean | undefined) => (blocked ? blockedItems(B) : B);
+function bool(name: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw new TypeError(`Expected a boolean for ${name} but received ${a.describe(v)}`);
+  return v;
+}
+
+/**
  * GEMM of uint8 activations A [M][lda] (first K columns used) with the weights, output [M][N]
  * ('mn', default) or [N][M] ('nm'). Returns the output and, in 'codes' mode, the number of zero codes.
  */
-export function qgemm(A: U8, M: number, w: QWeights, epilogue: Epilogue, opts: { lda?: number; layout?: QLayout; out?: Int32Array | F32 | U8 } = {}): QResult<Int32Array | F32 | U8> {
+export function qgemm(A: U8, M: number, w: QWeights, epilogue: Epilogue, opts: { lda?: number; layout?: QLayout; out?: Int32Array | F32 | U8 } & Blocked = {}): QResult<Int32Array | F32 | U8> {
   a.u8('A', A);
   checkWeights(w);
   a.int('M', M, 0, 2 ** 30);
-  const lda = a.int('lda', opts.lda ?? w.K, w.K, 2 ** 30);
-  if (M > 0) a.atLeast('A', A, (M - 1) * lda + w.K);
+  const inB = bool('opts.inBlocked', opts.inBlocked ?? false), outB = bool('opts.outBlocked', opts.outBlocked ?? false);
+  const lda = a.int('lda', opts.lda ?? w.K, w.K, inB ? w.K : 2 ** 30);
+  if (inB) a.length('A', A, blockedItems(M) * w.K);
+  else if (M > 0) a.atLeast('A', A, (M - 1) * lda + w.K);
   checkEpilogue(epilogue, w.N);
-  const layout = a.oneOf('layout', opts.layout ?? 'mn', ['mn', 'nm'] as const);
-  const out = outFor(epilogue.mode, M * w.N, opts.out);
+  const layout = a.oneOf('layout', opts.layout ?? 'mn', outB ? ['mn'] as const : ['mn', 'nm'] as const);
+  const out = outFor(epilogue.mode, items(M, outB) * w.N, opts.out);
   const zeros = nat().qgemm(A, M, w.K, lda, w.buffer, w.N, epilogue.mode, out, layout, epilogue.scale ?? null, epilogue.bias ?? null,
-    epilogue.actBits ?? 4, epilogue.actRange ?? 1);
+    epilogue.actBits ?? 4, epilogue.actRange ?? 1, inB, outB);
   return { out, zeros };
 }
 
@@ -159,7 +191,8 @@ export function convOut(H: number, W: number, p: ConvParams): { OH: number; OW: 
  * Convolution of uint8 codes x [B][C][H][W] (zero padding = code 0 / raw pixel 0) with weights
  * [O][C][kh][kw] packed as QWeights(O, C*kh*kw); output [B][O][OH][OW] in the epilogue's mode.
  */
-export function qconv2d(x: U8, shape: ConvShape, w: QWeights, conv: ConvParams, epilogue: Epilogue, out?: Int32Array | F32 | U8): QResult<Int32Array | F32 | U8> & { OH: number; OW: number } {
+export function qconv2d(x: U8, shape: ConvShape, w: QWeights, conv: ConvParams, epilogue: Epilogue, out?: Int32Array | F32 | U8,
+  blocked: Blocked = {}): QResult<Int32Array | F32 | U8> & { OH: number; OW: number } {
   a.u8('x', x);
   checkWeights(w);
   const B = a.int('shape.B', shape.B, 0, 2 ** 30), C = a.int('shape.C', shape.C, 1, 2 ** 30);
@@ -168,12 +201,13 @@ export function qconv2d(x: U8, shape: ConvShape, w: QWeights, conv: ConvParams, 
   const stride = a.int('conv.stride', conv.stride, 1, 64), pad = a.int('conv.pad', conv.pad, 0, 64);
   if (C * kh * kw !== w.K) throw new RangeError(`Expected weights with K = C*kh*kw = ${C * kh * kw} but w has K = ${w.K}`);
   if (H + 2 * pad < kh || W + 2 * pad < kw) throw new RangeError(`The kernel ${kh}x${kw} is larger than the padded input ${H + 2 * pad}x${W + 2 * pad}`);
-  a.length('x', x, B * C * H * W);
+  const inB = bool('blocked.inBlocked', blocked.inBlocked ?? false), outB = bool('blocked.outBlocked', blocked.outBlocked ?? false);
+  a.length('x', x, items(B, inB) * C * H * W);
   checkEpilogue(epilogue, w.N);
   const { OH, OW } = convOut(H, W, { kh, kw, stride, pad });
-  const o = outFor(epilogue.mode, B * w.N * OH * OW, out);
+  const o = outFor(epilogue.mode, items(B, outB) * w.N * OH * OW, out);
   const zeros = nat().qconv2d(x, B, C, H, W, w.buffer, w.N, kh, kw, stride, pad, epilogue.mode, o, epilogue.scale ?? null,
-    epilogue.bias ?? null, epilogue.actBits ?? 4, epilogue.actRange ?? 1);
+    epilogue.bias ?? null, epilogue.actBits ?? 4, epilogue.actRange ?? 1, inB, outB);
   return { out: o, zeros, OH, OW };
 }
 
@@ -183,7 +217,7 @@ export function qconv2d(x: U8, shape: ConvShape, w: QWeights, conv: ConvParams, 
  * `zeros` counts the zero codes of the convolution output before pooling.
  */
 export function qconv2dPool(x: U8, shape: ConvShape, w: QWeights, conv: ConvParams, pool: { k: number; stride: number }, epilogue: Epilogue,
-  out?: U8): QResult<U8> & { PH: number; PW: number } {
+  out?: U8, blocked: Blocked = {}): QResult<U8> & { PH: number; PW: number } {
   a.u8('x', x);
   checkWeights(w);
   const B = a.int('shape.B', shape.B, 0, 2 ** 30), C = a.int('shape.C', shape.C, 1, 2 ** 30);
@@ -192,15 +226,16 @@ export function qconv2dPool(x: U8, shape: ConvShape, w: QWeights, conv: ConvPara
   const stride = a.int('conv.stride', conv.stride, 1, 64), pad = a.int('conv.pad', conv.pad, 0, 64);
   if (C * kh * kw !== w.K) throw new RangeError(`Expected weights with K = C*kh*kw = ${C * kh * kw} but w has K = ${w.K}`);
   if (H + 2 * pad < kh || W + 2 * pad < kw) throw new RangeError(`The kernel ${kh}x${kw} is larger than the padded input ${H + 2 * pad}x${W + 2 * pad}`);
-  a.length('x', x, B * C * H * W);
+  const inB = bool('blocked.inBlocked', blocked.inBlocked ?? false), outB = bool('blocked.outBlocked', blocked.outBlocked ?? false);
+  a.length('x', x, items(B, inB) * C * H * W);
   checkEpilogue(epilogue, w.N);
   if (epilogue.mode !== 'codes') throw new RangeError(`Expected the 'codes' epilogue for a pooled convolution but received '${epilogue.mode}'`);
   const { OH, OW } = convOut(H, W, { kh, kw, stride, pad });
   const pk = a.int('pool.k', pool.k, 1, Math.min(64, OH, OW)), ps = a.int('pool.stride', pool.stride, 1, 64);
   const PH = Math.floor((OH - pk) / ps) + 1, PW = Math.floor((OW - pk) / ps) + 1;
-  const o = outFor('codes', B * w.N * PH * PW, out) as U8;
+  const o = outFor('codes', items(B, outB) * w.N * PH * PW, out) as U8;
   const zeros = nat().qconv2dPool(x, B, C, H, W, w.buffer, w.N, kh, kw, stride, pad, pk, ps, o, epilogue.scale!, epilogue.bias!,
-    epilogue.actBits ?? 4, epilogue.actRange!);
+    epilogue.actBits ?? 4, epilogue.actRange!, inB, outB);
   return { out: o, zeros, PH, PW };
 }
 
@@ -217,6 +252,23 @@ export function maxpool2dU8(x: U8, planes: number, H: number, W: number, k: numb
   const y = out === undefined ? new Uint8Array(n) : a.u8('out', out);
   a.length('out', y, n);
   nat().maxpool2dU8(x, planes, H, W, k, stride, y);
+  return y;
+}
+
+/** Max pooling of blocked codes [B][C][H][W] (k x k windows, a stride, no padding) into blocked [B][C][OH][OW]. */
+export function maxpool2dU8Blocked(x: U8, B: number, C: number, H: number, W: number, k: number, stride: number, out?: U8): U8 {
+  a.u8('x', x);
+  a.int('B', B, 0, 2 ** 30);
+  a.int('C', C, 1, 2 ** 30);
+  a.int('H', H, 1, 2 ** 30);
+  a.int('W', W, 1, 2 ** 30);
+  a.int('k', k, 1, Math.min(64, H, W));
+  a.int('stride', stride, 1, 64);
+  a.length('x', x, blockedItems(B) * C * H * W);
+  const n = blockedItems(B) * C * (Math.floor((H - k) / stride) + 1) * (Math.floor((W - k) / stride) + 1);
+  const y = out === undefined ? new Uint8Array(n) : a.u8('out', out);
+  a.length('out', y, n);
+  nat().maxpool2dU8Blocked(x, B, C, H, W, k, stride, y);
   return y;
 }
 

@@ -555,3 +555,87 @@ FL_TEST(qconv2d_direct_requant_ties_and_extreme_values) {
     }
   }
 }
+
+// ---- blocked layout (16 images in the lanes) ---------------------------------------------------
+namespace {
+
+// x [B][E] -> blocked, with junk in the lanes past B (they must never reach real lanes)
+std::vector<uint8_t> blocked_with_junk(const std::vector<uint8_t>& x, size_t B, size_t E) {
+  std::vector<uint8_t> b(fl::qblocked_items(B) * E);
+  fl::qblock(x.data(), B, E, 1, b.data());
+  for (size_t e = 0; e < E; ++e)
+    for (size_t i = B % 16 ? B % 16 : 16; i < 16; ++i) b[((B / 16) * E + e) * 16 + i] = uint8_t(0xA7 + 13 * e);
+  return b;
+}
+
+}  // namespace
+
+FL_TEST(blocked_layout_every_driver_every_isa) {
+  // conv (+ pool) and GEMM drivers with blocked inputs and / or outputs equal the plain ones;
+  // B = 21: one full block and one partial
+  const size_t B = 21;
+  const size_t C = 3, H = 10, W = 10, O = 7, k = 3, s = 1, p = 1, K = C * k * k;
+  const auto x = rand_u8(B * C * H * W, 2101, 255);
+  const auto w = rand_codes(O * K, 2102, -8, 7);
+  std::vector<float> scale, bias;
+  conv_epilogue(O, 2103, false, &scale, &bias);
+  const size_t OH = fl::conv_out(H, k, s, p), OW = fl::conv_out(W, k, s, p), E = O * OH * OW, PE = O * (OH / 2) * (OW / 2);
+  const size_t GK = 37, GN = 19;  // GEMM [B][GK] x [GN][GK]
+  const auto A = rand_u8(B * GK, 2104, 15);
+  const auto gw = rand_codes(GN * GK, 2105, -8, 7);
+  std::vector<float> gs, gb;
+  conv_epilogue(GN, 2106, false, &gs, &gb);
+  const auto xb = blocked_with_junk(x, B, C * H * W), Ab = blocked_with_junk(A, B, GK);
+  for (fl::Isa isa : gemm_isas()) {
+    const auto qw = make_weights(w, O, K, isa), gq = make_weights(gw, GN, GK, isa);
+    for (fl::QConvPath path : {fl::QConvPath::Gemm, fl::QConvPath::Auto}) {
+      fl::QOut o{};
+      o.mode = fl::QOutMode::Codes; o.scale = scale.data(); o.bias = bias.data(); o.actScale = 0.3f / 15.0f; o.levels = 15.0f;
+      fl::QOut go = out_mn(fl::QOutMode::Codes, nullptr, B, GN, gs.data(), gb.data(), 0.9f / 15.0f, 15.0f);
+      std::vector<uint8_t> conv(B * E), pool(B * PE), gemm(B * GN);
+      o.data = conv.data();
+      const int64_t zc = fl::qconv2d_u8(x.data(), B, C, H, W, qw.data(), k, k, s, p, o, path);
+      o.data = pool.data();
+      const int64_t zp = fl::qconv2d_pool_u8(x.data(), B, C, H, W, qw.data(), k, k, s, p, 2, 2, o, path);
+      go.data = gemm.data();
+      const int64_t zg = fl::qgemm_u8s8(A.data(), B, GK, GK, gq.data(), go, path);
+      for (int bits = 1; bits < 4; ++bits) {
+        const fl::QBlocked bl{(bits & 1) != 0, (bits & 2) != 0};
+        const std::string what = std::string(fl::isa_name(isa)) + (path == fl::QConvPath::Gemm ? " gemm" : " auto") +
+                                 " in=" + std::to_string(bl.in) + " out=" + std::to_string(bl.out);
+        auto run = [&](auto fn, size_t items, size_t per, const std::vector<uint8_t>& want, int64_t zwant, const char* name) {
+          std::vector<uint8_t> y(bl.out ? fl::qblocked_items(items) * per : items * per, 0x55);
+          const int64_t z = fn(y.data());
+          std::vector<uint8_t> plain(items * per);
+          if (bl.out) fl::qunblock(y.data(), items, per, 1, plain.data());
+          else plain = y;
+          FL_CHECK(plain == want && z == zwant) << name << " " << what << " zeros " << z << " vs " << zwant;
+        };
+        run([&](uint8_t* y) { fl::QOut q = o; q.data = y;
+              return fl::qconv2d_u8(bl.in ? xb.data() : x.data(), B, C, H, W, qw.data(), k, k, s, p, q, path, bl); },
+            B, E, conv, zc, "conv");
+        run([&](uint8_t* y) { fl::QOut q = o; q.data = y;
+              return fl::qconv2d_pool_u8(bl.in ? xb.data() : x.data(), B, C, H, W, qw.data(), k, k, s, p, 2, 2, q, path, bl); },
+            B, PE, pool, zp, "conv+pool");
+        run([&](uint8_t* y) { fl::QOut q = go; q.data = y;
+              return fl::qgemm_u8s8(bl.in ? Ab.data() : A.data(), B, GK, GK, gq.data(), q, path, bl); },
+            B, GN, gemm, zg, "gemm");
+      }
+      // int32 outputs through the blocked layout (4-byte elements)
+      std::vector<int32_t> acc(B * E), accb(fl::qblocked_items(B) * E), accp(B * E);
+      fl::QOut oi{};
+      oi.mode = fl::QOutMode::Int32; oi.data = acc.data();
+      fl::qconv2d_u8(x.data(), B, C, H, W, qw.data(), k, k, s, p, oi, path);
+      oi.data = accb.data();
+      fl::qconv2d_u8(xb.data(), B, C, H, W, qw.data(), k, k, s, p, oi, path, {true, true});
+      fl::qunblock(accb.data(), B, E, 4, accp.data());
+      FL_CHECK(acc == accp) << fl::isa_name(isa) << " int32 blocked";
+    }
+  }
+  // the pool on blocked data
+  std::vector<uint8_t> y(B * C * 5 * 5), yb(fl::qblocked_items(B) * C * 5 * 5), yp(B * C * 5 * 5);
+  fl::maxpool2d_u8(x.data(), B * C, H, W, 2, 2, y.data());
+  fl::maxpool2d_u8_blocked(xb.data(), B, C, H, W, 2, 2, yb.data());
+  fl::qunblock(yb.data(), B, C * 25, 1, yp.data());
+  FL_CHECK(y == yp) << "maxpool blocked";
+}

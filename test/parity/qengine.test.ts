@@ -7,7 +7,8 @@ import { nativeFn } from '../../src/native/binding';
 import { availableIsas, getThreads, setThreads, withIsa } from '../../src/native/info';
 import { packInt, reluFakeQuant } from '../../src/native/kernels-quant';
 import {
-  QWeights, addRequantU8, convOut, globalAvgPoolU8, globalSumU8, maxpool2dU8, qconv2d, qconv2dPool, qgemm, qlinearI32, requantU8, type Epilogue,
+  QWeights, addRequantU8, blockedItems, convOut, fromBlocked, globalAvgPoolU8, globalSumU8, maxpool2dU8, maxpool2dU8Blocked, qconv2d, qconv2dPool,
+  qgemm, qlinearI32, requantU8, toBlocked, type Epilogue,
 } from '../../src/native/kernels-qengine';
 
 const f = Math.fround;
@@ -199,6 +200,50 @@ test('qconv2dPool equals the JS reference of conv + requant + max pool under eve
       });
     }
   }
+});
+
+test('blocked layout (16 images in the lanes) in and out of conv, conv + pool, GEMM and max pool equals the plain layout', () => {
+  const r = lcg(29);
+  const B = 19, C = 2, H = 12, W = 12, O = 5, k = 3, N = 11;
+  const x = randU8(B * C * H * W, 255, r), A = randU8(B * 50, 15, r);
+  const wc = randCodes(O * C * k * k, -8, 7, r), wg = randCodes(N * 50, -8, 7, r);
+  const ep = (n: number): Epilogue => ({ mode: 'codes', scale: Float32Array.from({ length: n }, () => f(0.003 + r() * 0.01)),
+    bias: Float32Array.from({ length: n }, () => f(r() - 0.3)), actBits: 4, actRange: 2 });
+  const ec = ep(O), eg = ep(N);
+  const conv = { kh: k, kw: k, stride: 1, pad: 1 }, shape = { B, C, H, W };
+  // junk in the lanes past B of the blocked inputs: it must not reach real lanes
+  const junk = (b: U8Like, E: number) => { for (let e = 0; e < E; e++) for (let i = B % 16; i < 16; i++) b[(Math.floor(B / 16) * E + e) * 16 + i] = 200 + (e % 50); return b; };
+  type U8Like = Uint8Array;
+  const xb = junk(toBlocked(x, B, C * H * W), C * H * W), Ab = junk(toBlocked(A, B, 50), 50);
+  assert.deepEqual(fromBlocked(xb, B, C * H * W), x);
+  for (const isa of availableIsas()) {
+    withIsa(isa, () => {
+      const qc = QWeights.fromCodes(wc, O, C * k * k), qg = QWeights.fromCodes(wg, N, 50);
+      const c0 = qconv2d(x, shape, qc, conv, ec), p0 = qconv2dPool(x, shape, qc, conv, { k: 2, stride: 2 }, ec), g0 = qgemm(A, B, qg, eg);
+      for (const [inBlocked, outBlocked] of [[true, false], [false, true], [true, true]] as const) {
+        const bl = { inBlocked, outBlocked }, what = `${isa} ${JSON.stringify(bl)}`;
+        const un = (v: U8Like, E: number) => (outBlocked ? fromBlocked(v, B, E) : v);
+        const c1 = qconv2d(inBlocked ? xb : x, shape, qc, conv, ec, undefined, bl);
+        assert.equal(c1.out.length, (outBlocked ? blockedItems(B) : B) * O * 144, what);
+        assert.deepEqual(un(c1.out as U8Like, O * 144), c0.out, `conv ${what}`);
+        assert.equal(c1.zeros, c0.zeros, `conv zeros ${what}`);
+        const p1 = qconv2dPool(inBlocked ? xb : x, shape, qc, conv, { k: 2, stride: 2 }, ec, undefined, bl);
+        assert.deepEqual(un(p1.out, O * 36), p0.out, `conv+pool ${what}`);
+        assert.equal(p1.zeros, p0.zeros, `conv+pool zeros ${what}`);
+        const g1 = qgemm(inBlocked ? Ab : A, B, qg, eg, bl);
+        assert.deepEqual(un(g1.out as U8Like, N), g0.out, `gemm ${what}`);
+        assert.equal(g1.zeros, g0.zeros, `gemm zeros ${what}`);
+      }
+      assert.deepEqual(fromBlocked(maxpool2dU8Blocked(xb, B, C, H, W, 2, 2), B, C * 36), maxpool2dU8(x, B * C, H, W, 2, 2), `${isa} maxpool`);
+    });
+  }
+  assert.throws(() => qgemm(Ab, B, QWeights.fromCodes(wg, N, 50), eg, { inBlocked: true, lda: 51 }), { name: 'RangeError', message: /lda/ });
+  assert.throws(() => qgemm(A, B, QWeights.fromCodes(wg, N, 50), eg, { outBlocked: true, layout: 'nm' }), { name: 'RangeError', message: /layout/ });
+  assert.throws(() => qconv2d(x, shape, QWeights.fromCodes(wc, O, C * k * k), conv, ec, undefined, { inBlocked: true }), { name: 'RangeError', message: /x/ });
+  assert.throws(() => qconv2d(x, shape, QWeights.fromCodes(wc, O, C * k * k), conv, ec, undefined, { inBlocked: 1 as unknown as boolean }), { name: 'TypeError', message: /inBlocked/ });
+  const rawConv = nativeFn<(...x: unknown[]) => unknown>('qconv2d');
+  assert.throws(() => rawConv(x, B, C, H, W, QWeights.fromCodes(wc, O, C * k * k).buffer, O, k, k, 1, 1, 'codes', new Uint8Array(B * O * 144), ec.scale, ec.bias, 4, 2, false, true), { name: 'RangeError', message: /out/ });
+  assert.throws(() => rawConv(x, B, C, H, W, QWeights.fromCodes(wc, O, C * k * k).buffer, O, k, k, 1, 1, 'codes', new Uint8Array(B * O * 144), ec.scale, ec.bias, 4, 2, 'yes'), { name: 'TypeError', message: /inBlocked/ });
 });
 
 test('engine codes equal the fake-quant codes of training (same formula, same rounding)', () => {

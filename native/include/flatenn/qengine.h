@@ -110,6 +110,20 @@ extern Kernel<QPanelFn> u8s8_qgemm_panel;  // avx512 variant uses AVX-512 VNNI
 
 // Serial GEMM over packed panels with the weights' ISA; returns the zero codes written (Codes mode).
 int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const QOut& o);
+// Blocked layout ("images in lanes"): a batch of B items of E elements each stored as
+// [ceil(B / 16)][E][16], element e of item b at ((b / 16) * E + e) * 16 + b % 16 (4-byte elements
+// for Int32 / Float outputs). Lanes past B in the last block: unspecified on output, never read
+// into lanes below B on input. The direct kernel reads and writes it without transposing, so a
+// chain of layers on the AVX-512 VNNI path keeps its activations blocked; other paths convert.
+struct QBlocked {
+  bool in = false;   // the input activations are blocked
+  bool out = false;  // write the output blocked
+};
+inline size_t qblocked_items(size_t B) { return (B + 15) / 16 * 16; }
+// [B][E] rows <-> blocked (elem = 1 or 4 bytes); qblock zeroes the lanes past B.
+void qblock(const void* rows, size_t B, size_t E, size_t elem, void* blocked);
+void qunblock(const void* blocked, size_t B, size_t E, size_t elem, void* rows);
+
 // Paths of the GEMM and convolution drivers: packed panels + GEMM (im2col for convolutions; every
 // ISA), or the direct kernel of qconv_direct.cc (weights in the AVX-512 VNNI layout only; 16
 // images in the vector lanes, fused max pool). Auto takes the direct kernel where it applies (for
@@ -118,32 +132,37 @@ enum class QConvPath : int { Auto = 0, Gemm = 1, Direct = 2 };
 // Parallel drivers (any thread count gives the same bits). qw must pass qweights_check.
 // Dense rows (lda == K) into a row-major [M][N] output run as a 1 x 1 convolution on the direct
 // kernel where it applies (path Auto or Direct).
+// bl: blocked A (then lda == K) and / or output (then o's P and strides are not used).
 int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8_t* qw, const QOut& o,
-                   QConvPath path = QConvPath::Auto);
+                   QConvPath path = QConvPath::Auto, QBlocked bl = {});
 // x: [B][C][H][W] uint8 codes, weights [O][C][kh][kw] repacked as [O][C*kh*kw];
 // out: [B][O][OH][OW] (o.P etc. are set here). Returns the zero codes (Codes mode).
 // Direct is taken only where it applies (else the GEMM path runs).
 int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
-                   size_t stride, size_t pad, QOut o, QConvPath path = QConvPath::Auto);
+                   size_t stride, size_t pad, QOut o, QConvPath path = QConvPath::Auto, QBlocked bl = {});
 // Convolution + ReLU/requantise (o.mode must be Codes) + max pool over poolK x poolK windows with
 // stride poolStride (no padding): out [B][O][PH][PW], PH = (OH - poolK) / poolStride + 1.
 // Returns the zero codes of the convolution output before pooling (what sparsity counts), so
 // the result equals qconv2d_u8 followed by maxpool2d_u8 exactly.
 int64_t qconv2d_pool_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
                         size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o,
-                        QConvPath path = QConvPath::Auto);
+                        QConvPath path = QConvPath::Auto, QBlocked bl = {});
 // Whether the direct kernel can run this convolution (weights in the AVX-512 VNNI layout on a
 // CPU with VNNI, pooling only with codes, buffers of reasonable size).
 bool qconv_direct_applies(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
                           size_t poolK, size_t poolStride, QOutMode mode);
-// The direct kernel itself (poolK = 1: no pooling); out [B][O][PH][PW] in o.data (o.P etc. unused).
+// The direct kernel itself (poolK = 1: no pooling); out [B][O][PH][PW] in o.data (o.P etc. unused),
+// input and output plain or blocked.
 int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
-                          size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o);
+                          size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o, bool inBlocked = false,
+                          bool outBlocked = false);
 inline size_t conv_out(size_t in, size_t k, size_t stride, size_t pad) { return (in + 2 * pad - k) / stride + 1; }
 
 // ---- simple ops on codes ----------------------------------------------------
 // x: [planes][H][W] uint8 -> y: [planes][OH][OW], max over k x k windows, no padding.
 void maxpool2d_u8(const uint8_t* x, size_t planes, size_t H, size_t W, size_t k, size_t stride, uint8_t* y);
+// The same on blocked [B][C][H][W] -> blocked [B][C][OH][OW] (16 images per vector).
+void maxpool2d_u8_blocked(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, size_t k, size_t stride, uint8_t* y);
 // x: [planes][HW] uint8 -> sums: [planes] int32 (exact).
 void global_sum_u8(const uint8_t* x, size_t planes, size_t HW, int32_t* sums);
 // Global average pool: y = fl(float(sum) * mul) per plane (mul = scale / HW chosen by the caller),
