@@ -42,6 +42,10 @@
 #include "flatenn/qengine.h"
 #include "qrequant.h"
 
+// GCC 12 warns inside avx512fintrin.h about the self-initialised "undefined" vectors of the
+// masked intrinsics once they are inlined into partly unrolled loops (GCC PR 105593, fixed in 13).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 namespace fl {
 namespace {
 
@@ -351,24 +355,58 @@ FL_VNNI __attribute__((noinline)) void mac_tile(const uint8_t* const* pb, const 
     for (int v = 0; v < NV; ++v) _mm512_store_si512(out + c * NV + v, acc[c][v]);
 }
 
-// One pool phase of a codes tile: accumulate, then per lane x = acc ^ m (m = -1 for channels
-// with a negative scale, only if NEG), count x < zt (the zero codes), best = max(best, x).
-template <int NC, int NV, bool NEG, bool FIRST>
-FL_VNNI inline __attribute__((always_inline)) void codes_phase(const uint8_t* const* pb, const int64_t* go, const int32_t* w,
-                                                               size_t ng, size_t O, const int32_t* negm, const int32_t* zt,
-                                                               const __mmask16* real, __m512i* best, __m512i& cnt) {
-  alignas(64) __m512i acc[NC * NV];
-  mac_tile<NC, NV>(pb, go, w, ng, O, acc);
+// Codes of 16 lanes with or without the threshold table (a template, so no branch per vector).
+template <bool TABLE>
+FL_VNNI inline __m512i codes16_t(__m512i acc, __m512 vs, __m512 vb, const Call& cl) {
+  __m512 p = _mm512_mul_ps(vs, _mm512_cvtepi32_ps(acc));
+  __asm__("" : "+v"(p));  // no FMA contraction
+  const __m512 y = _mm512_add_ps(p, vb);
+  return TABLE ? qrq::codes16(y, cl.tab, cl.o.levels) : qrq::codes16_div(y, cl.o.actScale, cl.o.levels);
+}
+
+// One codes tile: channels [n0, n0 + NC) x NV output positions (pb), every pool phase:
+// accumulate (registers), then per lane x = acc ^ m (m = -1 for channels with a negative scale,
+// only if NEG), count x < zt (the zero codes), best = max(best, x) (best in memory); finally the
+// codes of best, the NV positions of a channel packed into one store at dst + c * LP * 16.
+template <int NC, int NV, bool NEG, bool TABLE>
+FL_VNNI __attribute__((noinline)) void codes_tile(const Call& cl, const uint8_t* const* pb, size_t n0, const __mmask16* real,
+                                                  size_t nvalid, __m512i* best, __m512i* cnt, uint8_t* dst) {
+  const Geo& g = cl.g;
+  const size_t ng = cl.cover.groups.size(), O = g.O;
+  const int32_t* negm = cl.negm.data() + n0;
+  const int32_t* zt = cl.zt.data() + n0;
   const __m512i ones = _mm512_set1_epi32(-1);
+  alignas(64) __m512i acc[NC * NV];
+  for (size_t q = 0; q < g.Q; ++q) {
+    mac_tile<NC, NV>(pb, cl.goff.data() + q * ng, cl.wg.data() + n0, ng, O, acc);
+    __m512i cv = *cnt;
 #pragma GCC unroll 16
+    for (int c = 0; c < NC; ++c) {
+      const __m512i z = _mm512_set1_epi32(zt[c]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const __m512i x = NEG ? _mm512_xor_si512(acc[c * NV + v], _mm512_set1_epi32(negm[c])) : acc[c * NV + v];
+        cv = _mm512_mask_sub_epi32(cv, _mm512_mask_cmplt_epi32_mask(real[v], x, z), cv, ones);
+        best[c * NV + v] = q == 0 ? x : _mm512_max_epi32(best[c * NV + v], x);
+      }
+    }
+    *cnt = cv;
+  }
+  const __m512i pt = perm_t44();
+  const __mmask16 keep = __mmask16((1u << (4 * nvalid)) - 1u);
   for (int c = 0; c < NC; ++c) {
-    const __m512i z = _mm512_set1_epi32(zt[c]);
+    const __m512 vs = _mm512_set1_ps(cl.o.scale[n0 + c]), vb = _mm512_set1_ps(cl.o.bias[n0 + c]);
+    __m512i qv[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      const __m512i x = NEG ? _mm512_xor_si512(acc[c * NV + v], _mm512_set1_epi32(negm[c])) : acc[c * NV + v];
-      cnt = _mm512_mask_sub_epi32(cnt, _mm512_mask_cmplt_epi32_mask(real[v], x, z), cnt, ones);
-      best[c * NV + v] = FIRST ? x : _mm512_max_epi32(best[c * NV + v], x);
+      __m512i b = best[c * NV + v];
+      if (NEG) b = _mm512_xor_si512(b, _mm512_set1_epi32(negm[c]));
+      qv[v] = codes16_t<TABLE>(b, vs, vb, cl);
     }
+    // 128-bit lane l of the packed bytes: images 4l..4l+3 of positions 0..3 (a dword each);
+    // the 4x4 dword transpose puts position v's 16 images at bytes 16 v .. 16 v + 15
+    const __m512i packed = _mm512_packus_epi16(_mm512_packus_epi32(qv[0], qv[1]), _mm512_packus_epi32(qv[2], qv[3]));
+    _mm512_mask_storeu_epi32(dst + size_t(c) * g.LP * kImg, keep, _mm512_permutexvar_epi32(pt, packed));
   }
 }
 
@@ -398,10 +436,9 @@ FL_VNNI void run_block(const Call& cl, const uint8_t* planes, size_t n0, __mmask
     }
     return;
   }
-  const int32_t* negm = cl.negm.data() + n0;
-  const int32_t* zt = cl.zt.data() + n0;
   alignas(64) __m512i best[NC * NV];
   __m512i cnt = _mm512_setzero_si512();
+  const auto tile = cl.table ? codes_tile<NC, NV, NEG, true> : codes_tile<NC, NV, NEG, false>;
   for (size_t lp0 = 0; lp0 < LP; lp0 += NV) {
     const uint8_t* pb[NV];
     __mmask16 real[NV];
@@ -409,19 +446,7 @@ FL_VNNI void run_block(const Call& cl, const uint8_t* planes, size_t n0, __mmask
       pb[v] = planes + cl.lpoff[std::min(lp0 + size_t(v), LP - 1)];
       real[v] = lp0 + size_t(v) < LP ? valid : __mmask16(0);
     }
-    codes_phase<NC, NV, NEG, true>(pb, cl.goff.data(), wbase, ng, O, negm, zt, real, best, cnt);
-    for (size_t q = 1; q < g.Q; ++q)
-      codes_phase<NC, NV, NEG, false>(pb, cl.goff.data() + q * ng, wbase, ng, O, negm, zt, real, best, cnt);
-    for (int c = 0; c < NC; ++c) {
-      const __m512 vs = _mm512_set1_ps(cl.o.scale[n0 + c]), vb = _mm512_set1_ps(cl.o.bias[n0 + c]);
-      for (int v = 0; v < NV; ++v) {
-        if (lp0 + size_t(v) >= LP) break;
-        __m512i b = best[c * NV + v];
-        if (NEG) b = _mm512_xor_si512(b, _mm512_set1_epi32(negm[c]));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(st8 + ((n0 + size_t(c)) * LP + lp0 + size_t(v)) * kImg),
-                         _mm512_cvtepi32_epi8(codes16(b, vs, vb, cl)));
-      }
-    }
+    tile(cl, pb, n0, real, std::min<size_t>(NV, LP - lp0), best, &cnt, st8 + (n0 * LP + lp0) * kImg);
   }
   *zeros += _mm512_reduce_add_epi32(cnt);
 }
