@@ -78,6 +78,38 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     seed: o.seed ?? 1, sampling: o.sampling ?? 'exact', rateUnit: o.rateUnit ?? 'bit', targets,
   };
   const header: ResultsHeader = { type: 'header', format: RESULTS_FORMAT, version: RESULTS_VERSION, settings, shard };
+  const unlock = lockResults(o.out);
+  try {
+    return await runLocked(o, settings, header, shard, t0);
+  } finally {
+    unlock();
+  }
+}
+
+/**
+ * One writer per results file: a lock file beside it (created exclusively,
+ * holding the pid). A lock whose process is gone (killed run) is taken over.
+ */
+function lockResults(out: string): () => void {
+  const lock = out + '.lock';
+  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      return () => { try { fs.unlinkSync(lock); } catch { /* already gone */ } };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pid = Number(fs.readFileSync(lock, 'utf8'));
+      let alive = false;
+      if (Number.isInteger(pid) && pid > 0) { try { process.kill(pid, 0); alive = true; } catch (k) { alive = (k as NodeJS.ErrnoException).code === 'EPERM'; } }
+      if (alive) throw new Error(`${out} is being written by another campaign (pid ${pid}, lock ${lock}); wait for it or use another --out`);
+      fs.unlinkSync(lock); // stale: its process is gone
+    }
+  }
+  throw new Error(`cannot lock ${out}`);
+}
+
+async function runLocked(o: CampaignOptions, settings: CampaignSettings, header: ResultsHeader, shard: { index: number; count: number }, t0: number): Promise<CampaignResult> {
   let existing: TrialRecord[] = [];
   if (fs.existsSync(o.out) && fs.statSync(o.out).size > 0) {
     const f = readResults(o.out);

@@ -157,3 +157,19 @@ test('summary: merges shards, refuses mismatched headers, paired baseline', asyn
   assert.ok(pj.paired.every((p) => p.pairs === 2 && p.diff.mean === 0));
   fs.rmSync(dir, { recursive: true });
 });
+
+test('one writer per results file: a concurrent run is refused, a stale lock is taken over', async () => {
+  const { dir, model } = await setup('lock');
+  const out = path.join(dir, 'l.jsonl');
+  const first = runCampaign({ ...base, model, out, dataDir: dir });
+  await assert.rejects(runCampaign({ ...base, model, out, dataDir: dir }), /being written by another campaign/);
+  await first;
+  assert.equal(fs.existsSync(out + '.lock'), false, 'lock removed after the run');
+  // a lock left by a process that no longer exists
+  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+  fs.writeFileSync(out + '.lock', dead);
+  const again = await runCampaign({ ...base, model, out, dataDir: dir });
+  assert.equal(again.ran, 0);
+  assert.equal(readResults(out).records.length, 36);
+  fs.rmSync(dir, { recursive: true });
+});
