@@ -410,24 +410,21 @@ FL_VNNI __attribute__((noinline)) void codes_tile(const Call& cl, const uint8_t*
   }
 }
 
-// Channels [n0, n0 + NC) of one task over all output positions, NV positions at a time.
+// Positions [lp0, lp1) of channels [n0, n0 + NC), NV at a time ((lp1 - lp0) % NV == 0).
 // Staging: element (n, lp) of image i at (n * LP + lp) * 16 + i.
 template <int NC, int NV, bool NEG>
-FL_VNNI void run_block(const Call& cl, const uint8_t* planes, size_t n0, __mmask16 valid, uint8_t* st8, int32_t* st32,
-                       int64_t* zeros) {
-  const Geo& g = cl.g;
-  const size_t ng = cl.cover.groups.size(), O = g.O, LP = g.LP;
-  const int32_t* wbase = cl.wg.data() + n0;
+FL_VNNI void run_tiles(const Call& cl, const uint8_t* planes, size_t n0, __mmask16 valid, size_t lp0, size_t lp1, uint8_t* st8,
+                       int32_t* st32, __m512i* cnt) {
+  const size_t ng = cl.cover.groups.size(), O = cl.g.O, LP = cl.g.LP;
   if (cl.o.mode != QOutMode::Codes) {  // Int32 / Float: no pooling
-    for (size_t lp0 = 0; lp0 < LP; lp0 += NV) {
+    for (size_t l = lp0; l < lp1; l += NV) {
       const uint8_t* pb[NV];
-      for (int v = 0; v < NV; ++v) pb[v] = planes + cl.lpoff[std::min(lp0 + size_t(v), LP - 1)];
+      for (int v = 0; v < NV; ++v) pb[v] = planes + cl.lpoff[l + size_t(v)];
       alignas(64) __m512i acc[NC * NV];
-      mac_tile<NC, NV>(pb, cl.goff.data(), wbase, ng, O, acc);
+      mac_tile<NC, NV>(pb, cl.goff.data(), cl.wg.data() + n0, ng, O, acc);
       for (int c = 0; c < NC; ++c)
         for (int v = 0; v < NV; ++v) {
-          if (lp0 + size_t(v) >= LP) continue;
-          int32_t* d = st32 + ((n0 + size_t(c)) * LP + lp0 + size_t(v)) * kImg;
+          int32_t* d = st32 + ((n0 + size_t(c)) * LP + l + size_t(v)) * kImg;
           if (cl.o.mode == QOutMode::Int32) { _mm512_storeu_si512(d, acc[c * NV + v]); continue; }
           __m512 p = _mm512_mul_ps(_mm512_set1_ps(cl.o.scale[n0 + c]), _mm512_cvtepi32_ps(acc[c * NV + v]));
           __asm__("" : "+v"(p));
@@ -437,16 +434,29 @@ FL_VNNI void run_block(const Call& cl, const uint8_t* planes, size_t n0, __mmask
     return;
   }
   alignas(64) __m512i best[NC * NV];
-  __m512i cnt = _mm512_setzero_si512();
+  __mmask16 real[NV];
+  for (int v = 0; v < NV; ++v) real[v] = valid;
   const auto tile = cl.table ? codes_tile<NC, NV, NEG, true> : codes_tile<NC, NV, NEG, false>;
-  for (size_t lp0 = 0; lp0 < LP; lp0 += NV) {
+  for (size_t l = lp0; l < lp1; l += NV) {
     const uint8_t* pb[NV];
-    __mmask16 real[NV];
-    for (int v = 0; v < NV; ++v) {
-      pb[v] = planes + cl.lpoff[std::min(lp0 + size_t(v), LP - 1)];
-      real[v] = lp0 + size_t(v) < LP ? valid : __mmask16(0);
-    }
-    tile(cl, pb, n0, real, std::min<size_t>(NV, LP - lp0), best, &cnt, st8 + (n0 * LP + lp0) * kImg);
+    for (int v = 0; v < NV; ++v) pb[v] = planes + cl.lpoff[l + size_t(v)];
+    tile(cl, pb, n0, real, NV, best, cnt, st8 + (n0 * LP + l) * kImg);
+  }
+}
+
+// Channels [n0, n0 + NC) of one task over all output positions: tiles of NV positions, the
+// remainder as one narrower tile.
+template <int NC, int NV, bool NEG>
+FL_VNNI void run_block(const Call& cl, const uint8_t* planes, size_t n0, __mmask16 valid, uint8_t* st8, int32_t* st32,
+                       int64_t* zeros) {
+  const size_t LP = cl.g.LP, full = LP / NV * NV;
+  __m512i cnt = _mm512_setzero_si512();
+  run_tiles<NC, NV, NEG>(cl, planes, n0, valid, 0, full, st8, st32, &cnt);
+  switch (LP - full) {
+    case 1: if constexpr (NV > 1) run_tiles<NC, 1, NEG>(cl, planes, n0, valid, full, LP, st8, st32, &cnt); break;
+    case 2: if constexpr (NV > 2) run_tiles<NC, 2, NEG>(cl, planes, n0, valid, full, LP, st8, st32, &cnt); break;
+    case 3: if constexpr (NV > 3) run_tiles<NC, 3, NEG>(cl, planes, n0, valid, full, LP, st8, st32, &cnt); break;
+    default: break;
   }
   *zeros += _mm512_reduce_add_epi32(cnt);
 }
