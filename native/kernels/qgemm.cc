@@ -508,8 +508,8 @@ inline void interleave_chunk(uint8_t* dst, size_t step, size_t K, size_t Kp, con
 size_t qim2col_scratch_bytes(size_t G, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad) {
   const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad);
   const size_t K = C * kh * kw, M = G * OH * OW;
-  // padded planes + 8-byte offsets of the K taps and the M output pixels
-  return G * C * (H + 2 * pad) * (W + 2 * pad) + 16 + 8 * (K + M);
+  // 16 bytes of slack, padded planes + 8-byte offsets of the K taps and the M output pixels
+  return 16 + G * C * (H + 2 * pad) * (W + 2 * pad) + 16 + 8 * (K + M);
 }
 
 void qim2col(const uint8_t* x, size_t G, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
@@ -519,7 +519,7 @@ void qim2col(const uint8_t* x, size_t G, size_t C, size_t H, size_t W, size_t kh
   const size_t Hp = H + 2 * pad, Wq = W + 2 * pad, plane = Hp * Wq;
   // 1. zero-padded copies of the input planes: A(k = (c, i, j), m = (g, oh, ow)) is then
   //    xp[moff[m] + koff[k]] with moff = offset of (g, oh*s, ow*s), koff = offset of (c, i, j)
-  uint8_t* xp = scratch;
+  uint8_t* xp = scratch + 16;  // the row-segment loads below may start up to 15 bytes early (masked off)
   for (size_t gc = 0; gc < G * C; ++gc) {
     uint8_t* d = xp + gc * plane;
     const uint8_t* src = x + gc * H * W;
@@ -567,6 +567,27 @@ void qim2col(const uint8_t* x, size_t G, size_t C, size_t H, size_t W, size_t kh
           const __m128i a0 = _mm_cvtsi32_si128(load_i32(b[0] + koff[k])), a1 = _mm_cvtsi32_si128(load_i32(b[1] + koff[k]));
           const __m128i a2 = _mm_cvtsi32_si128(load_i32(b[2] + koff[k])), a3 = _mm_cvtsi32_si128(load_i32(b[3] + koff[k]));
           return _mm_unpacklo_epi64(_mm_unpacklo_epi32(a0, a1), _mm_unpacklo_epi32(a2, a3));
+        });
+      } else if (valid == 16 && stride == 1) {
+        // 16 pixels over several output rows: each row segment [l0, l1) reads consecutive bytes,
+        // loaded so that lane l reads base + l, and kept where its mask is set
+        int64_t base[16];
+        __m128i keep[16];
+        size_t ns = 0;
+        for (size_t l = 0; l < 16; ++ns) {
+          size_t e = l + 1;
+          while (e < 16 && moff[m + e] == moff[m + e - 1] + 1) ++e;
+          alignas(16) uint8_t mb[16];
+          for (size_t t = 0; t < 16; ++t) mb[t] = t >= l && t < e ? 0xFF : 0;
+          base[ns] = moff[m + l] - int64_t(l);
+          keep[ns] = _mm_load_si128(reinterpret_cast<const __m128i*>(mb));
+          l = e;
+        }
+        interleave_chunk(dst, stepk4, K, Kp, [&](size_t k) {
+          __m128i r = _mm_setzero_si128();
+          for (size_t q = 0; q < ns; ++q)
+            r = _mm_or_si128(r, _mm_and_si128(keep[q], _mm_loadu_si128(reinterpret_cast<const __m128i*>(xp + base[q] + koff[k]))));
+          return r;
         });
       } else {
         interleave_chunk(dst, stepk4, K, Kp, [&](size_t k) {
