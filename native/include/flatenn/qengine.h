@@ -26,6 +26,15 @@
 //   data[(m / P) * strideImg + (m % P) * strideP + n * strideN]
 // e.g. conv over G images of P = OH*OW pixels: (P, O*P, 1, P) gives NCHW; a plain [M][N]
 // row-major matrix: (M, 0, N, 1); [N][M]: (M, 0, 1, M).
+//
+// Two ways to run a layer (QConvPath; same bits either way):
+//   Gemm   : im2col (convolutions) + packed panels + the panel kernels above; every ISA.
+//   Direct : qconv_direct.cc, AVX-512 VNNI weights only: 16 images in the vector lanes, so every
+//            operand is one aligned load whatever the spatial shape; small convolutions (LeNet's
+//            K = 25 / 150, 6 / 16 channels), dense row-major GEMMs (as 1 x 1 convolutions), a max
+//            pool fused into its convolution, and the blocked activation layout (QBlocked) that
+//            lets a chain of such layers skip the transposes between them.
+// Codes epilogues of the SIMD kernels use the exact division-free thresholds of QCodeTable.
 #pragma once
 #include <cstddef>
 #include <cstdint>
