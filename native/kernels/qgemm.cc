@@ -1,4 +1,5 @@
-// u8 x s8 -> s32 GEMM with fused epilogue, weight repacking, activation packing and im2col
+// u8 x s8 -> s32 GEMM with fused epilogue, weight repacking, activation packing and im2col, and
+// the drivers that choose between this path and the direct kernel of qconv_direct.cc
 // (contracts and layouts in flatenn/qengine.h).
 //
 // Kernels, one per ISA (the integer accumulators are exact, so every variant gives the same int32
