@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <array>
+#include <memory>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -573,14 +574,16 @@ bool qconv_direct_applies(const uint8_t* qw, size_t C, size_t H, size_t W, size_
   return planes + frame + stage <= double(64u << 20);
 }
 
-int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
-                          size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o, bool inBlocked, bool outBlocked) {
+namespace {
+
+// The per-call constants of a layer: cover, regrouped weights, offsets, zero thresholds.
+void prepare(Call& cl, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw, size_t stride, size_t pad,
+             size_t poolK, size_t poolStride, const QOut& o) {
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
   const uint8_t* wdata = qw + kQwHeaderBytes;
-  Call cl;
   Geo& g = cl.g;
-  g.B = B; g.C = C; g.H = H; g.W = W; g.kh = kh; g.kw = kw; g.s = stride; g.pad = pad;
+  g.C = C; g.H = H; g.W = W; g.kh = kh; g.kw = kw; g.s = stride; g.pad = pad;
   g.pk = std::max<size_t>(1, poolK); g.ps = std::max<size_t>(1, poolStride);
   g.O = h.N; g.K = C * kh * kw;
   g.Hp = H + 2 * pad; g.Wq = W + 2 * pad;
@@ -643,6 +646,63 @@ int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t
       cl.zt[n] = zero_threshold(o.scale[n], o.bias[n], cl.negm[n], o, amax, cl.table ? &cl.tab : nullptr);
     }
   }
+}
+
+// Calls repeat with the same weights, scales and shapes (every batch of a trial, every trial of a
+// campaign for the scales): the prepared constants of the last few layers are kept per thread,
+// keyed on everything they depend on, compared byte for byte.
+struct Prepared {
+  size_t dims[9];
+  QOutMode mode;
+  uint32_t act[2];
+  std::vector<uint8_t> qw;
+  std::vector<uint32_t> sb;  // scale and bias bits
+  Call call;
+};
+
+Call& prepared(size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw, size_t stride, size_t pad,
+                     size_t poolK, size_t poolStride, const QOut& o) {
+  thread_local std::vector<std::unique_ptr<Prepared>> cache;
+  QwHeader h;
+  std::memcpy(&h, qw, sizeof h);
+  const size_t qwBytes = kQwHeaderBytes + size_t(h.Np) * h.Kp;
+  const size_t dims[9] = {C, H, W, kh, kw, stride, pad, poolK, poolStride};
+  uint32_t act[2] = {0, 0};
+  std::vector<uint32_t> sb;
+  if (o.mode != QOutMode::Int32) {
+    sb.resize(2 * size_t(h.N));
+    std::memcpy(sb.data(), o.scale, 4 * size_t(h.N));
+    std::memcpy(sb.data() + h.N, o.bias, 4 * size_t(h.N));
+  }
+  if (o.mode == QOutMode::Codes) { std::memcpy(&act[0], &o.actScale, 4); std::memcpy(&act[1], &o.levels, 4); }
+  for (size_t i = 0; i < cache.size(); ++i) {
+    Prepared& e = *cache[i];
+    if (std::memcmp(e.dims, dims, sizeof dims) != 0 || e.mode != o.mode || e.act[0] != act[0] || e.act[1] != act[1] ||
+        e.qw.size() != qwBytes || e.sb != sb || std::memcmp(e.qw.data(), qw, qwBytes) != 0)
+      continue;
+    std::rotate(cache.begin(), cache.begin() + long(i), cache.begin() + long(i) + 1);  // most recent first
+    return cache.front()->call;
+  }
+  auto e = std::make_unique<Prepared>();
+  std::memcpy(e->dims, dims, sizeof dims);
+  e->mode = o.mode;
+  e->act[0] = act[0]; e->act[1] = act[1];
+  e->qw.assign(qw, qw + qwBytes);
+  e->sb = std::move(sb);
+  prepare(e->call, C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, o);
+  cache.insert(cache.begin(), std::move(e));
+  if (cache.size() > 8) cache.pop_back();
+  return cache.front()->call;
+}
+
+}  // namespace
+
+int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
+                          size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o, bool inBlocked, bool outBlocked) {
+  // the cached constants, with this call's pointers (this thread's cache: nothing else touches it)
+  Call& cl = prepared(C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, o);
+  cl.g.B = B;
+  cl.o = o;
   cl.inBlocked = inBlocked;
   cl.outBlocked = outBlocked;
   const size_t tasks = (B + kImg - 1) / kImg;

@@ -639,3 +639,31 @@ FL_TEST(blocked_layout_every_driver_every_isa) {
   fl::qunblock(yb.data(), B, C * 25, 1, yp.data());
   FL_CHECK(y == yp) << "maxpool blocked";
 }
+
+FL_TEST(qconv2d_direct_repeated_calls_see_new_weights_and_scales) {
+  // the direct kernel keeps the prepared constants of recent calls: changing the weights in the
+  // same buffer (a new fault map), a scale, a bias or the activation range must be seen
+  if (!direct_available()) return;
+  const size_t B = 17, C = 2, H = 9, W = 9, O = 5, k = 3, K = C * k * k;
+  const auto x = rand_u8(B * C * H * W, 2201, 255);
+  auto w = rand_codes(O * K, 2202, -8, 7);
+  std::vector<float> scale, bias;
+  conv_epilogue(O, 2203, false, &scale, &bias);
+  std::vector<uint8_t> qw(fl::qweights_bytes(O, K));
+  fl::QOut o{};
+  o.mode = fl::QOutMode::Codes; o.scale = scale.data(); o.bias = bias.data(); o.actScale = 0.4f / 15.0f; o.levels = 15.0f;
+  for (int round = 0; round < 6; ++round) {
+    if (round == 1) w[7] = int8_t(-w[7] - 1);  // one changed code
+    if (round == 2) scale[3] *= -1.5f;
+    if (round == 3) bias[0] += 0.25f;
+    if (round == 4) o.actScale *= 1.5f;
+    if (round == 5) o.levels = 3.0f;
+    fl::qweights_from_codes(w.data(), O, K, 4, fl::Isa::Avx512, qw.data());
+    std::vector<uint8_t> a(B * O * 16), b(B * O * 16);
+    o.data = a.data();
+    const int64_t za = fl::qconv2d_pool_u8(x.data(), B, C, H, W, qw.data(), k, k, 1, 0, 2, 2, o, fl::QConvPath::Gemm);
+    o.data = b.data();
+    const int64_t zb = fl::qconv2d_pool_u8(x.data(), B, C, H, W, qw.data(), k, k, 1, 0, 2, 2, o, fl::QConvPath::Direct);
+    FL_CHECK(a == b && za == zb) << "round " << round;
+  }
+}
