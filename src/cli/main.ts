@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // flatenn command-line entry. Exit codes: 0 success, 1 failure, 2 bad usage.
-import { COMMON_OPTIONS, helpText, parseCommand, UsageError, type CommandSpec, int, str } from './args';
+import { helpText, parseCommand, UsageError, type CommandSpec, int, str } from './args';
 
 type Commands = typeof import('./commands').commands;
 let commands: Commands = [];
@@ -71,7 +71,6 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function applyCommon(values: Record<string, unknown>): Promise<void> {
-  void COMMON_OPTIONS;
   const v = values as Parameters<typeof int>[0];
   const isa = str(v, 'isa');
   const threads = v.threads !== undefined ? int(v, 'threads', 1, 1024) : undefined;
