@@ -1,6 +1,6 @@
 // Differentiable ops. Heavy forward/backward work runs in the addon; light
 // elementwise and reduction ops are plain loops here.
-import { addGrad, anyRequiresGrad, contributeGrad, type Tape, Var } from './tape';
+import { addGrad, anyRequiresGrad, contributeGrad, gradSink, type Tape, Var } from './tape';
 import { kernels } from './native-ops';
 
 function out(t: Tape, shape: number[], ...inputs: (Var | null | undefined)[]): Var {
@@ -34,19 +34,9 @@ export function conv2d(t: Tape, x: Var, w: Var, b: Var | null, o: Conv2dOptions)
   if (y.requiresGrad) {
     t.record(() => {
       if (!y.grad) return;
-      const dy = y.grad;
-      const needX = x.requiresGrad, needW = w.requiresGrad, needB = !!b && b.requiresGrad;
-      // Gather the three outputs in one native call; each lands in its grad (or a scratch to add).
-      let dx: Float32Array | null = null, dw: Float32Array | null = null, db: Float32Array | null = null;
-      const run = () => kernels().conv2dBackward(x.data, w.data, dy, dx, dw, db, N, C, H, W, O, KH, KW, o.stride, o.pad, pv);
-      const scratchX = needX ? new Float32Array(x.numel) : null;
-      const scratchW = needW ? new Float32Array(w.numel) : null;
-      const scratchB = needB ? new Float32Array(b!.numel) : null;
-      dx = scratchX; dw = scratchW; db = scratchB;
-      run();
-      if (scratchX) addGrad(x, scratchX);
-      if (scratchW) addGrad(w, scratchW);
-      if (scratchB) addGrad(b!, scratchB);
+      const sx = gradSink(x), sw = gradSink(w), sb = gradSink(b);
+      kernels().conv2dBackward(x.data, w.data, y.grad, sx && sx.buf, sw && sw.buf, sb && sb.buf, N, C, H, W, O, KH, KW, o.stride, o.pad, pv);
+      sx?.commit(); sw?.commit(); sb?.commit();
     });
   }
   return y;

@@ -55,6 +55,26 @@ export function contributeGrad(v: Var, write: (out: Float32Array) => void): void
   v.gradState = 'live';
 }
 
+/**
+ * A buffer for an op that writes v's gradient contribution in place (several
+ * outputs from one native call): v's own grad when it holds nothing yet, else
+ * a scratch buffer; `commit()` adds the scratch in. Null when v needs no grad.
+ */
+export function gradSink(v: Var | null): { buf: Float32Array; commit(): void } | null {
+  if (!v || !v.requiresGrad) return null;
+  if (v.gradState === 'none' || v.grad === null) {
+    v.grad = new Float32Array(v.numel);
+    v.gradState = 'live';
+    return { buf: v.grad, commit() {} };
+  }
+  if (v.gradState === 'zero') {
+    v.gradState = 'live';
+    return { buf: v.grad, commit() {} };
+  }
+  const tmp = new Float32Array(v.numel);
+  return { buf: tmp, commit: () => addGrad(v, tmp) };
+}
+
 /** Adds g into v's gradient. */
 export function addGrad(v: Var, g: Float32Array): void {
   if (!v.requiresGrad) return;
