@@ -5,8 +5,11 @@
 // Kernels, one per ISA (the integer accumulators are exact, so every variant gives the same int32
 // values; the epilogue performs the same IEEE operations in the same order):
 //   scalar : plain triple loop over the panel layout (the readable spec)
-//   avx2   : 4 channels x 8 rows per tile; u8 and s8 widened to int16 and multiplied with
-//            vpmaddwd (exact: |255 * 128 * 2| < 2^31), never the saturating vpmaddubsw
+//   avx2   : chosen by operand range (qgemm_avx2_run, the bound in flatenn/qengine.h):
+//            4 channels x 16 rows per tile, vpmaddubsw pair sums kept in int16 over as many k
+//            steps as cannot overflow, then vpmaddwd to int32; or (8-bit x 8-bit operands) the
+//            widening kernel, u8 and s8 widened to int16 and multiplied with vpmaddwd (exact:
+//            |255 * 128 * 2| < 2^31)
 //   avx512 : AVX-512 VNNI, 8 channels x 16*MV rows (MV = 1..3) per tile, vpdpbusd
 //            (u8 x s8 with an exact int32 sum of 4 products), 24 zmm accumulators
 #include <immintrin.h>
@@ -133,34 +136,38 @@ FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, 
   scatter_lanes(t, valid, m, n, o);
 }
 
-// Weights int16 [Np/4][K4][4][4]; tile = 4 channels x 8 rows. vpmaddwd of (m, k0 k1 k2 k3) with
-// (w0 w1 w2 w3) gives lanes (m, k0+k1), (m, k2+k3); the pairs are summed once after the k loop.
-FL_AVX2 void panel_avx2(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
-                        size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
+// Weights int8 [Np/4][K4][4][4] (16 bytes per k4: channel c's 4 codes at 4c).
+//
+// Widening kernel (any operands): tile = 4 channels x 8 rows. The 16 weight codes of a k4 step
+// are widened to int16 once and each channel's 4 broadcast to every 64-bit group; vpmaddwd of
+// (m, k0 k1 k2 k3) with (w0 w1 w2 w3) gives lanes (m, k0+k1), (m, k2+k3); the pairs are summed
+// once after the k loop.
+FL_AVX2 void panel_avx2_wide(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
+                             size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
   const size_t K4 = h.Kp / 4;
-  const uint8_t* w16 = wdata;
   for (size_t nb = n0 / 4; nb < n1 / 4; ++nb) {
-    const uint8_t* wblk = w16 + nb * K4 * 32;  // 4 channels x 4 k x 2 bytes per k4
+    const uint8_t* wblk = wdata + nb * K4 * 16;
     for (size_t s = 0; s < Wp / 8; ++s) {
       const size_t m = m0 + 8 * s;
       if (m >= M) break;
       __m256i lo0 = _mm256_setzero_si256(), lo1 = lo0, lo2 = lo0, lo3 = lo0, hi0 = lo0, hi1 = lo0, hi2 = lo0, hi3 = lo0;
       const uint8_t* a = panel + s * 32;
       const uint8_t* wb = wblk;
-      for (size_t k4 = 0; k4 < K4; ++k4, a += Wp * 4, wb += 32) {
+      for (size_t k4 = 0; k4 < K4; ++k4, a += Wp * 4, wb += 16) {
         const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
         const __m256i al = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(av));
         const __m256i ah = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(av, 1));
-        __m256i w = _mm256_set1_epi64x(load_i64(wb));
+        const __m256i w16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb)));
+        __m256i w = _mm256_permute4x64_epi64(w16, 0x00);
         lo0 = _mm256_add_epi32(lo0, _mm256_madd_epi16(al, w));
         hi0 = _mm256_add_epi32(hi0, _mm256_madd_epi16(ah, w));
-        w = _mm256_set1_epi64x(load_i64(wb + 8));
+        w = _mm256_permute4x64_epi64(w16, 0x55);
         lo1 = _mm256_add_epi32(lo1, _mm256_madd_epi16(al, w));
         hi1 = _mm256_add_epi32(hi1, _mm256_madd_epi16(ah, w));
-        w = _mm256_set1_epi64x(load_i64(wb + 16));
+        w = _mm256_permute4x64_epi64(w16, 0xAA);
         lo2 = _mm256_add_epi32(lo2, _mm256_madd_epi16(al, w));
         hi2 = _mm256_add_epi32(hi2, _mm256_madd_epi16(ah, w));
-        w = _mm256_set1_epi64x(load_i64(wb + 24));
+        w = _mm256_permute4x64_epi64(w16, 0xFF);
         lo3 = _mm256_add_epi32(lo3, _mm256_madd_epi16(al, w));
         hi3 = _mm256_add_epi32(hi3, _mm256_madd_epi16(ah, w));
       }
@@ -175,6 +182,80 @@ FL_AVX2 void panel_avx2(const uint8_t* panel, size_t Wp, size_t m0, size_t M, co
       }
     }
   }
+}
+
+// 16-bit kernel (operands in range, qgemm_avx2_run): tile = 4 channels x 8V rows. Per k4 step:
+// V loads of 8 rows x 4 k, 4 dword broadcasts, 4V vpmaddubsw + 4V vpaddw into int16 sums of
+// lanes (m, k0+k1), (m, k2+k3); every `run` steps (the exact bound of qgemm_avx2_run) vpmaddwd
+// with ones adds each lane pair into the int32 accumulator of row m. No horizontal step after.
+template <int V>
+FL_AVX2 void panel_avx2_s16(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
+                            size_t n0, size_t n1, const QOut& o, int64_t* zeros, size_t run) {
+  const size_t K4 = h.Kp / 4;
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (size_t nb = n0 / 4; nb < n1 / 4; ++nb) {
+    const uint8_t* wblk = wdata + nb * K4 * 16;
+    for (size_t s = 0; s < Wp / 8; s += V) {
+      const size_t m = m0 + 8 * s;
+      if (m >= M) break;
+      __m256i acc[4][V];
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[c][v] = _mm256_setzero_si256();
+      const uint8_t* a = panel + s * 32;
+      const uint8_t* wb = wblk;
+      for (size_t k0 = 0; k0 < K4; k0 += run) {
+        const size_t k1 = std::min(K4, k0 + run);
+        __m256i t[4][V];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c)
+#pragma GCC unroll 4
+          for (int v = 0; v < V; ++v) t[c][v] = _mm256_setzero_si256();
+        for (size_t k4 = k0; k4 < k1; ++k4, a += Wp * 4, wb += 16) {
+          __m256i av[V];
+#pragma GCC unroll 4
+          for (int v = 0; v < V; ++v) av[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32 * v));
+#pragma GCC unroll 4
+          for (int c = 0; c < 4; ++c) {
+            const __m256i w = _mm256_set1_epi32(load_i32(wb + 4 * c));
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) t[c][v] = _mm256_add_epi16(t[c][v], _mm256_maddubs_epi16(av[v], w));
+          }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c)
+#pragma GCC unroll 4
+          for (int v = 0; v < V; ++v) acc[c][v] = _mm256_add_epi32(acc[c][v], _mm256_madd_epi16(t[c][v], ones));
+      }
+      for (size_t c = 0; c < 4; ++c) {
+        const size_t n = nb * 4 + c;
+        if (n >= h.N) break;
+        for (int v = 0; v < V; ++v)
+          if (m + 8 * size_t(v) < M) epi_avx2(acc[c][v], m + 8 * size_t(v), n, M, o, zeros);
+      }
+    }
+  }
+}
+
+FL_AVX2 void panel_avx2(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
+                        size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
+  const int run = qgemm_avx2_run(o.aMax, h.wlo, h.whi);
+  if (run == 0) return panel_avx2_wide(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros);
+  // Wp / 8 is 2, 4 or 6 row vectors: tiles of 2 (8 int16 sums + 8 int32 accumulators + 2 rows)
+  panel_avx2_s16<2>(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros, size_t(run));
+}
+
+FL_AVX2 uint8_t max_u8_avx2(const uint8_t* x, size_t n) {
+  __m256i m = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) m = _mm256_max_epu8(m, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+  alignas(32) uint8_t t[32];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(t), m);
+  uint8_t r = 0;
+  for (uint8_t v : t) r = std::max(r, v);
+  for (; i < n; ++i) r = std::max(r, x[i]);
+  return r;
 }
 
 // ---- AVX-512 VNNI -----------------------------------------------------------------
@@ -329,7 +410,7 @@ FL_VNNI double vnni_probe(uint64_t iters) {
 size_t layout_block(Isa isa) { return isa == Isa::Avx512 ? 8 : isa == Isa::Avx2 ? 4 : 1; }
 size_t layout_data_bytes(Isa isa, size_t N, size_t K) {
   const size_t Kp = round_up(K, 4), Np = round_up(N, layout_block(isa));
-  return Np * Kp * (isa == Isa::Avx2 ? 2 : 1);
+  return Np * Kp;
 }
 
 // Rows [48p, 48p + Wp) of A into panel p.
@@ -419,6 +500,22 @@ Isa qgemm_isa() {
 
 size_t qweights_block(Isa isa) { return layout_block(isa); }
 
+int qgemm_avx2_run(int aMax, int wlo, int whi) {
+  const int64_t a2 = 2 * int64_t(std::max(aMax, 0));
+  const int64_t neg = a2 * std::max(-int64_t(wlo), int64_t(0)), pos = a2 * std::max(int64_t(whi), int64_t(0));
+  int64_t n = 1 << 20;  // all products zero: any run length (capped)
+  if (neg > 0) n = std::min(n, int64_t(32768) / neg);
+  if (pos > 0) n = std::min(n, int64_t(32767) / pos);
+  return int(std::min<int64_t>(n, 1 << 20));
+}
+
+uint8_t max_u8(const uint8_t* x, size_t n) {
+  if (current_isa() != Isa::Scalar) return max_u8_avx2(x, n);
+  uint8_t r = 0;
+  for (size_t i = 0; i < n; ++i) r = std::max(r, x[i]);
+  return r;
+}
+
 size_t qweights_bytes(size_t N, size_t K) { return kQwHeaderBytes + round_up(N, 8) * round_up(K, 4) * 2; }
 
 void qweights_from_codes(const int8_t* codes, size_t N, size_t K, int bits, Isa isa, uint8_t* dst) {
@@ -428,6 +525,8 @@ void qweights_from_codes(const int8_t* codes, size_t N, size_t K, int bits, Isa 
   h.isa = uint32_t(isa);
   h.N = uint32_t(N); h.K = uint32_t(K); h.Np = uint32_t(Np); h.Kp = uint32_t(Kp);
   h.bits = uint32_t(bits);
+  h.wlo = 0; h.whi = 0;
+  for (size_t i = 0; i < N * K; ++i) { h.wlo = std::min<int32_t>(h.wlo, codes[i]); h.whi = std::max<int32_t>(h.whi, codes[i]); }
   std::memcpy(dst, &h, sizeof h);
   uint8_t* data = dst + kQwHeaderBytes;
   const size_t nblocks = Np / B;
@@ -444,11 +543,7 @@ void qweights_from_codes(const int8_t* codes, size_t N, size_t K, int bits, Isa 
         const size_t k4 = k / 4, kk = k % 4;
         switch (isa) {
           case Isa::Scalar: reinterpret_cast<int8_t*>(blk)[k] = row[k]; break;
-          case Isa::Avx2: {
-            const int16_t v = row[k];
-            std::memcpy(blk + ((k4 * 4 + c) * 4 + kk) * 2, &v, 2);
-            break;
-          }
+          case Isa::Avx2: reinterpret_cast<int8_t*>(blk)[(k4 * 4 + c) * 4 + kk] = row[k]; break;
           case Isa::Avx512: reinterpret_cast<int8_t*>(blk)[(k4 * 8 + c) * 4 + kk] = row[k]; break;
         }
       }
@@ -474,6 +569,7 @@ const char* qweights_check(const uint8_t* buf, size_t bytes, size_t N, size_t K)
   if (h.N != N || h.K != K) return "the weight buffer holds another shape";
   if (h.Kp != round_up(K, 4) || h.Np != round_up(N, layout_block(isa))) return "the weight buffer header is corrupt";
   if (bytes < kQwHeaderBytes + layout_data_bytes(isa, N, K)) return "the weight buffer is truncated";
+  if (!(h.wlo >= -128 && h.wlo <= 0 && h.whi >= 0 && h.whi <= 127)) return "the weight buffer header is corrupt";
   return nullptr;
 }
 
@@ -607,6 +703,7 @@ int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const Q
   o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
+  o.aMax = max_u8(panels, qpanels_bytes(M, h.K));
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
   const size_t Mp = round_up(M, 16);
   int64_t zeros = 0;
@@ -644,6 +741,12 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
   QCodeTable table;
   QOut o = oin;
   o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
+  if (lda == K) {
+    o.aMax = max_u8(A, M * K);
+  } else {
+    o.aMax = 0;
+    for (size_t m = 0; m < M && o.aMax < 255; ++m) o.aMax = std::max<int32_t>(o.aMax, max_u8(A + m * lda, K));
+  }
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
   const size_t Mp = round_up(M, 16), np = (Mp + kPanel - 1) / kPanel;
   std::unique_ptr<uint8_t[]> panels(new uint8_t[qpanels_bytes(M, K)]);  // every byte is written by pack_panel
@@ -713,6 +816,7 @@ int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, con
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
   const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad), P = OH * OW;
   const size_t K = C * kh * kw, N = h.N;
+  o.aMax = max_u8(x, B * C * H * W);
   // images per task: enough rows for a few panels, at most ~4 MB of im2col per task
   size_t G = std::max<size_t>(1, std::min<size_t>(B, (192 + P - 1) / P));
   while (G > 1 && round_up(G * P, 16) * round_up(K, 4) > (size_t(4) << 20)) --G;

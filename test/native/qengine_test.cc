@@ -667,3 +667,112 @@ FL_TEST(qconv2d_direct_repeated_calls_see_new_weights_and_scales) {
     FL_CHECK(a == b && za == zb) << "round " << round;
   }
 }
+
+// ---- AVX2 kernels chosen by operand range (qgemm_avx2_run) -------------------------------------
+FL_TEST(qgemm_avx2_run_bound_is_exact) {
+  // the run length n is the largest with n * (pair bound) inside int16, on each side
+  FL_CHECK(fl::qgemm_avx2_run(15, -8, 7) == 136);   // 136 * 240 = 32640 <= 32768 < 137 * 240
+  FL_CHECK(fl::qgemm_avx2_run(255, -8, 7) == 8);    // 8 * 4080 = 32640
+  FL_CHECK(fl::qgemm_avx2_run(15, -128, 127) == 8); // 8 * 3840 = 30720 < 9 * 3840
+  FL_CHECK(fl::qgemm_avx2_run(255, -128, 127) == 0);  // one pair may saturate: widening kernel
+  FL_CHECK(fl::qgemm_avx2_run(255, -64, 63) == 1);  // 2 * 255 * 64 = 32640 <= 32768
+  FL_CHECK(fl::qgemm_avx2_run(255, -65, 0) == 0);   // 33150 > 32768
+  FL_CHECK(fl::qgemm_avx2_run(255, 0, 64) == 1 && fl::qgemm_avx2_run(255, 0, 65) == 0);  // 32640 / 33150 vs 32767
+  FL_CHECK(fl::qgemm_avx2_run(15, 0, 7) == 156);    // positive side only: 156 * 210 = 32760
+  for (int a : {1, 3, 15, 100, 255})
+    for (int lo : {-128, -64, -8, -1, 0})
+      for (int hi : {0, 1, 7, 63, 127}) {
+        const int n = fl::qgemm_avx2_run(a, lo, hi);
+        const int64_t neg = 2 * int64_t(a) * -lo, pos = 2 * int64_t(a) * hi;
+        FL_CHECK(n >= 0 && int64_t(n) * neg <= 32768 && int64_t(n) * pos <= 32767) << a << " " << lo << " " << hi;
+        if (n > 0 && n < (1 << 20)) FL_CHECK(int64_t(n + 1) * neg > 32768 || int64_t(n + 1) * pos > 32767);
+        if (n == 0) FL_CHECK(neg > 32768 || pos > 32767);
+      }
+}
+
+FL_TEST(qgemm_every_operand_range_equals_triple_loop) {
+  // activations up to 15 / 255, weights 4-bit / 8-bit / one-signed, K across the 16-bit run
+  // lengths (136 * 4 = 544 taps, 8 * 4 = 32): every AVX2 kernel against the integer triple loop,
+  // plus the extremes (every product at the most negative / positive bound) where the int16 sums
+  // sit exactly at the edge of their range before widening
+  struct Range { int amax, wlo, whi; };
+  const Range ranges[] = {{15, -8, 7}, {255, -8, 7}, {15, -128, 127}, {255, -128, 127}, {7, -2, 1}, {255, -64, 63}, {15, 0, 7}};
+  const size_t Ms[] = {1, 17, 48, 50, 97};
+  const size_t Ns[] = {1, 6, 16, 19};
+  const size_t Ks[] = {3, 25, 33, 150, 545, 1100};
+  uint32_t stream = 3000;
+  for (const Range& r : ranges)
+    for (int extreme = 0; extreme < 3; ++extreme)
+      for (size_t M : Ms)
+        for (size_t N : Ns)
+          for (size_t K : Ks) {
+            if (extreme && (M != 50 || N != 6)) continue;
+            ++stream;
+            auto A = rand_u8(M * K, stream, r.amax);
+            auto W = rand_codes(N * K, stream + 1, r.wlo, r.whi);
+            if (extreme) {  // 1: a = amax, w = wlo everywhere; 2: a = amax, w = whi
+              std::fill(A.begin(), A.end(), uint8_t(r.amax));
+              std::fill(W.begin(), W.end(), int8_t(extreme == 1 ? r.wlo : r.whi));
+            }
+            std::vector<int32_t> ref(M * N);
+            for (size_t m = 0; m < M; ++m)
+              for (size_t n = 0; n < N; ++n) {
+                int64_t s = 0;
+                for (size_t k = 0; k < K; ++k) s += int32_t(A[m * K + k]) * int32_t(W[n * K + k]);
+                ref[m * N + n] = int32_t(s);
+              }
+            for (fl::Isa isa : gemm_isas()) {
+              const auto qw = make_weights(W, N, K, isa);
+              for (int threads : {1, 2}) {
+                fl::set_num_threads(threads);
+                std::vector<int32_t> out(M * N, 0x5a5a5a5a);
+                fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Int32, out.data(), M, N, nullptr, nullptr, 1, 1),
+                               fl::QConvPath::Gemm);
+                size_t bad = 0;
+                while (bad < out.size() && out[bad] == ref[bad]) ++bad;
+                FL_CHECK(bad == out.size()) << fl::isa_name(isa) << " amax=" << r.amax << " w=[" << r.wlo << "," << r.whi
+                                            << "] run=" << fl::qgemm_avx2_run(r.amax, r.wlo, r.whi) << " extreme=" << extreme
+                                            << " M=" << M << " N=" << N << " K=" << K << " threads=" << threads << " at " << bad;
+              }
+            }
+          }
+  fl::set_num_threads(2);
+}
+
+FL_TEST(qgemm_every_operand_range_epilogues_equal_scalar) {
+  // the Float and Codes epilogues of each AVX2 kernel give the scalar kernel's bits
+  struct Range { int amax, wlo, whi; };
+  const Range ranges[] = {{15, -8, 7}, {255, -8, 7}, {15, -128, 127}, {255, -128, 127}};
+  const size_t M = 61, N = 11, K = 150;
+  uint32_t stream = 3500;
+  for (const Range& r : ranges) {
+    stream += 3;
+    const auto A = rand_u8(M * K, stream, r.amax);
+    const auto W = rand_codes(N * K, stream + 1, r.wlo, r.whi);
+    std::vector<float> scale(N), bias(N);
+    for (size_t n = 0; n < N; ++n) {
+      scale[n] = (n % 4 == 1 ? -1.0f : 1.0f) * 0.3f / float(r.amax * std::max(-r.wlo, r.whi) * 12);
+      bias[n] = (float(rbits(n, stream + 2) % 200) - 100.0f) * 0.004f;
+    }
+    std::vector<float> fref;
+    std::vector<uint8_t> cref;
+    int64_t zref = -1;
+    for (fl::Isa isa : gemm_isas()) {
+      const auto qw = make_weights(W, N, K, isa);
+      std::vector<float> f(M * N);
+      std::vector<uint8_t> c(M * N, 99);
+      fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Float, f.data(), M, N, scale.data(), bias.data(), 0.02f, 15.0f),
+                     fl::QConvPath::Gemm);
+      const int64_t z = fl::qgemm_u8s8(A.data(), M, K, K, qw.data(),
+                                       out_mn(fl::QOutMode::Codes, c.data(), M, N, scale.data(), bias.data(), 0.02f, 15.0f), fl::QConvPath::Gemm);
+      if (zref < 0) {
+        fref = f; cref = c; zref = z;
+        FL_CHECK(z > 0 && z < int64_t(M * N)) << "want a mix of zero and non-zero codes: " << z;
+        continue;
+      }
+      bool same = true;
+      for (size_t i = 0; i < f.size(); ++i) same = same && fbits(f[i]) == fbits(fref[i]);
+      FL_CHECK(same && c == cref && z == zref) << fl::isa_name(isa) << " amax=" << r.amax << " w=[" << r.wlo << "," << r.whi << "]";
+    }
+  }
+}
