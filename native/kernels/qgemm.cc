@@ -242,8 +242,10 @@ FL_AVX2 void panel_avx2(const uint8_t* panel, size_t Wp, size_t m0, size_t M, co
                         size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
   const int run = qgemm_avx2_run(o.aMax, h.wlo, h.whi);
   if (run == 0) return panel_avx2_wide(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros);
-  // Wp / 8 is 2, 4 or 6 row vectors: tiles of 2 (8 int16 sums + 8 int32 accumulators + 2 rows)
-  panel_avx2_s16<2>(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros, size_t(run));
+  // Wp / 8 is 2, 4 or 6 row vectors: tiles of 3 (12 int16 sums + 3 rows + 1 weight broadcast
+  // in the 16 registers) or 2
+  if (Wp % 24 == 0) panel_avx2_s16<3>(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros, size_t(run));
+  else panel_avx2_s16<2>(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros, size_t(run));
 }
 
 FL_AVX2 uint8_t max_u8_avx2(const uint8_t* x, size_t n) {
