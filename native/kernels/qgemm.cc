@@ -439,7 +439,7 @@ void pack_panel(const uint8_t* A, size_t M, size_t K, size_t lda, size_t p, uint
 
 // Reusable per-thread scratch (the pool's threads live for the process).
 uint8_t* tls_buffer(int which, size_t bytes) {
-  thread_local std::vector<uint8_t> buf[2];
+  thread_local std::vector<uint8_t> buf[3];
   if (buf[which].size() < bytes) buf[which].resize(bytes);
   return buf[which].data();
 }
@@ -768,6 +768,51 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
 }
 
 namespace {
+// The im2col + panel GEMM path of a convolution over plain [B][C][H][W] input, parallel over
+// groups of images; with poolK > 1 (Codes), each task max-pools its group's codes (still in
+// cache, in a per-thread buffer) into out [B][O][PH][PW], so the pool adds no pass over memory
+// and no parallel region of its own. Returns the zero codes before pooling.
+int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
+                  size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o) {
+  QCodeTable table;
+  o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
+  QwHeader h;
+  std::memcpy(&h, qw, sizeof h);
+  const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
+  const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad), P = OH * OW;
+  const size_t K = C * kh * kw, N = h.N;
+  o.aMax = max_u8(x, B * C * H * W);
+  // images per task: enough rows for a few panels, at most ~4 MB of im2col per task
+  size_t G = std::max<size_t>(1, std::min<size_t>(B, (192 + P - 1) / P));
+  while (G > 1 && round_up(G * P, 16) * round_up(K, 4) > (size_t(4) << 20)) --G;
+  const size_t groups = (B + G - 1) / G;
+  o.P = int64_t(P);
+  o.strideImg = int64_t(N * P);
+  o.strideP = 1;
+  o.strideN = int64_t(P);
+  std::vector<int64_t> zeros(groups, 0);
+  const bool pool = o.mode == QOutMode::Codes && (poolK > 1 || poolStride > 1);  // (contract: pooling takes Codes)
+  const size_t PP = pool ? ((OH - poolK) / poolStride + 1) * ((OW - poolK) / poolStride + 1) : 0;
+  parallel_for(groups, [&](size_t t) {
+    const size_t g0 = t * G, gi = std::min(G, B - g0), M = gi * P, Mp = round_up(M, 16);
+    uint8_t* panels = tls_buffer(0, qpanels_bytes(M, K));
+    uint8_t* scratch = tls_buffer(1, qim2col_scratch_bytes(gi, C, H, W, kh, kw, stride, pad));
+    qim2col(x + g0 * C * H * W, gi, C, H, W, kh, kw, stride, pad, panels, scratch);
+    QOut og = o;
+    og.data = pool ? tls_buffer(2, gi * N * P) : static_cast<uint8_t*>(o.data) + g0 * N * P * elem_bytes(o.mode);
+    for (size_t m0 = 0; m0 < Mp; m0 += kPanel)
+      fn(panels + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, 0, h.Np, og, &zeros[t]);
+    // (inside a task the pool's parallel_for runs on this thread)
+    if (pool) maxpool2d_u8(static_cast<uint8_t*>(og.data), gi * N, OH, OW, poolK, poolStride, static_cast<uint8_t*>(o.data) + g0 * N * PP);
+  });
+  int64_t z = 0;
+  for (int64_t v : zeros) z += v;
+  return z;
+}
+
+}  // namespace
+
+namespace {
 bool use_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad, size_t pk,
                 size_t ps, QOutMode mode, QConvPath path) {
   if (path == QConvPath::Gemm || !qconv_direct_applies(qw, C, H, W, kh, kw, stride, pad, pk, ps, mode)) return false;
@@ -785,13 +830,16 @@ int64_t qconv2d_pool_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W
   std::memcpy(&h, qw, sizeof h);
   const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad);
   const size_t PH = (OH - poolK) / poolStride + 1, PW = (OW - poolK) / poolStride + 1;
-  std::vector<uint8_t> y(B * h.N * OH * OW), p(bl.out ? B * h.N * PH * PW : 0);
-  QOut oc = o;
-  oc.data = y.data();
-  const int64_t z = qconv2d_u8(x, B, C, H, W, qw, kh, kw, stride, pad, oc, path, {bl.in, false});
-  maxpool2d_u8(y.data(), B * h.N, OH, OW, poolK, poolStride, bl.out ? p.data() : static_cast<uint8_t*>(o.data));
-  if (bl.out) qblock(p.data(), B, h.N * PH * PW, 1, o.data);
-  return z;
+  if (bl.in || bl.out) {  // convert around the plain fused path
+    std::vector<uint8_t> rows(bl.in ? B * C * H * W : 0), p(bl.out ? B * h.N * PH * PW : 0);
+    if (bl.in) qunblock(x, B, C * H * W, 1, rows.data());
+    QOut oc = o;
+    if (bl.out) oc.data = p.data();
+    const int64_t z = conv_gemm(bl.in ? rows.data() : x, B, C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, oc);
+    if (bl.out) qblock(p.data(), B, h.N * PH * PW, 1, o.data);
+    return z;
+  }
+  return conv_gemm(x, B, C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, o);
 }
 
 int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
@@ -811,36 +859,7 @@ int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, con
     if (bl.out) qblock(outRows.data(), B, E, elem, o.data);
     return z;
   }
-  QCodeTable table;
-  o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
-  QwHeader h;
-  std::memcpy(&h, qw, sizeof h);
-  const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
-  const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad), P = OH * OW;
-  const size_t K = C * kh * kw, N = h.N;
-  o.aMax = max_u8(x, B * C * H * W);
-  // images per task: enough rows for a few panels, at most ~4 MB of im2col per task
-  size_t G = std::max<size_t>(1, std::min<size_t>(B, (192 + P - 1) / P));
-  while (G > 1 && round_up(G * P, 16) * round_up(K, 4) > (size_t(4) << 20)) --G;
-  const size_t groups = (B + G - 1) / G;
-  o.P = int64_t(P);
-  o.strideImg = int64_t(N * P);
-  o.strideP = 1;
-  o.strideN = int64_t(P);
-  std::vector<int64_t> zeros(groups, 0);
-  parallel_for(groups, [&](size_t t) {
-    const size_t g0 = t * G, gi = std::min(G, B - g0), M = gi * P, Mp = round_up(M, 16);
-    uint8_t* panels = tls_buffer(0, qpanels_bytes(M, K));
-    uint8_t* scratch = tls_buffer(1, qim2col_scratch_bytes(gi, C, H, W, kh, kw, stride, pad));
-    qim2col(x + g0 * C * H * W, gi, C, H, W, kh, kw, stride, pad, panels, scratch);
-    QOut og = o;
-    og.data = static_cast<uint8_t*>(o.data) + g0 * N * P * elem_bytes(o.mode);
-    for (size_t m0 = 0; m0 < Mp; m0 += kPanel)
-      fn(panels + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, 0, h.Np, og, &zeros[t]);
-  });
-  int64_t z = 0;
-  for (int64_t v : zeros) z += v;
-  return z;
+  return conv_gemm(x, B, C, H, W, qw, kh, kw, stride, pad, 1, 1, o);
 }
 
 }  // namespace fl
