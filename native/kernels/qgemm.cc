@@ -406,6 +406,59 @@ FL_VNNI double vnni_probe(uint64_t iters) {
   return double(iters) * 24 * 64;
 }
 
+
+// ---- pooled requantisation (conv + max pool on the GEMM path) ----------------------------------
+// One channel plane of int32 accumulators acc [OH][OW] -> y [PH][PW] codes of the max pool of the
+// codes, pooling before requantising (qrequant.h: x = acc ^ m is what the code is monotone in),
+// so k*k fewer requantisations; zero codes of the whole plane (before pooling) counted as
+// x < zt. pooled: scratch of PH * PW int32.
+struct PoolRq { size_t OH, OW, k, s, PH, PW; int32_t m, zt; float scale, bias, actScale, levels; };
+
+void pool_max_x(const int32_t* acc, const PoolRq& r, int32_t* pooled) {
+  for (size_t oh = 0; oh < r.PH; ++oh)
+    for (size_t ow = 0; ow < r.PW; ++ow) {
+      int32_t best = INT32_MIN;
+      for (size_t i = 0; i < r.k; ++i)
+        for (size_t j = 0; j < r.k; ++j) best = std::max(best, acc[(oh * r.s + i) * r.OW + ow * r.s + j] ^ r.m);
+      pooled[oh * r.PW + ow] = best;
+    }
+}
+
+int64_t pool_requant_scalar(const int32_t* acc, const PoolRq& r, int32_t* pooled, uint8_t* y) {
+  int64_t z = 0;
+  for (size_t i = 0; i < r.OH * r.OW; ++i) z += (acc[i] ^ r.m) < r.zt;
+  pool_max_x(acc, r, pooled);
+  for (size_t i = 0; i < r.PH * r.PW; ++i)
+    y[i] = uint8_t(qrq::code_of(qrq::affine_spec(pooled[i] ^ r.m, r.scale, r.bias), r.actScale, r.levels));
+  return z;
+}
+
+FL_AVX2 int64_t pool_requant_avx2(const int32_t* acc, const PoolRq& r, int32_t* pooled, uint8_t* y) {
+  const size_t n = r.OH * r.OW, np = r.PH * r.PW;
+  const __m256i vm = _mm256_set1_epi32(r.m), vzt = _mm256_set1_epi32(r.zt);
+  int64_t z = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i x = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i)), vm);
+    z += __builtin_popcount(unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vzt, x)))));
+  }
+  for (; i < n; ++i) z += (acc[i] ^ r.m) < r.zt;
+  pool_max_x(acc, r, pooled);
+  const __m256 vs = _mm256_set1_ps(r.scale), vb = _mm256_set1_ps(r.bias), vas = _mm256_set1_ps(r.actScale), vl = _mm256_set1_ps(r.levels);
+  for (i = 0; i + 8 <= np; i += 8) {
+    const __m256i a = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pooled + i)), vm);
+    __m256 p = _mm256_mul_ps(vs, _mm256_cvtepi32_ps(a));
+    __asm__("" : "+x"(p));  // no FMA contraction (see affine)
+    const __m256 v = _mm256_max_ps(_mm256_add_ps(p, vb), _mm256_setzero_ps());  // NaN -> 0
+    __m256 q = _mm256_round_ps(_mm256_div_ps(v, vas), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i qi = _mm256_cvttps_epi32(_mm256_min_ps(q, vl));
+    const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(y + i), _mm_packus_epi16(p16, p16));
+  }
+  for (; i < np; ++i) y[i] = uint8_t(qrq::code_of(qrq::affine_spec(pooled[i] ^ r.m, r.scale, r.bias), r.actScale, r.levels));
+  return z;
+}
+
 #undef FL_AVX2
 #undef FL_VNNI
 
@@ -769,9 +822,10 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
 
 namespace {
 // The im2col + panel GEMM path of a convolution over plain [B][C][H][W] input, parallel over
-// groups of images; with poolK > 1 (Codes), each task max-pools its group's codes (still in
-// cache, in a per-thread buffer) into out [B][O][PH][PW], so the pool adds no pass over memory
-// and no parallel region of its own. Returns the zero codes before pooling.
+// groups of images; with pooling (Codes), each task pools its group's int32 accumulators (still
+// in cache, in a per-thread buffer) and requantises only the pooled values (pool_requant_*) into
+// out [B][O][PH][PW]: k*k fewer requantisations, no pass over memory and no parallel region of
+// its own. Returns the zero codes before pooling.
 int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
                   size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o) {
   QCodeTable table;
@@ -792,18 +846,33 @@ int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, cons
   o.strideN = int64_t(P);
   std::vector<int64_t> zeros(groups, 0);
   const bool pool = o.mode == QOutMode::Codes && (poolK > 1 || poolStride > 1);  // (contract: pooling takes Codes)
-  const size_t PP = pool ? ((OH - poolK) / poolStride + 1) * ((OW - poolK) / poolStride + 1) : 0;
+  const size_t PH = (OH - poolK) / poolStride + 1, PW = (OW - poolK) / poolStride + 1, PP = pool ? PH * PW : 0;
+  // pooling: the tasks write int32 accumulators and pool before requantising (pool_requant_*),
+  // with the per-channel sign masks and zero thresholds found once here
+  std::vector<int32_t> negm(pool ? N : 0), zt(pool ? N : 0);
+  for (size_t n = 0; n < negm.size(); ++n) {
+    negm[n] = o.scale[n] < 0.0f ? -1 : 0;
+    zt[n] = qrq::zero_threshold(o.scale[n], o.bias[n], negm[n], o, int64_t(K) * 255 * 128, o.table);
+  }
+  const auto poolFn = static_cast<Isa>(h.isa) == Isa::Scalar ? pool_requant_scalar : pool_requant_avx2;
   parallel_for(groups, [&](size_t t) {
     const size_t g0 = t * G, gi = std::min(G, B - g0), M = gi * P, Mp = round_up(M, 16);
     uint8_t* panels = tls_buffer(0, qpanels_bytes(M, K));
     uint8_t* scratch = tls_buffer(1, qim2col_scratch_bytes(gi, C, H, W, kh, kw, stride, pad));
     qim2col(x + g0 * C * H * W, gi, C, H, W, kh, kw, stride, pad, panels, scratch);
     QOut og = o;
-    og.data = pool ? tls_buffer(2, gi * N * P) : static_cast<uint8_t*>(o.data) + g0 * N * P * elem_bytes(o.mode);
+    if (pool) { og.mode = QOutMode::Int32; og.data = tls_buffer(2, (gi * N * P + PP) * 4); }
+    else og.data = static_cast<uint8_t*>(o.data) + g0 * N * P * elem_bytes(o.mode);
     for (size_t m0 = 0; m0 < Mp; m0 += kPanel)
       fn(panels + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, 0, h.Np, og, &zeros[t]);
-    // (inside a task the pool's parallel_for runs on this thread)
-    if (pool) maxpool2d_u8(static_cast<uint8_t*>(og.data), gi * N, OH, OW, poolK, poolStride, static_cast<uint8_t*>(o.data) + g0 * N * PP);
+    if (!pool) return;
+    const int32_t* acc = static_cast<const int32_t*>(og.data);
+    int32_t* pooled = static_cast<int32_t*>(og.data) + gi * N * P;
+    for (size_t j = 0; j < gi * N; ++j) {
+      const size_t n = j % N;
+      const PoolRq r{OH, OW, poolK, poolStride, PH, PW, negm[n], zt[n], o.scale[n], o.bias[n], o.actScale, o.levels};
+      zeros[t] += poolFn(acc + j * P, r, pooled, static_cast<uint8_t*>(o.data) + (g0 * N + j) * PP);
+    }
   });
   int64_t z = 0;
   for (int64_t v : zeros) z += v;

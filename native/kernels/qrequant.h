@@ -13,6 +13,7 @@
 #pragma once
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -27,6 +28,37 @@ inline float code_of(float y, float actScale, float levels) {
   const float a = y > 0.0f ? y : 0.0f;
   const float q = std::nearbyint(a / actScale);
   return q < levels ? q : levels;
+}
+
+// y = fl(fl(s * float(acc)) + b), the product rounded on its own (no FMA contraction).
+inline float affine_spec(int32_t acc, float s, float b) {
+  float p = s * float(acc);
+  __asm__("" : "+x"(p));
+  return p + b;
+}
+
+// For pooling before requantising (the code is monotone in acc for a fixed channel: non-decreasing
+// if scale >= 0 or NaN, non-increasing if scale < 0, so with m = -1 for scale < 0 and 0 otherwise
+// the code is non-decreasing in acc ^ m, and max over a window of codes(acc) = codes(max of acc ^ m)):
+// Smallest acc' in [-amax - 1, amax] whose channel code is non-zero (acc = acc' ^ m), amax + 1 if
+// none (the code is non-decreasing in acc'). With a code table, code >= 1 <=> y >= lo[1], which
+// gives a guess to bisect around; the full range is the fallback.
+inline int32_t zero_threshold(float s, float b, int32_t m, const QOut& o, int64_t amax, const QCodeTable* t) {
+  auto nonzero = [&](int64_t accp) { return code_of(affine_spec(int32_t(accp) ^ m, s, b), o.actScale, o.levels) >= 1.0f; };
+  int64_t lo = -amax - 1, hi = amax + 1;  // nonzero(hi) is taken as true
+  if (t && std::isfinite(s) && s != 0.0f && std::isfinite(b)) {
+    const double est = (double(t->lo[1]) - double(b)) / double(s);  // acc where y crosses lo[1]
+    if (std::fabs(est) < double(amax)) {
+      const int64_t e = m ? -int64_t(std::floor(est)) - 1 : int64_t(std::floor(est));
+      const int64_t a = std::max(lo, e - 64), z = std::min(hi, e + 64);
+      if ((a == lo || !nonzero(a)) && (z == hi || nonzero(z))) { lo = a; hi = z; }
+    }
+  }
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (nonzero(mid)) hi = mid; else lo = mid + 1;
+  }
+  return int32_t(lo);
 }
 
 // 16 codes from 16 floats y with the table (AVX-512).
