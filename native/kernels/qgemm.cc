@@ -99,14 +99,27 @@ void panel_scalar(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const Qw
 }
 
 // ---- AVX2 -----------------------------------------------------------------------
-FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, int64_t* zeros) {
-  const size_t valid = std::min<size_t>(8, M - m);
-  const int64_t mp = int64_t(m) % o.P;
-  const bool contig = o.strideP == 1 && mp + int64_t(valid) <= o.P;
-  const int64_t off = out_offset(o, m, n);
+// Where the 8 rows m .. m + 7 of a vector go (the same for every channel): offset of (m, 0),
+// rows valid, and whether they are 8 (or `valid`) consecutive elements. Computed once per row
+// vector, not per channel (two 64-bit divisions).
+struct RowVec { int64_t off; size_t valid; bool contig; };
+inline RowVec row_vec(size_t m, size_t M, const QOut& o) {
+  RowVec r;
+  r.valid = std::min<size_t>(8, M - m);
+  const int64_t img = int64_t(m) / o.P, mp = int64_t(m) % o.P;
+  r.off = img * o.strideImg + mp * o.strideP;
+  r.contig = o.strideP == 1 && mp + int64_t(r.valid) <= o.P;
+  return r;
+}
+
+FL_AVX2 inline void epi_avx2_rv(__m256i acc, const RowVec& rv, size_t m, size_t n, const QOut& o, int64_t* zeros) {
+  const size_t valid = rv.valid;
+  const int64_t off = rv.off + int64_t(n) * o.strideN;
+  const bool full = rv.contig && valid == 8;
   const __m256i lanemask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(valid)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   if (o.mode == QOutMode::Int32) {
-    if (contig) { _mm256_maskstore_epi32(static_cast<int32_t*>(o.data) + off, lanemask, acc); return; }
+    if (full) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<int32_t*>(o.data) + off), acc); return; }
+    if (rv.contig) { _mm256_maskstore_epi32(static_cast<int32_t*>(o.data) + off, lanemask, acc); return; }
     alignas(32) int32_t t[8];
     _mm256_store_si256(reinterpret_cast<__m256i*>(t), acc);
     scatter_lanes(t, valid, m, n, o);
@@ -116,7 +129,8 @@ FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, 
   __asm__("" : "+x"(p));  // no FMA contraction (see affine)
   const __m256 y = _mm256_add_ps(p, _mm256_set1_ps(o.bias[n]));
   if (o.mode == QOutMode::Float) {
-    if (contig) { _mm256_maskstore_ps(static_cast<float*>(o.data) + off, lanemask, y); return; }
+    if (full) { _mm256_storeu_ps(static_cast<float*>(o.data) + off, y); return; }
+    if (rv.contig) { _mm256_maskstore_ps(static_cast<float*>(o.data) + off, lanemask, y); return; }
     alignas(32) float t[8];
     _mm256_store_ps(t, y);
     scatter_lanes(t, valid, m, n, o);
@@ -130,10 +144,14 @@ FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, 
   *zeros += __builtin_popcount(z);
   const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
   const __m128i p8 = _mm_packus_epi16(p16, p16);
-  if (contig && valid == 8) { _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(o.data) + off), p8); return; }
+  if (full) { _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(o.data) + off), p8); return; }
   alignas(16) uint8_t t[16];
   _mm_store_si128(reinterpret_cast<__m128i*>(t), p8);
   scatter_lanes(t, valid, m, n, o);
+}
+
+FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, int64_t* zeros) {
+  epi_avx2_rv(acc, row_vec(m, M, o), m, n, o, zeros);
 }
 
 // Weights int8 [Np/4][K4][4][4] (16 bytes per k4: channel c's 4 codes at 4c).
@@ -228,11 +246,11 @@ FL_AVX2 void panel_avx2_s16(const uint8_t* panel, size_t Wp, size_t m0, size_t M
 #pragma GCC unroll 4
           for (int v = 0; v < V; ++v) acc[c][v] = _mm256_add_epi32(acc[c][v], _mm256_madd_epi16(t[c][v], ones));
       }
-      for (size_t c = 0; c < 4; ++c) {
-        const size_t n = nb * 4 + c;
-        if (n >= h.N) break;
-        for (int v = 0; v < V; ++v)
-          if (m + 8 * size_t(v) < M) epi_avx2(acc[c][v], m + 8 * size_t(v), n, M, o, zeros);
+      for (int v = 0; v < V; ++v) {
+        const size_t mv = m + 8 * size_t(v);
+        if (mv >= M) break;
+        const RowVec rv = row_vec(mv, M, o);
+        for (size_t c = 0; c < 4 && nb * 4 + c < h.N; ++c) epi_avx2_rv(acc[c][v], rv, mv, nb * 4 + c, o, zeros);
       }
     }
   }
@@ -415,6 +433,16 @@ FL_VNNI double vnni_probe(uint64_t iters) {
 struct PoolRq { size_t OH, OW, k, s, PH, PW; int32_t m, zt; float scale, bias, actScale, levels; };
 
 void pool_max_x(const int32_t* acc, const PoolRq& r, int32_t* pooled) {
+  if (r.k == 2 && r.s == 2) {  // LeNet's pools: no inner loops
+    for (size_t oh = 0; oh < r.PH; ++oh) {
+      const int32_t* r0 = acc + 2 * oh * r.OW;
+      const int32_t* r1 = r0 + r.OW;
+      int32_t* d = pooled + oh * r.PW;
+      for (size_t ow = 0; ow < r.PW; ++ow)
+        d[ow] = std::max(std::max(r0[2 * ow] ^ r.m, r0[2 * ow + 1] ^ r.m), std::max(r1[2 * ow] ^ r.m, r1[2 * ow + 1] ^ r.m));
+    }
+    return;
+  }
   for (size_t oh = 0; oh < r.PH; ++oh)
     for (size_t ow = 0; ow < r.PW; ++ow) {
       int32_t best = INT32_MIN;
