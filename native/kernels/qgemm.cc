@@ -471,7 +471,32 @@ FL_AVX2 int64_t pool_requant_avx2(const int32_t* acc, const PoolRq& r, int32_t* 
     z += __builtin_popcount(unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vzt, x)))));
   }
   for (; i < n; ++i) z += (acc[i] ^ r.m) < r.zt;
-  pool_max_x(acc, r, pooled);
+  if (r.k == 2 && r.s == 2 && r.OW % 2 == 0) {
+    // vertical max of each row pair into pooled [PH][OW] (pooled has room: pool_scratch), then
+    // the horizontal pairs of that flat array (OW even: no pair spans two rows) in place
+    for (size_t oh = 0; oh < r.PH; ++oh) {
+      const int32_t* r0 = acc + 2 * oh * r.OW;
+      const int32_t* r1 = r0 + r.OW;
+      int32_t* d = pooled + oh * r.OW;
+      size_t w = 0;
+      for (; w + 8 <= r.OW; w += 8) {
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + w)), b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + w));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + w), _mm256_max_epi32(_mm256_xor_si256(a, vm), _mm256_xor_si256(b, vm)));
+      }
+      for (; w < r.OW; ++w) d[w] = std::max(r0[w] ^ r.m, r1[w] ^ r.m);
+    }
+    const size_t flat = r.PH * r.OW;  // = 2 * np
+    size_t j = 0;
+    for (; 2 * j + 16 <= flat; j += 8) {  // writes j .. j+7 after reading 2j .. 2j+15 (j <= 2j: in place is safe)
+      const __m256 a = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pooled + 2 * j)));
+      const __m256 b = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pooled + 2 * j + 8)));
+      const __m256i e = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88)), od = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xDD));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(pooled + j), _mm256_permute4x64_epi64(_mm256_max_epi32(e, od), 0xD8));
+    }
+    for (; j < np; ++j) pooled[j] = std::max(pooled[2 * j], pooled[2 * j + 1]);
+  } else {
+    pool_max_x(acc, r, pooled);
+  }
   const __m256 vs = _mm256_set1_ps(r.scale), vb = _mm256_set1_ps(r.bias), vas = _mm256_set1_ps(r.actScale), vl = _mm256_set1_ps(r.levels);
   for (i = 0; i + 8 <= np; i += 8) {
     const __m256i a = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pooled + i)), vm);
@@ -889,7 +914,7 @@ int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, cons
     uint8_t* scratch = tls_buffer(1, qim2col_scratch_bytes(gi, C, H, W, kh, kw, stride, pad));
     qim2col(x + g0 * C * H * W, gi, C, H, W, kh, kw, stride, pad, panels, scratch);
     QOut og = o;
-    if (pool) { og.mode = QOutMode::Int32; og.data = tls_buffer(2, (gi * N * P + PP) * 4); }
+    if (pool) { og.mode = QOutMode::Int32; og.data = tls_buffer(2, (gi * N * P + PH * OW) * 4); }  // + pooled scratch (>= PP)
     else og.data = static_cast<uint8_t*>(o.data) + g0 * N * P * elem_bytes(o.mode);
     for (size_t m0 = 0; m0 < Mp; m0 += kPanel)
       fn(panels + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, 0, h.Np, og, &zeros[t]);

@@ -486,7 +486,10 @@ FL_TEST(qconv2d_pool_equals_conv_then_maxpool_every_isa) {
   struct PoolCase { ConvCase c; size_t pk, ps; };
   const PoolCase cases[] = {{{21, 1, 28, 28, 6, 5, 5, 1, 2}, 2, 2}, {{35, 6, 14, 14, 16, 5, 5, 1, 0}, 2, 2},
                             {{3, 2, 11, 9, 5, 3, 3, 1, 1}, 3, 2},   {{16, 3, 9, 9, 12, 3, 3, 2, 1}, 2, 1},
-                            {{2, 4, 7, 6, 9, 2, 3, 1, 0}, 2, 2},     {{5, 1, 6, 6, 3, 3, 3, 1, 1}, 6, 6}};
+                            {{2, 4, 7, 6, 9, 2, 3, 1, 0}, 2, 2},     {{5, 1, 6, 6, 3, 3, 3, 1, 1}, 6, 6},
+                            // 2x2 pools over odd widths / heights (the vector pool needs an even width)
+                            {{3, 2, 9, 11, 5, 3, 3, 1, 0}, 2, 2},    {{4, 3, 12, 10, 7, 2, 1, 1, 0}, 2, 2},
+                            {{2, 5, 20, 37, 11, 3, 3, 1, 1}, 2, 2}};
   uint32_t stream = 1700;
   for (const PoolCase& pc : cases) {
     const ConvCase& t = pc.c;
