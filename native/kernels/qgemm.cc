@@ -811,12 +811,13 @@ int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const Q
   o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
-  o.aMax = max_u8(panels, qpanels_bytes(M, h.K));
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
   const size_t Mp = round_up(M, 16);
   int64_t zeros = 0;
-  for (size_t m0 = 0; m0 < Mp; m0 += kPanel)
+  for (size_t m0 = 0; m0 < Mp; m0 += kPanel) {
+    o.aMax = max_u8(panels + m0 * h.Kp, std::min(kPanel, Mp - m0) * h.Kp);  // this panel's operand range
     fn(panels + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, 0, h.Np, o, &zeros);
+  }
   return zeros;
 }
 
@@ -849,12 +850,6 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
   QCodeTable table;
   QOut o = oin;
   o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
-  if (lda == K) {
-    o.aMax = max_u8(A, M * K);
-  } else {
-    o.aMax = 0;
-    for (size_t m = 0; m < M && o.aMax < 255; ++m) o.aMax = std::max<int32_t>(o.aMax, max_u8(A + m * lda, K));
-  }
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
   const size_t Mp = round_up(M, 16), np = (Mp + kPanel - 1) / kPanel;
   std::unique_ptr<uint8_t[]> panels(new uint8_t[qpanels_bytes(M, K)]);  // every byte is written by pack_panel
@@ -864,9 +859,11 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
   const size_t nc = (h.Np + kChunk - 1) / kChunk;
   std::vector<int64_t> zeros(np * nc, 0);
   parallel_for(np * nc, [&](size_t t) {
-    const size_t p = t / nc, c = t % nc, m0 = p * kPanel;
-    fn(panels.get() + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, c * kChunk,
-       std::min<size_t>(h.Np, (c + 1) * kChunk), o, &zeros[t]);
+    const size_t p = t / nc, c = t % nc, m0 = p * kPanel, Wp = std::min(kPanel, Mp - m0);
+    QOut op = o;
+    op.aMax = max_u8(panels.get() + m0 * h.Kp, Wp * h.Kp);  // this panel's operand range (kernel choice)
+    fn(panels.get() + m0 * h.Kp, Wp, m0, M, h, qw + kQwHeaderBytes, c * kChunk, std::min<size_t>(h.Np, (c + 1) * kChunk), op,
+       &zeros[t]);
   });
   int64_t z = 0;
   for (int64_t v : zeros) z += v;
@@ -888,7 +885,6 @@ int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, cons
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
   const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad), P = OH * OW;
   const size_t K = C * kh * kw, N = h.N;
-  o.aMax = max_u8(x, B * C * H * W);
   // images per task: enough rows for a few panels, at most ~4 MB of im2col per task
   size_t G = std::max<size_t>(1, std::min<size_t>(B, (192 + P - 1) / P));
   while (G > 1 && round_up(G * P, 16) * round_up(K, 4) > (size_t(4) << 20)) --G;
@@ -914,6 +910,7 @@ int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, cons
     uint8_t* scratch = tls_buffer(1, qim2col_scratch_bytes(gi, C, H, W, kh, kw, stride, pad));
     qim2col(x + g0 * C * H * W, gi, C, H, W, kh, kw, stride, pad, panels, scratch);
     QOut og = o;
+    og.aMax = max_u8(x + g0 * C * H * W, gi * C * H * W);  // this task's operand range (kernel choice)
     if (pool) { og.mode = QOutMode::Int32; og.data = tls_buffer(2, (gi * N * P + PH * OW) * 4); }  // + pooled scratch (>= PP)
     else og.data = static_cast<uint8_t*>(o.data) + g0 * N * P * elem_bytes(o.mode);
     for (size_t m0 = 0; m0 < Mp; m0 += kPanel)

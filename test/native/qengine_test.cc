@@ -739,6 +739,34 @@ FL_TEST(qgemm_every_operand_range_equals_triple_loop) {
               }
             }
           }
+  // one call whose panels / images differ in range (rows >= 60 raw uint8, the rest 4-bit codes;
+  // 8-bit weights): each task picks its kernel, the results are the triple loop's
+  {
+    const size_t M = 150, N = 9, K = 77;
+    auto A = rand_u8(M * K, 3901, 15);
+    const auto hiA = rand_u8(M * K, 3902, 255);
+    for (size_t i = 60 * K; i < M * K; ++i) A[i] = hiA[i];
+    const auto W = rand_codes(N * K, 3903, -128, 127);
+    std::vector<int32_t> ref(M * N);
+    for (size_t m = 0; m < M; ++m)
+      for (size_t n = 0; n < N; ++n) {
+        int32_t acc = 0;
+        for (size_t k = 0; k < K; ++k) acc += int32_t(A[m * K + k]) * W[n * K + k];
+        ref[m * N + n] = acc;
+      }
+    for (fl::Isa isa : gemm_isas()) {
+      const auto qw = make_weights(W, N, K, isa);
+      std::vector<int32_t> out(M * N);
+      fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Int32, out.data(), M, N, nullptr, nullptr, 1, 1), fl::QConvPath::Gemm);
+      FL_CHECK(out == ref) << fl::isa_name(isa) << " mixed ranges";
+      // as a 1x1 convolution of M images (tasks = image groups)
+      std::vector<int32_t> conv(M * N);
+      fl::QOut o{};
+      o.mode = fl::QOutMode::Int32; o.data = conv.data();
+      fl::qconv2d_u8(A.data(), M, K, 1, 1, qw.data(), 1, 1, 1, 0, o, fl::QConvPath::Gemm);
+      FL_CHECK(conv == ref) << fl::isa_name(isa) << " mixed ranges (conv)";
+    }
+  }
   fl::set_num_threads(2);
 }
 

@@ -98,7 +98,8 @@ struct QOut {
   float actScale;      // Codes
   float levels;        // Codes: 2^bits - 1
   const QCodeTable* table;  // Codes, optional (set by the drivers): SIMD epilogues skip the division
-  int32_t aMax = 255;       // an upper bound of the activation codes A (set by the drivers from a scan)
+  int32_t aMax = 255;       // an upper bound of the activation codes A (the drivers set it per task from a scan of
+                            // that task's operands; it picks an AVX2 kernel, never changes a bit)
 };
 
 // The AVX2 kernel by operand range. vpmaddubsw (u8 x s8) sums pairs a0*w0 + a1*w1 into int16
