@@ -10,7 +10,7 @@ import { Progress } from '../util/progress';
 import { FAULT_TYPES, type FaultType, type RateUnit, type Sampling } from './faults';
 import { campaignJobs, targetsOf, type TrialJob } from './runner';
 import {
-  readResults, RESULTS_FORMAT, RESULTS_VERSION, ResultsWriter, settingsDiff, summaryRows, trialKey,
+  readResults, RESULTS_FORMAT, RESULTS_VERSION, SEMANTICS, ResultsWriter, settingsDiff, summaryRows, trialKey,
   type CampaignSettings, type ResultsHeader, type SummaryRow, type TrialRecord,
 } from './results';
 
@@ -76,6 +76,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     model: path.resolve(o.model), modelSha256: model.hash, layoutHash: model.meta.layoutHash, arch: model.meta.arch,
     dataset: model.meta.dataset, split: 'test', images, faults: o.faults, rates: o.rates, trials: o.trials,
     seed: o.seed ?? 1, sampling: o.sampling ?? 'exact', rateUnit: o.rateUnit ?? 'bit', targets,
+    semantics: SEMANTICS,
   };
   const header: ResultsHeader = { type: 'header', format: RESULTS_FORMAT, version: RESULTS_VERSION, settings, shard };
   const unlock = lockResults(o.out);
