@@ -71,7 +71,7 @@ export class CampaignExecutor {
   }
 
   private evaluate(memory: Uint8Array) {
-    const r = this.engine.evaluate(memory, this.data.images, this.data.labels, this.data.count);
+    const r = this.engine.evaluateSync({ memory, images: this.data.images, labels: this.data.labels, count: this.data.count });
     return { accuracy: r.accuracy, loss: r.loss, sparsity: r.sparsity, sparsityWeighted: r.sparsityWeighted };
   }
 

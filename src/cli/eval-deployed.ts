@@ -16,7 +16,7 @@ export async function deployedEvalHook(path: string, file: SafetensorsFile, spli
   const n = v.limit !== undefined ? Math.min(ds.count, int(v, 'limit', 1, 1e9)) : ds.count;
   const engine = new Engine(model);
   const t0 = Date.now();
-  const r = engine.evaluate(model.memory, ds.images, ds.labels, n);
+  const r = await engine.evaluate({ images: ds.images, labels: ds.labels, count: n });
   const seconds = (Date.now() - t0) / 1000;
   if (flag(v, 'json')) {
     process.stdout.write(JSON.stringify({ model: path, kind: 'deployed', backend: engine.backend, arch: model.meta.arch, dataset: model.meta.dataset, split, count: n, accuracy: r.accuracy, loss: r.loss, sparsity: r.sparsity, sparsityWeighted: r.sparsityWeighted, perLayerSparsity: r.perLayerSparsity, seconds }, null, 2) + '\n');
