@@ -56,13 +56,19 @@ inline uint8_t requant_one(float y, float actScale, float levels) {
   return uint8_t(q);
 }
 
+// The affine value with the optional per-position term: fl(affine + corr[n][m % P]).
+inline float affine_at(int32_t acc, size_t m, size_t n, const QOut& o) {
+  const float y = affine(acc, o.scale[n], o.bias[n]);
+  return o.corr ? y + o.corr[int64_t(n) * o.P + int64_t(m) % o.P] : y;
+}
+
 void epi_scalar(int32_t acc, size_t m, size_t n, const QOut& o, int64_t* zeros) {
   const int64_t off = out_offset(o, m, n);
   switch (o.mode) {
     case QOutMode::Int32: static_cast<int32_t*>(o.data)[off] = acc; break;
-    case QOutMode::Float: static_cast<float*>(o.data)[off] = affine(acc, o.scale[n], o.bias[n]); break;
+    case QOutMode::Float: static_cast<float*>(o.data)[off] = affine_at(acc, m, n, o); break;
     case QOutMode::Codes: {
-      const uint8_t q = requant_one(affine(acc, o.scale[n], o.bias[n]), o.actScale, o.levels);
+      const uint8_t q = requant_one(affine_at(acc, m, n, o), o.actScale, o.levels);
       static_cast<uint8_t*>(o.data)[off] = q;
       *zeros += q == 0;
       break;
@@ -99,16 +105,28 @@ void panel_scalar(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const Qw
 }
 
 // ---- AVX2 -----------------------------------------------------------------------
+// The per-position terms of lanes [0, valid) of rows m, m + 1, ... (zeros past valid).
+inline void corr_lanes(const QOut& o, size_t m, size_t n, size_t valid, float* t) {
+  int64_t pix = int64_t(m) % o.P;
+  const float* c = o.corr + int64_t(n) * o.P;
+  for (size_t l = 0; l < valid; ++l) {
+    t[l] = c[pix];
+    if (++pix == o.P) pix = 0;
+  }
+}
+
 // Where the 8 rows m .. m + 7 of a vector go (the same for every channel): offset of (m, 0),
 // rows valid, and whether they are 8 (or `valid`) consecutive elements. Computed once per row
 // vector, not per channel (two 64-bit divisions).
-struct RowVec { int64_t off; size_t valid; bool contig; };
+struct RowVec { int64_t off, pix; size_t valid; bool contig, samePlane; };
 inline RowVec row_vec(size_t m, size_t M, const QOut& o) {
   RowVec r;
   r.valid = std::min<size_t>(8, M - m);
   const int64_t img = int64_t(m) / o.P, mp = int64_t(m) % o.P;
+  r.pix = mp;
   r.off = img * o.strideImg + mp * o.strideP;
-  r.contig = o.strideP == 1 && mp + int64_t(r.valid) <= o.P;
+  r.samePlane = mp + int64_t(r.valid) <= o.P;
+  r.contig = o.strideP == 1 && r.samePlane;
   return r;
 }
 
@@ -127,7 +145,16 @@ FL_AVX2 inline void epi_avx2_rv(__m256i acc, const RowVec& rv, size_t m, size_t 
   }
   __m256 p = _mm256_mul_ps(_mm256_set1_ps(o.scale[n]), _mm256_cvtepi32_ps(acc));
   __asm__("" : "+x"(p));  // no FMA contraction (see affine)
-  const __m256 y = _mm256_add_ps(p, _mm256_set1_ps(o.bias[n]));
+  __m256 y = _mm256_add_ps(p, _mm256_set1_ps(o.bias[n]));
+  if (o.corr) {
+    if (rv.samePlane && rv.valid == 8) {
+      y = _mm256_add_ps(y, _mm256_loadu_ps(o.corr + int64_t(n) * o.P + rv.pix));
+    } else {
+      alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      corr_lanes(o, m, n, valid, t);
+      y = _mm256_add_ps(y, _mm256_load_ps(t));
+    }
+  }
   if (o.mode == QOutMode::Float) {
     if (full) { _mm256_storeu_ps(static_cast<float*>(o.data) + off, y); return; }
     if (rv.contig) { _mm256_maskstore_ps(static_cast<float*>(o.data) + off, lanemask, y); return; }
@@ -296,7 +323,12 @@ FL_VNNI void epi_avx512(__m512i acc, size_t m, size_t n, size_t M, const QOut& o
   }
   __m512 p = _mm512_mul_ps(_mm512_set1_ps(o.scale[n]), _mm512_cvtepi32_ps(acc));
   __asm__("" : "+v"(p));  // no FMA contraction (see affine)
-  const __m512 y = _mm512_add_ps(p, _mm512_set1_ps(o.bias[n]));
+  __m512 y = _mm512_add_ps(p, _mm512_set1_ps(o.bias[n]));
+  if (o.corr) {  // the per-position term (lanes past valid: 0)
+    alignas(64) float t[16] = {};
+    corr_lanes(o, m, n, valid, t);
+    y = _mm512_add_ps(y, _mm512_load_ps(t));
+  }
   if (o.mode == QOutMode::Float) {
     if (contig) { _mm512_mask_storeu_ps(static_cast<float*>(o.data) + off, k, y); return; }
     alignas(64) float t[16];
@@ -828,7 +860,7 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
   // Row-major [M][N] output of dense rows, or blocked: a 1 x 1 convolution of M images of K
   // channels, which the direct kernel runs without packing (16 rows in the vector lanes)
   const bool mn = bl.out || (oin.strideN == 1 && oin.strideImg == 0 && oin.P >= int64_t(M) && oin.strideP == int64_t(h.N));
-  if (path != QConvPath::Gemm && lda == K && mn && qconv_direct_applies(qw, K, 1, 1, 1, 1, 1, 0, 1, 1, oin.mode))
+  if (path != QConvPath::Gemm && !oin.corr && lda == K && mn && qconv_direct_applies(qw, K, 1, 1, 1, 1, 1, 0, 1, 1, oin.mode))
     return qconv2d_direct_u8(A, M, K, 1, 1, qw, 1, 1, 1, 0, 1, 1, oin, bl.in, bl.out);
   if (bl.in || bl.out) {  // convert around the panel GEMM
     std::vector<uint8_t> rows, outRows;
@@ -898,7 +930,10 @@ int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, cons
   const size_t PH = (OH - poolK) / poolStride + 1, PW = (OW - poolK) / poolStride + 1, PP = pool ? PH * PW : 0;
   // pooling: the tasks write int32 accumulators and pool before requantising (pool_requant_*),
   // with the per-channel sign masks and zero thresholds found once here
-  std::vector<int32_t> negm(pool ? N : 0), zt(pool ? N : 0);
+  // (with a per-position term the code is not monotone in acc across positions: requantise every
+  // output, then max-pool the group's codes)
+  const bool poolCodes = pool && o.corr;
+  std::vector<int32_t> negm(pool && !poolCodes ? N : 0), zt(pool && !poolCodes ? N : 0);
   for (size_t n = 0; n < negm.size(); ++n) {
     negm[n] = o.scale[n] < 0.0f ? -1 : 0;
     zt[n] = qrq::zero_threshold(o.scale[n], o.bias[n], negm[n], o, int64_t(K) * 255 * 128, o.table);
@@ -911,11 +946,16 @@ int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, cons
     qim2col(x + g0 * C * H * W, gi, C, H, W, kh, kw, stride, pad, panels, scratch);
     QOut og = o;
     og.aMax = max_u8(x + g0 * C * H * W, gi * C * H * W);  // this task's operand range (kernel choice)
-    if (pool) { og.mode = QOutMode::Int32; og.data = tls_buffer(2, (gi * N * P + PH * OW) * 4); }  // + pooled scratch (>= PP)
+    if (poolCodes) og.data = tls_buffer(2, gi * N * P);
+    else if (pool) { og.mode = QOutMode::Int32; og.data = tls_buffer(2, (gi * N * P + PH * OW) * 4); }  // + pooled scratch (>= PP)
     else og.data = static_cast<uint8_t*>(o.data) + g0 * N * P * elem_bytes(o.mode);
     for (size_t m0 = 0; m0 < Mp; m0 += kPanel)
       fn(panels + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, 0, h.Np, og, &zeros[t]);
     if (!pool) return;
+    if (poolCodes) {  // (inside a task the pool's parallel_for runs on this thread)
+      maxpool2d_u8(static_cast<uint8_t*>(og.data), gi * N, OH, OW, poolK, poolStride, static_cast<uint8_t*>(o.data) + g0 * N * PP);
+      return;
+    }
     const int32_t* acc = static_cast<const int32_t*>(og.data);
     int32_t* pooled = static_cast<int32_t*>(og.data) + gi * N * P;
     for (size_t j = 0; j < gi * N; ++j) {
@@ -933,8 +973,8 @@ int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, cons
 
 namespace {
 bool use_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad, size_t pk,
-                size_t ps, QOutMode mode, QConvPath path) {
-  if (path == QConvPath::Gemm || !qconv_direct_applies(qw, C, H, W, kh, kw, stride, pad, pk, ps, mode)) return false;
+                size_t ps, QOutMode mode, QConvPath path, const float* corr) {
+  if (path == QConvPath::Gemm || corr || !qconv_direct_applies(qw, C, H, W, kh, kw, stride, pad, pk, ps, mode)) return false;
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
   return path == QConvPath::Direct || h.N <= 32;
@@ -943,7 +983,7 @@ bool use_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size
 
 int64_t qconv2d_pool_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
                         size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o, QConvPath path, QBlocked bl) {
-  if (use_direct(qw, C, H, W, kh, kw, stride, pad, poolK, poolStride, o.mode, path))
+  if (use_direct(qw, C, H, W, kh, kw, stride, pad, poolK, poolStride, o.mode, path, o.corr))
     return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, o, bl.in, bl.out);
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
@@ -963,7 +1003,7 @@ int64_t qconv2d_pool_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W
 
 int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
                    size_t stride, size_t pad, QOut o, QConvPath path, QBlocked bl) {
-  if (use_direct(qw, C, H, W, kh, kw, stride, pad, 1, 1, o.mode, path))
+  if (use_direct(qw, C, H, W, kh, kw, stride, pad, 1, 1, o.mode, path, o.corr))
     return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, 1, 1, o, bl.in, bl.out);
   if (bl.in || bl.out) {  // convert around the im2col path
     QwHeader h;

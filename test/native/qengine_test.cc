@@ -807,3 +807,60 @@ FL_TEST(qgemm_every_operand_range_epilogues_equal_scalar) {
     }
   }
 }
+
+FL_TEST(qconv2d_per_position_term_every_isa) {
+  // y = fl(fl(fl(s * acc) + b) + corr[o][p]) then codes (and a max pool of the codes): the input
+  // layer's border correction; every ISA's GEMM path (the direct kernel is not used with a term)
+  struct PoolCase { ConvCase c; size_t pk, ps; };
+  const PoolCase cases[] = {{{21, 1, 28, 28, 6, 5, 5, 1, 2}, 2, 2}, {{5, 3, 9, 11, 7, 3, 3, 1, 1}, 2, 2},
+                            {{3, 2, 10, 7, 5, 3, 3, 2, 2}, 3, 2},   {{17, 1, 6, 6, 9, 5, 5, 1, 2}, 1, 1}};
+  uint32_t stream = 4100;
+  for (const PoolCase& pc : cases) {
+    const ConvCase& t = pc.c;
+    stream += 10;
+    const size_t K = t.C * t.kh * t.kw, OH = fl::conv_out(t.H, t.kh, t.s, t.p), OW = fl::conv_out(t.W, t.kw, t.s, t.p), P = OH * OW;
+    const size_t PH = (OH - pc.pk) / pc.ps + 1, PW = (OW - pc.pk) / pc.ps + 1;
+    const auto x = rand_u8(t.B * t.C * t.H * t.W, stream, 255);
+    const auto w = rand_codes(t.O * K, stream + 1, -8, 7);
+    std::vector<float> scale, bias, corr(t.O * P);
+    conv_epilogue(t.O, stream + 2, false, &scale, &bias);
+    for (size_t i = 0; i < corr.size(); ++i) corr[i] = (float(rbits(i, stream + 3) % 2000) - 1000.0f) * 0.0007f;
+    const auto acc = conv_ref(x, t.B, t.C, t.H, t.W, w, t.O, t.kh, t.kw, t.s, t.p);
+    const float as = 0.4f / 15.0f, levels = 15.0f;
+    std::vector<float> fref(acc.size());
+    std::vector<uint8_t> cref(acc.size()), pref(t.B * t.O * PH * PW);
+    int64_t zref = 0;
+    for (size_t i = 0; i < acc.size(); ++i) {
+      const size_t o = (i / P) % t.O, p = i % P;
+      float pr = scale[o] * float(acc[i]);
+      const float y = (pr + bias[o]) + corr[o * P + p];
+      fref[i] = y;
+      float q = std::nearbyint((y > 0 ? y : 0.0f) / as);
+      cref[i] = uint8_t(std::min(q, levels));
+      zref += cref[i] == 0;
+    }
+    fl::maxpool2d_u8(cref.data(), t.B * t.O, OH, OW, pc.pk, pc.ps, pref.data());
+    for (fl::Isa isa : gemm_isas()) {
+      const auto qw = make_weights(w, t.O, K, isa);
+      for (int threads : {1, 2}) {
+        fl::set_num_threads(threads);
+        fl::QOut o{};
+        o.scale = scale.data(); o.bias = bias.data(); o.actScale = as; o.levels = levels; o.corr = corr.data();
+        std::vector<float> f(acc.size(), -7.0f);
+        o.mode = fl::QOutMode::Float; o.data = f.data();
+        fl::qconv2d_u8(x.data(), t.B, t.C, t.H, t.W, qw.data(), t.kh, t.kw, t.s, t.p, o);
+        bool same = true;
+        for (size_t i = 0; i < f.size(); ++i) same = same && fbits(f[i]) == fbits(fref[i]);
+        std::vector<uint8_t> c(acc.size(), 99), pooled(pref.size(), 99);
+        o.mode = fl::QOutMode::Codes; o.data = c.data();
+        const int64_t z = fl::qconv2d_u8(x.data(), t.B, t.C, t.H, t.W, qw.data(), t.kh, t.kw, t.s, t.p, o);
+        o.data = pooled.data();
+        const int64_t zp = fl::qconv2d_pool_u8(x.data(), t.B, t.C, t.H, t.W, qw.data(), t.kh, t.kw, t.s, t.p, pc.pk, pc.ps, o);
+        FL_CHECK(same && c == cref && z == zref && pooled == pref && zp == zref)
+            << fl::isa_name(isa) << " threads=" << threads << " C=" << t.C << " H=" << t.H << " pool " << pc.pk << " float " << same
+            << " codes " << (c == cref) << " pooled " << (pooled == pref) << " zeros " << z << "/" << zp << " vs " << zref;
+      }
+    }
+  }
+  fl::set_num_threads(2);
+}
