@@ -163,10 +163,15 @@ FL_AVX2 inline void epi_avx2_rv(__m256i acc, const RowVec& rv, size_t m, size_t 
     scatter_lanes(t, valid, m, n, o);
     return;
   }
-  const __m256 a = _mm256_max_ps(y, _mm256_setzero_ps());
-  __m256 q = _mm256_round_ps(_mm256_div_ps(a, _mm256_set1_ps(o.actScale)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  q = _mm256_min_ps(q, _mm256_set1_ps(o.levels));
-  const __m256i qi = _mm256_cvtps_epi32(q);
+  __m256i qi;
+  if (o.table) {
+    qi = qrq::codes8(y, *o.table, o.levels);
+  } else {
+    const __m256 a = _mm256_max_ps(y, _mm256_setzero_ps());
+    __m256 q = _mm256_round_ps(_mm256_div_ps(a, _mm256_set1_ps(o.actScale)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    q = _mm256_min_ps(q, _mm256_set1_ps(o.levels));
+    qi = _mm256_cvtps_epi32(q);
+  }
   const unsigned z = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpeq_epi32(qi, _mm256_setzero_si256()), lanemask))));
   *zeros += __builtin_popcount(z);
   const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));

@@ -73,6 +73,20 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline __m512i cod
   return _mm512_mask_sub_epi32(q, dn, q, one);
 }
 
+// 8 codes from 8 floats y with the table (AVX2): the 16-entry lookups as two 8-entry vpermps and
+// a blend on q > 7.
+__attribute__((target("avx2,fma"))) inline __m256i codes8(__m256 y, const QCodeTable& t, float levels) {
+  const __m256 a = _mm256_max_ps(y, _mm256_setzero_ps());  // NaN, -0 -> +0 (second operand)
+  const __m256 s = _mm256_min_ps(_mm256_mul_ps(a, _mm256_set1_ps(t.inv)), _mm256_set1_ps(levels));
+  const __m256i q = _mm256_cvtps_epi32(_mm256_round_ps(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  const __m256 upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(q, _mm256_set1_epi32(7)));
+  const __m256 hi = _mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_load_ps(t.hi), q), _mm256_permutevar8x32_ps(_mm256_load_ps(t.hi + 8), q), upper);
+  const __m256 lo = _mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_load_ps(t.lo), q), _mm256_permutevar8x32_ps(_mm256_load_ps(t.lo + 8), q), upper);
+  const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(a, hi, _CMP_GE_OQ));  // -1 where the code is one more
+  const __m256i dn = _mm256_castps_si256(_mm256_cmp_ps(a, lo, _CMP_LT_OQ));  // -1 where it is one less
+  return _mm256_add_epi32(_mm256_sub_epi32(q, up), dn);
+}
+
 // 16 codes by the division (any L, any actScale).
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline __m512i codes16_div(__m512 y, float actScale, float levels) {
   const __m512 a = _mm512_max_ps(y, _mm512_setzero_ps());

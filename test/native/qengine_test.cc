@@ -864,3 +864,72 @@ FL_TEST(qconv2d_per_position_term_every_isa) {
   }
   fl::set_num_threads(2);
 }
+
+FL_TEST(qgemm_codes_thresholds_ties_and_odd_scales_every_isa) {
+  // the division-free codes of the SIMD epilogues (qrequant.h tables) against the scalar division:
+  // y / actScale on every tie (scale = actScale / 2: acc odd gives k + 0.5), just beside them, and
+  // channels with -0, +-inf scales and a NaN bias; several actScales and levels
+  const size_t M = 67, K = 3, N = 9;
+  std::vector<uint8_t> A(M * K);
+  for (size_t m = 0; m < M; ++m) { A[m * K] = uint8_t(m % 40); A[m * K + 1] = uint8_t((m * 7) % 3); A[m * K + 2] = 0; }
+  std::vector<int8_t> W(N * K, 0);
+  for (size_t n = 0; n < N; ++n) { W[n * K] = int8_t(n % 3 == 2 ? -1 : 1); W[n * K + 1] = int8_t(n % 2); }
+  for (float as : {1.0f, 0.1f, 3.0f / 7.0f, 0.37f / 15.0f, 0.9f / 15.0f, 0.41f / 15.0f})  // (the last two: q0 one too high at some thresholds)
+    for (float levels : {15.0f, 7.0f, 3.0f, 1.0f}) {
+      std::vector<float> scale(N), bias(N);
+      for (size_t n = 0; n < N; ++n) {
+        scale[n] = as * 0.5f * (n % 2 ? 1.0f : std::nextafter(1.0f, 2.0f));
+        bias[n] = n % 3 == 1 ? as * 0.25f : 0.0f;
+      }
+      scale[4] = -0.0f; scale[5] = std::numeric_limits<float>::infinity(); scale[6] = -std::numeric_limits<float>::infinity();
+      bias[7] = NAN; scale[8] = std::nextafter(as, 0.0f);
+      std::vector<uint8_t> ref;
+      int64_t zref = -1;
+      for (fl::Isa isa : gemm_isas()) {
+        const auto qw = make_weights(W, N, K, isa);
+        std::vector<uint8_t> c(M * N, 99);
+        const int64_t z = fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Codes, c.data(), M, N, scale.data(), bias.data(), as, levels),
+                                         fl::QConvPath::Gemm);
+        if (zref < 0) {
+          ref = c; zref = z;
+          for (size_t m = 0; m < M; ++m)  // the scalar kernel against the formula
+            for (size_t n = 0; n < N; ++n) {
+              int32_t acc = 0;
+              for (size_t k = 0; k < K; ++k) acc += int32_t(A[m * K + k]) * W[n * K + k];
+              float p = scale[n] * float(acc);
+              const float y = p + bias[n];
+              float q = std::nearbyint((y > 0 ? y : 0.0f) / as);
+              FL_CHECK(c[m * N + n] == uint8_t(std::min(q, levels))) << "scalar m=" << m << " n=" << n;
+            }
+          continue;
+        }
+        FL_CHECK(c == ref && z == zref) << fl::isa_name(isa) << " as=" << as << " levels=" << levels;
+      }
+      // y exactly at each code's threshold and one ulp either side (scale 0: y = bias per channel)
+      fl::QCodeTable tab;
+      if (!fl::qcode_table(as, levels, &tab)) continue;
+      std::vector<float> b2, s2;
+      for (int k = 1; k <= int(levels); ++k)
+        for (float v : {tab.lo[k], std::nextafter(tab.lo[k], 0.0f), std::nextafter(tab.lo[k], 1e30f), tab.lo[k] * 0.999f})
+          b2.push_back(v);
+      s2.assign(b2.size(), 0.0f);
+      const size_t N2 = b2.size(), M2 = 19;
+      std::vector<uint8_t> A2(M2, 1);
+      std::vector<int8_t> W2(N2, 1);
+      std::vector<uint8_t> r2;
+      for (fl::Isa isa : gemm_isas()) {
+        const auto qw = make_weights(W2, N2, 1, isa);
+        std::vector<uint8_t> c(M2 * N2, 99);
+        fl::qgemm_u8s8(A2.data(), M2, 1, 1, qw.data(), out_mn(fl::QOutMode::Codes, c.data(), M2, N2, s2.data(), b2.data(), as, levels), fl::QConvPath::Gemm);
+        if (r2.empty()) {
+          r2 = c;
+          for (size_t n = 0; n < N2; ++n) {
+            float q = std::nearbyint((b2[n] > 0 ? b2[n] : 0.0f) / as);
+            FL_CHECK(c[n] == uint8_t(std::min(q, levels))) << "threshold " << n;
+          }
+        } else {
+          FL_CHECK(c == r2) << fl::isa_name(isa) << " thresholds as=" << as << " levels=" << levels;
+        }
+      }
+    }
+}
