@@ -65,9 +65,9 @@ export function sideBySideTable(rep: KernelBenchReport): string {
 export function peaksTable(rep: KernelBenchReport): string {
   if (!rep.peaks.some((p) => p.rate !== null)) return '';
   const sorted = rep.peaks.slice().sort((a, b) => a.isa.localeCompare(b.isa) || a.arith.localeCompare(b.arith) || a.threads - b.threads);
-  return markdownTable(['ISA', 'arithmetic', 'threads', 'peak (wall clock, all threads)', 'per CPU-second of one thread', 'probe'],
-    sorted.filter((p) => p.rate !== null).map((p) => [p.isa, p.arith, String(p.threads), p.rate === null ? 'n/a' : `${fmtRate(p.rate)} ${p.unit}`,
-      p.perCpuSecond === null ? '' : `${fmtRate(p.perCpuSecond)} ${p.unit}`, p.source ?? p.note ?? '']));
+  return markdownTable(['ISA', 'arithmetic', 'threads', 'peak (yardstick)', 'probe, wall clock (all threads)', 'probe, per CPU-second of a thread', 'probe'],
+    sorted.filter((p) => p.rate !== null).map((p) => [p.isa, p.arith, String(p.threads), `${fmtRate(p.rate!)} ${p.unit}`,
+      p.wall === null ? '' : `${fmtRate(p.wall)} ${p.unit}`, p.perCpuSecond === null ? '' : `${fmtRate(p.perCpuSecond)} ${p.unit}`, p.source ?? '']));
 }
 
 export function headerTable(rep: KernelBenchReport): string {
@@ -97,9 +97,9 @@ export function notes(rep: KernelBenchReport): string[] {
 
 /** The whole human-readable report. */
 export function formatReport(rep: KernelBenchReport): string {
-  const parts = [`## flatenn bench kernels\n`, headerTable(rep), '', 'Rate ±margin of error (% of the measured peak of the ISA that ran, same thread count):', '', sideBySideTable(rep)];
+  const parts = [`## flatenn bench kernels\n`, headerTable(rep), '', 'Rate ±margin of error (% of the measured peak of the ISA that ran at that thread count):', '', sideBySideTable(rep)];
   const pt = peaksTable(rep);
-  if (pt) parts.push('', 'Measured peaks:', '', pt);
+  if (pt) parts.push('', 'Measured peaks (yardstick: the per-CPU-second rate x threads, or the wall-clock rate if higher):', '', pt);
   const n = notes(rep);
   if (n.length) parts.push('', 'Notes:', ...n.map((s) => `- ${s}`));
   return parts.join('\n');

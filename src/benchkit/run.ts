@@ -87,8 +87,14 @@ export interface PeakEntry {
   threads: number;
   kind: string | null;
   unit: 'GFLOP/s' | 'GMAC/s';
-  /** Wall-clock rate of all threads (the yardstick of the rows), and per CPU-second of one thread. */
+  /**
+   * The yardstick of the rows: the probe's rate per CPU-second of one thread x the threads (at most
+   * the CPUs), i.e. what the cores can do, which a busy machine does not lower; or the probe's
+   * wall-clock rate on all threads together where that is higher.
+   */
   rate: number | null;
+  /** The probe's wall-clock rate, all threads together, and its rate per CPU-second of one thread. */
+  wall: number | null;
   perCpuSecond: number | null;
   source?: string;
   note?: string;
@@ -175,9 +181,9 @@ export async function runKernelBench(o: KernelBenchOptions = {}): Promise<Kernel
     if (!p) {
       const r = o.peaks === false ? null : isaPeak(isa, arith, t);
       p = r
-        ? { isa, arith, threads: t, kind: r.kind, unit: r.unit, rate: r.wall, perCpuSecond: r.perCpuSecond, source: r.source }
-        : { isa, arith, threads: t, kind: null, unit: ARITH_UNIT[arith], rate: null, perCpuSecond: null, note: o.peaks === false ? 'peaks not measured' : noPeakReason(isa, arith) };
-      if (r) log(`bench kernels: ${isa} ${arith} peak on ${t} thread(s): ${fmtRate(r.wall)} ${r.unit} (${fmtRate(r.perCpuSecond)} per CPU-second; ${r.source})`);
+        ? { isa, arith, threads: t, kind: r.kind, unit: r.unit, rate: Math.max(r.wall, r.perCpuSecond * Math.min(t, nproc)), wall: r.wall, perCpuSecond: r.perCpuSecond, source: r.source }
+        : { isa, arith, threads: t, kind: null, unit: ARITH_UNIT[arith], rate: null, wall: null, perCpuSecond: null, note: o.peaks === false ? 'peaks not measured' : noPeakReason(isa, arith) };
+      if (r) log(`bench kernels: ${isa} ${arith} peak on ${t} thread(s): ${fmtRate(p.rate!)} ${r.unit} (probe: ${fmtRate(r.wall)} wall clock, ${fmtRate(r.perCpuSecond)} per CPU-second of a thread; ${r.source})`);
       peakCache.set(key, p);
       report.peaks.push(p);
     }
