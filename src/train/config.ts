@@ -1,6 +1,6 @@
 // Training configuration: defaults of DESIGN §3 and validation of every field.
 import type { Arch } from '../nn/graph';
-import { ARCHS } from '../nn/graph';
+import { ARCHS, MAX_WIDTH } from '../nn/graph';
 
 export type Schedule = 'cosine' | 'step' | 'constant';
 export type DatasetName = 'fashion-mnist' | 'cifar10';
@@ -35,6 +35,8 @@ export interface TrainConfig {
   augment: boolean;
   /** Stop after this many training images (a budget for tests); 0 = no limit. */
   limitTrain: number;
+  /** Channel multiplier of resnet18 (1 = the paper's [64,128,256,512]); lenet5: 1 only. */
+  width: number;
 }
 
 export function defaultConfig(arch: Arch = 'lenet5'): TrainConfig {
@@ -62,6 +64,7 @@ export function defaultConfig(arch: Arch = 'lenet5'): TrainConfig {
     valSize: 5000,
     augment: !lenet,
     limitTrain: 0,
+    width: 1,
   };
 }
 
@@ -93,5 +96,8 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   if (!Number.isSafeInteger(c.seed) || c.seed < 0) fail(`seed must be a non-negative integer, got ${c.seed}`);
   if (!Number.isInteger(c.valSize) || c.valSize < 0) fail(`valSize must be an integer >= 0, got ${c.valSize}`);
   if (!Number.isInteger(c.limitTrain) || c.limitTrain < 0) fail(`limitTrain must be an integer >= 0, got ${c.limitTrain}`);
+  if (c.width === undefined) c.width = 1; // checkpoints written before --width existed
+  if (!(typeof c.width === 'number' && Number.isFinite(c.width) && c.width > 0 && c.width <= MAX_WIDTH)) fail(`width must be a number in (0, ${MAX_WIDTH}], got ${c.width}`);
+  if (c.arch === 'lenet5' && c.width !== 1) fail(`width applies to resnet18 only, got ${c.width} for lenet5`);
   return c;
 }
