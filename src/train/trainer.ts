@@ -303,11 +303,12 @@ export class Trainer {
 }
 
 /** Memory the eval-mode forward pass may hold per batch (every node's fp32 output is kept until the batch ends). */
-export const EVAL_BATCH_BYTES = 256 * 2 ** 20;
+export const EVAL_BATCH_BYTES = 192 * 2 ** 20;
 
 /**
  * The evaluation batch: as many images as fit EVAL_BATCH_BYTES of fp32 node outputs (at most 500).
- * LeNet-5 gets 500; a full-width CIFAR ResNet-18 (7.8 MiB per image) 32, so `eval` stays under 1 GiB.
+ * LeNet-5 gets 500; a full-width CIFAR ResNet-18 (7.8 MiB of node outputs per image) 24: `eval` then peaks
+ * near 0.75 GiB (measured on CIFAR-10 read from its .tar.gz, which alone takes about 0.4 GiB).
  */
 export function evalBatchSize(graph: Graph, budgetBytes = EVAL_BATCH_BYTES): number {
   const perImage = 4 * inferShapes(graph).reduce((a, s) => a + s.reduce((p, q) => p * q, 1), 0);
