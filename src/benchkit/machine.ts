@@ -1,7 +1,9 @@
 // The machine a benchmark ran on, and how busy it was: the header every flatenn benchmark
 // (`flatenn bench kernels`, `npm run bench`) prints and saves beside its rows.
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 
 export interface MachineInfo {
   /** CPU model name (os.cpus()[0].model). */
@@ -44,8 +46,12 @@ export function loadWarning(loads: readonly (number | undefined)[], threads: num
   return `busy machine (load ${worst.toFixed(1)} on ${cpus} CPUs): timings unreliable` + (threads > 1 ? `, PyTorch's ${threads} OpenMP threads especially` : '');
 }
 
-/** The short commit of the git checkout at `dir`, or null (an installed package has none). */
+/**
+ * The short commit of the git checkout whose root is `dir`, or null: an installed package has none
+ * (and the repository of a project that installed it is not flatenn's).
+ */
 export function gitCommit(dir: string): string | null {
+  if (!fs.existsSync(path.join(dir, '.git'))) return null;
   try {
     return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: dir, stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 }).toString().trim() || null;
   } catch {
