@@ -7,11 +7,13 @@
 // The per-trial repack of the packed int4 weights is timed separately, and one ResNet-18 conv
 // layer (im2col included) is shown for context.
 //   node dist/bench/qgemm.js [--quick] [--threads N]
-import { vnniPeak } from '../src/benchkit/peak';
+import { native } from '../src/native/binding';
 import { getIsa, getThreads, setThreads } from '../src/native/info';
 import { packInt } from '../src/native/kernels-quant';
-import { QWeights, qconv2d, qgemm, type Epilogue } from '../src/native/kernels-qengine';
+import { QWeights, qconv2d, qgemm, qgemmPeakProbe, type Epilogue } from '../src/native/kernels-qengine';
 import { median, nowSeconds, parseArgs, printRows, type Row } from './common';
+// The peak probes are shared with `flatenn bench kernels`:
+import { vnniPeak } from '../src/benchkit/peak';
 
 /** Nominal per-core VNNI peak the goal refers to (2 x 512-bit vpdpbusd per cycle at ~3.2 GHz). */
 export const NOMINAL_VNNI_GMACS_PER_CORE = 410;
