@@ -13,12 +13,13 @@ export type Arith = 'f32' | 'int8';
 export const ARITH_UNIT: Record<Arith, 'GFLOP/s' | 'GMAC/s'> = { f32: 'GFLOP/s', int8: 'GMAC/s' };
 
 /**
- * The probe of each ISA and arithmetic; null where the addon has none (those rows show n/a):
- * scalar code, and the AVX2 integer kernels until a probe of their instruction mix exists.
+ * The probe of each ISA and arithmetic; null for scalar code (n/a). A kind this build of the addon
+ * lacks (PEAK_KINDS) also gives n/a: 'int8avx2' (vpmaddubsw + vpmaddwd chains) comes with the AVX2
+ * int8 kernels.
  */
 const PEAK_KIND: Record<IsaName, Record<Arith, string | null>> = {
   scalar: { f32: null, int8: null },
-  avx2: { f32: 'fma256', int8: null },
+  avx2: { f32: 'fma256', int8: 'int8avx2' },
   avx512: { f32: 'fma512', int8: 'vnni512' },
 };
 
