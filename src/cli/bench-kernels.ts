@@ -67,8 +67,8 @@ function listing(shapes: Shape[]): string {
 
 export const benchKernelsCommand: CommandSpec = {
   name: 'bench kernels',
-  summary: 'Time the kernels (fp32 GEMM/conv fwd+bwd, int4 GEMM and conv, requant, fault masks and maps) per ISA and thread count on benchmark.js,\n' +
-    'with GFLOP/s or GMAC/s and % of the measured peak of the ISA; --compare checks a saved run for regressions.\n' +
+  summary: 'Kernel speed per ISA and thread count (benchmark.js) with % of the measured peak; --compare checks a saved run for regressions.\n' +
+    'Kernels: fp32 GEMM and convolution forward/backward, int4 GEMM and convolution, requantisation, fault-mask apply, fault-map drawing.\n' +
     'Exit codes: 0 done, 1 a kernel failed, 2 bad usage or input file, 3 --compare found a kernel slower beyond the margin of error.',
   usage: 'flatenn bench kernels [--filter sgemm,qgemm,...] [--isa all|scalar|avx2|avx512] [--threads 1,2] [--shapes file.json] [--json] [--out run.json] [--compare base.json]',
   ownThreadsIsa: true,
