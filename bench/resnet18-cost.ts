@@ -65,9 +65,9 @@ export async function resnet18Cost(o: CostOptions = {}): Promise<CostReport> {
     const d = deployModel(tr.model, 'cifar10');
     const dm = deployedFromFile(decodeSafetensors(encodeSafetensors(d.tensors, { flatenn: JSON.stringify(d.meta) })), 'resnet18-cost', '');
     const engine = new Engine(dm);
-    engine.evaluate(dm.memory, set.images, set.labels, Math.min(32, images)); // warm-up
+    engine.evaluateSync({ images: set.images, labels: set.labels, count: Math.min(32, images) }); // warm-up
     const t0 = nowSeconds();
-    engine.evaluate(dm.memory, set.images, set.labels, images);
+    engine.evaluateSync({ images: set.images, labels: set.labels, count: images });
     const perImage = (nowSeconds() - t0) / images;
     log(`resnet18-cost: int4 inference (${engine.backend}): ${(1 / perImage).toFixed(1)} images/s`);
     const epochImages = 45000;
