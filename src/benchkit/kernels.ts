@@ -17,8 +17,6 @@ export interface Prepared {
   fn: () => void;
   /** The ISA of the code that runs ('none' for code with no ISA variants). */
   variant: IsaName | 'none';
-  /** How the call runs, where it depends on the shape (e.g. the int4 convolution's path). */
-  path?: string;
 }
 
 export interface KernelDef {
@@ -119,7 +117,7 @@ export const KERNELS: readonly KernelDef[] = [
     prepare(s) {
       const { M, N, K } = s as GemmShape;
       const A = randBytes(M * K, 9, 16), w = int4Weights(N, K, 10), ep = codesEpilogue(N, K), out = new Uint8Array(M * N);
-      // The direct kernel takes dense GEMMs on AVX-512 VNNI where it applies (qgemm_u8s8's auto path).
+      // Output [N][M] (layout 'nm', as a convolution writes its channels): the packed-panel GEMM on every ISA.
       return { fn: () => { qgemm(A, M, w, ep, { layout: 'nm', out }); }, variant: w.isa! };
     },
   },
@@ -131,14 +129,8 @@ export const KERNELS: readonly KernelDef[] = [
       const c = s as ConvShape, { OH, OW } = convOut(c), K = c.C * c.k * c.k;
       const x = randBytes(c.N * c.C * c.H * c.W, 11, 16), w = int4Weights(c.O, K, 12), ep = codesEpilogue(c.O, K);
       const out = new Uint8Array(c.N * c.O * OH * OW);
-      // qconv_direct_applies (native/kernels/qconv_direct.cc): VNNI layout, buffers within 64 MiB.
-      const Hp = c.H + 2 * c.pad, Wq = c.W + 2 * c.pad;
-      const bytes = Math.min(K, 4 * c.C) * Hp * Wq * 64 + c.C * (Hp + 3) * (Wq + 3) * 16 + c.O * (OH * OW + 16) * 64;
-      const direct = w.isa === 'avx512' && native.cpuFeatures().avx512vnni && bytes <= 64 * 2 ** 20;
-      return {
-        fn: () => { qconv2d(x, { B: c.N, C: c.C, H: c.H, W: c.W }, w, { kh: c.k, kw: c.k, stride: c.stride, pad: c.pad }, ep, out); },
-        variant: w.isa!, path: direct ? 'direct' : 'im2col+gemm',
-      };
+      // The engine's own choice: the direct kernel on AVX-512 VNNI where it applies, else im2col + GEMM.
+      return { fn: () => { qconv2d(x, { B: c.N, C: c.C, H: c.H, W: c.W }, w, { kh: c.k, kw: c.k, stride: c.stride, pad: c.pad }, ep, out); }, variant: w.isa! };
     },
   },
   {

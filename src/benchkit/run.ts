@@ -62,8 +62,6 @@ export interface KernelRow {
   peakNote?: string;
   /** 'same' rows: the ISA whose row measured the same code at the same thread count. */
   sameAs?: IsaName;
-  /** How the call ran, where it depends on the shape (qconv: 'direct' or 'im2col+gemm'). */
-  path?: string;
   /** benchmark.js: calls per second (mean over samples), relative margin of error (%, 95%), samples. */
   hz: number | null;
   rme: number | null;
@@ -221,7 +219,7 @@ export async function runKernelBench(o: KernelBenchOptions = {}): Promise<Kernel
         for (const t of threads) {
           done++;
           const id = `${variant}/${t}`;
-          const row: KernelRow = { ...base, ...empty, isa, variant, threads: t, status: 'ok', ...(prepared.path ? { path: prepared.path } : {}) };
+          const row: KernelRow = { ...base, ...empty, isa, variant, threads: t, status: 'ok' };
           const sameAs = ran.get(id);
           if (sameAs !== undefined) {
             row.status = 'same';
