@@ -3,6 +3,7 @@
 // /usr/bin/python3), a small argument parser and markdown tables.
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { markdownTable } from '../src/benchkit/report';
 

@@ -9,14 +9,13 @@
 // The per-trial repack of the packed int4 weights is timed separately, and one ResNet-18 conv
 // layer (im2col included) is shown for context.
 //   node dist/bench/qgemm.js [--quick] [--threads N]
-import { native } from '../src/native/binding';
 import * as os from 'node:os';
 import { availableIsas, getIsa, getThreads, setIsa, setThreads } from '../src/native/info';
 import { packInt } from '../src/native/kernels-quant';
-import { QWeights, qconv2d, qgemm, qgemmPeakProbe, type Epilogue } from '../src/native/kernels-qengine';
+import { QWeights, qconv2d, qgemm, type Epilogue } from '../src/native/kernels-qengine';
 import { median, nowSeconds, parseArgs, printRows, type Row } from './common';
 // The peak probes are shared with `flatenn bench kernels`:
-import { vnniPeak } from '../src/benchkit/peak';
+import { isaPeak, vnniPeak } from '../src/benchkit/peak';
 
 /** Nominal per-core VNNI peak the goal refers to (2 x 512-bit vpdpbusd per cycle at ~3.2 GHz). */
 export const NOMINAL_VNNI_GMACS_PER_CORE = 410;
@@ -63,22 +62,14 @@ async function timeIt(reps: number, fn: () => void): Promise<{ best: number; wal
 }
 
 /**
- * Per-thread AVX2 int8 peak without VNNI, best of 3: peakProbe('int8avx2') (chains of vpmaddubsw +
- * vpmaddwd + vpaddd, 32 MAC per step: the rate oneDNN's AVX2 int8 kernels are built on). Null
- * without AVX2 or without the probe in the addon.
+ * Per-thread AVX2 int8 peak without VNNI, best of 3 (src/benchkit/peak.ts: peakProbe('int8avx2'),
+ * chains of vpmaddubsw + vpmaddwd + vpaddd, 32 MAC per step: the rate oneDNN's AVX2 int8 kernels
+ * are built on). Null without AVX2 or without the probe in the addon.
  */
 function measureAvx2Peak(): Peak | null {
-  const shared = native.peakProbe as ((kind: string, iters: number, threads: number) => unknown) | undefined;
-  if (typeof shared !== 'function' || !availableIsas().includes('avx2')) return null;
-  let wall = 0, cpu = 0;
-  try {
-    for (let i = 0; i < 3; i++) {
-      const r = shared('int8avx2', 8_000_000, 1) as { ops: number; wallSeconds: number; cpuSeconds: number };
-      wall = Math.max(wall, r.ops / r.wallSeconds / 1e9);
-      cpu = Math.max(cpu, r.ops / r.cpuSeconds / 1e9);
-    }
-  } catch { return null; }
-  return cpu > 0 ? { gmacs: wall, cpuGmacs: cpu, source: 'peakProbe(int8avx2)' } : null;
+  if (!availableIsas().includes('avx2')) return null;
+  const p = isaPeak('avx2', 'int8', 1, 8_000_000, 3);
+  return p ? { gmacs: p.wall, cpuGmacs: p.perCpuSecond, source: p.source } : null;
 }
 
 /** The goal of each kernel ISA (issue #8's table): fraction of that ISA's int8 peak per core. */
