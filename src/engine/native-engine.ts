@@ -101,7 +101,8 @@ export class NativeEngine {
     this.poolOf = steps.map((st, i) => {
       const next = steps[i + 1];
       if (st.op !== 'layer' || st.node.op !== 'conv' || st.site === null || !next || next.op !== 'maxpool' || next.input !== st.out) return -1;
-      if (this.splitInput.has(st.layer) && perChannelStd(m)) return -1;  // one group: the border term rides in the fused kernel
+      // one group off the direct kernel: the border term rides in the fused GEMM-path kernel
+      if (this.splitInput.has(st.layer) && (perChannelStd(m) || this.allDirect)) return -1;
       return readers(st.out) === 1 ? i + 1 : -1;
     });
     this.blockable = this.blockedValues();
@@ -202,13 +203,15 @@ export class NativeEngine {
     const O = st.outShape[0]!, total = n * st.outShape.reduce((a, b) => a * b, 1);
     const k = node.kernel;
     const groups = fold.groupScale.length;
-    if (groups === 1) {  // one kernel: the border term and the requantisation in its epilogue
+    if (groups === 1 && !this.allDirect) {  // one GEMM-path kernel: the border term and the requantisation in its epilogue
       const codes = out instanceof Uint8Array;
       return q.qconv2d(x, n, C, H, W, this.qw[st.layer]!, O, k, k, node.stride, node.pad, codes ? 'codes' : 'float', out, fold.groupScale[0]!, fold.bias,
         this.m.meta.actBits, codes ? this.m.actRange[st.site!]! : 1, false, false, fold.corr);
     }
     const y = out instanceof Float32Array ? out : this.buffer<F32>(si, 'f32', total);
-    {
+    if (groups === 1) {  // the direct kernel (AVX-512 VNNI): float out, then the border term and requantisation
+      q.qconv2d(x, n, C, H, W, this.qw[st.layer]!, O, k, k, node.stride, node.pad, 'float', y, fold.groupScale[0]!, fold.bias, 1, 1, false, false);
+    } else {
       const qws = this.groupQw.get(st.layer)!, hw = H * W;
       const plane = this.buffer<U8>(si, 'plane', n * hw);
       const part = this.buffer<F32>(si, 'part', total);
