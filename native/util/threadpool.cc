@@ -1,7 +1,12 @@
 // Persistent thread pool with blocking waits (no spinning: the 2-vCPU
-// machines this runs on are often oversubscribed).
+// machines this runs on are often oversubscribed). An exception thrown by a
+// task (std::bad_alloc included) never escapes a worker thread (that would
+// std::terminate the process): the first one is kept, the remaining tasks are
+// skipped, and run() rethrows it on the calling thread once every worker is
+// idle, where the Node-API glue turns it into a JavaScript error.
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -43,6 +48,7 @@ class Pool {
       fn_ = &fn;
       ntasks_ = ntasks;
       next_.store(0);
+      error_ = nullptr;
       active_ = static_cast<int>(workers_.size());
       ++generation_;
     }
@@ -50,9 +56,15 @@ class Pool {
     in_task_ = true;
     drain();
     in_task_ = false;
-    std::unique_lock<std::mutex> lock(mu_);
-    done_cv_.wait(lock, [this] { return active_ == 0; });
-    fn_ = nullptr;
+    std::exception_ptr err;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      done_cv_.wait(lock, [this] { return active_ == 0; });
+      fn_ = nullptr;
+      err = error_;
+      error_ = nullptr;
+    }
+    if (err) std::rethrow_exception(err);
   }
 
  private:
@@ -60,7 +72,13 @@ class Pool {
     for (;;) {
       const size_t i = next_.fetch_add(1);
       if (i >= ntasks_) break;
-      (*fn_)(i);
+      try {
+        (*fn_)(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(err_mu_);
+        if (!error_) error_ = std::current_exception();
+        next_.store(ntasks_);  // skip the tasks not yet started
+      }
     }
   }
 
@@ -81,6 +99,8 @@ class Pool {
   }
 
   std::mutex run_mu_;  // one parallel region at a time
+  std::mutex err_mu_;
+  std::exception_ptr error_;  // first exception of the current region
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;

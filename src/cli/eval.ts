@@ -38,6 +38,7 @@ export const evalCommand: CommandSpec = {
     else if (split === 'train') end = ds.count - cfg.valSize;
     const limit = v.limit !== undefined ? int(v, 'limit', 1, 1e9) : undefined;
     if (limit !== undefined) end = Math.min(end, start + limit);
+    if (end <= start) throw new Error(`the ${cfg.dataset} ${split} split of ${modelPath}'s run holds no images (dataset ${ds.count} images, valSize ${cfg.valSize})`);
     const t0 = Date.now();
     const r = evaluate(model, ds, { start, end });
     const seconds = (Date.now() - t0) / 1000;
@@ -46,7 +47,7 @@ export const evalCommand: CommandSpec = {
       const d = deployModel(model, cfg.dataset);
       const dm = deployedFromFile(decodeSafetensors(encodeSafetensors(d.tensors, { flatenn: JSON.stringify(d.meta) })), modelPath + ' (exported)', '');
       const engine = new Engine(dm);
-      const e = engine.evaluate(dm.memory, ds.images.subarray(start * 784 * ds.channels), ds.labels.subarray(start), end - start);
+      const e = engine.evaluate(dm.memory, ds.images.subarray(start * ds.channels * ds.height * ds.width), ds.labels.subarray(start), end - start);
       let same = 0;
       for (let i = 0; i < e.count; i++) if (e.predictions[i] === r.predictions[i]) same++;
       int4 = { accuracy: e.accuracy, agreement: same / e.count, differing: e.count - same, backend: engine.backend, sparsity: e.sparsity };

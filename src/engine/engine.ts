@@ -31,6 +31,32 @@ export function scoreLogits(logits: Float32Array, labels: Uint8Array, n: number,
   return { correct, lossSum };
 }
 
+/**
+ * Validates the inputs of Engine.evaluate (whatever its public signature):
+ * typed arrays of the right kind and size, an image count and a batch size
+ * that are integers >= 1 (a batch of 0 would never advance). Throws
+ * TypeError / RangeError naming the argument; returns the batch size to use.
+ */
+export function checkEvaluateInput(model: DeployedModel, a: { memory: unknown; images: unknown; labels: unknown; count: unknown; batchSize?: unknown }): { count: number; batch: number } {
+  const kind = (x: unknown) => (x === null ? 'null' : ArrayBuffer.isView(x) ? x.constructor.name : typeof x);
+  if (!(a.memory instanceof Uint8Array)) throw new TypeError(`memory must be a Uint8Array (the weight memory), got ${kind(a.memory)}`);
+  if (!(a.images instanceof Uint8Array)) throw new TypeError(`images must be a Uint8Array (uint8 NCHW), got ${kind(a.images)}`);
+  if (!(a.labels instanceof Uint8Array)) throw new TypeError(`labels must be a Uint8Array, got ${kind(a.labels)}`);
+  if (a.memory.length !== model.memory.length) throw new RangeError(`weight memory has ${a.memory.length} bytes, the model ${model.memory.length}`);
+  const n = a.count;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw new RangeError(`the image count must be an integer >= 1, got ${typeof n === 'number' ? n : kind(n)}`);
+  const batch = a.batchSize ?? 1000;
+  if (typeof batch !== 'number' || !Number.isInteger(batch) || batch < 1 || batch > 2 ** 31 - 1) {
+    throw new RangeError(`batch size must be an integer in [1, ${2 ** 31 - 1}], got ${typeof batch === 'number' ? batch : kind(batch)}`);
+  }
+  const per = model.meta.input.channels * model.meta.input.height * model.meta.input.width;
+  if (a.images.length < n * per) throw new RangeError(`images holds ${a.images.length} bytes, fewer than ${n} images of ${per} bytes`);
+  if (a.labels.length < n) throw new RangeError(`labels holds ${a.labels.length} labels, fewer than the ${n} images`);
+  const K = model.meta.topology.numClasses;
+  for (let i = 0; i < n; i++) if (a.labels[i]! >= K) throw new RangeError(`labels[${i}] = ${a.labels[i]} is not a class of this ${K}-class model`);
+  return { count: n, batch: Math.min(batch, n) };
+}
+
 export class Engine {
   readonly model: DeployedModel;
   readonly plan: Plan;
@@ -46,11 +72,10 @@ export class Engine {
   }
 
   /** Evaluates `n` images (uint8, NCHW) with the given weight memory. */
-  evaluate(memory: Uint8Array, images: Uint8Array, labels: Uint8Array, n: number, batch = 1000): EngineResult {
-    if (memory.length !== this.model.memory.length) throw new RangeError(`weight memory has ${memory.length} bytes, the model ${this.model.memory.length}`);
+  evaluate(memory: Uint8Array, images: Uint8Array, labels: Uint8Array, n: number, batchSize = 1000): EngineResult {
+    const { batch } = checkEvaluateInput(this.model, { memory, images, labels, count: n, batchSize });
     const g = this.model.meta.topology, K = g.numClasses;
     const per = this.model.meta.input.channels * this.model.meta.input.height * this.model.meta.input.width;
-    if (images.length < n * per || labels.length < n) throw new RangeError(`expected ${n} images of ${per} bytes with labels`);
     const predictions = new Uint8Array(n);
     const zeros = new Float64Array(g.sites), elems = new Float64Array(g.sites);
     let correct = 0, lossSum = 0;

@@ -72,9 +72,31 @@ export function checkpointMeta(file: SafetensorsFile, source: string): Checkpoin
   if (raw === undefined) throw new Error(`${source}: not a flatenn file (no 'flatenn' metadata key)`);
   let meta: CheckpointMeta;
   try { meta = JSON.parse(raw) as CheckpointMeta; } catch (e) { throw new Error(`${source}: the 'flatenn' metadata is not valid JSON (${(e as Error).message})`); }
+  if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw new Error(`${source}: the 'flatenn' metadata is ${meta === null ? 'null' : Array.isArray(meta) ? 'an array' : `a ${typeof meta}`}, not an object`);
   if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`${source}: format '${String(meta.format)}' is not a flatenn checkpoint`);
-  if (meta.version !== CHECKPOINT_VERSION) throw new Error(`${source}: checkpoint version ${meta.version} is not supported (expected ${CHECKPOINT_VERSION})`);
+  if (meta.version !== CHECKPOINT_VERSION) throw new Error(`${source}: checkpoint version ${JSON.stringify(meta.version)} is not supported (this flatenn reads version ${CHECKPOINT_VERSION})`);
+  checkMetaFields(meta, source);
   return meta;
+}
+
+/** The checkpoint metadata's fields, each checked (one message naming the file, the field and the rule). */
+function checkMetaFields(meta: CheckpointMeta, source: string): void {
+  const bad = (msg: string): never => { throw new Error(`${source}: metadata ${msg}`); };
+  const int = (v: unknown, lo: number, hi: number) => typeof v === 'number' && Number.isSafeInteger(v) && v >= lo && v <= hi;
+  if (typeof meta.arch !== 'string') bad('arch must be a string');
+  if (typeof meta.dataset !== 'string') bad('dataset must be a string');
+  const inp = meta.input as unknown as Record<string, unknown> | null;
+  if (!inp || typeof inp !== 'object' || !int(inp.channels, 1, 4096) || !int(inp.height, 1, 65536) || !int(inp.width, 1, 65536)) bad(`input must be {channels, height, width} with positive integers, got ${JSON.stringify(meta.input)}`);
+  if (!int(meta.numClasses, 2, 256)) bad(`numClasses must be an integer in [2, 256], got ${JSON.stringify(meta.numClasses)}`);
+  let cfg: TrainConfig;
+  try { cfg = validateConfig(meta.config); } catch (e) { return bad(`config: ${(e as Error).message}`); }
+  if (cfg.arch !== meta.arch || cfg.dataset !== meta.dataset) bad(`config (${cfg.arch}, ${cfg.dataset}) disagrees with arch/dataset (${meta.arch}, ${meta.dataset})`);
+  if (!int(meta.trainImages, 1, 2 ** 32)) bad(`trainImages must be an integer >= 1, got ${JSON.stringify(meta.trainImages)}`);
+  if (!int(meta.epoch, 0, cfg.epochs)) bad(`epoch must be an integer in [0, ${cfg.epochs}] (the run's epochs), got ${JSON.stringify(meta.epoch)}`);
+  const steps = meta.epoch * Math.ceil(meta.trainImages / cfg.batchSize);
+  if (meta.step !== steps) bad(`step ${JSON.stringify(meta.step)} does not match epoch ${meta.epoch} (${meta.epoch} x ${Math.ceil(meta.trainImages / cfg.batchSize)} steps per epoch = ${steps})`);
+  if (typeof meta.momentumStarted !== 'boolean') bad('momentumStarted must be a boolean');
+  if (!Array.isArray(meta.history)) bad('history must be an array of epoch records');
 }
 
 /** Copies a checkpoint's model tensors into a model built from its config. */
