@@ -111,10 +111,12 @@ function mutateLines(text: string): string {
 }
 
 // ---- consumers -----------------------------------------------------------------------------
+let skipUse = false;
 const bad = (msg: string) => { throw Object.assign(new Error(msg), { fuzzBad: true }); };
 let testSet: ImageDataset | null = null;
 
 async function useDeployed(file: string): Promise<void> {
+  if (skipUse) return;
   const m = await readDeployed(file);
   const per = m.meta.input.channels * m.meta.input.height * m.meta.input.width;
   const n = 4;
@@ -128,6 +130,7 @@ async function useDeployed(file: string): Promise<void> {
 }
 
 async function useCheckpoint(file: string): Promise<void> {
+  if (skipUse) return;
   const ck = await loadCheckpoint(file);
   testSet ??= await loadDataset('fashion-mnist', 'test', { dataDir: path.join(dir, 'mnist') });
   const r = evaluate(ck.model, testSet, { end: 4 });
@@ -139,6 +142,7 @@ async function useCheckpoint(file: string): Promise<void> {
 }
 
 async function useResults(file: string): Promise<void> {
+  if (skipUse) return;
   const f = readResults(file);
   const m = mergeResults([{ path: file, file: f }]);
   formatSummary(summaryRows(m.settings, m.records));
@@ -154,6 +158,8 @@ const valid = {
   cifarTar: fs.readFileSync(path.join(dir, 'cifar.tar')),
 };
 const KINDS = ['deployed', 'deployed', 'deployed', 'checkpoint', 'checkpoint', 'results', 'results', 'idx', 'cifar'] as const;
+// FLATENN_FUZZ_ONLY=<i>: reproduce case i alone (earlier cases are generated but not run; its files are kept).
+const only = process.env.FLATENN_FUZZ_ONLY !== undefined ? Number(process.env.FLATENN_FUZZ_ONLY) : -1;
 const outcomes = newOutcomes();
 const perKind: Record<string, { cases: number; loaded: number }> = {};
 
@@ -163,6 +169,8 @@ async function main(): Promise<void> {
     const cdir = path.join(work, `c${i}`);
     fs.mkdirSync(cdir, { recursive: true });
     w(`CASE ${i} ${kind}`);
+    skipUse = only >= 0 && i !== only;
+    if (only >= 0 && i > only) break;
     perKind[kind] ??= { cases: 0, loaded: 0 };
     perKind[kind].cases++;
     try {
@@ -198,7 +206,8 @@ async function main(): Promise<void> {
       if ((e as { fuzzBad?: boolean }).fuzzBad) outcomes.bad.push(`case ${i} (${kind}): ${(e as Error).message}`), outcomes.cases++;
       else record(outcomes, `case ${i} (${kind})`, e);
     }
-    fs.rmSync(cdir, { recursive: true, force: true });
+    if (i !== only) fs.rmSync(cdir, { recursive: true, force: true });
+    else process.stderr.write(`case ${i} kept in ${cdir}\n`);
   }
   process.stdout.write(JSON.stringify({ ...outcomes, perKind }) + '\n');
 }
