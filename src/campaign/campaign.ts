@@ -8,11 +8,12 @@ import { readDeployed } from '../deploy/format';
 import { loadDataset } from '../data/dataset';
 import { Progress } from '../util/progress';
 import { FAULT_TYPES, type FaultType, type RateUnit, type Sampling } from './faults';
-import { campaignJobCount, campaignJobs, MAX_TRIALS, targetsOf, type TrialJob } from './runner';
+import { campaignJobCount, campaignJobs, FaultMapper, MAX_TRIALS, targetsOf, type TrialJob } from './runner';
+import { maskKey, readMasks, writeMasks, type FaultMasks } from './masks';
 import { checkOutputPath } from '../io/paths';
 import { pidAlive, registerCleanup, unregisterCleanup } from '../io/cleanup';
 import {
-  readResults, RESULTS_FORMAT, RESULTS_VERSION, ResultsWriter, settingsDiff, summaryRows, trialKey,
+  readResults, RESULTS_FORMAT, RESULTS_VERSION, SEMANTICS, ResultsWriter, settingsDiff, summaryRows, trialKey,
   type CampaignSettings, type ResultsHeader, type SummaryRow, type TrialRecord,
 } from './results';
 
@@ -38,6 +39,10 @@ export interface CampaignOptions {
   quiet?: boolean;
   onTrial?: (r: TrialRecord, done: number, total: number) => void;
   signal?: AbortSignal;
+  /** Write each trial's faulty cells of this run's trials (one target only) to this masks file (see masks.ts). */
+  saveMasks?: string;
+  /** Replay the masks in this file instead of drawing: faults, rates and trials come from it (the options' are ignored). */
+  masks?: string;
 }
 
 export interface CampaignResult {
@@ -96,6 +101,7 @@ export function validateCampaignOptions(o: CampaignOptions): void {
   if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) throw new TypeError('dataDir must be a non-empty string');
   if (o.onTrial !== undefined && typeof o.onTrial !== 'function') throw new TypeError('onTrial must be a function');
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+  if (o.saveMasks !== undefined && (typeof o.saveMasks !== 'string' || o.saveMasks === '')) throw new TypeError('saveMasks must be the path of a masks file to write (a non-empty string)');
   const jobs = campaignJobCount({ targets: o.targets ?? ['all'], trials: o.trials, faults: o.faults, rates: o.rates }, o.shard ?? { index: 0, count: 1 });
   if (!Number.isSafeInteger(jobs)) throw new RangeError(`the campaign has ${jobs} jobs, more than can be counted exactly`);
 }
@@ -109,10 +115,21 @@ function checkAborted(o: CampaignOptions): void {
 }
 
 export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
+  const t0 = Date.now();
+  let replay: FaultMasks | null = null;
+  if (isObj(o) && o.masks !== undefined) {
+    if (typeof o.masks !== 'string' || o.masks === '') throw new TypeError('masks must be the path of a masks file (a non-empty string)');
+    if (o.saveMasks !== undefined || o.byLayer || o.byBit || (o.targets && o.targets.join() !== 'all')) throw new RangeError('masks replay one target: not with saveMasks, byLayer, byBit or targets');
+    if (typeof o.model !== 'string' || o.model === '') throw new TypeError('model must be the path of a deployed model file (a non-empty string)');
+    checkAborted(o);
+    const m = await readDeployed(o.model);
+    replay = await readMasks(o.masks, m.meta);
+    o = { ...o, faults: replay.meta.faults, rates: replay.meta.rates, trials: replay.meta.trials, seed: replay.meta.source?.seed ?? 0, sampling: 'exact', rateUnit: 'bit', targets: ['all'] };
+  }
   validateCampaignOptions(o);
   checkAborted(o);
-  const t0 = Date.now();
-  checkOutputPath(o.out, [o.model]);
+  checkOutputPath(o.out, [o.model, o.masks]);
+  if (o.saveMasks !== undefined) checkOutputPath(o.saveMasks, [o.model, o.out], 'saveMasks');
   const model = await readDeployed(o.model);
   checkAborted(o);
   const shard = o.shard ?? { index: 0, count: 1 };
@@ -128,7 +145,19 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     model: path.resolve(o.model), modelSha256: model.hash, layoutHash: model.meta.layoutHash, arch: model.meta.arch,
     dataset: model.meta.dataset, split: 'test', images, faults: o.faults, rates: o.rates, trials: o.trials,
     seed: o.seed ?? 1, sampling: o.sampling ?? 'exact', rateUnit: o.rateUnit ?? 'bit', targets,
+    semantics: SEMANTICS,
+    ...(replay ? { masksSha256: replay.sha256 } : {}),
   };
+  if (o.saveMasks !== undefined) {
+    if (targets.length !== 1) throw new RangeError('saveMasks saves one target: not with byLayer or byBit');
+    const mapper = new FaultMapper(model.meta, settings);
+    const jobs = new Map(Array.from(campaignJobs(settings, { index: 0, count: 1 })).map((j) => [maskKey(j.fault, j.rate, j.trial), j]));
+    await writeMasks(o.saveMasks, {
+      layoutHash: model.meta.layoutHash, cells: model.meta.cells, faults: settings.faults, rates: settings.rates, trials: settings.trials,
+      layers: model.meta.layers.map((l) => ({ name: l.name, count: l.count, bits: l.bits, cellOffset: l.cellOffset })),
+      source: { seed: settings.seed, sampling: settings.sampling, rateUnit: settings.rateUnit, target: targets[0]! },
+    }, (f, r, t) => mapper.cellsOf(jobs.get(maskKey(f, r, t))!).slice());
+  }
   const header: ResultsHeader = { type: 'header', format: RESULTS_FORMAT, version: RESULTS_VERSION, settings, shard };
   const unlock = lockResults(o.out);
   try {
@@ -206,7 +235,7 @@ const CHUNK = 64;
 
 function runInWorker(o: CampaignOptions, settings: CampaignSettings, jobs: Iterator<TrialJob>, onRecord: (r: TrialRecord) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const w = new Worker(path.join(__dirname, 'worker.js'), { workerData: { settings, dataDir: o.dataDir ?? null } });
+    const w = new Worker(path.join(__dirname, 'worker.js'), { workerData: { settings, dataDir: o.dataDir ?? null, masks: o.masks ?? null } });
     let settled = false;
     const finish = (e?: Error) => { if (settled) return; settled = true; o.signal?.removeEventListener('abort', onAbort); if (e) { void w.terminate(); reject(e); } else resolve(); };
     const onAbort = () => finish(abortError(o.signal!));

@@ -75,6 +75,11 @@ export function checkpointMeta(file: SafetensorsFile, source: string): Checkpoin
   if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw new Error(`${source}: the 'flatenn' metadata is ${meta === null ? 'null' : Array.isArray(meta) ? 'an array' : `a ${typeof meta}`}, not an object`);
   if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`${source}: format '${String(meta.format)}' is not a flatenn checkpoint`);
   if (meta.version !== CHECKPOINT_VERSION) throw new Error(`${source}: checkpoint version ${JSON.stringify(meta.version)} is not supported (this flatenn reads version ${CHECKPOINT_VERSION})`);
+  // Checkpoints written before DESIGN §1's padding change carry neither field: raw-0 padding, the dataset's normalisation.
+  if (meta.config && typeof meta.config === 'object') {
+    if (meta.config.padding === undefined) meta.config.padding = 'raw';
+    if (meta.config.inputNorm === undefined) meta.config.inputNorm = null;
+  }
   checkMetaFields(meta, source);
   return meta;
 }

@@ -124,7 +124,7 @@ async function useDeployed(file: string): Promise<void> {
   for (let i = 0; i < images.length; i++) images[i] = (i * 37) & 255;
   const labels = Uint8Array.from({ length: n }, (_, i) => i % m.meta.topology.numClasses);
   for (const backend of ['native', 'reference'] as const) {
-    const r = new Engine(m, { backend }).evaluate(m.memory, images, labels, n);
+    const r = new Engine(m, { backend }).evaluateSync({ images, labels, count: n });
     if (!(r.accuracy >= 0 && r.accuracy <= 1) || !(r.sparsity >= 0 && r.sparsity <= 1)) bad(`${file} loaded but evaluates to accuracy ${r.accuracy}, sparsity ${r.sparsity} (${backend})`);
   }
 }

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { readDeployed } from '../../src/deploy/format';
-import { Engine, checkEvaluateInput } from '../../src/engine/engine';
+import { Engine } from '../../src/engine/engine';
 import { defaultConfig, type TrainConfig } from '../../src/train/config';
 import { trainModel } from '../../src/train/run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
@@ -27,13 +27,14 @@ test('Engine.evaluate: batch sizes 0, negative, NaN, fractional are refused at o
   const e = new Engine(m);
   const images = new Uint8Array(3 * 784), labels = Uint8Array.of(1, 2, 3);
   for (const b of [0, -1, NaN, 1.5, Infinity, '2']) {
-    assert.throws(() => e.evaluate(m.memory, images, labels, 3, b as number), (err: Error) => err instanceof RangeError && /batch size must be an integer in \[1, /.test(err.message), String(b));
+    await assert.rejects(e.evaluate({ images, labels, batchSize: b as number }), (err: Error) => err instanceof RangeError && /batchSize must be an integer in \[1, /.test(err.message), String(b));
+    assert.throws(() => e.evaluateSync({ images, labels, batchSize: b as number }), RangeError, String(b));
   }
-  for (const n of [0, -3, 2.5, NaN]) assert.throws(() => e.evaluate(m.memory, images, labels, n), /image count must be an integer >= 1/);
-  assert.throws(() => e.evaluate(m.memory, images, Uint8Array.of(1, 2, 10), 3), /labels\[2\] = 10 is not a class of this 10-class model/);
-  assert.throws(() => e.evaluate(m.memory, images.subarray(1), labels, 3), /fewer than 3 images of 784 bytes/);
-  assert.throws(() => checkEvaluateInput(m, { memory: [], images, labels, count: 1 }), /memory must be a Uint8Array/);
-  assert.equal(e.evaluate(m.memory, images, labels, 3, 2).count, 3);
+  for (const n of [-3, 2.5, NaN, 4]) await assert.rejects(e.evaluate({ images, labels, count: n }), RangeError, String(n));
+  await assert.rejects(e.evaluate({ images, labels: Uint8Array.of(1, 2, 10) }), /label 10 of image 2 is not a class of this model/);
+  await assert.rejects(e.evaluate({ images, labels, memory: [] as unknown as Uint8Array }), /memory must be a Uint8Array/);
+  await assert.rejects(e.evaluate(null as never), /evaluate expects an options object/);
+  assert.equal((await e.evaluate({ images, labels, batchSize: 2 })).count, 3);
   fs.rmSync(dir, { recursive: true });
 });
 
