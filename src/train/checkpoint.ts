@@ -114,6 +114,33 @@ export function loadModelTensors(model: Model, file: SafetensorsFile, source: st
   }
   model.actRange.set(wrap(() => tensorOf(file, 'act.range', 'F32', [model.actRange.length])).data);
   model.actRangeInit.set(wrap(() => tensorOf(file, 'act.range_initialized', 'U8', [model.actRangeInit.length])).data);
+  checkModelValues(model, source);
+}
+
+/**
+ * Values a checkpoint may hold: finite weights and BatchNorm state (variance >= 0), activation
+ * ranges finite and >= 0 (0 is a collapsed site: every code 0), 'initialized' flags 0 or 1 (a site
+ * never observed has flag 0, whatever its range).
+ */
+function checkModelValues(model: Model, source: string): void {
+  const bad = (msg: string): never => { throw new Error(`${source}: ${msg}`); };
+  for (const e of model.params.entries) {
+    const d = model.params.data.subarray(e.offset, e.offset + e.size);
+    const i = d.findIndex((v) => !Number.isFinite(v));
+    if (i >= 0) bad(`tensor ${e.name}[${i}] = ${d[i]}: weights must be finite`);
+  }
+  for (const [name, b] of model.bn) {
+    let i = b.runningMean.findIndex((v) => !Number.isFinite(v));
+    if (i >= 0) bad(`tensor ${name}.running_mean[${i}] = ${b.runningMean[i]}: must be finite`);
+    i = b.runningVar.findIndex((v) => !(v >= 0) || !Number.isFinite(v));
+    if (i >= 0) bad(`tensor ${name}.running_var[${i}] = ${b.runningVar[i]}: a variance must be finite and >= 0`);
+  }
+  for (let i = 0; i < model.actRange.length; i++) {
+    const f = model.actRangeInit[i]!, r = model.actRange[i]!;
+    if (f !== 0 && f !== 1) bad(`tensor act.range_initialized[${i}] = ${f}: must be 0 (never observed) or 1`);
+    if (!(r >= 0) || !Number.isFinite(r)) bad(`tensor act.range[${i}] = ${r}: an activation range must be finite and >= 0 (0: a collapsed site)`);
+    if (f === 1 && r > 0 && model.quant.actBits > 0 && !(Math.fround(r / (2 ** model.quant.actBits - 1)) >= 1.1754943508222875e-38)) bad(`tensor act.range[${i}] = ${r}: the activation scale r / (2^${model.quant.actBits} - 1) is below the smallest normal float32 (a denormal range)`);
+  }
 }
 
 export interface LoadedCheckpoint { meta: CheckpointMeta; model: Model; file: SafetensorsFile }
