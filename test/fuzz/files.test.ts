@@ -30,6 +30,14 @@ test('random command lines: exit 0, 1 or 2 with a message, never a crash or a JS
   const mnist = path.join(fixtures, 'mnist');
   const FILES = [path.join(fixtures, 'tiny.safetensors'), path.join(fixtures, 'lenet.safetensors'), path.join(fixtures, 'lenet-deployed.safetensors'), path.join(fixtures, 'results.jsonl'), mnist, '/dev/null', '/nonexistent/x', ''];
   const VALUES = ['0', '1', '2', '-1', '1.5', 'NaN', 'Infinity', '1e400', '1e-400', '99999999999999999999', 'x', '', '0,1%', '5%,5%', 'bitflip,sa0', 'sa0,,sa1', '0/2', '3/2', 'layers=conv', 'bits=0+9', 'scalar', 'avx512', 'lenet5', 'resnet18', 'cifar10', 'test', 'val', 'exact', 'bernoulli', 'weight'];
+  // values each option accepts (most lines should get past parsing)
+  const GOOD: Record<string, string[]> = {
+    '--split': ['test', 'val', 'train'], '--limit': ['4', '8'], '--faults': ['bitflip', 'sa0,sa1'], '--rates': ['0,1%', '0.05'], '--trials': ['1', '2'], '--seed': ['1', '7'],
+    '--sampling': ['exact', 'bernoulli'], '--rate-unit': ['bit', 'weight'], '--fault-targets': ['layers=conv', 'bits=0', 'layers=conv1;bits=0+1'], '--shard': ['0/2', '1/2'],
+    '--arch': ['lenet5'], '--dataset': ['fashion-mnist'], '--epochs': ['1'], '--batch-size': ['32'], '--lr': ['0.01'], '--schedule': ['cosine', 'step', 'constant'],
+    '--act-l1': ['1e-5'], '--saq-rho': ['0.1'], '--weight-bits': ['2', '4', '8'], '--act-bits': ['2', '4', '8', '0'], '--val-size': ['16'], '--limit-train': ['64'],
+    '--threads': ['1', '2'], '--isa': ['scalar', 'avx2'],
+  };
   // train and inject get small budgets (fixture data, few trials) so a valid random line ends quickly
   const COMMANDS: Record<string, string[]> = {
     train: ['--arch', '--dataset', '--epochs', '--batch-size', '--lr', '--schedule', '--act-l1', '--saq-rho', '--weight-bits', '--act-bits', '--val-size', '--limit-train', '--resume', '--force', '--out', '--seed'],
@@ -52,6 +60,7 @@ test('random command lines: exit 0, 1 or 2 with a message, never a crash or a JS
       argv.push(opt);
       if (R.chance(0.85)) {
         if (['--model', '--baseline', '--out'].includes(opt)) argv.push(opt === '--out' && R.chance(0.7) ? path.join(outDir, `o${i}${R.pick(['.safetensors', '.jsonl', ''])}`) : R.pick(FILES));
+        else if (GOOD[opt] && R.chance(0.6)) argv.push(R.pick(GOOD[opt]!));
         else argv.push(R.pick(VALUES));
       }
     }

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { spawn, spawnSync } from 'node:child_process';
 import { readDeployed } from '../../src/deploy/format';
 import { Engine } from '../../src/engine/engine';
@@ -14,7 +15,8 @@ import { loadCheckpoint } from '../../src/train/checkpoint';
 import { decodeSafetensors, encodeSafetensors } from '../../src/io/safetensors';
 import { removeStaleTemps } from '../../src/io/atomic';
 import { writeTinyModel } from '../helpers/tiny-model';
-import { tmpDir, writeMnist } from '../data/fixtures';
+import { tar, tmpDir, writeMnist } from '../data/fixtures';
+import { loadDataset } from '../../src/data/dataset';
 
 const CLI = path.resolve(__dirname, '../../src/cli/main.js');
 const cfg = (over: Partial<TrainConfig> = {}): TrainConfig => ({ ...defaultConfig('lenet5'), epochs: 1, limitTrain: 64, valSize: 16, batchSize: 32, ...over });
@@ -132,5 +134,21 @@ test('SIGINT removes the results lock; stale temporary files of a killed writer 
   assert.equal(fs.existsSync(stale), false);
   assert.equal(fs.existsSync(mine), true, 'a live process\'s temporary file is kept');
   assert.equal(fs.existsSync(other), true, 'another destination\'s temporary file is kept');
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('a CIFAR-10 archive whose pax header claims 8 GiB is refused naming the archive (no allocation)', async () => {
+  const dir = tmpDir('pax');
+  const t = tar([{ name: 'cifar-10-batches-bin/test_batch.bin', data: new Uint8Array(16) }]);
+  // turn the first header into a pax extended header ('x') that claims 8 GiB
+  t[156] = 'x'.charCodeAt(0);
+  t.write((8 * 2 ** 30).toString(8).padStart(11, '0') + '\0', 124);
+  t.write('        ', 148);
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += t[i]!;
+  t.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  const archive = path.join(dir, 'cifar-10-binary.tar.gz');
+  fs.writeFileSync(archive, zlib.gzipSync(t));
+  await assert.rejects(loadDataset('cifar10', 'test', { dataDir: dir }), (e: Error) => e.message.includes(archive) && /pax extended header at byte 0 claims 8589934592 bytes/.test(e.message));
   fs.rmSync(dir, { recursive: true });
 });
