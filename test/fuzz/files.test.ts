@@ -50,17 +50,27 @@ test('random command lines: exit 0, 1 or 2 with a message, never a crash or a JS
   };
   const outDir = path.join(fixtures, 'cli-out');
   fs.mkdirSync(outDir, { recursive: true });
-  const cases = Math.max(1, Math.round(fuzzCases(270) / 6));
+  const cases = Math.max(1, Math.round(fuzzCases(270) / 9));
   const codes: Record<string, number> = {};
   for (let i = 0; i < cases; i++) {
     const cmd = R.pick(Object.keys(COMMANDS));
     const argv = [...cmd.split(' ')];
-    for (let j = 0, n = R.int(6); j < n; j++) {
-      const opt = R.pick([...COMMANDS[cmd]!, '--threads', '--isa', '--bogus', '-q']);
+    // half the lines start from a valid command and change a little; the rest are random
+    const sane = R.chance(0.5);
+    if (sane) {
+      const fresh = (ext: string) => path.join(outDir, `o${i}${ext}`);
+      const base: Record<string, string[]> = {
+        train: ['--out', fresh('.safetensors')], eval: ['--model', R.pick(FILES.slice(0, 3))], export: ['--model', FILES[1]!, '--out', fresh('.safetensors')],
+        inject: ['--model', R.pick([FILES[0]!, FILES[2]!]), '--out', fresh('.jsonl')], summary: [FILES[3]!], 'data info': [], info: [],
+      };
+      argv.push(...base[cmd]!);
+    }
+    for (let j = 0, n = R.int(sane ? 3 : 6); j < n; j++) {
+      const opt = R.pick([...COMMANDS[cmd]!, '--threads', '--isa', ...(sane ? [] : ['--bogus', '-q'])]);
       argv.push(opt);
-      if (R.chance(0.85)) {
+      if (sane || R.chance(0.85)) {
         if (['--model', '--baseline', '--out'].includes(opt)) argv.push(opt === '--out' && R.chance(0.7) ? path.join(outDir, `o${i}${R.pick(['.safetensors', '.jsonl', ''])}`) : R.pick(FILES));
-        else if (GOOD[opt] && R.chance(0.6)) argv.push(R.pick(GOOD[opt]!));
+        else if (GOOD[opt] && R.chance(sane ? 0.9 : 0.6)) argv.push(R.pick(GOOD[opt]!));
         else argv.push(R.pick(VALUES));
       }
     }
