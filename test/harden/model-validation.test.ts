@@ -69,6 +69,10 @@ test('deployed models v1 and v2: every invalid value refused with the file, the 
     for (const [what, edit, re] of cases) {
       assert.throws(() => deployedFromFile(variant(file, edit), p, ''), (e: Error) => re.test(e.message) && e.message.startsWith(p + ':'), `v${version} ${what}: ${(() => { try { deployedFromFile(variant(file, edit), p, ''); return 'accepted'; } catch (e) { return (e as Error).message; } })()}`);
     }
+    for (const [raw, re] of [['null', /the 'flatenn' metadata is null, not an object/], ['[1]', /metadata is an array/], ['{"format"', /the 'flatenn' metadata is not valid JSON/]] as [string, RegExp][]) {
+      const f = decodeSafetensors(encodeSafetensors(file.tensors, { flatenn: raw }));
+      assert.throws(() => deployedFromFile(f, p, ''), (e: Error) => re.test(e.message) && e.message.startsWith(p + ':'), raw);
+    }
     // A negative scale is valid (BatchNorm with gamma < 0 folds into one): it loads and both engines agree.
     const neg = deployedFromFile(variant(file, (_, t) => { const s = f32(t['fc.out_scale']!); for (let i = 0; i < s.length; i += 2) s[i] = -s[i]!; }), p, '');
     const images = new Uint8Array(6 * 784).map((_, i) => (i * 29) & 255), labels = Uint8Array.of(0, 1, 2, 3, 4, 5);
