@@ -1,10 +1,12 @@
 import type { CommandSpec } from './args';
 import { infoCommand } from './info';
 import { benchCommand } from './bench';
+import { benchKernelsCommand } from './bench-kernels';
 import { trainCommand } from './train';
 import { evalCommand } from './eval';
 import { exportCommand, injectCommand, summaryCommand } from './campaign';
 import { dataFetchCommand, dataInfoCommand } from './data';
+import { importCommand } from './import';
 
-/** Every CLI command, in help order. */
-export const commands: CommandSpec[] = [trainCommand, evalCommand, exportCommand, injectCommand, summaryCommand, dataFetchCommand, dataInfoCommand, benchCommand, infoCommand];
+/** Every CLI command, in help order (a two-word command before the one-word command it starts with). */
+export const commands: CommandSpec[] = [trainCommand, evalCommand, importCommand, exportCommand, injectCommand, summaryCommand, dataFetchCommand, dataInfoCommand, benchKernelsCommand, benchCommand, infoCommand];
