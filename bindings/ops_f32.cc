@@ -322,14 +322,14 @@ Napi::Value PeakProbe(const Napi::CallbackInfo& info) {
 }
 
 void Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("sgemm", Napi::Function::New(env, Sgemm, "sgemm"));
-  exports.Set("im2col", Napi::Function::New(env, Im2col, "im2col"));
-  exports.Set("col2im", Napi::Function::New(env, Col2im, "col2im"));
-  exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward, "conv2dForward"));
-  exports.Set("conv2dBackward", Napi::Function::New(env, Conv2dBackward, "conv2dBackward"));
-  exports.Set("maxpool2dForward", Napi::Function::New(env, MaxpoolForward, "maxpool2dForward"));
-  exports.Set("maxpool2dBackward", Napi::Function::New(env, MaxpoolBackward, "maxpool2dBackward"));
-  exports.Set("peakProbe", Napi::Function::New(env, PeakProbe, "peakProbe"));
+  exports.Set("sgemm", flb::fn(env, Sgemm, "sgemm"));
+  exports.Set("im2col", flb::fn(env, Im2col, "im2col"));
+  exports.Set("col2im", flb::fn(env, Col2im, "col2im"));
+  exports.Set("conv2dForward", flb::fn(env, Conv2dForward, "conv2dForward"));
+  exports.Set("conv2dBackward", flb::fn(env, Conv2dBackward, "conv2dBackward"));
+  exports.Set("maxpool2dForward", flb::fn(env, MaxpoolForward, "maxpool2dForward"));
+  exports.Set("maxpool2dBackward", flb::fn(env, MaxpoolBackward, "maxpool2dBackward"));
+  exports.Set("peakProbe", flb::fn(env, PeakProbe, "peakProbe"));
 }
 
 Register reg(Init);

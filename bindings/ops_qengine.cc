@@ -394,21 +394,21 @@ Napi::Value QgemmPeakProbe(const Napi::CallbackInfo& info) {
 }
 
 void Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("qgemmPeakProbe", Napi::Function::New(env, QgemmPeakProbe, "qgemmPeakProbe"));
-  exports.Set("qweightsBytes", Napi::Function::New(env, QweightsBytes, "qweightsBytes"));
-  exports.Set("qweightsRepack", Napi::Function::New(env, QweightsRepack, "qweightsRepack"));
-  exports.Set("qweightsFromCodes", Napi::Function::New(env, QweightsFromCodes, "qweightsFromCodes"));
-  exports.Set("qgemm", Napi::Function::New(env, Qgemm, "qgemm"));
-  exports.Set("qconv2d", Napi::Function::New(env, Qconv2d, "qconv2d"));
-  exports.Set("qconv2dPool", Napi::Function::New(env, Qconv2dPool, "qconv2dPool"));
-  exports.Set("maxpool2dU8", Napi::Function::New(env, Maxpool2dU8, "maxpool2dU8"));
-  exports.Set("maxpool2dU8Blocked", Napi::Function::New(env, Maxpool2dU8Blocked, "maxpool2dU8Blocked"));
-  exports.Set("globalSumU8", Napi::Function::New(env, GlobalSumU8, "globalSumU8"));
-  exports.Set("globalAvgPoolU8", Napi::Function::New(env, GlobalAvgPoolU8, "globalAvgPoolU8"));
-  exports.Set("requantU8", Napi::Function::New(env, RequantU8, "requantU8"));
-  exports.Set("addPeriodicF32", Napi::Function::New(env, AddPeriodicF32, "addPeriodicF32"));
-  exports.Set("addRequantU8", Napi::Function::New(env, AddRequantU8, "addRequantU8"));
-  exports.Set("qlinearI32", Napi::Function::New(env, QlinearI32, "qlinearI32"));
+  exports.Set("qgemmPeakProbe", flb::fn(env, QgemmPeakProbe, "qgemmPeakProbe"));
+  exports.Set("qweightsBytes", flb::fn(env, QweightsBytes, "qweightsBytes"));
+  exports.Set("qweightsRepack", flb::fn(env, QweightsRepack, "qweightsRepack"));
+  exports.Set("qweightsFromCodes", flb::fn(env, QweightsFromCodes, "qweightsFromCodes"));
+  exports.Set("qgemm", flb::fn(env, Qgemm, "qgemm"));
+  exports.Set("qconv2d", flb::fn(env, Qconv2d, "qconv2d"));
+  exports.Set("qconv2dPool", flb::fn(env, Qconv2dPool, "qconv2dPool"));
+  exports.Set("maxpool2dU8", flb::fn(env, Maxpool2dU8, "maxpool2dU8"));
+  exports.Set("maxpool2dU8Blocked", flb::fn(env, Maxpool2dU8Blocked, "maxpool2dU8Blocked"));
+  exports.Set("globalSumU8", flb::fn(env, GlobalSumU8, "globalSumU8"));
+  exports.Set("globalAvgPoolU8", flb::fn(env, GlobalAvgPoolU8, "globalAvgPoolU8"));
+  exports.Set("requantU8", flb::fn(env, RequantU8, "requantU8"));
+  exports.Set("addPeriodicF32", flb::fn(env, AddPeriodicF32, "addPeriodicF32"));
+  exports.Set("addRequantU8", flb::fn(env, AddRequantU8, "addRequantU8"));
+  exports.Set("qlinearI32", flb::fn(env, QlinearI32, "qlinearI32"));
 }
 
 Register reg(Init);

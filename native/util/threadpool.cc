@@ -1,12 +1,17 @@
 // Persistent thread pool. Waits spin briefly, then block: a futex wake-up costs 40-95 us per
 // parallel region on the 2-vCPU machines this runs on, more than a small layer's work, while
 // layers follow each other within microseconds; the spin is short (kSpinUs) because those
-// machines are often oversubscribed, so an idle worker soon gives its core back.
+// machines are often oversubscribed, so an idle worker soon gives its core back. An exception
+// thrown by a task (std::bad_alloc included) never escapes a worker thread (that would
+// std::terminate the process): the first one is kept, the remaining tasks are skipped, and run()
+// rethrows it on the calling thread once every worker is idle, where the Node-API glue turns it
+// into a JavaScript error.
 #include <immintrin.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -62,6 +67,7 @@ class Pool {
       ntasks_ = ntasks;
       next_.store(0);
       active_ = static_cast<int>(workers_.size());
+      error_ = nullptr;
       ++generation_;
     }
     cv_.notify_all();
@@ -69,9 +75,15 @@ class Pool {
     drain();
     in_task_ = false;
     spin_until([this] { return active_.load(std::memory_order_acquire) == 0; });
-    std::unique_lock<std::mutex> lock(mu_);
-    done_cv_.wait(lock, [this] { return active_.load() == 0; });
-    fn_ = nullptr;
+    std::exception_ptr err;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      done_cv_.wait(lock, [this] { return active_.load() == 0; });
+      fn_ = nullptr;
+      err = error_;
+      error_ = nullptr;
+    }
+    if (err) std::rethrow_exception(err);
   }
 
  private:
@@ -79,7 +91,13 @@ class Pool {
     for (;;) {
       const size_t i = next_.fetch_add(1);
       if (i >= ntasks_) break;
-      (*fn_)(i);
+      try {
+        (*fn_)(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(err_mu_);
+        if (!error_) error_ = std::current_exception();
+        next_.store(ntasks_);  // skip the tasks not yet started
+      }
     }
   }
 
@@ -111,6 +129,8 @@ class Pool {
   std::atomic<uint64_t> generation_{0};   // likewise
   bool stop_ = false;
   int nthreads_ = 1;
+  std::mutex err_mu_;
+  std::exception_ptr error_;  // first exception of the current region
   static thread_local bool in_task_;
 };
 
