@@ -5,6 +5,8 @@ import { trainCommand } from './train';
 import { evalCommand } from './eval';
 import { exportCommand, injectCommand, summaryCommand } from './campaign';
 import { dataFetchCommand, dataInfoCommand } from './data';
+import { landscapeCommand } from './landscape';
+import { reportCommand } from './report';
 
 /** Every CLI command, in help order. */
-export const commands: CommandSpec[] = [trainCommand, evalCommand, exportCommand, injectCommand, summaryCommand, dataFetchCommand, dataInfoCommand, benchCommand, infoCommand];
+export const commands: CommandSpec[] = [trainCommand, evalCommand, exportCommand, injectCommand, summaryCommand, landscapeCommand, reportCommand, dataFetchCommand, dataInfoCommand, benchCommand, infoCommand];
