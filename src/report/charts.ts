@@ -18,8 +18,8 @@ const FONT = 'DejaVu Sans';
 const config = {
   font: FONT,
   view: { stroke: '#ccc' },
-  axis: { labelFontSize: 11, titleFontSize: 12 },
-  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 260 },
+  axis: { labelFontSize: 11, titleFontSize: 12, labelLimit: 260 },
+  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 260, titleLimit: 300 },
   header: { labelFontSize: 12, titleFontSize: 12 },
   title: { fontSize: 14 },
 };
@@ -124,7 +124,7 @@ export function landscape2dFigure(ls: LandscapeFile[]): Figure | null {
     for (const m of l.models) {
       labels.push(m.label);
       const g = m.grids![0]!;
-      g.forEach((row, i) => row.forEach((loss, j) => data.push({ run: m.label, a: l.alphas[i], b: l.alphas[j], a2: l.alphas[i]! + step, b2: l.alphas[j]! + step, loss })));
+      g.forEach((row, i) => row.forEach((loss, j) => data.push({ run: m.label, alpha: l.alphas[i], beta: l.alphas[j], a: l.alphas[i]! - step / 2, b: l.alphas[j]! - step / 2, a2: l.alphas[i]! + step / 2, b2: l.alphas[j]! + step / 2, loss })));
     }
   }
   if (!data.length) return null;
@@ -136,12 +136,12 @@ export function landscape2dFigure(ls: LandscapeFile[]): Figure | null {
       width: 180, height: 180,
       mark: 'rect',
       encoding: {
-        x: { field: 'a', type: 'quantitative', title: 'alpha, direction 1 (× filter norm)', bin: { binned: true, step } },
+        x: { field: 'a', type: 'quantitative', title: 'alpha, direction 1 (× filter norm)', scale: { domain: [-1 - step / 2, 1 + step / 2], nice: false } },
         x2: { field: 'a2' },
-        y: { field: 'b', type: 'quantitative', title: 'beta, direction 2 (× filter norm)', bin: { binned: true, step } },
+        y: { field: 'b', type: 'quantitative', title: 'beta, direction 2 (× filter norm)', scale: { domain: [-1 - step / 2, 1 + step / 2], nice: false } },
         y2: { field: 'b2' },
         color: { field: 'loss', type: 'quantitative', title: 'training loss (nats)', scale: { type: 'quantize', scheme: 'viridis', nice: true, zero: false } },
-        tooltip: [{ field: 'run' }, { field: 'a', format: '.2f' }, { field: 'b', format: '.2f' }, { field: 'loss', format: '.4f' }],
+        tooltip: [{ field: 'run' }, { field: 'alpha', format: '.2f' }, { field: 'beta', format: '.2f' }, { field: 'loss', format: '.4f' }],
       },
     },
     resolve: { scale: { color: 'shared' } },
