@@ -7,6 +7,7 @@ import { exportCommand, injectCommand, summaryCommand } from './campaign';
 import { dataFetchCommand, dataInfoCommand } from './data';
 import { landscapeCommand } from './landscape';
 import { reportCommand } from './report';
+import { reproduceCommand } from './reproduce';
 
 /** Every CLI command, in help order. */
-export const commands: CommandSpec[] = [trainCommand, evalCommand, exportCommand, injectCommand, summaryCommand, landscapeCommand, reportCommand, dataFetchCommand, dataInfoCommand, benchCommand, infoCommand];
+export const commands: CommandSpec[] = [trainCommand, evalCommand, exportCommand, injectCommand, summaryCommand, landscapeCommand, reportCommand, reproduceCommand, dataFetchCommand, dataInfoCommand, benchCommand, infoCommand];

@@ -26,6 +26,8 @@ export interface LandscapeOptions {
   directions?: number;
   /** Points per axis on alpha in [-1, 1]; default 51 (1D), 25 (2D). */
   points?: number;
+  /** Names of the models (default: their file names without .safetensors). */
+  labels?: string[];
   /** Direction seed (default 1). */
   seed?: number;
   /** Training images evaluated: the first n (default 5000). */
@@ -153,6 +155,7 @@ export async function computeLandscape(files: string[], o: LandscapeOptions): Pr
   if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${seed}`);
   if (!Number.isInteger(want) || want < 1) throw new RangeError(`images must be an integer >= 1, got ${want}`);
   const alphas = alphaGrid(points);
+  if (o.labels && o.labels.length !== files.length) throw new RangeError(`${o.labels.length} labels for ${files.length} models`);
   const loaded: { file: string; l: LoadedForLandscape }[] = [];
   for (const f of files) loaded.push({ file: f, l: await loadLandscapeModel(f) });
   const dataset = loaded[0]!.l.meta.dataset;
@@ -165,7 +168,7 @@ export async function computeLandscape(files: string[], o: LandscapeOptions): Pr
     const t0 = Date.now();
     const model = l.model;
     const w0 = model.params.data.slice();
-    const label = path.basename(file).replace(/\.safetensors$/, '');
+    const label = o.labels?.[models.length] ?? path.basename(file).replace(/\.safetensors$/, '');
     const bar = new Progress({ label: `landscape ${label}`, total: evalsPerModel, unit: 'eval', quiet: !!o.quiet });
     let done = 0;
     const tick = () => bar.update(++done);

@@ -100,7 +100,7 @@ th{background:#f3f3f3}.note{font-size:0.85em;color:#555}nav a{margin-right:1em}`
 /** Builds the report from the given files into `o.out`: index.html, <figure>.svg, <figure>.png. */
 export async function buildReport(files: string[], o: ReportOptions): Promise<ReportResult> {
   const inp = loadInputs(files);
-  if (!inp.campaigns.length && !inp.landscapes.length) throw new Error('nothing to report: give campaign results (.jsonl) and/or landscape files (.json)');
+  if (!inp.campaigns.length && !inp.landscapes.length && !inp.study) throw new Error('nothing to report: give campaign results (.jsonl), landscape files (.json) and/or a study file');
   fs.mkdirSync(o.out, { recursive: true });
   const figs = figuresOf(inp);
   const out: ReportResult['figures'] = [];
