@@ -7,8 +7,8 @@ export const DIVERGED_HINT = 'lower --lr; with SAQ a smaller --saq-rho or --saq-
 
 export class TrainingDivergedError extends Error {
   override name = 'TrainingDivergedError';
-  constructor(readonly what: 'loss' | 'gradient', readonly epoch: number, readonly step: number, readonly batch: number) {
-    super(`non-finite ${what} at epoch ${epoch}, step ${step} (batch ${batch} of the epoch): training diverged and was stopped. Hint: ${DIVERGED_HINT}`);
+  constructor(readonly what: 'loss' | 'gradient' | 'weights' | 'value', readonly epoch: number, readonly step: number, readonly batch: number, detail = '') {
+    super(`non-finite ${what} at epoch ${epoch}, step ${step} (batch ${batch} of the epoch)${detail ? ` (${detail})` : ''}: training diverged and was stopped. Hint: ${DIVERGED_HINT}`);
   }
 }
 

@@ -130,12 +130,11 @@ export class Trainer {
 
   /** Stops the run on a non-finite loss or gradient (DESIGN §3 collapse detection). */
   private checkFinite(loss: number): void {
-    const where = () => [this.epoch + 1, this.step + 1, this.step - this.epoch * this.stepsPerEpoch + 1] as const;
-    if (!Number.isFinite(loss)) throw new TrainingDivergedError('loss', ...where());
+    if (!Number.isFinite(loss)) throw new TrainingDivergedError('loss', ...this.where());
     const g = this.model.params.grad;
     let s = 0;
     for (let i = 0; i < g.length; i++) s += g[i]! * 0; // 0 unless some g[i] is NaN or infinite
-    if (!Number.isFinite(s)) throw new TrainingDivergedError('gradient', ...where());
+    if (!Number.isFinite(s)) throw new TrainingDivergedError('gradient', ...this.where());
   }
 
   learningRate(step: number): number {
@@ -164,8 +163,25 @@ export class Trainer {
     return { loss, ce, acts: r.acts };
   }
 
-  /** One optimiser step on a batch of raw images. */
+  /**
+   * One optimiser step on a batch of raw images. A non-finite loss, gradient or
+   * weight, or a non-finite value refused by a kernel, stops the run with a
+   * TrainingDivergedError (DESIGN §3).
+   */
   trainStep(images: Uint8Array, labels: Uint8Array, n: number): StepStats {
+    try {
+      return this.trainStepUnchecked(images, labels, n);
+    } catch (e) {
+      if (e instanceof RangeError && /finite/i.test(e.message)) throw new TrainingDivergedError('value', ...this.where(), e.message);
+      throw e;
+    }
+  }
+
+  private where(): [number, number, number] {
+    return [this.epoch + 1, this.step + 1, this.step - this.epoch * this.stepsPerEpoch + 1];
+  }
+
+  private trainStepUnchecked(images: Uint8Array, labels: Uint8Array, n: number): StepStats {
     const m = this.model, p = m.params, cfg = this.cfg;
     const x = m.normalize(images, n);
     const lab = labels.subarray(0, n);
@@ -210,6 +226,10 @@ export class Trainer {
       this.checkFinite(second.loss.data[0]!);
     }
     this.optimizerStep(this.learningRate(this.step));
+    const w = this.model.params.data;
+    let s = 0;
+    for (let i = 0; i < w.length; i++) s += w[i]! * 0;
+    if (!Number.isFinite(s)) throw new TrainingDivergedError('weights', ...this.where());
     this.step++;
     return stats;
   }
