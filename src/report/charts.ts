@@ -136,9 +136,9 @@ export function landscape2dFigure(ls: LandscapeFile[]): Figure | null {
       width: 180, height: 180,
       mark: 'rect',
       encoding: {
-        x: { field: 'a', type: 'quantitative', title: 'alpha, direction 1 (× filter norm)', scale: { domain: [-1 - step / 2, 1 + step / 2], nice: false } },
+        x: { field: 'a', type: 'quantitative', title: 'alpha, dir. 1 (× filter norm)', scale: { domain: [-1 - step / 2, 1 + step / 2], nice: false } },
         x2: { field: 'a2' },
-        y: { field: 'b', type: 'quantitative', title: 'beta, direction 2 (× filter norm)', scale: { domain: [-1 - step / 2, 1 + step / 2], nice: false } },
+        y: { field: 'b', type: 'quantitative', title: 'beta, dir. 2 (× filter norm)', scale: { domain: [-1 - step / 2, 1 + step / 2], nice: false } },
         y2: { field: 'b2' },
         color: { field: 'loss', type: 'quantitative', title: 'training loss (nats)', scale: { type: 'quantize', scheme: 'viridis', nice: true, zero: false } },
         tooltip: [{ field: 'run' }, { field: 'alpha', format: '.2f' }, { field: 'beta', format: '.2f' }, { field: 'loss', format: '.4f' }],

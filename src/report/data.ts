@@ -111,9 +111,9 @@ export function loadInputs(files: string[]): ReportInputs {
 
 /** Groups in a stable, meaningful order (the paper's models first, then the controls, then the rest). */
 export const GROUP_ORDER = ['standard', 'as', 'saq', 'saq-as', 'control', 'control-as'];
+/** Short names for legends; 'control' and 'control-AS' are conventional models trained on SAQ's (shorter) schedule. */
 export const GROUP_NAMES: Record<string, string> = {
-  standard: 'standard (conventional)', as: 'AS (conventional)', saq: 'SAQ', 'saq-as': 'SAQ-AS',
-  control: 'control: standard, SAQ schedule', 'control-as': 'control: AS, SAQ schedule',
+  standard: 'standard', as: 'AS', saq: 'SAQ', 'saq-as': 'SAQ-AS', control: 'control', 'control-as': 'control-AS',
 };
 export const groupName = (g: string) => GROUP_NAMES[g] ?? g;
 export function orderGroups(gs: Iterable<string>): string[] {

@@ -59,7 +59,7 @@ function gainsSection(inp: ReportInputs): string {
 }
 
 function spreadSection(inp: ReportInputs): string {
-  const rows = spreadRows(inp.campaigns).filter((r) => r.rate > 0);
+  const rows = spreadRows(inp.campaigns).filter((r) => r.rate > 0 && r.unit === 'bit');
   if (!rows.length) return '';
   const top = Math.max(...rows.map((r) => r.rate));
   const sel = rows.filter((r) => r.rate === top || r.rate === Math.min(...rows.map((x) => x.rate)));
@@ -83,13 +83,13 @@ function studySection(inp: ReportInputs): string {
   const s = inp.study;
   if (!s) return '';
   const yes = (b: boolean) => (b ? 'COLLAPSED' : '');
-  const runs = s.runs.map((r) => [r.name, r.role, String(r.seed), String(r.epochs), String(r.actL1), String(r.saqRho), String(r.saqWarmup), r.valAccuracy === null ? 'n/a' : pct(r.valAccuracy), r.testAccuracy === null ? 'n/a' : pct(r.testAccuracy), r.testSparsity === null ? 'n/a' : pct(r.testSparsity), yes(r.collapsed) + (r.collapse.length ? ` ${r.collapse.join(' | ')}` : '')]);
+  const runs = s.runs.map((r) => [r.name, groupName(r.group), r.role, String(r.seed), String(r.epochs), String(r.actL1), String(r.saqRho), String(r.saqWarmup), r.valAccuracy === null ? 'n/a' : pct(r.valAccuracy), r.testAccuracy === null ? 'n/a' : pct(r.testAccuracy), r.testSparsity === null ? 'n/a' : pct(r.testSparsity), yes(r.collapsed) + (r.collapse.length ? ` ${r.collapse.join(' | ')}` : '')]);
   const inel = (x: { ineligible: { value: number; why: string }[] }) => (x.ineligible.length ? x.ineligible.map((i) => `${i.value} (${i.why})`).join('; ') : 'none');
   return `<h2 id="study">Training runs</h2>
 <p>${esc(s.arch)}, ${s.seeds} seed(s)${s.quick ? ', <strong>--quick budget</strong> (a smoke run: its numbers are not the study\'s)' : ''}.
 λ = ${s.lambda.chosen ?? 'none'} from grid {${s.lambda.grid.join(', ')}}, rule: ${esc(s.lambda.rule)}; ineligible: ${esc(inel(s.lambda))}.
 ρ = ${s.rho.chosen ?? 'none'} from grid {${s.rho.grid.join(', ')}}, rule: ${esc(s.rho.rule)}; ineligible: ${esc(inel(s.rho))}.</p>` +
-    table(['run', 'role', 'seed', 'epochs', 'λ', 'ρ', 'ρ warm-up (epochs)', 'val acc %', 'test acc %', 'test sparsity %', 'collapse'], runs);
+    table(['run', 'model', 'role', 'seed', 'epochs', 'λ', 'ρ', 'ρ warm-up (epochs)', 'val acc %', 'test acc %', 'test sparsity %', 'collapse'], runs);
 }
 
 const CSS = `body{font-family:"DejaVu Sans",Arial,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -120,7 +120,8 @@ export async function buildReport(files: string[], o: ReportOptions): Promise<Re
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head>
 <body><h1>${esc(title)}</h1>
 <nav><a href="#figures">Figures</a><a href="#gains">Gains</a><a href="#spread">Spread</a><a href="#sharpness">Sharpness</a><a href="#study">Runs</a></nav>
-<p class="note">${inp.campaigns.length} campaign(s), ${inp.landscapes.length} landscape file(s). Accuracy and sparsity in % of the test set; gains in percentage points.</p>
+<p class="note">${inp.campaigns.length} campaign(s), ${inp.landscapes.length} landscape file(s). Accuracy and sparsity in % of the test set; gains in percentage points.
+Models: standard and AS (activation-sparse) trained conventionally; SAQ and SAQ-AS with SAQ (half the epochs); control and control-AS: conventional, with SAQ's shorter schedule (the equal-schedule controls).</p>
 ${studySection(inp)}
 <h2 id="figures">Figures</h2>
 ${blocks.join('\n')}
