@@ -29,6 +29,7 @@ export interface Budget {
   epochs: number;
   /** Training images used (0 = all but the validation split). */
   limitTrain: number;
+  batchSize: number;
   valSize: number;
   lambdas: number[];
   rhos: number[];
@@ -54,16 +55,16 @@ export interface Budget {
 }
 
 export const FULL_BUDGET: Budget = {
-  epochs: 20, limitTrain: 0, valSize: 5000, lambdas: [1e-5, 3e-5, 1e-4], rhos: [0.05, 0.1, 0.2, 0.5], saqWarmup: 0,
+  epochs: 20, limitTrain: 0, batchSize: 128, valSize: 5000, lambdas: [1e-5, 3e-5, 1e-4], rhos: [0.05, 0.1, 0.2, 0.5], saqWarmup: 0,
   faults: ['bitflip', 'sa0', 'sa1'], rates: [0, 0.01, 0.02, 0.03, 0.04, 0.05], trials: 50, weightTrials: 100, byRate: 0.01, byTrials: 50,
   testImages: 0, faultSeed: 1, landscapeImages: 5000, landscapePoints1d: 51, landscapeDirections: 3, landscapePoints2d: 25,
 };
 
 /** Every stage on a small budget: a smoke run whose numbers are not the study's. */
 export const QUICK_BUDGET: Budget = {
-  epochs: 2, limitTrain: 8000, valSize: 5000, lambdas: [3e-5, 1e-4], rhos: [0.05, 0.2], saqWarmup: 0,
-  faults: ['bitflip', 'sa0', 'sa1'], rates: [0, 0.01, 0.02, 0.03, 0.04, 0.05], trials: 8, weightTrials: 8, byRate: 0.01, byTrials: 4,
-  testImages: 2000, faultSeed: 1, landscapeImages: 1000, landscapePoints1d: 21, landscapeDirections: 2, landscapePoints2d: 11,
+  epochs: 4, limitTrain: 8000, batchSize: 128, valSize: 5000, lambdas: [3e-5, 1e-4], rhos: [0.05, 0.2], saqWarmup: 0,
+  faults: ['bitflip', 'sa0', 'sa1'], rates: [0, 0.01, 0.02, 0.03, 0.04, 0.05], trials: 10, weightTrials: 10, byRate: 0.01, byTrials: 10,
+  testImages: 0, faultSeed: 1, landscapeImages: 1000, landscapePoints1d: 21, landscapeDirections: 2, landscapePoints2d: 11,
 };
 
 export interface ReproduceOptions {
@@ -145,7 +146,7 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
   const dd = o.dataDir ? { dataDir: o.dataDir } : {};
 
   const configOf = (epochs: number, l1: number, rho: number, seed: number): TrainConfig => validateConfig({
-    ...defaultConfig('lenet5'), epochs, actL1: [l1], saqRho: rho, saqWarmup: rho > 0 ? b.saqWarmup : 0, seed, limitTrain: b.limitTrain, valSize: b.valSize,
+    ...defaultConfig('lenet5'), epochs, actL1: [l1], saqRho: rho, saqWarmup: rho > 0 ? b.saqWarmup : 0, seed, limitTrain: b.limitTrain, batchSize: b.batchSize, valSize: b.valSize,
   });
   const runName = (c: TrainConfig) => `e${c.epochs}_l${num(c.actL1[0]!)}_r${num(c.saqRho)}${c.saqWarmup ? `_w${c.saqWarmup}` : ''}_s${c.seed}`;
 
@@ -326,7 +327,7 @@ function toRun(name: string, group: string, role: StudyRun['role'], c: TrainConf
 
 function checkBudget(b: Budget): void {
   const int = (k: keyof Budget, lo: number) => { const v = b[k] as number; if (!Number.isInteger(v) || v < lo) throw new RangeError(`budget ${k} must be an integer >= ${lo}, got ${String(v)}`); };
-  int('epochs', 1); int('limitTrain', 0); int('valSize', 1); int('trials', 1); int('weightTrials', 0); int('byTrials', 0); int('testImages', 0);
+  int('epochs', 1); int('limitTrain', 0); int('batchSize', 1); int('valSize', 1); int('trials', 1); int('weightTrials', 0); int('byTrials', 0); int('testImages', 0);
   int('faultSeed', 0); int('landscapeImages', 1); int('landscapePoints1d', 3); int('landscapeDirections', 1); int('landscapePoints2d', 0);
   if (b.landscapePoints2d > 0 && b.landscapePoints2d < 3) throw new RangeError('budget landscapePoints2d must be 0 or >= 3');
   if (!b.lambdas.length || b.lambdas.some((l) => !(l > 0))) throw new RangeError('budget lambdas must be positive numbers');
