@@ -82,8 +82,7 @@ function landscapeSection(inp: ReportInputs): string {
 function studySection(inp: ReportInputs): string {
   const s = inp.study;
   if (!s) return '';
-  const yes = (b: boolean) => (b ? 'COLLAPSED' : '');
-  const runs = s.runs.map((r) => [r.name, groupName(r.group), r.role, String(r.seed), String(r.epochs), String(r.actL1), String(r.saqRho), String(r.saqWarmup), r.valAccuracy === null ? 'n/a' : pct(r.valAccuracy), r.testAccuracy === null ? 'n/a' : pct(r.testAccuracy), r.testSparsity === null ? 'n/a' : pct(r.testSparsity), yes(r.collapsed) + (r.collapse.length ? ` ${r.collapse.join(' | ')}` : '')]);
+  const runs = s.runs.map((r) => [r.name, groupName(r.group), r.role, String(r.seed), String(r.epochs), String(r.actL1), String(r.saqRho), String(r.saqWarmup), r.valAccuracy === null ? 'n/a' : pct(r.valAccuracy), r.testAccuracy === null ? 'n/a' : pct(r.testAccuracy), r.testSparsity === null ? 'n/a' : pct(r.testSparsity), (r.collapsed ? 'COLLAPSED: ' : r.collapse.length ? 'flagged earlier, not at the end: ' : '') + r.collapse.join(' | ')]);
   const inel = (x: { ineligible: { value: number; why: string }[] }) => (x.ineligible.length ? x.ineligible.map((i) => `${i.value} (${i.why})`).join('; ') : 'none');
   return `<h2 id="study">Training runs</h2>
 <p>${esc(s.arch)}, ${s.seeds} seed(s)${s.quick ? ', <strong>--quick budget</strong> (a smoke run: its numbers are not the study\'s)' : ''}.

@@ -62,9 +62,9 @@ export const FULL_BUDGET: Budget = {
 
 /** Every stage on a small budget: a smoke run whose numbers are not the study's. */
 export const QUICK_BUDGET: Budget = {
-  epochs: 4, limitTrain: 8000, batchSize: 128, valSize: 5000, lambdas: [3e-5, 1e-4], rhos: [0.05, 0.2], saqWarmup: 0,
-  faults: ['bitflip', 'sa0', 'sa1'], rates: [0, 0.01, 0.02, 0.03, 0.04, 0.05], trials: 10, weightTrials: 10, byRate: 0.01, byTrials: 10,
-  testImages: 0, faultSeed: 1, landscapeImages: 1000, landscapePoints1d: 21, landscapeDirections: 2, landscapePoints2d: 11,
+  epochs: 4, limitTrain: 8000, batchSize: 128, valSize: 5000, lambdas: [1e-5, 3e-5], rhos: [0.05, 0.1], saqWarmup: 0,
+  faults: ['bitflip', 'sa0', 'sa1'], rates: [0, 0.01, 0.02, 0.03, 0.04, 0.05], trials: 10, weightTrials: 10, byRate: 0.01, byTrials: 5,
+  testImages: 2000, faultSeed: 1, landscapeImages: 1000, landscapePoints1d: 21, landscapeDirections: 2, landscapePoints2d: 11,
 };
 
 export interface ReproduceOptions {
@@ -103,12 +103,14 @@ class Stages {
   readonly skipped: string[] = [];
   constructor(private readonly dir: string, private readonly log: (s: string) => void, private readonly t0: number) { fs.mkdirSync(dir, { recursive: true }); }
   private file(id: string) { return path.join(this.dir, id.replace(/[^A-Za-z0-9._-]/g, '_') + '.json'); }
-  async run<T>(id: string, settings: unknown, fn: () => Promise<T>): Promise<T> {
+  /** Runs fn unless the stage is done with these settings; `derived` stages (landscapes, report) are redone when their inputs changed, others are refused. */
+  async run<T>(id: string, settings: unknown, fn: () => Promise<T>, derived = false): Promise<T> {
     const f = this.file(id);
     if (fs.existsSync(f)) {
       const prev = JSON.parse(fs.readFileSync(f, 'utf8')) as { settings: unknown; result: T };
       if (canonical(prev.settings) === canonical(settings)) { this.skipped.push(id); this.log(`skip ${id} (done)`); return prev.result; }
-      throw new Error(`stage ${id} in ${path.dirname(this.dir)} was run with other settings (${f}); use another --out, or remove that folder to start over`);
+      if (derived) this.log(`redo ${id} (its inputs changed)`);
+      else throw new Error(`stage ${id} in ${path.dirname(this.dir)} was run with other settings (${f}); use another --out, or remove that folder to start over`);
     }
     this.log(`run  ${id} (elapsed ${((Date.now() - this.t0) / 1000).toFixed(0)} s)`);
     const r = await fn();
@@ -161,8 +163,9 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
     try {
       const r = await trainModel(resume ? null : c, { out: ckpt, resume, quiet, ...dd });
       const last = r.history[r.history.length - 1];
+      // Collapsed = its final epoch is flagged (the model as delivered); flags of earlier epochs are reported too.
       return {
-        checkpoint: ckpt, collapsed: r.collapse.length > 0, collapse: r.collapse.map((f) => f.message),
+        checkpoint: ckpt, collapsed: !!last?.collapse, collapse: r.collapse.map((f) => f.message),
         valAccuracy: last?.valAccuracy ?? null, valSparsity: last?.valSparsity ?? null,
         testAccuracy: r.test?.accuracy ?? null, testSparsity: r.test?.sparsity ?? null,
       };
@@ -296,7 +299,7 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
         const l = await computeLandscape(files, { dim, points, images: b.landscapeImages, directions: dim === 1 ? b.landscapeDirections : 1, labels, quiet, ...dd });
         await writeLandscape(file, l);
         return { file };
-      });
+      }, true);
       landscapeFiles.push(file);
     }
   }
@@ -317,7 +320,7 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
   const rep = await st.run('report', { inputs: inputs.map((f) => path.relative(out, f)), trials: trialsIn, study: canonical(study) }, async () => {
     const r = await buildReport(inputs, { out: reportDir, title: `flatenn reproduce ${o.arch}${o.quick ? ' --quick' : ''}: ${o.seeds} seed(s)`, quiet });
     return { html: r.html };
-  });
+  }, true);
   return { report: rep.html, study, stagesRun: st.ran, stagesSkipped: st.skipped, seconds: (Date.now() - t0) / 1000 };
 }
 
