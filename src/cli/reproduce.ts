@@ -1,13 +1,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FULL_BUDGET, QUICK_BUDGET, reproduce, type Budget } from '../reproduce/pipeline';
+import { checkBudget, FULL_BUDGET, QUICK_BUDGET, reproduce, type Budget } from '../reproduce/pipeline';
 import { flag, int, str, UsageError, type CommandSpec } from './args';
 
 export const reproduceCommand: CommandSpec = {
   name: 'reproduce',
   summary: "The paper's study end to end: training grids and models over seeds, campaigns, landscapes, the HTML report (resumable).",
   usage: 'flatenn reproduce lenet5 [--out runs/lenet5] [--seeds 3] [--quick] [--saq-warmup E]\n\n' +
-    'Examples:\n  flatenn reproduce lenet5 --quick            # every stage on a small budget (about 10 minutes on 2 cores)\n' +
+    'Examples:\n  flatenn reproduce lenet5 --quick            # every stage on a small budget (made to finish within 10 minutes on 2 cores)\n' +
     '  flatenn reproduce lenet5 --out runs/lenet5  # the full study (hours); re-run the same command to resume\n\n' +
     'Trains the four paper models (standard, AS, SAQ, SAQ-AS; SAQ with half the epochs) and two equal-schedule\n' +
     'controls per seed (lambda and rho grids on seed 1, chosen on the validation split; a rho that collapses on\n' +
@@ -42,6 +42,9 @@ export const reproduceCommand: CommandSpec = {
     }
     if (v['saq-warmup'] !== undefined) budget.saqWarmup = int(v, 'saq-warmup', 0, 10000);
     const dataDir = str(v, 'data-dir');
+    try {
+      checkBudget({ ...(quick ? QUICK_BUDGET : FULL_BUDGET), ...budget });
+    } catch (e) { throw new UsageError(`--budget: ${(e as Error).message}`); }
     const r = await reproduce({ arch: 'lenet5', out, seeds, quick, budget, quiet: flag(v, 'quiet'), ...(dataDir ? { dataDir } : {}) });
     if (flag(v, 'json')) process.stdout.write(JSON.stringify({ report: r.report, seconds: r.seconds, stagesRun: r.stagesRun.length, stagesSkipped: r.stagesSkipped.length, lambda: r.study.lambda, rho: r.study.rho }, null, 2) + '\n');
     else process.stdout.write(`${r.stagesRun.length} stages run, ${r.stagesSkipped.length} already done, ${r.seconds.toFixed(0)} s\nλ = ${r.study.lambda.chosen ?? 'none'}, ρ = ${r.study.rho.chosen ?? 'none'}${r.study.rho.ineligible.length ? ` (ineligible: ${r.study.rho.ineligible.map((x) => x.value).join(', ')})` : ''}\nreport ${r.report}\n`);

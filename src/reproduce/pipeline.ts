@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runCampaign } from '../campaign/campaign';
 import { readResults } from '../campaign/results';
-import type { FaultType } from '../campaign/faults';
+import { FAULT_TYPES, type FaultType } from '../campaign/faults';
 import { exportCheckpoint } from '../deploy/export';
 import { writeFileAtomic } from '../io/atomic';
 import { computeLandscape, writeLandscape } from '../landscape/landscape';
@@ -328,14 +328,22 @@ function toRun(name: string, group: string, role: StudyRun['role'], c: TrainConf
   return { name, group, seed: c.seed, epochs: c.epochs, actL1: c.actL1[0]!, saqRho: c.saqRho, saqWarmup: c.saqWarmup, testAccuracy: r.testAccuracy, testSparsity: r.testSparsity, valAccuracy: r.valAccuracy, collapsed: r.collapsed, collapse: r.collapse, role };
 }
 
-function checkBudget(b: Budget): void {
+/** Throws RangeError naming the first bad budget field. */
+export function checkBudget(b: Budget): void {
   const int = (k: keyof Budget, lo: number) => { const v = b[k] as number; if (!Number.isInteger(v) || v < lo) throw new RangeError(`budget ${k} must be an integer >= ${lo}, got ${String(v)}`); };
   int('epochs', 1); int('limitTrain', 0); int('batchSize', 1); int('valSize', 1); int('trials', 1); int('weightTrials', 0); int('byTrials', 0); int('testImages', 0);
   int('faultSeed', 0); int('landscapeImages', 1); int('landscapePoints1d', 3); int('landscapeDirections', 1); int('landscapePoints2d', 0);
   if (b.landscapePoints2d > 0 && b.landscapePoints2d < 3) throw new RangeError('budget landscapePoints2d must be 0 or >= 3');
-  if (!b.lambdas.length || b.lambdas.some((l) => !(l > 0))) throw new RangeError('budget lambdas must be positive numbers');
-  if (!b.rhos.length || b.rhos.some((r) => !(r > 0))) throw new RangeError('budget rhos must be positive numbers');
-  if (!b.rates.length || b.rates.some((r) => !(r >= 0 && r <= 1))) throw new RangeError('budget rates must be in [0, 1]');
+  const list = (k: 'lambdas' | 'rhos' | 'rates', ok: (x: number) => boolean, what: string) => {
+    const v = b[k] as unknown;
+    if (!Array.isArray(v) || v.length === 0 || v.some((x) => typeof x !== 'number' || !ok(x))) throw new RangeError(`budget ${k} must be a non-empty list of ${what}, got ${JSON.stringify(v)}`);
+    if (new Set(v).size !== v.length) throw new RangeError(`budget ${k} lists a value twice`);
+  };
+  list('lambdas', (l) => l > 0 && Number.isFinite(l), 'positive numbers');
+  list('rhos', (r) => r > 0 && Number.isFinite(r), 'positive numbers');
+  list('rates', (r) => r >= 0 && r <= 1, 'fractions in [0, 1]');
+  const faults = b.faults as unknown;
+  if (!Array.isArray(faults) || faults.length === 0 || faults.some((f) => !(FAULT_TYPES as readonly unknown[]).includes(f))) throw new RangeError(`budget faults must be a non-empty list of ${FAULT_TYPES.join(', ')}`);
   if (!(b.byRate > 0 && b.byRate <= 1)) throw new RangeError('budget byRate must be in (0, 1]');
   if (!Number.isFinite(b.saqWarmup) || b.saqWarmup < 0) throw new RangeError('budget saqWarmup must be >= 0');
 }

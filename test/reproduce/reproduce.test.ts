@@ -95,4 +95,13 @@ test('reproduce: usage errors exit 2', () => {
   const h = spawnSync(process.execPath, [CLI, 'reproduce', '--help'], { encoding: 'utf8' });
   assert.equal(h.status, 0);
   assert.match(h.stdout, /--quick/);
+  const dir = tmpDir('repro-bad');
+  const bad = path.join(dir, 'b.json');
+  for (const [body, msg] of [['{"lambdas":"x"}', /lambdas must be a non-empty list/], ['{"trials":0}', /trials must be an integer >= 1/], ['{"nope":1}', /unknown field 'nope'/], ['{"faults":["flip"]}', /faults must be/]] as const) {
+    fs.writeFileSync(bad, body);
+    const b = spawnSync(process.execPath, [CLI, 'reproduce', 'lenet5', '--budget', bad, '--out', path.join(dir, 'o')], { encoding: 'utf8' });
+    assert.equal(b.status, 2, b.stderr);
+    assert.match(b.stderr, msg);
+  }
+  fs.rmSync(dir, { recursive: true });
 });
