@@ -15,6 +15,7 @@ import { DEBIAN_FASHION_MNIST } from '../../src/data/dirs';
 import { computeLandscape, landscapeDirection, loadLandscapeModel, rawDirection, readLandscape, writeLandscape } from '../../src/landscape/landscape';
 import { writeTinyModel } from '../helpers/tiny-model';
 import { tmpDir } from '../data/fixtures';
+import { getThreads, setThreads } from '../../src/native/info';
 
 const haveData = fs.existsSync(path.join(DEBIAN_FASHION_MNIST, 't10k-images-idx3-ubyte.gz'));
 const skip = !haveData && process.env.CI !== 'true' ? 'FashionMNIST not installed (apt-get install dataset-fashion-mnist)' : false;
@@ -119,5 +120,14 @@ test('1D and 2D landscapes of a checkpoint: curve through L(0), sharpness from L
   assert.equal(l2.models[0]!.grids![0]!.length, 3);
   assert.equal(l2.models[0]!.grids![0]![1]![1], l2.models[0]!.loss0);
   assert.equal(l2.models[0]!.sharpnessPerDirection.length, 2);
+  // the thread count changes nothing
+  const prev = getThreads();
+  setThreads(1);
+  const one = await computeLandscape([ck], { dim: 1, points: 3, directions: 1, images: 200, quiet: true });
+  setThreads(2);
+  const two = await computeLandscape([ck], { dim: 1, points: 3, directions: 1, images: 200, quiet: true });
+  setThreads(prev);
+  assert.deepEqual(one.models[0]!.curves, two.models[0]!.curves);
+  assert.equal(one.models[0]!.sharpness, two.models[0]!.sharpness);
   fs.rmSync(dir, { recursive: true });
 });
