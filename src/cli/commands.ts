@@ -1,6 +1,7 @@
 import type { CommandSpec } from './args';
 import { infoCommand } from './info';
 import { benchCommand } from './bench';
+import { benchKernelsCommand } from './bench-kernels';
 import { trainCommand } from './train';
 import { evalCommand } from './eval';
 import { exportCommand, injectCommand, summaryCommand } from './campaign';
@@ -8,6 +9,7 @@ import { dataFetchCommand, dataInfoCommand } from './data';
 import { landscapeCommand } from './landscape';
 import { reportCommand } from './report';
 import { reproduceCommand } from './reproduce';
+import { importCommand } from './import';
 
-/** Every CLI command, in help order. */
-export const commands: CommandSpec[] = [trainCommand, evalCommand, exportCommand, injectCommand, summaryCommand, landscapeCommand, reportCommand, reproduceCommand, dataFetchCommand, dataInfoCommand, benchCommand, infoCommand];
+/** Every CLI command, in help order (a two-word command before the one-word command it starts with). */
+export const commands: CommandSpec[] = [trainCommand, evalCommand, importCommand, exportCommand, injectCommand, summaryCommand, landscapeCommand, reportCommand, reproduceCommand, dataFetchCommand, dataInfoCommand, benchKernelsCommand, benchCommand, infoCommand];

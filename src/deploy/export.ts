@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { kernels } from '../autograd/native-ops';
+import { weightCodesFixed } from '../autograd/ops';
 import { nativeFn } from '../native/binding';
 import { writeSafetensors, type Tensor } from '../io/safetensors';
 import { weightLayers } from '../nn/graph';
@@ -46,24 +47,28 @@ export function deployModel(model: Model, dataset: string, source?: DeployedMeta
     const w = model.params.v(`${n.name}.weight`).data;
     const O = l.shape[0]!, per = l.count / O;
     const channels = model.quant.perChannel ? O : 1;
-    const q = new Float32Array(l.count), codes = new Int8Array(l.count), sw = new Float32Array(channels);
-    kernels().fakeQuantWeight(w, q, codes, sw, l.bits, channels);
+    const fixedLen = model.weightScales.get(n.name)?.length;
+    const q = new Float32Array(l.count), codes = new Int8Array(l.count);
+    let sw = new Float32Array(fixedLen ?? channels);
+    const fixed = model.weightScales.get(n.name);
+    if (fixed) {
+      // imported quantisation parameters (flatenn import): codes at the model's own scales
+      weightCodesFixed(w, fixed, l.bits, codes);
+      if (fixed.length === 1) sw[0] = fixed[0]!;
+      else { sw = fixed.slice(); }
+    } else kernels().fakeQuantWeight(w, q, codes, sw, l.bits, channels);
     weightScales.push(Array.from(sw));
     nativeFn<PackFn>('packInt')(codes, l.bits, memory.subarray(l.byteOffset, l.byteOffset + l.byteLength));
     const src = plan.layerInputs[li]!;
     const bias = n.bias ? model.params.v(`${n.name}.bias`).data : null;
     const scale = new Float64Array(O), off = new Float64Array(O);
     for (let o = 0; o < O; o++) {
-      const s = sw[channels === 1 ? 0 : o]!;
+      const s = sw[sw.length === 1 ? 0 : o]!;
       let b = bias ? bias[o]! : 0;
       if (src.source === 'input') {
-        // x_norm = (x_raw - m_c) / std: fold 1/std into the scale and the mean into the bias.
-        const [C] = model.inputShape;
-        const kk = per / C;
-        let meanTerm = 0;
-        for (let c = 0; c < C; c++) { let cs = 0; for (let k = 0; k < kk; k++) cs += codes[o * per + c * kk + k]!; meanTerm += cs * model.norm.mean[c]!; }
-        scale[o] = s / model.norm.std;
-        b -= (s / model.norm.std) * meanTerm;
+        // Version 2: the weight scale alone; the engine divides by the input std(s) and derives the
+        // mean term and its border correction from the codes in memory (DESIGN §1).
+        scale[o] = s;
       } else {
         scale[o] = (s * actScale(src.site)) / src.divide;
       }
@@ -88,7 +93,7 @@ export function deployModel(model: Model, dataset: string, source?: DeployedMeta
   const [channels, height, width] = model.inputShape;
   const meta: DeployedMeta = {
     format: DEPLOYED_FORMAT, version: DEPLOYED_VERSION, arch: g.arch, dataset, numClasses: g.numClasses,
-    input: { channels, height, width, mean: model.norm.mean.slice(), std: model.norm.std },
+    input: { channels, height, width, mean: model.norm.mean.slice(), std: typeof model.norm.std === 'number' ? model.norm.std : model.norm.std.slice(), padding: model.padding },
     actBits, layers: layout.layers, memoryBytes: layout.memoryBytes, cells: layout.cells,
     layoutHash: layoutHash(layout.layers), topology: g,
     source: { ...(source ?? {}), weightScales },

@@ -3,7 +3,7 @@
 // spread across seeds beside the spread across fault maps, paired gains.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readResults, mergeResults, summaryRows, trialKey, type CampaignSettings, type TrialRecord } from '../campaign/results';
+import { readResults, mergeResults, semanticsMismatch, summaryRows, trialKey, type CampaignSettings, type TrialRecord } from '../campaign/results';
 import { readLandscape, type LandscapeFile } from '../landscape/landscape';
 import { summarize, type Summary } from '../stats/t';
 
@@ -185,7 +185,9 @@ export const COMPARISONS: [string, string, string][] = [
 
 /** Whether two campaigns share their fault maps (so their trials pair up). */
 export function pairable(a: CampaignSettings, b: CampaignSettings): string {
-  for (const k of ['layoutHash', 'seed', 'sampling', 'rateUnit', 'images', 'dataset'] as const) if (a[k] !== b[k]) return `${k} differs (${a[k]} vs ${b[k]})`;
+  const sem = semanticsMismatch(a, b);
+  if (sem) return sem;
+  for (const k of ['layoutHash', 'seed', 'sampling', 'rateUnit', 'images', 'dataset', 'masksSha256'] as const) if (a[k] !== b[k]) return `${k} differs (${a[k]} vs ${b[k]})`;
   return '';
 }
 

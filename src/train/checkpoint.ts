@@ -5,7 +5,7 @@ import { readSafetensors, tensorOf, writeSafetensors, type Tensor, type Safetens
 import type { Model } from '../nn/model';
 import type { TrainConfig } from './config';
 import { validateConfig } from './config';
-import { createModel, Trainer, type ImageSet } from './trainer';
+import { createModel, Trainer, type ImageSet, type PartialEpoch } from './trainer';
 import type { CollapseFlag } from './collapse';
 
 export const CHECKPOINT_FORMAT = 'flatenn.checkpoint';
@@ -38,6 +38,8 @@ export interface CheckpointMeta {
   /** Training images seen per epoch (the data-order position is epoch * this). */
   trainImages: number;
   history: EpochRecord[];
+  /** Present when the run stopped part way through an epoch (train --max-steps). */
+  partialEpoch?: PartialEpoch;
 }
 
 function f32(shape: number[], data: Float32Array): Tensor {
@@ -52,6 +54,7 @@ export function modelTensors(model: Model): Record<string, Tensor> {
     out[`${name}.running_mean`] = f32([b.runningMean.length], b.runningMean);
     out[`${name}.running_var`] = f32([b.runningVar.length], b.runningVar);
   }
+  for (const [name, s] of model.weightScales) out[`${name}.weight_scale`] = f32([s.length], s);
   out['act.range'] = f32([model.actRange.length], model.actRange);
   out['act.range_initialized'] = { dtype: 'U8', shape: [model.actRangeInit.length], data: model.actRangeInit };
   return out;
@@ -66,6 +69,7 @@ export async function saveCheckpoint(path: string, tr: Trainer, history: EpochRe
     format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, arch: tr.cfg.arch, dataset: tr.cfg.dataset,
     input: { channels, height, width }, numClasses: m.graph.numClasses, config: tr.cfg,
     epoch: tr.epoch, step: tr.step, momentumStarted: tr.momentumStarted, trainImages: tr.trainIndex.length, history,
+    ...(tr.partialEpoch ? { partialEpoch: tr.partialEpoch } : {}),
   };
   await writeSafetensors(path, tensors, { flatenn: JSON.stringify(meta) });
 }
@@ -77,6 +81,11 @@ export function checkpointMeta(file: SafetensorsFile, source: string): Checkpoin
   try { meta = JSON.parse(raw) as CheckpointMeta; } catch (e) { throw new Error(`${source}: the 'flatenn' metadata is not valid JSON (${(e as Error).message})`); }
   if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`${source}: format '${String(meta.format)}' is not a flatenn checkpoint`);
   if (meta.version !== CHECKPOINT_VERSION) throw new Error(`${source}: checkpoint version ${meta.version} is not supported (expected ${CHECKPOINT_VERSION})`);
+  // Checkpoints written before DESIGN §1's padding change carry neither field: raw-0 padding, the dataset's normalisation.
+  if (meta.config && typeof meta.config === 'object') {
+    if (meta.config.padding === undefined) meta.config.padding = 'raw';
+    if (meta.config.inputNorm === undefined) meta.config.inputNorm = null;
+  }
   return meta;
 }
 
@@ -87,6 +96,16 @@ export function loadModelTensors(model: Model, file: SafetensorsFile, source: st
   for (const [name, b] of model.bn) {
     b.runningMean.set(wrap(() => tensorOf(file, `${name}.running_mean`, 'F32', [b.runningMean.length])).data);
     b.runningVar.set(wrap(() => tensorOf(file, `${name}.running_var`, 'F32', [b.runningVar.length])).data);
+  }
+  model.weightScales.clear();
+  for (const name of model.weightNames().map((n) => n.slice(0, -'.weight'.length))) {
+    const t = file.tensors[`${name}.weight_scale`];
+    if (!t) continue;
+    const O = model.params.v(`${name}.weight`).shape[0]!;
+    const s = wrap(() => tensorOf(file, `${name}.weight_scale`, 'F32')).data;
+    if (s.length !== 1 && s.length !== O) throw new Error(`${source}: ${name}.weight_scale has ${s.length} values; expected 1 or ${O} (one per output channel)`);
+    for (const v of s) if (!(v > 0) || !Number.isFinite(v)) throw new Error(`${source}: ${name}.weight_scale holds ${v}, not a positive finite scale`);
+    model.weightScales.set(name, s.slice());
   }
   model.actRange.set(wrap(() => tensorOf(file, 'act.range', 'F32', [model.actRange.length])).data);
   model.actRangeInit.set(wrap(() => tensorOf(file, 'act.range_initialized', 'U8', [model.actRangeInit.length])).data);
@@ -114,5 +133,7 @@ export async function resumeTrainer(path: string, train: ImageSet): Promise<{ tr
   tr.step = meta.step;
   tr.epoch = meta.epoch;
   tr.momentumStarted = meta.momentumStarted;
+  tr.partialEpoch = meta.partialEpoch ?? null;
+  if (tr.step !== tr.epoch * tr.stepsPerEpoch && !tr.partialEpoch) throw new Error(`${path}: stopped at step ${tr.step}, part way through epoch ${tr.epoch + 1}, but holds no partial-epoch figures`);
   return { trainer: tr, history: meta.history };
 }

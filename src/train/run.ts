@@ -18,6 +18,12 @@ export interface TrainRunOptions {
   onEpoch?: (s: EpochStats & { val?: EvalResult }) => void;
   /** Evaluate on the test set at the end (default true). */
   testAtEnd?: boolean;
+  /**
+   * Stop once this many optimiser steps are done, counted from the start of the run (resumed steps
+   * included), with a checkpoint that --resume continues bit for bit. The schedule still spans
+   * the configured epochs.
+   */
+  maxSteps?: number;
 }
 
 export interface TrainRunResult {
@@ -29,6 +35,8 @@ export interface TrainRunResult {
   /** Epochs flagged by collapse detection (DESIGN §3), this run and any earlier part of it; empty when none. */
   collapse: CollapseFlag[];
   seconds: number;
+  /** The optimiser steps done when maxSteps stopped the run before its last epoch ended. */
+  stoppedAtStep?: number;
 }
 
 function splitTrainVal(full: ImageSet, valSize: number): { train: ImageSet; val: ImageSet | null } {
@@ -64,9 +72,24 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
   }
   fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
   const epochs: (EpochStats & { val?: EvalResult })[] = [];
+  const maxSteps = o.maxSteps;
+  if (maxSteps !== undefined && !(Number.isInteger(maxSteps) && maxSteps >= 0)) throw new RangeError(`maxSteps must be an integer >= 0, got ${maxSteps}`);
+  let stoppedAtStep: number | undefined;
   while (trainer.epoch < cfg.epochs) {
+    if (maxSteps !== undefined && trainer.step >= maxSteps) {
+      stoppedAtStep = trainer.step;
+      await saveCheckpoint(o.out, trainer, history); // the same bytes as the last one, or the first (--max-steps 0)
+      break;
+    }
     const bar = new Progress({ label: `epoch ${trainer.epoch + 1}/${cfg.epochs}`, total: trainer.trainIndex.length, unit: 'img', quiet: !!o.quiet });
-    const st = await trainer.runEpochAsync((done, _total, s) => bar.update(done, `loss ${s.loss.toFixed(4)} acc ${(100 * s.acc).toFixed(2)}% sparsity ${(100 * s.sparsity).toFixed(1)}%`));
+    const st = await trainer.runEpochAsync((done, _total, s) => bar.update(done, `loss ${s.loss.toFixed(4)} acc ${(100 * s.acc).toFixed(2)}% sparsity ${(100 * s.sparsity).toFixed(1)}%`),
+      50, maxSteps ?? null);
+    if (st === null) {
+      stoppedAtStep = trainer.step;
+      bar.finish(`stopped after step ${trainer.step} (--max-steps ${maxSteps}); continue with --resume`);
+      await saveCheckpoint(o.out, trainer, history);
+      break;
+    }
     const v = val ? evaluate(trainer.model, val) : undefined;
     bar.finish(`loss ${st.loss.toFixed(4)} acc ${(100 * st.accuracy).toFixed(2)}% sparsity ${(100 * st.sparsity).toFixed(1)}%` + (v ? ` | val acc ${(100 * v.accuracy).toFixed(2)}%` : ''));
     const rec: EpochRecord = { epoch: st.epoch, trainLoss: st.loss, trainAccuracy: st.accuracy, trainSparsity: st.sparsity };
@@ -91,5 +114,5 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
     test = evaluate(trainer.model, ts);
   }
   const collapse = history.flatMap((h) => (h.collapse ? [h.collapse] : []));
-  return { config: cfg, checkpoint: o.out, history, epochs, ...(test ? { test } : {}), collapse, seconds: (Date.now() - t0) / 1000 };
+  return { config: cfg, checkpoint: o.out, history, epochs, ...(test ? { test } : {}), collapse, seconds: (Date.now() - t0) / 1000, ...(stoppedAtStep !== undefined ? { stoppedAtStep } : {}) };
 }

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { buildReport } from '../../src/report/report';
 import { gainRows, loadInputs, spreadRows } from '../../src/report/data';
 import { LANDSCAPE_FORMAT, LANDSCAPE_VERSION, type LandscapeFile } from '../../src/landscape/landscape';
-import { RESULTS_FORMAT, RESULTS_VERSION, type CampaignSettings, type TrialRecord } from '../../src/campaign/results';
+import { RESULTS_FORMAT, RESULTS_VERSION, SEMANTICS, type CampaignSettings, type TrialRecord } from '../../src/campaign/results';
 import { tmpDir } from '../data/fixtures';
 
 const CLI = path.resolve(__dirname, '../../src/cli/main.js');
@@ -26,7 +26,7 @@ function writeCampaign(file: string, label: string, o: { base: number; slope: nu
   const targets = [...(o.targets ?? ['all'])], rates = [...(o.rates ?? RATES)], trials = o.trials ?? 6;
   const settings: CampaignSettings = {
     model: `/fixture/deployed/${label}.safetensors`, modelSha256: `sha-${label}`, layoutHash: 'layout-lenet5', arch: 'lenet5', dataset: 'fashion-mnist', split: 'test',
-    images: 1000, faults: [...FAULTS], rates, trials, seed: 1, sampling: 'exact', rateUnit: o.unit ?? 'bit', targets,
+    images: 1000, faults: [...FAULTS], rates, trials, seed: 1, sampling: 'exact', rateUnit: o.unit ?? 'bit', targets, semantics: SEMANTICS,
   };
   const lines: string[] = [JSON.stringify({ type: 'header', format: RESULTS_FORMAT, version: RESULTS_VERSION, settings, shard: { index: 0, count: 1 } })];
   targets.forEach((t, ti) => FAULTS.forEach((f, fi) => rates.forEach((r) => { for (let k = 0; k < trials; k++) {
