@@ -157,7 +157,7 @@ export function heatFigure(cells: HeatCell[], kind: 'layer' | 'bit'): Figure | n
   const hasDrop = cells.every((c) => Number.isFinite(c.drop));
   const data = cells.map((c) => ({ model: groupName(c.group), fault: c.fault, target: kind === 'bit' ? `bit ${c.target}` : c.target, value: 100 * (hasDrop ? c.drop : c.acc), acc: 100 * c.acc, trials: c.trials }));
   const targets = [...new Set(data.map((d) => d.target))];
-  const what = hasDrop ? 'accuracy drop (percentage points)' : 'test accuracy (%)';
+  const what = hasDrop ? 'accuracy drop (pts)' : 'test accuracy (%)';
   const spec = {
     ...base(`Vulnerability by ${kind}`, data),
     facet: { column: { field: 'fault', type: 'nominal', title: 'fault type', sort: ['bitflip', 'sa0', 'sa1'] } },
@@ -168,7 +168,7 @@ export function heatFigure(cells: HeatCell[], kind: 'layer' | 'bit'): Figure | n
         { mark: { type: 'text', fontSize: 9 }, encoding: { text: { field: 'value', type: 'quantitative', format: '.1f' }, color: { value: '#fff' } } },
       ],
       encoding: {
-        x: { field: 'target', type: 'nominal', title: kind === 'bit' ? 'bit position of the faulty cells (0 = LSB)' : 'layer holding the faulty cells', sort: targets, axis: { labelAngle: -40 } },
+        x: { field: 'target', type: 'nominal', title: kind === 'bit' ? 'faulty bit (0 = LSB)' : 'faulty layer', sort: targets, axis: { labelAngle: -40 } },
         y: { field: 'model', type: 'nominal', title: 'model', sort: groups.map(groupName) },
         tooltip: [{ field: 'model' }, { field: 'target' }, { field: 'acc', format: '.2f', title: 'accuracy (%)' }, { field: 'trials' }],
       },
@@ -176,7 +176,7 @@ export function heatFigure(cells: HeatCell[], kind: 'layer' | 'bit'): Figure | n
   };
   return {
     id: `by-${kind}`, title: `Vulnerability by ${kind}`,
-    caption: `Faults at ${+(100 * rate).toPrecision(4)}% of the targeted cells, confined to one ${kind === 'bit' ? 'bit position' : 'layer'} at a time (flatenn inject --by-${kind}); ${hasDrop ? "colour: the model's clean accuracy minus its mean accuracy under these faults" : 'colour: mean test accuracy'}. The paper has no such figure.`,
+    caption: `Faults at ${+(100 * rate).toPrecision(4)}% of the targeted cells, confined to one ${kind === 'bit' ? 'bit position' : 'layer'} at a time (flatenn inject --by-${kind}); ${hasDrop ? "colour: the model's clean accuracy minus its mean accuracy under these faults, in percentage points (pts)" : 'colour: mean test accuracy'}. The paper has no such figure.`,
     spec,
   };
 }
