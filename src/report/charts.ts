@@ -157,6 +157,9 @@ export function heatFigure(cells: HeatCell[], kind: 'layer' | 'bit'): Figure | n
   const hasDrop = cells.every((c) => Number.isFinite(c.drop));
   const data = cells.map((c) => ({ model: groupName(c.group), fault: c.fault, target: kind === 'bit' ? `bit ${c.target}` : c.target, value: 100 * (hasDrop ? c.drop : c.acc), acc: 100 * c.acc, trials: c.trials }));
   const targets = [...new Set(data.map((d) => d.target))];
+  // white labels on the dark half of viridis, black on the light half
+  const vs = data.map((d) => d.value), mid = (Math.min(...vs) + Math.max(...vs)) / 2;
+  const darkTest = hasDrop ? `datum.value > ${mid}` : `datum.value < ${mid}`;
   const what = hasDrop ? 'accuracy drop (pts)' : 'test accuracy (%)';
   const spec = {
     ...base(`Vulnerability by ${kind}`, data),
@@ -165,7 +168,7 @@ export function heatFigure(cells: HeatCell[], kind: 'layer' | 'bit'): Figure | n
       width: { step: 34 }, height: { step: 26 },
       layer: [
         { mark: 'rect', encoding: { color: { field: 'value', type: 'quantitative', title: what, scale: { scheme: 'viridis', reverse: hasDrop } } } },
-        { mark: { type: 'text', fontSize: 9 }, encoding: { text: { field: 'value', type: 'quantitative', format: '.1f' }, color: { value: '#fff' } } },
+        { mark: { type: 'text', fontSize: 9 }, encoding: { text: { field: 'value', type: 'quantitative', format: '.1f' }, color: { condition: { test: darkTest, value: '#fff' }, value: '#000' } } },
       ],
       encoding: {
         x: { field: 'target', type: 'nominal', title: kind === 'bit' ? 'faulty bit (0 = LSB)' : 'faulty layer', sort: targets, axis: { labelAngle: -40 } },
