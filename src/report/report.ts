@@ -100,6 +100,7 @@ th{background:#f3f3f3}.note{font-size:0.85em;color:#555}nav a{margin-right:1em}`
 export async function buildReport(files: string[], o: ReportOptions): Promise<ReportResult> {
   const inp = loadInputs(files);
   if (!inp.campaigns.length && !inp.landscapes.length && !inp.study) throw new Error('nothing to report: give campaign results (.jsonl), landscape files (.json) and/or a study file');
+  if (fs.existsSync(o.out) && !fs.statSync(o.out).isDirectory()) throw new Error(`--out ${o.out} exists and is not a folder`);
   fs.mkdirSync(o.out, { recursive: true });
   const figs = figuresOf(inp);
   const out: ReportResult['figures'] = [];

@@ -139,6 +139,7 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
   const b: Budget = { ...(o.quick ? QUICK_BUDGET : FULL_BUDGET), ...(o.budget ?? {}) };
   checkBudget(b);
   const out = path.resolve(o.out);
+  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new Error(`--out ${o.out} exists and is not a folder`);
   fs.mkdirSync(out, { recursive: true });
   const log = o.log ?? ((s: string) => process.stderr.write(`[reproduce] ${s}\n`));
   const st = new Stages(path.join(out, 'stages'), log, t0);
