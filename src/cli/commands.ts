@@ -6,7 +6,10 @@ import { trainCommand } from './train';
 import { evalCommand } from './eval';
 import { exportCommand, injectCommand, summaryCommand } from './campaign';
 import { dataFetchCommand, dataInfoCommand } from './data';
+import { landscapeCommand } from './landscape';
+import { reportCommand } from './report';
+import { reproduceCommand } from './reproduce';
 import { importCommand } from './import';
 
 /** Every CLI command, in help order (a two-word command before the one-word command it starts with). */
-export const commands: CommandSpec[] = [trainCommand, evalCommand, importCommand, exportCommand, injectCommand, summaryCommand, dataFetchCommand, dataInfoCommand, benchKernelsCommand, benchCommand, infoCommand];
+export const commands: CommandSpec[] = [trainCommand, evalCommand, importCommand, exportCommand, injectCommand, summaryCommand, landscapeCommand, reportCommand, reproduceCommand, dataFetchCommand, dataInfoCommand, benchKernelsCommand, benchCommand, infoCommand];

@@ -6,6 +6,7 @@ import type { Model } from '../nn/model';
 import type { TrainConfig } from './config';
 import { validateConfig } from './config';
 import { createModel, Trainer, type ImageSet, type PartialEpoch } from './trainer';
+import type { CollapseFlag } from './collapse';
 
 export const CHECKPOINT_FORMAT = 'flatenn.checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -19,6 +20,8 @@ export interface EpochRecord {
   valAccuracy?: number;
   valLoss?: number;
   valSparsity?: number;
+  /** Set when collapse detection flagged this epoch (DESIGN §3). */
+  collapse?: CollapseFlag;
 }
 
 export interface CheckpointMeta {
