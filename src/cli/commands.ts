@@ -6,6 +6,7 @@ import { trainCommand } from './train';
 import { evalCommand } from './eval';
 import { exportCommand, injectCommand, summaryCommand } from './campaign';
 import { dataFetchCommand, dataInfoCommand } from './data';
+import { importCommand } from './import';
 
 /** Every CLI command, in help order (a two-word command before the one-word command it starts with). */
-export const commands: CommandSpec[] = [trainCommand, evalCommand, exportCommand, injectCommand, summaryCommand, dataFetchCommand, dataInfoCommand, benchKernelsCommand, benchCommand, infoCommand];
+export const commands: CommandSpec[] = [trainCommand, evalCommand, importCommand, exportCommand, injectCommand, summaryCommand, dataFetchCommand, dataInfoCommand, benchKernelsCommand, benchCommand, infoCommand];
