@@ -62,7 +62,8 @@ test('train --resume refuses a checkpoint whose epoch or step is not valid; empt
     [{ step: 1e18 }, /step 1000000000000000000 does not match/],
     [{ epoch: 5 }, /epoch must be an integer in \[0, 1\]/],
     [{ config: null }, /config: the training config must be an object, got null/],
-    [{ trainImages: 0 }, /trainImages must be an integer >= 1/],
+    [{ trainImages: -1 }, /trainImages must be an integer >= 0/],
+    [{ trainImages: 0 }, /step 2 does not match epoch 1 \(1 x 0 steps per epoch = 0\)/],
   ] as [Record<string, unknown>, RegExp][]) {
     fs.writeFileSync(bad, encodeSafetensors(file.tensors, { flatenn: JSON.stringify({ ...meta, ...patch }) }));
     await assert.rejects(loadCheckpoint(bad), (e: Error) => re.test(e.message) && e.message.includes(bad), JSON.stringify(patch));
