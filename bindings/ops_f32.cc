@@ -10,7 +10,7 @@
 //   conv2dBackward(x, w, dy, dx|null, dw|null, db|null, N, C, H, W, O, KH, KW, stride, pad, padValues|null)
 //   maxpool2dForward(x, y, argmax, N, C, H, W, k, stride)
 //   maxpool2dBackward(dy, argmax, dx, N, C, H, W, k, stride)
-//   peakProbe(kind: 'fma512'|'fma256'|'vnni512', iters, threads) -> {ops, wallSeconds, cpuSeconds}
+//   peakProbe(kind: 'fma512'|'fma256'|'vnni512'|'int8avx2', iters, threads) -> {ops, wallSeconds, cpuSeconds}
 #include <napi.h>
 
 #include <cstdint>
@@ -302,13 +302,14 @@ Napi::Value MaxpoolBackward(const Napi::CallbackInfo& info) {
 Napi::Value PeakProbe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Value k = arg(info, 0);
-  if (!k.IsString()) type_error(env, "kind", "one of 'fma512', 'fma256', 'vnni512'", k);
+  if (!k.IsString()) type_error(env, "kind", "one of 'fma512', 'fma256', 'vnni512', 'int8avx2'", k);
   const std::string name = k.As<Napi::String>().Utf8Value();
   fl::PeakKind kind;
   if (name == "fma512") kind = fl::PeakKind::Fma512;
   else if (name == "fma256") kind = fl::PeakKind::Fma256;
   else if (name == "vnni512") kind = fl::PeakKind::Vnni512;
-  else range_error(env, "Expected one of 'fma512', 'fma256', 'vnni512' for kind but received '" + name + "'");
+  else if (name == "int8avx2") kind = fl::PeakKind::Int8Avx2;
+  else range_error(env, "Expected one of 'fma512', 'fma256', 'vnni512', 'int8avx2' for kind but received '" + name + "'");
   const int64_t iters = integer(info, 1, "iters", 1, int64_t(1) << 40);
   const int64_t threads = integer(info, 2, "threads", 1, 256);
   if (!fl::peak_supported(kind)) range_error(env, "kind '" + name + "' is not supported by this CPU");
