@@ -4,6 +4,7 @@ import { FAULT_TYPES, parseRate, type FaultType } from '../campaign/faults';
 import { formatPaired, formatSummary, mergeResults, pairedRows, readResults, summaryRows } from '../campaign/results';
 import { exportCheckpoint } from '../deploy/export';
 import { choice, flag, int, requireStr, str, UsageError, type CommandSpec } from './args';
+import { QUEUE_INJECT_OPTIONS } from './queue';
 
 export const exportCommand: CommandSpec = {
   name: 'export',
@@ -35,7 +36,8 @@ function parseList<T>(s: string, name: string, f: (x: string) => T): T[] {
 export const injectCommand: CommandSpec = {
   name: 'inject',
   summary: 'Monte Carlo fault-injection campaign on a deployed model: one JSON line per finished trial; re-running resumes.',
-  usage: 'flatenn inject --model M.safetensors --faults bitflip,sa0,sa1 --rates 0,1%,2%,3%,4%,5% --trials N --out results.jsonl',
+  usage: 'flatenn inject --model M.safetensors --faults bitflip,sa0,sa1 --rates 0,1%,2%,3%,4%,5% --trials N --out results.jsonl [--queue redis://host:6379/0 [--detach]]\n\n' +
+    'With --queue the trials run on `flatenn worker`s (any number of machines) and are gathered into the same --out as a local run.',
   options: {
     model: { type: 'string', arg: '<file>', description: 'deployed model (flatenn export)' },
     faults: { type: 'string', arg: '<types>', description: `fault types: ${FAULT_TYPES.join(', ')}`, default: 'bitflip,sa0,sa1' },
@@ -53,9 +55,13 @@ export const injectCommand: CommandSpec = {
     out: { type: 'string', arg: '<file>', description: 'results file (.jsonl); appended, resumable' },
     json: { type: 'boolean', description: 'print the summary as JSON' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress output' },
+    ...QUEUE_INJECT_OPTIONS,
   },
   async run(v) {
-    const model = requireStr(v, 'model'), out = requireStr(v, 'out');
+    const queued = str(v, 'queue') !== undefined;
+    if (!queued) for (const k of ['detach', 'chunk'] as const) if (v[k] !== undefined) throw new UsageError(`--${k} needs --queue`);
+    const model = requireStr(v, 'model');
+    const out = queued && flag(v, 'detach') ? (str(v, 'out') ?? '') : requireStr(v, 'out');
     const faults = parseList(str(v, 'faults')!, 'faults', (x) => {
       if (!(FAULT_TYPES as readonly string[]).includes(x)) throw new Error(`unknown fault type '${x}' (expected ${FAULT_TYPES.join(', ')})`);
       return x as FaultType;
@@ -91,7 +97,9 @@ export const injectCommand: CommandSpec = {
     if ([byLayer, byBit, ft !== undefined].filter(Boolean).length > 1) throw new UsageError('--by-layer, --by-bit and --fault-targets exclude each other');
     const limit = v.limit !== undefined ? int(v, 'limit', 1, 1e9) : undefined;
     const dataDir = str(v, 'data-dir');
-    const r = await runCampaign({ model, faults, rates, trials, out, seed, sampling, rateUnit, targets, byLayer, byBit, shard, quiet: flag(v, 'quiet'), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) });
+    const opts = { model, faults, rates, trials, out, seed, sampling, rateUnit, targets, byLayer, byBit, shard, quiet: flag(v, 'quiet'), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) };
+    if (queued) return (require('./queue') as typeof import('./queue')).injectQueued(v, opts);
+    const r = await runCampaign(opts);
     if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: r.settings, ran: r.ran, skipped: r.skipped, summary: r.rows }, null, 2) + '\n');
     else process.stdout.write(`${r.ran} trials run, ${r.skipped} already in ${out} (${r.seconds.toFixed(1)} s)\n${formatSummary(r.rows)}\n`);
     return 0;
