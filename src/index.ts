@@ -35,3 +35,7 @@ export { FaultSpace, parseRate, FAULT_TYPES } from './campaign/faults';
 export type { FaultType, FaultTargets } from './campaign/faults';
 export { readResults, mergeResults, summaryRows, pairedRows } from './campaign/results';
 export { summarize, tQuantile } from './stats/t';
+
+// queue mode (BullMQ over Redis; loaded only when used)
+export { enqueueCampaign, collectCampaign, runWorker, campaignStatus, cancelCampaign, listCampaigns, parseRedisUrl, campaignId, CampaignFailed } from './queue';
+export type { EnqueueOptions, EnqueueResult, CollectOptions, CollectResult, CollectProgress, CampaignStatus, WorkerOptions, WorkerSummary } from './queue';

@@ -15,7 +15,7 @@ import { readResults, ResultsWriter, summaryRows, trialKey, type CampaignSetting
 import { campaignJobs, type TrialJob } from '../campaign/runner';
 import { Engine } from '../engine/engine';
 import { formatDuration } from '../util/progress';
-import { bullOptions, connectRedis, loadBullMQ, parseRedisUrl, PREFIX, sleep, type QueueConnection } from './connection';
+import { bullOptions, connectRedis, loadBullMQ, parseRedisUrl, PREFIX, sleep, withTimeout, type QueueConnection } from './connection';
 import {
   CAMPAIGNS_KEY, campaignId, campaignKey, canonical, chunk, describeTrials, modelKey, queueName, recordKey, WORKER_PATTERN,
   type CampaignMeta, type ChunkData, type ChunkResult, type WorkerBeat,
@@ -290,6 +290,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
   let writer: ResultsWriter | null = null;
   let heartbeat: NodeJS.Timeout | null = null;
   const me = `${os.hostname()}:${process.pid}`;
+  let release: (() => Promise<void>) | null = null;
   try {
     // The campaign: from the results file's header, else from Redis.
     let header: ResultsHeader;
@@ -334,6 +335,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
     const skipped = existing.filter((x) => x.type === 'trial').length;
     let trialsDone = skipped;
     await claim(true);
+    release = async () => { const cur = await r.get(collectorKey(id)); if (cur && (JSON.parse(cur) as { id: string }).id === me) await r.del(collectorKey(id)); };
     heartbeat = setInterval(() => { claim(false).catch(() => {}); }, COLLECTOR_TTL_MS / 3);
     q = newQueue(ctx, id);
     writer = new ResultsWriter(o.out);
@@ -358,6 +360,18 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
     let troubleSince = 0;
     let lastReport = 0;
     const rateStart = { t: Date.now(), n: trialsDone };
+    const report = async (now: number) => {
+      lastReport = now;
+      const workers = await liveWorkers(r);
+      const dt = (now - rateStart.t) / 1000, rate = dt > 0 ? (trialsDone - rateStart.n) / dt : 0;
+      const prog: CollectProgress = {
+        id, done: trialsDone, total, trialsPerSecond: rate, etaSeconds: rate > 0 ? (total - trialsDone) / rate : NaN,
+        workersAlive: workers.length, workersOnCampaign: workers.filter((w) => w.campaign === id).length,
+      };
+      await r.hset(campaignKey(id), 'progress', JSON.stringify({ done: trialsDone, rate, at: now }));
+      o.onProgress?.(prog);
+      if (!o.quiet) process.stderr.write(`${formatProgress(prog)}\n`);
+    };
     while (trialsDone < total) {
       if (o.signal?.aborted) break;
       try {
@@ -395,7 +409,9 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
         const failed: Job[] = await q.getFailed(0, 99);
         const final = failed.filter((j) => j.attemptsMade >= (j.opts.attempts ?? 1));
         if (final.length > 0) {
-          const trials = final.flatMap((j) => (j.data as ChunkData).trials).filter((t) => !done.has(trialKey(t)));
+          const order = new Map(all.map((t, i) => [trialKey(t), i]));
+          const trials = final.flatMap((j) => (j.data as ChunkData).trials).filter((t) => !done.has(trialKey(t)))
+            .sort((a, b) => (order.get(trialKey(a)) ?? 0) - (order.get(trialKey(b)) ?? 0));
           const reasons = [...new Set(final.map((j) => j.failedReason))].slice(0, 3).join(' | ');
           throw new CampaignFailed(`campaign ${id}: ${final.length} job(s) failed ${final[0]!.attemptsMade} times; ${trials.length} trials not run: ${describeTrials(trials)}. Error: ${reasons}. ` +
             `${trialsDone} of ${total} trials are in ${o.out}; fix the cause and run the same command again to retry them (or flatenn campaign cancel ${id}).`);
@@ -407,18 +423,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
         if (pending === 0) await restore('no job in Redis holds the missing trials', false);
 
         const now = Date.now();
-        if (now - lastReport >= 1000) {
-          lastReport = now;
-          const workers = await liveWorkers(r);
-          const dt = (now - rateStart.t) / 1000, rate = dt > 0 ? (trialsDone - rateStart.n) / dt : 0;
-          const prog: CollectProgress = {
-            id, done: trialsDone, total, trialsPerSecond: rate, etaSeconds: rate > 0 ? (total - trialsDone) / rate : NaN,
-            workersAlive: workers.length, workersOnCampaign: workers.filter((w) => w.campaign === id).length,
-          };
-          await r.hset(campaignKey(id), 'progress', JSON.stringify({ done: trialsDone, rate, at: now }));
-          o.onProgress?.(prog);
-          if (!o.quiet) process.stderr.write(`${formatProgress(prog)}\n`);
-        }
+        if (now - lastReport >= 1000) await report(now);
       } catch (e) {
         if (e instanceof CampaignFailed) throw e;
         const msg = (e as Error).message;
@@ -434,12 +439,14 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
     if (trialsDone >= total) {
       complete = true;
       writer.sync();
+      if (ran > 0) await report(Date.now()).catch(() => {});
       await dropCampaign(ctx, id, q, sha).catch(() => {});
     }
     const trials = records.filter((x) => x.type === 'trial');
     return { id, settings, records, rows: summaryRows(settings, trials), ran, skipped, seconds: (Date.now() - t0) / 1000, duplicates, reenqueued, byWorker, complete };
   } finally {
     if (heartbeat) clearInterval(heartbeat);
+    if (release) await withTimeout(release(), 2000, () => new Error('timeout')).catch(() => {});
     writer?.close();
     unlock?.();
     if (q) await q.close().catch(() => {});
