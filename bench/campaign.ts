@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runCampaign } from '../src/campaign/campaign';
-import type { CampaignSettings } from '../src/campaign/results';
+import { SEMANTICS, type CampaignSettings } from '../src/campaign/results';
 import { CampaignExecutor, type TrialJob } from '../src/campaign/runner';
 import { loadDataset } from '../src/data/dataset';
 import { deployModel } from '../src/deploy/export';
@@ -122,7 +122,7 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
     const settings: CampaignSettings = {
       model: path.resolve(modelFile), modelSha256: model.hash, layoutHash: model.meta.layoutHash, arch: model.meta.arch,
       dataset: model.meta.dataset, split: 'test', images: test.count, faults: ['bitflip'], rates: [rate],
-      trials: fWarmup + fTrials, seed: 1, sampling: 'exact', rateUnit: 'bit', targets: ['all'],
+      trials: fWarmup + fTrials, seed: 1, sampling: 'exact', rateUnit: 'bit', targets: ['all'], semantics: SEMANTICS,
     };
     const exec = new CampaignExecutor(model, settings, { images: test.images, labels: test.labels, count: test.count });
     const clean = new Engine(model).evaluate(model.memory, test.images, test.labels, test.count);

@@ -11,7 +11,7 @@ import { Progress } from '../util/progress';
 import { FAULT_TYPES, type FaultType, type RateUnit, type Sampling } from './faults';
 import { campaignJobs, targetsOf, type TrialData, type TrialJob } from './runner';
 import {
-  readResults, RESULTS_FORMAT, RESULTS_VERSION, ResultsWriter, settingsDiff, summaryRows, trialKey,
+  readResults, RESULTS_FORMAT, RESULTS_VERSION, SEMANTICS, ResultsWriter, settingsDiff, summaryRows, trialKey,
   type CampaignSettings, type ResultsHeader, type SummaryRow, type TrialRecord,
 } from './results';
 
@@ -101,6 +101,7 @@ export async function prepareCampaign(o: CampaignOptions): Promise<PreparedCampa
     model: path.resolve(o.model), modelSha256: model.hash, layoutHash: model.meta.layoutHash, arch: model.meta.arch,
     dataset: model.meta.dataset, split: 'test', images, dataSha256: testDataHash(ds, images), faults: o.faults, rates: o.rates, trials: o.trials,
     seed: o.seed ?? 1, sampling: o.sampling ?? 'exact', rateUnit: o.rateUnit ?? 'bit', targets,
+    semantics: SEMANTICS,
   };
   const header: ResultsHeader = { type: 'header', format: RESULTS_FORMAT, version: RESULTS_VERSION, settings, shard };
   return { settings, header, shard, model, data: { images: ds.images, labels: ds.labels, count: images }, dataSource: ds.source };
