@@ -75,8 +75,7 @@ export { canonical };
 export function campaignId(header: ResultsHeader): string {
   const { model: _path, ...rest } = header.settings;
   void _path;
-  const sem = (header as { semantics?: unknown }).semantics ?? null;
-  return createHash('sha256').update(canonical({ settings: rest, shard: header.shard, version: header.version, semantics: sem })).digest('hex').slice(0, 16);
+  return createHash('sha256').update(canonical({ settings: rest, shard: header.shard, version: header.version })).digest('hex').slice(0, 16);
 }
 
 /** Splits trials (canonical order kept, so a chunk shares fault orders between its rates) into chunks. */
