@@ -68,7 +68,7 @@ const fit = (n1: number, t1: number, n2: number, t2: number): Fit => {
 
 async function main(): Promise<void> {
   const values = parseArgs(process.argv.slice(2), { trials: 'number', model: 'string', 'data-dir': 'string', chunk: 'number', json: 'boolean' });
-  const n = positiveInt(values.trials, 'trials', 20);
+  const n = positiveInt(values.trials, 'trials', 30);
   const dataDir = values['data-dir'] as string | undefined;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flatenn-bench-queue-'));
   const log = (s: string) => process.stderr.write(s + '\n');
@@ -97,11 +97,12 @@ async function main(): Promise<void> {
     log(`bench queue: local 1 process x 2 threads, ${t} trials: ${local.at(-1)!.toFixed(2)} s`);
   }
   const localFit = fit(sizes[0]!, local[0]!, sizes[1]!, local[1]!);
-  const chunk = values.chunk !== undefined ? positiveInt(values.chunk, 'chunk', 1) : Math.max(1, Math.round(3 / (local[1]! / sizes[1]!)));
+  const chunk = values.chunk !== undefined ? positiveInt(values.chunk, 'chunk', 1) : Math.max(1, Math.round(1 / (local[1]! / sizes[1]!))); // about 1 s of work per job
 
   const port = await freePort();
   const redis = await startRedis(port);
   const results: Record<string, { seconds: number[]; fit: Fit }> = {};
+  let steady = { perTrial: NaN, computePerTrial: NaN, jobs: 0 };
   try {
     for (const [name, workers, threads] of [['1 worker x 2 threads', 1, 2], ['2 workers x 1 thread', 2, 1]] as const) {
       const seconds: number[] = [];
@@ -116,6 +117,12 @@ async function main(): Promise<void> {
           const r = await collectCampaign({ queue: url, out, quiet: true, pollMs: 100 });
           seconds.push(nowSeconds() - t0);
           if (r.ran !== t) throw new Error(`queue run collected ${r.ran} of ${t} trials`);
+          // in the worker's own timeline: time between its first job's start and last job's end not spent computing
+          if (workers === 1 && t === sizes[1]) {
+            const js = r.jobs.slice().sort((a, b) => a.processedOn - b.processedOn);
+            const span = (js.at(-1)!.finishedOn - js[0]!.processedOn) / 1000, compute = js.reduce((a, j) => a + j.seconds, 0);
+            steady = { perTrial: (span - compute) / t, computePerTrial: compute / t, jobs: js.length };
+          }
         } finally {
           await stopAll(ws);
         }
@@ -136,7 +143,8 @@ async function main(): Promise<void> {
     setups: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, { seconds: v.seconds, trialsPerS: v.fit.trialsPerS, secondsPerTrial: v.fit.perTrial, fixedSeconds: v.fit.fixed }])),
     queueOverheadPerTrialSeconds: overhead, queueOverheadPercentOfTrial: (100 * overhead) / localFit.perTrial,
     queueFixedSecondsPerCampaign: q.fixed - localFit.fixed,
-    warning: loadWarning([...loadBefore, ...loadAfter], 2),
+    workerTimeline: { jobs: steady.jobs, computeSecondsPerTrial: steady.computePerTrial, queueSecondsPerTrial: steady.perTrial, percentOfTrial: (100 * steady.perTrial) / steady.computePerTrial },
+    warning: loadWarning([...loadBefore, ...loadAfter], 1),
   };
   if (values.json) { process.stdout.write(JSON.stringify(report, null, 2) + '\n'); return; }
   const f = (x: number, d = 2) => x.toFixed(d);
@@ -147,6 +155,7 @@ async function main(): Promise<void> {
     ...Object.entries(results).map(([k, v]) => `| queue, ${k} | ${f(v.fit.trialsPerS)} | ${f(v.fit.perTrial, 4)} | ${f(v.fit.fixed)} |`),
     '',
     `queue overhead per trial (1 worker x 2 threads vs local): ${(overhead * 1000).toFixed(2)} ms = ${f(report.queueOverheadPercentOfTrial, 1)}% of a trial (goal <= 2%); fixed cost per campaign ${f(report.queueFixedSecondsPerCampaign)} s`,
+    `worker timeline (1 worker x 2 threads, ${sizes[1]} trials, ${steady.jobs} jobs): ${(steady.perTrial * 1000).toFixed(2)} ms per trial between jobs and around them, ${f(report.workerTimeline.percentOfTrial, 2)}% of the ${(steady.computePerTrial * 1000).toFixed(1)} ms a trial computes`,
     `load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')} on ${report.cpus} CPUs${report.warning ? ` — ${report.warning}` : ''}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

@@ -100,6 +100,8 @@ export interface CollectResult {
   reenqueued: number;
   /** Trials per worker among those written now. */
   byWorker: Record<string, number>;
+  /** Each job collected now: who ran it, its trials, seconds computing them, and BullMQ's start/end times (ms). */
+  jobs: { id: string; worker: string; trials: number; seconds: number; processedOn: number; finishedOn: number }[];
   /** False when stopped by the signal before the campaign finished. */
   complete: boolean;
 }
@@ -343,6 +345,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
 
     let duplicates = 0, reenqueued = 0, ran = 0;
     const byWorker: Record<string, number> = {};
+    const jobTimes: CollectResult['jobs'] = [];
     let complete = false;
 
     const restore = async (why: string, first: boolean) => {
@@ -386,6 +389,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
         for (const job of completed) {
           const res = job.returnvalue as ChunkResult | null;
           if (!res || !Array.isArray(res.records)) continue;
+          jobTimes.push({ id: String(job.id), worker: res.worker, trials: res.records.length, seconds: res.seconds, processedOn: job.processedOn ?? 0, finishedOn: job.finishedOn ?? 0 });
           for (const rec of res.records) {
             const key = recordKey(rec as unknown as { type: string } & Record<string, unknown>);
             const c = canonical(rec);
@@ -443,7 +447,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
       await dropCampaign(ctx, id, q, sha).catch(() => {});
     }
     const trials = records.filter((x) => x.type === 'trial');
-    return { id, settings, records, rows: summaryRows(settings, trials), ran, skipped, seconds: (Date.now() - t0) / 1000, duplicates, reenqueued, byWorker, complete };
+    return { id, settings, records, rows: summaryRows(settings, trials), ran, skipped, seconds: (Date.now() - t0) / 1000, duplicates, reenqueued, byWorker, jobs: jobTimes, complete };
   } finally {
     if (heartbeat) clearInterval(heartbeat);
     if (release) await withTimeout(release(), 2000, () => new Error('timeout')).catch(() => {});
