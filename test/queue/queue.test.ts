@@ -13,7 +13,7 @@ import { runCampaign } from '../../src/campaign/campaign';
 import { readResults, trialKey } from '../../src/campaign/results';
 import { CampaignFailed, collectCampaign, enqueueCampaign, campaignId } from '../../src/queue';
 import { loadBullMQ, PREFIX } from '../../src/queue/connection';
-import { queueName } from '../../src/queue/protocol';
+import { modelKey as modelKeyOf, queueName } from '../../src/queue/protocol';
 import { writeTinyModel } from '../helpers/tiny-model';
 import { idx, mnistArrays, tmpDir, writeMnist } from '../data/fixtures';
 import { CLI, haveRedis, start, startRedis, stop, stopAll, worker, type Proc, type RedisServer } from './helpers';
@@ -66,9 +66,9 @@ after(async () => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test('3 workers (scalar, avx2, default ISA) gather the same results file as a local run', { skip }, async () => {
+test('3 workers (scalar, avx2, default ISA with 2 jobs at once) gather the same results file as a local run', { skip }, async () => {
   const url = redis.url(0);
-  const ws = [worker(url, data, ['--isa', 'scalar']), worker(url, data, ['--isa', 'avx2']), worker(url, data)];
+  const ws = [worker(url, data, ['--isa', 'scalar']), worker(url, data, ['--isa', 'avx2']), worker(url, data, ['--concurrency', '2'])];
   await Promise.all(ws.map((w) => w.waitFor(/ready on/)));
   const out = path.join(dir, 'q3.jsonl');
   const c = start(process.execPath, [...injectArgs(url, out, ['--chunk', '4', '--json'])]);
@@ -164,6 +164,27 @@ test('a job that fails all its attempts ends the campaign with an error naming i
   assert.equal(r.status, 0, r.stderr);
   checkAgainstLocal(out);
   assert.equal(await stop(good), 0);
+});
+
+test('a worker refuses a model whose bytes do not hash to the campaign\'s model sha256', { skip }, async () => {
+  const url = redis.url(5);
+  const out = path.join(dir, 'tamper.jsonl');
+  const e = await enqueueCampaign({ ...camp, trials: 1, model, dataDir: data, queue: url, chunk: 12, attempts: 1, out });
+  const { Redis } = await import('ioredis');
+  const r = new Redis({ host: '127.0.0.1', port: redis.port, db: 5, lazyConnect: true });
+  await r.connect();
+  const sha = readResults(out).header.settings.modelSha256;
+  const bytes = fs.readFileSync(model);
+  bytes[bytes.length - 1] ^= 1; // one bit of a bias
+  await r.set(modelKeyOf(sha), bytes);
+  r.disconnect();
+  const w = worker(url, data);
+  const err = await collectCampaign({ queue: url, out, quiet: true, pollMs: 100 }).then(() => null, (x: Error) => x);
+  assert.ok(err instanceof CampaignFailed, String(err));
+  assert.match(err.message, /refused: the model in Redis hashes to [0-9a-f]{12}, the campaign wants [0-9a-f]{12}/);
+  assert.equal(readResults(out).records.length, 0, 'no trial ran on the wrong model');
+  assert.equal(e.total, 12);
+  assert.equal(await stop(w), 0);
 });
 
 test('CLI: --detach, campaign status --json, collect, cancel; bad URL and unreachable Redis fail fast and clearly', { skip }, async () => {
