@@ -227,13 +227,13 @@ export async function enqueueCampaign(o: EnqueueOptions): Promise<EnqueueResult>
   const p = await prepareCampaign({ ...o, out: '' });
   const bytes = fs.readFileSync(o.model);
   if (createHash('sha256').update(bytes).digest('hex') !== p.model.hash) throw new Error(`${o.model} changed while the campaign was being enqueued`);
-  const done = new Set(o.done ?? []);
-  if (o.out !== undefined) {
-    const unlock = lockResults(o.out);
-    try { for (const r of openResults(o.out, p.header)) done.add(trialKey(r)); } finally { unlock(); }
-  }
   const ctx = await open(o.queue, o.connectTimeoutMs);
   try {
+    const done = new Set(o.done ?? []);
+    if (o.out !== undefined) {
+      const unlock = lockResults(o.out);
+      try { for (const r of openResults(o.out, p.header)) done.add(trialKey(r)); } finally { unlock(); }
+    }
     const { meta: _m, ...r } = await enqueuePrepared(ctx, p, bytes, done, o);
     void _m;
     return r;
