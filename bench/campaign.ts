@@ -125,7 +125,7 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
       trials: fWarmup + fTrials, seed: 1, sampling: 'exact', rateUnit: 'bit', targets: ['all'], semantics: SEMANTICS,
     };
     const exec = new CampaignExecutor(model, settings, { images: test.images, labels: test.labels, count: test.count });
-    const clean = new Engine(model).evaluate(model.memory, test.images, test.labels, test.count);
+    const clean = new Engine(model).evaluateSync({ images: test.images, labels: test.labels, count: test.count });
     log(`campaign: flatenn, ${model.meta.cells} cells, ${backend} engine, ${threads} thread(s), ${fWarmup} warm-up + ${fTrials} timed trials of ${test.count} images`);
     const accs: number[] = [];
     let faultyCells = 0;

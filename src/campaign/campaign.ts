@@ -9,7 +9,8 @@ import { readDeployed, type DeployedModel } from '../deploy/format';
 import { loadDataset } from '../data/dataset';
 import { Progress } from '../util/progress';
 import { FAULT_TYPES, type FaultType, type RateUnit, type Sampling } from './faults';
-import { campaignJobs, targetsOf, type TrialData, type TrialJob } from './runner';
+import { campaignJobs, FaultMapper, targetsOf, type TrialData, type TrialJob } from './runner';
+import { maskKey, readMasks, writeMasks, type FaultMasks } from './masks';
 import {
   readResults, RESULTS_FORMAT, RESULTS_VERSION, SEMANTICS, ResultsWriter, settingsDiff, summaryRows, trialKey,
   type CampaignSettings, type ResultsHeader, type SummaryRow, type TrialRecord,
@@ -37,6 +38,10 @@ export interface CampaignOptions {
   quiet?: boolean;
   onTrial?: (r: TrialRecord, done: number, total: number) => void;
   signal?: AbortSignal;
+  /** Write each trial's faulty cells of this run's trials (one target only) to this masks file (see masks.ts). */
+  saveMasks?: string;
+  /** Replay the masks in this file instead of drawing: faults, rates and trials come from it (the options' are ignored). */
+  masks?: string;
 }
 
 export interface CampaignResult {
@@ -71,6 +76,8 @@ export interface PreparedCampaign {
   data: TrialData;
   /** Where the test images came from (for messages). */
   dataSource: string;
+  /** The options after a masks replay set faults, rates and trials. */
+  options: CampaignOptions;
 }
 
 /**
@@ -86,8 +93,15 @@ export function testDataHash(ds: { channels: number; height: number; width: numb
   return h.digest('hex');
 }
 
-/** Validates the options, reads the model and the test images, and builds the settings and header. */
+/** Validates the options, reads the model and the test images, and builds the settings and header (saving masks if asked). */
 export async function prepareCampaign(o: CampaignOptions): Promise<PreparedCampaign> {
+  let replay: FaultMasks | null = null;
+  if (o.masks !== undefined) {
+    if (o.saveMasks !== undefined || o.byLayer || o.byBit || (o.targets && o.targets.join() !== 'all')) throw new RangeError('masks replay one target: not with saveMasks, byLayer, byBit or targets');
+    const m = await readDeployed(o.model);
+    replay = await readMasks(o.masks, m.meta);
+    o = { ...o, faults: replay.meta.faults, rates: replay.meta.rates, trials: replay.meta.trials, seed: replay.meta.source?.seed ?? 0, sampling: 'exact', rateUnit: 'bit', targets: ['all'] };
+  }
   validate(o);
   const model = await readDeployed(o.model);
   const shard = o.shard ?? { index: 0, count: 1 };
@@ -102,9 +116,20 @@ export async function prepareCampaign(o: CampaignOptions): Promise<PreparedCampa
     dataset: model.meta.dataset, split: 'test', images, dataSha256: testDataHash(ds, images), faults: o.faults, rates: o.rates, trials: o.trials,
     seed: o.seed ?? 1, sampling: o.sampling ?? 'exact', rateUnit: o.rateUnit ?? 'bit', targets,
     semantics: SEMANTICS,
+    ...(replay ? { masksSha256: replay.sha256 } : {}),
   };
+  if (o.saveMasks !== undefined) {
+    if (targets.length !== 1) throw new RangeError('saveMasks saves one target: not with byLayer or byBit');
+    const mapper = new FaultMapper(model.meta, settings);
+    const jobs = new Map(campaignJobs(settings, { index: 0, count: 1 }).map((j) => [maskKey(j.fault, j.rate, j.trial), j]));
+    await writeMasks(o.saveMasks, {
+      layoutHash: model.meta.layoutHash, cells: model.meta.cells, faults: settings.faults, rates: settings.rates, trials: settings.trials,
+      layers: model.meta.layers.map((l) => ({ name: l.name, count: l.count, bits: l.bits, cellOffset: l.cellOffset })),
+      source: { seed: settings.seed, sampling: settings.sampling, rateUnit: settings.rateUnit, target: targets[0]! },
+    }, (f, r, t) => mapper.cellsOf(jobs.get(maskKey(f, r, t))!).slice());
+  }
   const header: ResultsHeader = { type: 'header', format: RESULTS_FORMAT, version: RESULTS_VERSION, settings, shard };
-  return { settings, header, shard, model, data: { images: ds.images, labels: ds.labels, count: images }, dataSource: ds.source };
+  return { settings, header, shard, model, data: { images: ds.images, labels: ds.labels, count: images }, dataSource: ds.source, options: o };
 }
 
 /**
@@ -131,7 +156,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const p = await prepareCampaign(o);
   const unlock = lockResults(o.out);
   try {
-    return await runLocked(o, p.settings, p.header, p.shard, t0);
+    return await runLocked(p.options, p.settings, p.header, p.shard, t0);
   } finally {
     unlock();
   }
@@ -187,7 +212,7 @@ async function runLocked(o: CampaignOptions, settings: CampaignSettings, header:
 
 function runInWorker(o: CampaignOptions, settings: CampaignSettings, jobs: TrialJob[], onRecord: (r: TrialRecord) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const w = new Worker(path.join(__dirname, 'worker.js'), { workerData: { settings, jobs, dataDir: o.dataDir ?? null } });
+    const w = new Worker(path.join(__dirname, 'worker.js'), { workerData: { settings, jobs, dataDir: o.dataDir ?? null, masks: o.masks ?? null } });
     let settled = false;
     const finish = (e?: Error) => { if (settled) return; settled = true; o.signal?.removeEventListener('abort', onAbort); if (e) reject(e); else resolve(); };
     const onAbort = () => { void w.terminate(); finish(new Error('campaign aborted')); };

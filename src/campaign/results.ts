@@ -35,6 +35,8 @@ export interface CampaignSettings {
   targets: string[];
   /** The semantics version of the trials (SEMANTICS; 1 when a file predates the field). */
   semantics: number;
+  /** sha256 of the masks file replayed (inject --masks); absent when the faults were drawn. */
+  masksSha256?: string;
 }
 
 export interface ResultsHeader {

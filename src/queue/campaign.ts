@@ -154,9 +154,9 @@ function newQueue(ctx: Ctx, id: string): Queue {
 function autoChunk(p: PreparedCampaign, total: number): number {
   const engine = new Engine(p.model);
   const n = Math.min(p.data.count, 256);
-  engine.evaluate(p.model.memory, p.data.images, p.data.labels, Math.min(n, 16)); // warm up
+  engine.evaluateSync({ memory: p.model.memory, images: p.data.images, labels: p.data.labels, count: Math.min(n, 16) }); // warm up
   const t0 = process.hrtime.bigint();
-  engine.evaluate(p.model.memory, p.data.images, p.data.labels, n);
+  engine.evaluateSync({ memory: p.model.memory, images: p.data.images, labels: p.data.labels, count: n });
   const perTrial = (Number(process.hrtime.bigint() - t0) / 1e9) * (p.data.count / n);
   let size = Math.max(1, Math.round(TARGET_JOB_SECONDS / Math.max(perTrial, 1e-6)));
   size = Math.min(size, 1000, Math.max(1, Math.ceil(total / 32)));

@@ -86,8 +86,8 @@ async function check(opts: { version: 1 | 2; padding: 'normalized' | 'raw'; chan
     }
     assert.ok(worst <= 1e-4 * scale, `${name} ${label}: reference logits differ from float64 arithmetic by ${worst} (max |logit| ${scale})`);
     const native = new Engine(m, { backend: 'native' });
-    const res = native.evaluate(mem, images, labels, n);
-    const refRes = new Engine(m, { backend: 'reference' }).evaluate(mem, images, labels, n);
+    const res = native.evaluateSync({ memory: mem, images: images, labels: labels, count: n });
+    const refRes = new Engine(m, { backend: 'reference' }).evaluateSync({ memory: mem, images: images, labels: labels, count: n });
     assert.deepEqual(Array.from(res.predictions), Array.from(refRes.predictions), `${name} ${label}: native vs reference predictions`);
     assert.equal(res.loss, refRes.loss, `${name} ${label}: native vs reference loss (same bits)`);
     assert.deepEqual(res.perLayerSparsity, refRes.perLayerSparsity, `${name} ${label}: sparsity`);
@@ -122,9 +122,9 @@ test('a faulty first layer changes the engine result only through the codes: re-
   const images = Uint8Array.from({ length: n * 784 }, () => Math.floor(r() * 256));
   const labels = Uint8Array.from({ length: n }, (_, i) => i % 10);
   const e = new Engine(m);
-  const a = e.evaluate(m.memory, images, labels, n);
-  const f = e.evaluate(faulty(m, tm, 9).memory, images, labels, n);
-  const b = e.evaluate(m.memory, images, labels, n);
+  const a = e.evaluateSync({ memory: m.memory, images: images, labels: labels, count: n });
+  const f = e.evaluateSync({ memory: faulty(m, tm, 9).memory, images, labels, count: n });
+  const b = e.evaluateSync({ memory: m.memory, images: images, labels: labels, count: n });
   assert.notEqual(f.loss, a.loss);
   assert.equal(b.loss, a.loss);
   assert.deepEqual(Array.from(b.predictions), Array.from(a.predictions));
