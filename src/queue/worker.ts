@@ -219,6 +219,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
         continue;
       }
       current = p.cid;
+      log(`worker ${id}: on campaign ${p.cid}`);
       const w: Worker = new bull.Worker(queueName(p.cid), processor, {
         connection: bullOptions(conn), prefix: PREFIX, concurrency, lockDuration: stallMs, stalledInterval: stallMs, maxStalledCount: 3, drainDelay: 1,
       });

@@ -71,7 +71,17 @@ test('3 workers (scalar, avx2, default ISA with 2 jobs at once) gather the same 
   const ws = [worker(url, data, ['--isa', 'scalar']), worker(url, data, ['--isa', 'avx2']), worker(url, data, ['--concurrency', '2'])];
   await Promise.all(ws.map((w) => w.waitFor(/ready on/)));
   const out = path.join(dir, 'q3.jsonl');
-  const c = start(process.execPath, [...injectArgs(url, out, ['--chunk', '4', '--json'])]);
+  const d = spawnSync(process.execPath, injectArgs(url, out, ['--chunk', '4', '--detach']), { encoding: 'utf8' });
+  assert.equal(d.status, 0, d.stderr);
+  const id = d.stdout.trim();
+  // hold the jobs until all three workers are on the campaign, so that each gets some
+  const { Queue } = loadBullMQ();
+  const q = new Queue(queueName(id), { connection: { host: '127.0.0.1', port: redis.port, db: 0 }, prefix: PREFIX });
+  await q.pause();
+  await Promise.all(ws.map((w) => w.waitFor(new RegExp(`on campaign ${id}`))));
+  await q.resume();
+  await q.close();
+  const c = start(process.execPath, [CLI, 'campaign', 'collect', id, '--queue', url, '--out', out, '--json']);
   assert.equal(await c.exited, 0, c.out());
   checkAgainstLocal(out);
   const res = JSON.parse(c.out().slice(c.out().indexOf('{\n'))) as { byWorker: Record<string, number>; duplicates: number };
