@@ -2,7 +2,8 @@
 // 1 thread, and the queue's overhead per trial against a local single-process campaign of the same trials.
 // Starts its own redis-server (no persistence) on a free localhost port and its own worker processes.
 //
-//   node dist/bench/queue.js [--trials N] [--model deployed.safetensors] [--data-dir DIR] [--chunk N] [--json]
+//   node dist/bench/queue.js [--trials N] [--model deployed.safetensors] [--data-dir DIR] [--chunk N | --job-seconds S] [--json]
+// Jobs hold about --job-seconds (default 5, as inject --queue sizes them) of trials unless --chunk is given.
 //
 // One trial = bit flips at 1% of the cells of a LeNet-5 + all 10,000 FashionMNIST test images (as in
 // bench/campaign.ts). Without --model a LeNet-5 is trained for one short epoch (speed does not depend on it).
@@ -20,6 +21,7 @@ import { deployModel } from '../src/deploy/export';
 import { writeSafetensors } from '../src/io/safetensors';
 import { setThreads } from '../src/native/info';
 import { collectCampaign, enqueueCampaign } from '../src/queue';
+import { TARGET_JOB_SECONDS } from '../src/queue/campaign';
 import { defaultConfig } from '../src/train/config';
 import { Trainer } from '../src/train/trainer';
 import { loadWarning, nowSeconds, parseArgs, positiveInt } from './common';
@@ -67,7 +69,7 @@ const fit = (n1: number, t1: number, n2: number, t2: number): Fit => {
 };
 
 async function main(): Promise<void> {
-  const values = parseArgs(process.argv.slice(2), { trials: 'number', model: 'string', 'data-dir': 'string', chunk: 'number', json: 'boolean' });
+  const values = parseArgs(process.argv.slice(2), { trials: 'number', model: 'string', 'data-dir': 'string', chunk: 'number', 'job-seconds': 'number', json: 'boolean' });
   const n = positiveInt(values.trials, 'trials', 30);
   const dataDir = values['data-dir'] as string | undefined;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flatenn-bench-queue-'));
@@ -97,12 +99,13 @@ async function main(): Promise<void> {
     log(`bench queue: local 1 process x 2 threads, ${t} trials: ${local.at(-1)!.toFixed(2)} s`);
   }
   const localFit = fit(sizes[0]!, local[0]!, sizes[1]!, local[1]!);
-  const chunk = values.chunk !== undefined ? positiveInt(values.chunk, 'chunk', 1) : Math.max(1, Math.round(1 / (local[1]! / sizes[1]!))); // about 1 s of work per job
+  const jobSeconds = values['job-seconds'] !== undefined ? Number(values['job-seconds']) : TARGET_JOB_SECONDS;
+  const chunk = values.chunk !== undefined ? positiveInt(values.chunk, 'chunk', 1) : Math.max(1, Math.round(jobSeconds / (local[1]! / sizes[1]!))); // as inject --queue sizes jobs
 
   const port = await freePort();
   const redis = await startRedis(port);
   const results: Record<string, { seconds: number[]; fit: Fit }> = {};
-  let steady = { perTrial: NaN, computePerTrial: NaN, jobs: 0 };
+  let steady = { perTrial: NaN, computePerTrial: NaN, jobs: 0, perJob: NaN };
   try {
     for (const [name, workers, threads] of [['1 worker x 2 threads', 1, 2], ['2 workers x 1 thread', 2, 1]] as const) {
       const seconds: number[] = [];
@@ -121,7 +124,7 @@ async function main(): Promise<void> {
           if (workers === 1 && t === sizes[1]) {
             const js = r.jobs.slice().sort((a, b) => a.processedOn - b.processedOn);
             const span = (js.at(-1)!.finishedOn - js[0]!.processedOn) / 1000, compute = js.reduce((a, j) => a + j.seconds, 0);
-            steady = { perTrial: (span - compute) / t, computePerTrial: compute / t, jobs: js.length };
+            steady = { perTrial: (span - compute) / t, computePerTrial: compute / t, jobs: js.length, perJob: (span - compute) / js.length };
           }
         } finally {
           await stopAll(ws);
@@ -143,7 +146,7 @@ async function main(): Promise<void> {
     setups: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, { seconds: v.seconds, trialsPerS: v.fit.trialsPerS, secondsPerTrial: v.fit.perTrial, fixedSeconds: v.fit.fixed }])),
     queueOverheadPerTrialSeconds: overhead, queueOverheadPercentOfTrial: (100 * overhead) / localFit.perTrial,
     queueFixedSecondsPerCampaign: q.fixed - localFit.fixed,
-    workerTimeline: { jobs: steady.jobs, computeSecondsPerTrial: steady.computePerTrial, queueSecondsPerTrial: steady.perTrial, percentOfTrial: (100 * steady.perTrial) / steady.computePerTrial },
+    workerTimeline: { jobs: steady.jobs, queueSecondsPerJob: steady.perJob, computeSecondsPerTrial: steady.computePerTrial, queueSecondsPerTrial: steady.perTrial, percentOfTrial: (100 * steady.perTrial) / steady.computePerTrial },
     warning: loadWarning([...loadBefore, ...loadAfter], 1),
   };
   if (values.json) { process.stdout.write(JSON.stringify(report, null, 2) + '\n'); return; }
@@ -154,8 +157,8 @@ async function main(): Promise<void> {
     `| local, 1 process x 2 threads | ${f(localFit.trialsPerS)} | ${f(localFit.perTrial, 4)} | ${f(localFit.fixed)} |`,
     ...Object.entries(results).map(([k, v]) => `| queue, ${k} | ${f(v.fit.trialsPerS)} | ${f(v.fit.perTrial, 4)} | ${f(v.fit.fixed)} |`),
     '',
-    `queue overhead per trial (1 worker x 2 threads vs local): ${(overhead * 1000).toFixed(2)} ms = ${f(report.queueOverheadPercentOfTrial, 1)}% of a trial (goal <= 2%); fixed cost per campaign ${f(report.queueFixedSecondsPerCampaign)} s`,
-    `worker timeline (1 worker x 2 threads, ${sizes[1]} trials, ${steady.jobs} jobs): ${(steady.perTrial * 1000).toFixed(2)} ms per trial between jobs and around them, ${f(report.workerTimeline.percentOfTrial, 2)}% of the ${(steady.computePerTrial * 1000).toFixed(1)} ms a trial computes`,
+    `end to end (1 worker x 2 threads vs local, slope over ${sizes[0]} and ${sizes[1]} trials): ${(overhead * 1000).toFixed(2)} ms per trial = ${f(report.queueOverheadPercentOfTrial, 1)}% of a trial; fixed cost per campaign ${f(report.queueFixedSecondsPerCampaign)} s`,
+    `worker timeline (1 worker x 2 threads, ${sizes[1]} trials in ${steady.jobs} jobs of ${chunk}): ${(steady.perJob * 1000).toFixed(1)} ms per job outside the trials = ${(steady.perTrial * 1000).toFixed(2)} ms per trial = ${f(report.workerTimeline.percentOfTrial, 2)}% of the ${(steady.computePerTrial * 1000).toFixed(1)} ms a trial computes (goal <= 2%)`,
     `load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')} on ${report.cpus} CPUs${report.warning ? ` — ${report.warning}` : ''}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
