@@ -363,6 +363,9 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
     let troubleSince = 0;
     let lastReport = 0;
     const rateStart = { t: Date.now(), n: trialsDone };
+    // a redrawn line on a terminal (every second), else a line every 10 s
+    const tty = !!process.stderr.isTTY && process.env.FLATENN_PROGRESS !== 'plain';
+    let lastPrinted = 0;
     const report = async (now: number) => {
       lastReport = now;
       const workers = await liveWorkers(r);
@@ -373,7 +376,10 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
       };
       await r.hset(campaignKey(id), 'progress', JSON.stringify({ done: trialsDone, rate, at: now }));
       o.onProgress?.(prog);
-      if (!o.quiet) process.stderr.write(`${formatProgress(prog)}\n`);
+      if (!o.quiet && (tty || now - lastPrinted >= 10_000 || prog.done >= total)) {
+        lastPrinted = now;
+        process.stderr.write(tty ? `\r${formatProgress(prog)}\x1b[K${prog.done >= total ? '\n' : ''}` : `${formatProgress(prog)}\n`);
+      }
     };
     while (trialsDone < total) {
       if (o.signal?.aborted) break;
