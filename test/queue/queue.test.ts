@@ -11,9 +11,9 @@ import * as zlib from 'node:zlib';
 import { spawnSync } from 'node:child_process';
 import { runCampaign } from '../../src/campaign/campaign';
 import { readResults, trialKey } from '../../src/campaign/results';
-import { CampaignFailed, collectCampaign, enqueueCampaign, campaignId } from '../../src/queue';
+import { CampaignFailed, collectCampaign, enqueueCampaign, campaignId, parseRedisUrl } from '../../src/queue';
 import { loadBullMQ, PREFIX } from '../../src/queue/connection';
-import { modelKey as modelKeyOf, queueName } from '../../src/queue/protocol';
+import { campaignKey as campaignKeyOf, modelKey as modelKeyOf, queueName } from '../../src/queue/protocol';
 import { writeTinyModel } from '../helpers/tiny-model';
 import { idx, mnistArrays, tmpDir, writeMnist } from '../data/fixtures';
 import { CLI, haveRedis, start, startRedis, stop, stopAll, worker, type Proc, type RedisServer } from './helpers';
@@ -195,6 +195,36 @@ test('a worker refuses a model whose bytes do not hash to the campaign\'s model 
   assert.equal(readResults(out).records.length, 0, 'no trial ran on the wrong model');
   assert.equal(e.total, 12);
   assert.equal(await stop(w), 0);
+});
+
+test('a worker refuses a campaign of another semantics version', { skip }, async () => {
+  const url = redis.url(6);
+  const out = path.join(dir, 'sem.jsonl');
+  const e = await enqueueCampaign({ ...camp, trials: 1, model, dataDir: data, queue: url, chunk: 12, attempts: 1, out });
+  const { Redis } = await import('ioredis');
+  const r = new Redis({ host: '127.0.0.1', port: redis.port, db: 6, lazyConnect: true });
+  await r.connect();
+  const meta = JSON.parse((await r.hget(campaignKeyOf(e.id), 'meta'))!);
+  meta.header.settings.semantics = 1; // as written by an older flatenn
+  await r.hset(campaignKeyOf(e.id), 'meta', JSON.stringify(meta));
+  r.disconnect();
+  const w = worker(url, data);
+  const err = await collectCampaign({ queue: url, out, quiet: true, pollMs: 100 }).then(() => null, (x: Error) => x);
+  assert.ok(err instanceof CampaignFailed, String(err));
+  assert.match(err.message, /refused: the campaign uses semantics 1, this worker's engine computes semantics 2/);
+  assert.equal(await stop(w), 0);
+});
+
+test('Redis URLs: parsed, or refused with the reason', () => {
+  assert.deepEqual(parseRedisUrl('redis://h:7000/3').options, { host: 'h', port: 7000, db: 3 });
+  const a = parseRedisUrl('redis://:p%40ss@h/0');
+  assert.equal(a.options.password, 'p@ss');
+  assert.equal(a.options.port, 6379);
+  assert.doesNotMatch(a.display, /p@ss/, 'the password is not shown');
+  assert.deepEqual(parseRedisUrl('rediss://u:pw@[::1]:6380/1').options, { host: '::1', port: 6380, db: 1, username: 'u', password: 'pw', tls: {} });
+  assert.throws(() => parseRedisUrl('localhost:6379'), /scheme must be redis/);
+  assert.throws(() => parseRedisUrl('redis://h:6379/x'), /database must be a number/);
+  assert.throws(() => parseRedisUrl('not a url'), /not a Redis URL/);
 });
 
 test('CLI: --detach, campaign status --json, collect, cancel; bad URL and unreachable Redis fail fast and clearly', { skip }, async () => {
