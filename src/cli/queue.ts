@@ -129,7 +129,7 @@ export const workerCommand: CommandSpec = {
 export const campaignStatusCommand: CommandSpec = {
   name: 'campaign status',
   summary: 'State of a queued campaign: trials done/total, trials/s, ETA, failures, workers alive (no id: list the campaigns).',
-  usage: 'flatenn campaign status [<id>] --queue redis://host:6379/0 [--json]',
+  usage: 'flatenn campaign status [<id>] --queue redis://host:6379/0 [--json]\n\nExample: flatenn campaign status 3f2a9c0d1e4b5a67 --queue redis://head:6379/0 --json',
   positionals: true,
   options: {
     queue: { type: 'string', arg: '<url>', description: 'Redis URL (required)' },
@@ -167,7 +167,8 @@ export const campaignStatusCommand: CommandSpec = {
 export const campaignCollectCommand: CommandSpec = {
   name: 'campaign collect',
   summary: 'Wait for a queued campaign and gather its trials into a results file (resumable; the same file a local run writes).',
-  usage: 'flatenn campaign collect <id> --queue redis://host:6379/0 --out results.jsonl [--model M.safetensors]',
+  usage: 'flatenn campaign collect <id> --queue redis://host:6379/0 --out results.jsonl [--model M.safetensors]\n\n' +
+    'Example: id=$(flatenn inject --model M.int4.safetensors --trials 1000 --queue redis://head:6379/0 --detach); flatenn campaign collect $id --queue redis://head:6379/0 --out R.jsonl',
   positionals: true,
   options: {
     queue: { type: 'string', arg: '<url>', description: 'Redis URL (required)' },
@@ -190,7 +191,7 @@ export const campaignCollectCommand: CommandSpec = {
 export const campaignCancelCommand: CommandSpec = {
   name: 'campaign cancel',
   summary: "Remove a queued campaign's jobs from Redis (workers move on; results files are kept).",
-  usage: 'flatenn campaign cancel <id> --queue redis://host:6379/0',
+  usage: 'flatenn campaign cancel <id> --queue redis://host:6379/0\n\nExample: flatenn campaign cancel 3f2a9c0d1e4b5a67 --queue redis://head:6379/0',
   positionals: true,
   options: {
     queue: { type: 'string', arg: '<url>', description: 'Redis URL (required)' },
