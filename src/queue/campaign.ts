@@ -535,5 +535,3 @@ export async function listCampaigns(o: { queue: string; connectTimeoutMs?: numbe
   try { return await ctx.redis.zrange(CAMPAIGNS_KEY, 0, -1); } finally { ctx.redis.disconnect(); }
 }
 
-export { enqueuePrepared as _enqueuePrepared, open as _open };
-export type { Ctx as _Ctx };

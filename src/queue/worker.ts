@@ -7,7 +7,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker as Thread } from 'node:worker_threads';
 import type { Job, Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { testDataHash } from '../campaign/campaign';
 import { RESULTS_VERSION, type CampaignSettings } from '../campaign/results';
 import { loadDataset, type DatasetName } from '../data/dataset';
