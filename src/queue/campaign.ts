@@ -366,6 +366,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
     // a redrawn line on a terminal (every second), else a line every 10 s
     const tty = !!process.stderr.isTTY && process.env.FLATENN_PROGRESS !== 'plain';
     let lastPrinted = 0;
+    let noWorkersSince = 0, hinted = false;
     const report = async (now: number) => {
       lastReport = now;
       const workers = await liveWorkers(r);
@@ -375,6 +376,12 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
         workersAlive: workers.length, workersOnCampaign: workers.filter((w) => w.campaign === id).length,
       };
       await r.hset(campaignKey(id), 'progress', JSON.stringify({ done: trialsDone, rate, at: now }));
+      if (workers.length > 0) noWorkersSince = 0;
+      else if (!noWorkersSince) noWorkersSince = now;
+      else if (now - noWorkersSince > 15_000 && !hinted && !o.quiet) {
+        hinted = true;
+        process.stderr.write(`${tty ? '\n' : ''}campaign ${id}: no worker is alive; start some with: flatenn worker --queue ${o.queue.replace(/:[^:@/]*@/, ':***@')}\n`);
+      }
       o.onProgress?.(prog);
       if (!o.quiet && (tty || now - lastPrinted >= 10_000 || prog.done >= total)) {
         lastPrinted = now;
