@@ -342,6 +342,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
     q = newQueue(ctx, id);
     writer = new ResultsWriter(o.out);
     const doneKeys = () => new Set(done.keys());
+    const ttyErr = !!process.stderr.isTTY && process.env.FLATENN_PROGRESS !== 'plain';
 
     let duplicates = 0, reenqueued = 0, ran = 0;
     const byWorker: Record<string, number> = {};
@@ -353,7 +354,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
       meta = res.meta;
       if (!first && res.enqueued > 0) {
         reenqueued += res.enqueued;
-        if (!o.quiet) process.stderr.write(`campaign ${id}: ${why}; enqueued again the ${res.enqueued} trials missing from ${o.out} (${res.jobs} jobs)\n`);
+        if (!o.quiet) process.stderr.write(`${ttyErr ? '\n' : ''}campaign ${id}: ${why}; enqueued again the ${res.enqueued} trials missing from ${o.out} (${res.jobs} jobs)\n`);
       }
     };
     if (trialsDone < total) await restore('resumed', true);
@@ -446,7 +447,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
         const msg = (e as Error).message;
         if (!troubleSince) {
           troubleSince = Date.now();
-          if (!o.quiet) process.stderr.write(`campaign ${id}: lost Redis at ${ctx.conn.display} (${msg}); reconnecting (giving up after ${Math.round(reconnectMs / 1000)} s)\n`);
+          if (!o.quiet) process.stderr.write(`${ttyErr ? '\n' : ''}campaign ${id}: lost Redis at ${ctx.conn.display} (${msg}); reconnecting (giving up after ${Math.round(reconnectMs / 1000)} s)\n`);
         } else if (Date.now() - troubleSince > reconnectMs) {
           throw new Error(`Redis at ${ctx.conn.display} has been unreachable for ${Math.round((Date.now() - troubleSince) / 1000)} s (${msg}); ${trialsDone} of ${total} trials are in ${o.out}; run the same command again to resume`);
         }
