@@ -15,7 +15,7 @@ export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors
 export { lenet5, resnet18, buildGraph, ARCHS } from './nn/graph';
 export type { Graph, GraphNode, Arch } from './nn/graph';
 export { Model } from './nn/model';
-export type { QuantConfig } from './nn/model';
+export type { QuantConfig, InputNorm, InputPadding } from './nn/model';
 export { defaultConfig, validateConfig } from './train/config';
 export type { TrainConfig } from './train/config';
 export { Trainer, createModel, evaluate } from './train/trainer';
@@ -29,11 +29,16 @@ export { deployModel, exportCheckpoint } from './deploy/export';
 export { readDeployed } from './deploy/format';
 export type { DeployedModel, DeployedMeta, LayerLayout } from './deploy/format';
 export { Engine } from './engine/engine';
+export type { EvaluateOptions, EvaluateResult, EngineResult } from './engine/engine';
+export { importTorch } from './interop/torch-import';
+export type { ImportOptions, ImportReport } from './interop/torch-import';
+export { readMasks, writeMasks, maskKey } from './campaign/masks';
+export type { MasksMeta, FaultMasks } from './campaign/masks';
 export { runCampaign } from './campaign/campaign';
 export type { CampaignOptions, CampaignResult } from './campaign/campaign';
 export { FaultSpace, parseRate, FAULT_TYPES } from './campaign/faults';
 export type { FaultType, FaultTargets } from './campaign/faults';
-export { readResults, mergeResults, summaryRows, pairedRows } from './campaign/results';
+export { readResults, mergeResults, summaryRows, pairedRows, SEMANTICS } from './campaign/results';
 export { summarize, tQuantile } from './stats/t';
 
 // queue mode (BullMQ over Redis; loaded only when used)

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import { summarize, type Summary } from '../stats/t';
 import type { FaultType, RateUnit, Sampling } from './faults';
+import { checkRecords } from './results-check';
 
 export const RESULTS_FORMAT = 'flatenn.campaign';
 export const RESULTS_VERSION = 1;
@@ -107,16 +108,16 @@ export function readResults(path: string): ResultsFile {
   if (lines.length === 0) throw new Error(`${path}: no header line (empty or torn file)`);
   let header: ResultsHeader;
   try { header = JSON.parse(lines[0]!) as ResultsHeader; } catch { throw new Error(`${path}: line 1 is not JSON`); }
-  if (header.type !== 'header' || header.format !== RESULTS_FORMAT) throw new Error(`${path}: not a flatenn campaign results file (line 1 is not a ${RESULTS_FORMAT} header)`);
+  if (header === null || typeof header !== 'object' || header.type !== 'header' || header.format !== RESULTS_FORMAT) throw new Error(`${path}: not a flatenn campaign results file (line 1 is not a ${RESULTS_FORMAT} header)`);
   if (header.version !== RESULTS_VERSION) throw new Error(`${path}: results version ${header.version} is not supported`);
   if (header.settings && typeof header.settings === 'object' && header.settings.semantics === undefined) header.settings.semantics = 1;
-  const records: TrialRecord[] = [];
+  let records: TrialRecord[] = [];
   for (let i = 1; i < lines.length; i++) {
     let r: TrialRecord;
     try { r = JSON.parse(lines[i]!) as TrialRecord; } catch { throw new Error(`${path}: line ${i + 1} is not valid JSON`); }
-    if (r.type !== 'trial') throw new Error(`${path}: line ${i + 1} is not a trial record`);
     records.push(r);
   }
+  records = checkRecords(path, header, records);
   return { header, records, validBytes: Buffer.byteLength(complete), tornTail };
 }
 

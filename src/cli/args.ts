@@ -25,6 +25,13 @@ export interface CommandSpec {
   options: Record<string, OptionSpec>;
   /** Allow positional arguments (named in usage). */
   positionals?: boolean;
+  /**
+   * The command reads --threads / --isa itself (e.g. lists of them); the common handling, which
+   * sets one ISA and one thread count before the command runs, is skipped.
+   */
+  ownThreadsIsa?: boolean;
+  /** Example command lines, shown under --help. */
+  examples?: string[];
   run(values: Values, positionals: string[]): Promise<number | void> | number | void;
 }
 
@@ -34,8 +41,15 @@ export const COMMON_OPTIONS: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h', description: 'show this help' },
 };
 
+/** The command's options, then the common ones it does not define itself. */
+function allOptions(cmd: CommandSpec): Record<string, OptionSpec> {
+  const opts = { ...cmd.options };
+  for (const [k, o] of Object.entries(COMMON_OPTIONS)) if (!(k in opts)) opts[k] = o;
+  return opts;
+}
+
 export function helpText(cmd: CommandSpec): string {
-  const opts = { ...cmd.options, ...COMMON_OPTIONS };
+  const opts = allOptions(cmd);
   const lines = [`Usage: ${cmd.usage}`, '', cmd.summary, '', 'Options:'];
   const rows = Object.entries(opts).map(([k, o]) => {
     const flag = `${o.short ? `-${o.short}, ` : '    '}--${k}${o.type === 'string' ? ' ' + (o.arg ?? '<value>') : ''}`;
@@ -44,6 +58,7 @@ export function helpText(cmd: CommandSpec): string {
   });
   const w = Math.max(...rows.map((r) => r[0].length)) + 2;
   for (const [f, d] of rows) lines.push(`  ${f.padEnd(w)}${d}`);
+  if (cmd.examples?.length) lines.push('', 'Examples:', ...cmd.examples.map((e) => `  ${e}`));
   return lines.join('\n');
 }
 
@@ -54,7 +69,7 @@ export function explicitOptions(values: Values): string[] {
 }
 
 export function parseCommand(cmd: CommandSpec, argv: string[]): { values: Values; positionals: string[] } {
-  const all = { ...cmd.options, ...COMMON_OPTIONS };
+  const all = allOptions(cmd);
   const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string | boolean }> = {};
   for (const [k, o] of Object.entries(all)) {
     options[k] = { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}) };

@@ -6,7 +6,7 @@ import { flag, str, type CommandSpec } from './args';
 
 export const benchCommand: CommandSpec = {
   name: 'bench',
-  summary: 'Run the benchmarks (kernels, training and campaigns beside PyTorch); writes bench/results/latest.json.',
+  summary: "Run the benchmarks of a source checkout (kernels, training and campaigns beside PyTorch); writes bench/results/latest.json.\nKernel speed per ISA and thread count, from any installation: 'flatenn bench kernels'.",
   usage: 'flatenn bench [--quick] [--only gemm,qgemm,train,campaign] [--no-torch] [--out file.json]',
   options: {
     quick: { type: 'boolean', description: 'a short version' },

@@ -1,11 +1,13 @@
 import type { CommandSpec } from './args';
 import { infoCommand } from './info';
 import { benchCommand } from './bench';
+import { benchKernelsCommand } from './bench-kernels';
 import { trainCommand } from './train';
 import { evalCommand } from './eval';
 import { exportCommand, injectCommand, summaryCommand } from './campaign';
 import { dataFetchCommand, dataInfoCommand } from './data';
+import { importCommand } from './import';
 import { campaignCancelCommand, campaignCollectCommand, campaignStatusCommand, workerCommand } from './queue';
 
-/** Every CLI command, in help order. */
-export const commands: CommandSpec[] = [trainCommand, evalCommand, exportCommand, injectCommand, summaryCommand, workerCommand, campaignStatusCommand, campaignCollectCommand, campaignCancelCommand, dataFetchCommand, dataInfoCommand, benchCommand, infoCommand];
+/** Every CLI command, in help order (a two-word command before the one-word command it starts with). */
+export const commands: CommandSpec[] = [trainCommand, evalCommand, importCommand, exportCommand, injectCommand, summaryCommand, workerCommand, campaignStatusCommand, campaignCollectCommand, campaignCancelCommand, dataFetchCommand, dataInfoCommand, benchKernelsCommand, benchCommand, infoCommand];

@@ -1,10 +1,12 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ARCHS, type Arch } from '../nn/graph';
+import { usagePath } from './campaign';
+import { ARCHS, MAX_WIDTH, type Arch } from '../nn/graph';
 import { DATASETS, defaultConfig, type TrainConfig } from '../train/config';
 import { trainModel } from '../train/run';
 import { choice, explicitOptions, flag, int, num, parseNumber, str, UsageError, type CommandSpec, type Values } from './args';
 
-const TRAIN_FLAGS = ['arch', 'dataset', 'epochs', 'batch-size', 'lr', 'schedule', 'milestones', 'gamma', 'momentum', 'nesterov', 'weight-decay', 'weight-bits', 'act-bits', 'per-channel', 'first-last-bits', 'act-l1', 'saq-rho', 'saq-include-bn', 'seed', 'val-size', 'augment', 'no-augment', 'limit-train', 'padding'];
+const TRAIN_FLAGS = ['arch', 'dataset', 'epochs', 'batch-size', 'lr', 'schedule', 'milestones', 'gamma', 'momentum', 'nesterov', 'weight-decay', 'weight-bits', 'act-bits', 'per-channel', 'first-last-bits', 'act-l1', 'saq-rho', 'saq-include-bn', 'seed', 'val-size', 'augment', 'no-augment', 'limit-train', 'padding', 'width'];
 
 function list(v: string, name: string, lo: number, hi: number): number[] {
   const parts = v.split(',').map((s) => s.trim());
@@ -39,8 +41,10 @@ export function configFromFlags(v: Values): TrainConfig {
     valSize: int(v, 'val-size', 0, 1e9, d.valSize),
     augment: flag(v, 'no-augment') ? false : flag(v, 'augment') ? true : d.augment,
     limitTrain: int(v, 'limit-train', 0, 1e9, 0),
+    width: num(v, 'width', 1e-9, MAX_WIDTH, d.width),
     padding: choice(v, 'padding', ['normalized', 'raw'] as const, d.padding),
   };
+  if (c.arch !== 'resnet18' && c.width !== 1) throw new UsageError(`--width applies to --arch resnet18 only`);
   if (c.nesterov && c.momentum === 0) throw new UsageError('--nesterov needs --momentum > 0');
   return c;
 }
@@ -48,7 +52,7 @@ export function configFromFlags(v: Values): TrainConfig {
 export const trainCommand: CommandSpec = {
   name: 'train',
   summary: 'Train a quantised model (standard QAT, activation-sparse with --act-l1, SAQ with --saq-rho); a checkpoint after every epoch.',
-  usage: 'flatenn train [--arch lenet5] [--dataset fashion-mnist] [--epochs 20] [--act-l1 3e-5] [--saq-rho 0.1] --out run.safetensors',
+  usage: 'flatenn train [--arch lenet5|resnet18] [--width 0.25] [--dataset fashion-mnist] [--epochs 20] [--act-l1 3e-5] [--saq-rho 0.1] [--max-steps N] [--no-test] --out run.safetensors (required)',
   options: {
     arch: { type: 'string', arg: '<arch>', description: `architecture: ${ARCHS.join(', ')}`, default: 'lenet5' },
     dataset: { type: 'string', arg: '<name>', description: `dataset: ${DATASETS.join(', ')} (default: fashion-mnist for lenet5, cifar10 for resnet18)` },
@@ -74,9 +78,13 @@ export const trainCommand: CommandSpec = {
     augment: { type: 'boolean', description: 'random crop + flip (default on for cifar10)' },
     'no-augment': { type: 'boolean', description: 'no augmentation' },
     'limit-train': { type: 'string', arg: '<n>', description: 'use only the first n training images (quick runs)' },
+    width: { type: 'string', arg: '<x>', description: 'resnet18: channel multiplier, [64,128,256,512] x x (e.g. 0.25)', default: '1' },
+    'max-steps': { type: 'string', arg: '<n>', description: 'stop after n optimiser steps in all (a checkpoint that --resume continues bit for bit; the schedule still spans --epochs)' },
+    'no-test': { type: 'boolean', description: 'skip the final evaluation on the test set' },
     'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder (else FLATENN_DATA, then standard places)' },
     out: { type: 'string', arg: '<file>', description: 'checkpoint path (.safetensors); a JSON-lines log goes beside it' },
     resume: { type: 'boolean', description: 'continue the run saved at --out (its settings are used; give no training flags)' },
+    force: { type: 'boolean', description: 'overwrite an existing checkpoint at --out (without it, an existing --out needs --resume)' },
     json: { type: 'boolean', description: 'print the final result as JSON' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress output' },
   },
@@ -84,7 +92,10 @@ export const trainCommand: CommandSpec = {
     const out = str(v, 'out');
     if (!out) throw new UsageError('--out <file.safetensors> is required');
     if (!out.endsWith('.safetensors')) throw new UsageError(`--out must end in .safetensors, got '${out}'`);
-    const resume = flag(v, 'resume');
+    const resume = flag(v, 'resume'), force = flag(v, 'force');
+    if (resume && force) throw new UsageError('--resume continues the checkpoint at --out and --force overwrites it: give one of them');
+    usagePath(out, []);
+    if (!resume && !force && fs.existsSync(out)) throw new UsageError(`${out} already exists: continue that run with --resume, or overwrite it with --force`);
     let cfg: TrainConfig | null = null;
     if (resume) {
       const explicit = explicitOptions(v);
@@ -95,11 +106,14 @@ export const trainCommand: CommandSpec = {
     }
     const quiet = flag(v, 'quiet');
     const dataDir = str(v, 'data-dir');
-    const r = await trainModel(cfg, { out: path.resolve(out), resume, quiet, ...(dataDir ? { dataDir } : {}) });
+    const maxSteps = v['max-steps'] !== undefined ? int(v, 'max-steps', 0, Number.MAX_SAFE_INTEGER) : undefined;
+    const r = await trainModel(cfg, { out: path.resolve(out), resume, force, quiet, testAtEnd: !flag(v, 'no-test'), ...(dataDir ? { dataDir } : {}), ...(maxSteps !== undefined ? { maxSteps } : {}) });
     if (flag(v, 'json')) {
-      process.stdout.write(JSON.stringify({ checkpoint: r.checkpoint, config: r.config, history: r.history, test: r.test && { accuracy: r.test.accuracy, loss: r.test.loss, sparsity: r.test.sparsity, sparsityWeighted: r.test.sparsityWeighted, perLayerSparsity: r.test.perLayerSparsity }, seconds: r.seconds }, null, 2) + '\n');
-    } else if (r.test) {
-      process.stdout.write(`test accuracy ${(100 * r.test.accuracy).toFixed(2)}%  loss ${r.test.loss.toFixed(4)}  sparsity ${(100 * r.test.sparsity).toFixed(2)}% (element-weighted ${(100 * r.test.sparsityWeighted).toFixed(2)}%)  time ${r.seconds.toFixed(1)} s\ncheckpoint ${r.checkpoint}\n`);
+      process.stdout.write(JSON.stringify({ checkpoint: r.checkpoint, config: r.config, history: r.history, test: r.test && { accuracy: r.test.accuracy, loss: r.test.loss, sparsity: r.test.sparsity, sparsityWeighted: r.test.sparsityWeighted, perLayerSparsity: r.test.perLayerSparsity }, seconds: r.seconds, ...(r.stoppedAtStep !== undefined ? { stoppedAtStep: r.stoppedAtStep } : {}) }, null, 2) + '\n');
+    } else {
+      if (r.stoppedAtStep !== undefined) process.stdout.write(`stopped after ${r.stoppedAtStep} steps (--max-steps); continue with: flatenn train --resume --out ${out}\n`);
+      if (r.test) process.stdout.write(`test accuracy ${(100 * r.test.accuracy).toFixed(2)}%  loss ${r.test.loss.toFixed(4)}  sparsity ${(100 * r.test.sparsity).toFixed(2)}% (element-weighted ${(100 * r.test.sparsityWeighted).toFixed(2)}%)  time ${r.seconds.toFixed(1)} s\n`);
+      process.stdout.write(`checkpoint ${r.checkpoint}\n`);
     }
     return 0;
   },

@@ -5,13 +5,14 @@
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { kernels } from '../autograd/native-ops';
+import { weightCodesFixed } from '../autograd/ops';
 import { nativeFn } from '../native/binding';
-import { writeSafetensors, type Tensor } from '../io/safetensors';
+import { decodeSafetensors, encodeSafetensors, writeSafetensors, type Tensor } from '../io/safetensors';
 import { weightLayers } from '../nn/graph';
 import { BN_EPS, type Model } from '../nn/model';
 import { loadCheckpoint } from '../train/checkpoint';
 import { buildPlan } from '../engine/plan';
-import { buildLayout, DEPLOYED_FORMAT, DEPLOYED_VERSION, layoutHash, type DeployedMeta } from './format';
+import { deployedFromFile, buildLayout, DEPLOYED_FORMAT, DEPLOYED_VERSION, layoutHash, type DeployedMeta } from './format';
 
 type PackFn = (codes: Int8Array, bits: number, out: Uint8Array) => void;
 
@@ -38,7 +39,10 @@ export function deployModel(model: Model, dataset: string, source?: DeployedMeta
   const levels = 2 ** actBits - 1;
   const actScale = (site: number) => Math.fround(model.actRange[site]! / levels);
   for (let i = 0; i < model.actRange.length; i++) {
-    if (!model.actRangeInit[i] || !(model.actRange[i]! > 0)) throw new RangeError(`activation range of ReLU site ${i} was never observed (train the model first)`);
+    if (!model.actRangeInit[i]) throw new RangeError(`activation range of ReLU site ${i} was never observed (train the model first)`);
+    const r = model.actRange[i]!;
+    if (r === 0) throw new RangeError(`ReLU site ${i} collapsed (activation range 0: every code is 0); the deployed format needs a positive range, so this model cannot be exported`);
+    if (!(r > 0) || !Number.isFinite(r)) throw new RangeError(`activation range of ReLU site ${i} is ${r}, not a positive finite number`);
   }
   const weightScales: number[][] = [];
   layout.layers.forEach((l, li) => {
@@ -46,15 +50,23 @@ export function deployModel(model: Model, dataset: string, source?: DeployedMeta
     const w = model.params.v(`${n.name}.weight`).data;
     const O = l.shape[0]!, per = l.count / O;
     const channels = model.quant.perChannel ? O : 1;
-    const q = new Float32Array(l.count), codes = new Int8Array(l.count), sw = new Float32Array(channels);
-    kernels().fakeQuantWeight(w, q, codes, sw, l.bits, channels);
+    const fixedLen = model.weightScales.get(n.name)?.length;
+    const q = new Float32Array(l.count), codes = new Int8Array(l.count);
+    let sw = new Float32Array(fixedLen ?? channels);
+    const fixed = model.weightScales.get(n.name);
+    if (fixed) {
+      // imported quantisation parameters (flatenn import): codes at the model's own scales
+      weightCodesFixed(w, fixed, l.bits, codes);
+      if (fixed.length === 1) sw[0] = fixed[0]!;
+      else { sw = fixed.slice(); }
+    } else kernels().fakeQuantWeight(w, q, codes, sw, l.bits, channels);
     weightScales.push(Array.from(sw));
     nativeFn<PackFn>('packInt')(codes, l.bits, memory.subarray(l.byteOffset, l.byteOffset + l.byteLength));
     const src = plan.layerInputs[li]!;
     const bias = n.bias ? model.params.v(`${n.name}.bias`).data : null;
     const scale = new Float64Array(O), off = new Float64Array(O);
     for (let o = 0; o < O; o++) {
-      const s = sw[channels === 1 ? 0 : o]!;
+      const s = sw[sw.length === 1 ? 0 : o]!;
       let b = bias ? bias[o]! : 0;
       if (src.source === 'input') {
         // Version 2: the weight scale alone; the engine divides by the input std(s) and derives the
@@ -98,6 +110,13 @@ export async function exportCheckpoint(checkpointPath: string, outPath: string):
   const { meta, model } = await loadCheckpoint(checkpointPath);
   const sha = createHash('sha256').update(buf).digest('hex');
   const d = deployModel(model, meta.dataset, { checkpointSha256: sha, epoch: meta.epoch });
-  await writeSafetensors(outPath, d.tensors, { flatenn: JSON.stringify(d.meta) });
+  // Never write a file that eval would refuse: the export is validated exactly as a read file is.
+  const metadata = { flatenn: JSON.stringify(d.meta) };
+  try {
+    deployedFromFile(decodeSafetensors(encodeSafetensors(d.tensors, metadata), outPath), `${checkpointPath} exported`, '');
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; nothing was written to ${outPath}`);
+  }
+  await writeSafetensors(outPath, d.tensors, metadata);
   return d.meta;
 }

@@ -12,7 +12,7 @@ import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { lockResults, openResults, prepareCampaign, type CampaignOptions, type PreparedCampaign } from '../campaign/campaign';
 import { readResults, ResultsWriter, summaryRows, trialKey, type CampaignSettings, type ResultsHeader, type SummaryRow, type TrialRecord } from '../campaign/results';
-import { campaignJobs, type TrialJob } from '../campaign/runner';
+import { campaignJobCount, campaignJobs, type TrialJob } from '../campaign/runner';
 import { Engine } from '../engine/engine';
 import { formatDuration } from '../util/progress';
 import { bullOptions, connectRedis, loadBullMQ, parseRedisUrl, PREFIX, sleep, withTimeout, type QueueConnection } from './connection';
@@ -193,7 +193,7 @@ async function reconcile(ctx: Ctx, q: Queue, meta: CampaignMeta, modelBytes: Buf
   const jobs = await q.getJobs(['wait', 'active', 'delayed', 'prioritized', 'waiting-children', 'completed'], 0, -1);
   const covered = new Set<string>();
   for (const j of jobs) for (const t of (j?.data as ChunkData | undefined)?.trials ?? []) covered.add(trialKey(t));
-  const all = campaignJobs(meta.header.settings, meta.header.shard);
+  const all = Array.from(campaignJobs(meta.header.settings, meta.header.shard));
   const missing = all.filter((t) => !done.has(trialKey(t)) && !covered.has(trialKey(t)));
   const stored = readMeta(await r.hget(campaignKey(meta.id), 'meta'));
   const next: CampaignMeta = { ...meta, gen: Math.max(meta.gen, stored?.gen ?? 0) + (missing.length > 0 ? 1 : 0) };
@@ -205,7 +205,7 @@ async function reconcile(ctx: Ctx, q: Queue, meta: CampaignMeta, modelBytes: Buf
 
 async function enqueuePrepared(ctx: Ctx, p: PreparedCampaign, modelBytes: Buffer, done: Set<string>, o: { chunk?: number; attempts?: number }): Promise<EnqueueResult & { meta: CampaignMeta }> {
   const id = campaignId(p.header);
-  const total = campaignJobs(p.settings, p.shard).length;
+  const total = campaignJobCount(p.settings, p.shard);
   const attempts = o.attempts ?? 3;
   if (!Number.isInteger(attempts) || attempts < 1 || attempts > 100) throw new RangeError(`attempts must be an integer in [1, 100], got ${attempts}`);
   if (o.chunk !== undefined && (!Number.isInteger(o.chunk) || o.chunk < 1)) throw new RangeError(`chunk must be an integer >= 1, got ${o.chunk}`);
@@ -224,7 +224,7 @@ async function enqueuePrepared(ctx: Ctx, p: PreparedCampaign, modelBytes: Buffer
 
 /** Enqueues a campaign in Redis (only the trials not in `done`); workers run it, `collectCampaign` gathers it. */
 export async function enqueueCampaign(o: EnqueueOptions): Promise<EnqueueResult> {
-  const p = await prepareCampaign({ ...o, out: '' });
+  const p = await prepareCampaign({ ...o, out: o.out ?? '' }, { withOut: o.out !== undefined });
   const bytes = fs.readFileSync(o.model);
   if (createHash('sha256').update(bytes).digest('hex') !== p.model.hash) throw new Error(`${o.model} changed while the campaign was being enqueued`);
   const ctx = await open(o.queue, o.connectTimeoutMs);
@@ -315,7 +315,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
     const modelPath = o.model ?? settings.model;
     let modelBytes: Buffer | null = null;
     const needModel = (): Buffer | null => (modelBytes ??= modelFileBytes(modelPath, sha));
-    const all = campaignJobs(settings, header.shard);
+    const all = Array.from(campaignJobs(settings, header.shard));
     const total = all.length;
     meta ??= { id, header, total, chunk: Math.max(1, Math.ceil(total / 64)), attempts: 3, created: Date.now(), gen: 0 };
 

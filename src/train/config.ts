@@ -1,6 +1,6 @@
 // Training configuration: defaults of DESIGN §3 and validation of every field.
 import type { Arch } from '../nn/graph';
-import { ARCHS } from '../nn/graph';
+import { ARCHS, MAX_WIDTH } from '../nn/graph';
 import { INPUT_PADDINGS, type InputNorm, type InputPadding } from '../nn/model';
 
 export type Schedule = 'cosine' | 'step' | 'constant';
@@ -36,6 +36,8 @@ export interface TrainConfig {
   augment: boolean;
   /** Stop after this many training images (a budget for tests); 0 = no limit. */
   limitTrain: number;
+  /** Channel multiplier of resnet18 (1 = the paper's [64,128,256,512]); lenet5: 1 only. */
+  width: number;
   /**
    * Padding of the first convolution's normalised input (DESIGN §1): 'normalized' (PyTorch's, the default) or
    * 'raw' (raw pixel 0; what checkpoints written before this field meant).
@@ -70,6 +72,7 @@ export function defaultConfig(arch: Arch = 'lenet5'): TrainConfig {
     valSize: 5000,
     augment: !lenet,
     limitTrain: 0,
+    width: 1,
     padding: 'normalized',
     inputNorm: null,
   };
@@ -81,6 +84,12 @@ function fail(msg: string): never {
 
 /** Checks every field; throws RangeError naming the field. */
 export function validateConfig(c: TrainConfig): TrainConfig {
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) fail(`the training config must be an object, got ${c === null ? 'null' : Array.isArray(c) ? 'an array' : typeof c}`);
+  const num = (k: keyof TrainConfig) => { if (typeof c[k] !== 'number') fail(`${k} must be a number, got ${c[k] === null ? 'null' : typeof c[k]}`); };
+  for (const k of ['epochs', 'batchSize', 'lr', 'gamma', 'momentum', 'weightDecay', 'weightBits', 'actBits', 'saqRho', 'seed', 'valSize', 'limitTrain'] as const) num(k);
+  for (const k of ['nesterov', 'perChannel', 'saqIncludeBn', 'augment'] as const) if (typeof c[k] !== 'boolean') fail(`${k} must be a boolean, got ${c[k] === null ? 'null' : typeof c[k]}`);
+  for (const k of ['milestones', 'actL1'] as const) if (!Array.isArray(c[k]) || !(c[k] as unknown[]).every((x) => typeof x === 'number')) fail(`${k} must be an array of numbers`);
+  if (c.firstLastBits !== null && typeof c.firstLastBits !== 'number') fail(`firstLastBits must be a number or null, got ${typeof c.firstLastBits}`);
   if (!(ARCHS as readonly string[]).includes(c.arch)) fail(`arch must be one of ${ARCHS.join(', ')}, got '${c.arch}'`);
   if (!DATASETS.includes(c.dataset)) fail(`dataset must be one of ${DATASETS.join(', ')}, got '${c.dataset}'`);
   const posInt = (k: keyof TrainConfig, v: number, max = 1e9) => { if (!Number.isInteger(v) || v < 1 || v > max) fail(`${k} must be an integer in [1, ${max}], got ${v}`); };
@@ -103,6 +112,9 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   if (!Number.isSafeInteger(c.seed) || c.seed < 0) fail(`seed must be a non-negative integer, got ${c.seed}`);
   if (!Number.isInteger(c.valSize) || c.valSize < 0) fail(`valSize must be an integer >= 0, got ${c.valSize}`);
   if (!Number.isInteger(c.limitTrain) || c.limitTrain < 0) fail(`limitTrain must be an integer >= 0, got ${c.limitTrain}`);
+  if (c.width === undefined) c.width = 1; // checkpoints written before --width existed
+  if (!(typeof c.width === 'number' && Number.isFinite(c.width) && c.width > 0 && c.width <= MAX_WIDTH)) fail(`width must be a number in (0, ${MAX_WIDTH}], got ${c.width}`);
+  if (c.arch === 'lenet5' && c.width !== 1) fail(`width applies to resnet18 only, got ${c.width} for lenet5`);
   if (!INPUT_PADDINGS.includes(c.padding)) fail(`padding must be 'normalized' or 'raw', got '${String(c.padding)}'`);
   if (c.inputNorm !== null && (typeof c.inputNorm !== 'object' || !Array.isArray(c.inputNorm.mean))) fail('inputNorm must be null or { mean: number[], std: number | number[] }');
   return c;
