@@ -21,17 +21,32 @@ function connectTimeout(v: Values): number {
   return num(v, 'connect-timeout', 0.1, 3600, 10) * 1000;
 }
 
-/** Stops on the first SIGINT/SIGTERM through the returned signal; a second one exits at once. */
+/**
+ * Stops on the first SIGINT/SIGTERM through the returned signal; a second one removes temporary files and locks
+ * and exits at once. The CLI's exit-at-once handlers (io/cleanup) are set aside meanwhile and restored after.
+ */
 function stopSignal(onFirst: () => void): { signal: AbortSignal; dispose: () => void } {
   const ac = new AbortController();
+  const sigs = ['SIGINT', 'SIGTERM'] as const;
+  const saved = sigs.map((sig) => [sig, process.listeners(sig)] as const);
+  for (const sig of sigs) process.removeAllListeners(sig);
   const handler = (sig: NodeJS.Signals) => {
-    if (ac.signal.aborted) { process.stderr.write(`flatenn: second ${sig}, exiting now\n`); process.exit(130); }
+    if (ac.signal.aborted) {
+      (require('../io/cleanup') as typeof import('../io/cleanup')).cleanupNow();
+      process.stderr.write(`flatenn: second ${sig}, exiting now\n`);
+      process.exit(sig === 'SIGTERM' ? 143 : 130);
+    }
     onFirst();
     ac.abort();
   };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  return { signal: ac.signal, dispose: () => { process.off('SIGINT', handler); process.off('SIGTERM', handler); } };
+  for (const sig of sigs) process.on(sig, handler);
+  return {
+    signal: ac.signal,
+    dispose: () => {
+      for (const sig of sigs) process.off(sig, handler);
+      for (const [sig, ls] of saved) for (const l of ls) process.on(sig, l as (s: NodeJS.Signals) => void);
+    },
+  };
 }
 
 export const QUEUE_INJECT_OPTIONS = {
