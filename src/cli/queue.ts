@@ -55,6 +55,7 @@ export const QUEUE_INJECT_OPTIONS = {
   chunk: { type: 'string', arg: '<n>', description: 'with --queue: trials per job (default: about 5 s of work, timed here)' },
   attempts: { type: 'string', arg: '<n>', description: 'with --queue: tries per job before the campaign fails', default: '3' },
   'connect-timeout': { type: 'string', arg: '<s>', description: 'with --queue: seconds to reach Redis before giving up', default: '10' },
+  'reconnect-timeout': { type: 'string', arg: '<s>', description: 'with --queue: give up waiting when Redis stays unreachable this long (rerun to resume)', default: '300' },
 } as const;
 
 /** `flatenn inject ... --queue URL`: the campaign options are already parsed by the inject command. */
@@ -62,6 +63,7 @@ export async function injectQueued(v: Values, o: CampaignOptions): Promise<numbe
   const queue = queueUrl(v);
   const chunk = v.chunk !== undefined ? int(v, 'chunk', 1, 1e6) : undefined;
   const attempts = int(v, 'attempts', 1, 100);
+  num(v, 'reconnect-timeout', 1, 1e7); // checked before any work
   const detach = flag(v, 'detach');
   const l = lib();
   const { out, onTrial: _t, signal: _s, ...rest } = o;
@@ -85,7 +87,8 @@ async function collectAndPrint(v: Values, c: { queue: string; out: string; id?: 
   let id = c.id ?? '?';
   const stop = stopSignal(() => process.stderr.write(`flatenn: stopping the collector (the campaign goes on in Redis; resume with: flatenn campaign collect ${id} --queue ${c.queue} --out ${c.out})\n`));
   try {
-    const r = await l.collectCampaign({ queue: c.queue, out: c.out, ...(c.id ? { id: c.id } : {}), ...(c.model ? { model: c.model } : {}), quiet: c.quiet, signal: stop.signal, connectTimeoutMs: connectTimeout(v) });
+    const reconnectTimeoutMs = num(v, 'reconnect-timeout', 1, 1e7) * 1000;
+    const r = await l.collectCampaign({ queue: c.queue, out: c.out, ...(c.id ? { id: c.id } : {}), ...(c.model ? { model: c.model } : {}), quiet: c.quiet, signal: stop.signal, connectTimeoutMs: connectTimeout(v), reconnectTimeoutMs });
     id = r.id;
     if (!r.complete) return 130;
     if (flag(v, 'json')) process.stdout.write(JSON.stringify({ id: r.id, settings: r.settings, ran: r.ran, skipped: r.skipped, duplicates: r.duplicates, reenqueued: r.reenqueued, byWorker: r.byWorker, summary: r.rows }, null, 2) + '\n');
@@ -189,6 +192,7 @@ export const campaignCollectCommand: CommandSpec = {
     queue: { type: 'string', arg: '<url>', description: 'Redis URL (required)' },
     out: { type: 'string', arg: '<file>', description: 'results file (.jsonl) (required)' },
     model: { type: 'string', arg: '<file>', description: 'the model file, to upload again if Redis lost the campaign (default: the path in the header)' },
+    'reconnect-timeout': { type: 'string', arg: '<s>', description: 'give up when Redis stays unreachable this long (rerun to resume)', default: '300' },
     json: { type: 'boolean', description: 'print the summary as JSON' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress output' },
     'connect-timeout': { type: 'string', arg: '<s>', description: 'seconds to reach Redis before giving up', default: '10' },
