@@ -6,8 +6,11 @@ import { trainCommand } from './train';
 import { evalCommand } from './eval';
 import { exportCommand, injectCommand, summaryCommand } from './campaign';
 import { dataFetchCommand, dataInfoCommand } from './data';
+import { landscapeCommand } from './landscape';
+import { reportCommand } from './report';
+import { reproduceCommand } from './reproduce';
 import { importCommand } from './import';
 import { campaignCancelCommand, campaignCollectCommand, campaignStatusCommand, workerCommand } from './queue';
 
 /** Every CLI command, in help order (a two-word command before the one-word command it starts with). */
-export const commands: CommandSpec[] = [trainCommand, evalCommand, importCommand, exportCommand, injectCommand, summaryCommand, workerCommand, campaignStatusCommand, campaignCollectCommand, campaignCancelCommand, dataFetchCommand, dataInfoCommand, benchKernelsCommand, benchCommand, infoCommand];
+export const commands: CommandSpec[] = [trainCommand, evalCommand, importCommand, exportCommand, injectCommand, summaryCommand, workerCommand, campaignStatusCommand, campaignCollectCommand, campaignCancelCommand, landscapeCommand, reportCommand, reproduceCommand, dataFetchCommand, dataInfoCommand, benchKernelsCommand, benchCommand, infoCommand];

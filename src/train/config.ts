@@ -29,6 +29,8 @@ export interface TrainConfig {
   /** SAQ neighbourhood size; 0 = conventional training. */
   saqRho: number;
   saqIncludeBn: boolean;
+  /** SAQ: rho ramps linearly from 0 over the first this-many epochs (0 = off, the paper's recipe). */
+  saqWarmup: number;
   seed: number;
   /** Images held out from the end of the training set for validation. */
   valSize: number;
@@ -68,6 +70,7 @@ export function defaultConfig(arch: Arch = 'lenet5'): TrainConfig {
     actL1: [0],
     saqRho: 0,
     saqIncludeBn: false,
+    saqWarmup: 0,
     seed: 1,
     valSize: 5000,
     augment: !lenet,
@@ -99,6 +102,8 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   nonneg('lr', c.lr);
   nonneg('weightDecay', c.weightDecay);
   nonneg('saqRho', c.saqRho);
+  if (c.saqWarmup === undefined) c.saqWarmup = 0; // checkpoints written before the option existed
+  nonneg('saqWarmup', c.saqWarmup);
   if (!(c.momentum >= 0 && c.momentum < 1)) fail(`momentum must be in [0, 1), got ${c.momentum}`);
   if (!(c.gamma > 0 && c.gamma <= 1)) fail(`gamma must be in (0, 1], got ${c.gamma}`);
   if (!['cosine', 'step', 'constant'].includes(c.schedule)) fail(`schedule must be cosine, step or constant, got '${c.schedule}'`);

@@ -8,6 +8,7 @@ import type { TrainConfig } from './config';
 import { validateConfig } from './config';
 import { type EpochRecord, loadCheckpoint, resumeTrainer, saveCheckpoint } from './checkpoint';
 import { evaluate, type EvalResult, type EpochStats, type ImageSet, Trainer } from './trainer';
+import { type CollapseFlag, detectCollapse } from './collapse';
 
 export interface TrainRunOptions {
   out: string;
@@ -50,6 +51,8 @@ export interface TrainRunResult {
   history: EpochRecord[];
   epochs: (EpochStats & { val?: EvalResult })[];
   test?: EvalResult;
+  /** Epochs flagged by collapse detection (DESIGN §3), this run and any earlier part of it; empty when none. */
+  collapse: CollapseFlag[];
   seconds: number;
   /** The optimiser steps done when maxSteps stopped the run before its last epoch ended. */
   stoppedAtStep?: number;
@@ -117,6 +120,13 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
     bar.finish(`loss ${st.loss.toFixed(4)} acc ${(100 * st.accuracy).toFixed(2)}% sparsity ${(100 * st.sparsity).toFixed(1)}%` + (v ? ` | val acc ${(100 * v.accuracy).toFixed(2)}%` : ''));
     const rec: EpochRecord = { epoch: st.epoch, trainLoss: st.loss, trainAccuracy: st.accuracy, trainSparsity: st.sparsity };
     if (v) { rec.valAccuracy = v.accuracy; rec.valLoss = v.loss; rec.valSparsity = v.sparsity; }
+    const flagged = detectCollapse(v
+      ? { epoch: st.epoch, accuracy: v.accuracy, loss: v.loss, perLayerSparsity: v.perLayerSparsity, numClasses: trainer.model.graph.numClasses, on: 'validation' }
+      : { epoch: st.epoch, accuracy: st.accuracy, loss: st.loss, perLayerSparsity: st.perLayerSparsity, numClasses: trainer.model.graph.numClasses, on: 'training' });
+    if (flagged) {
+      rec.collapse = flagged;
+      process.stderr.write(`flatenn: warning: ${o.out}: ${flagged.message}\n`);
+    }
     history.push(rec);
     await saveCheckpoint(o.out, trainer, history);
     fs.appendFileSync(logPath, JSON.stringify({ ...rec, seconds: st.seconds, imagesPerSecond: st.imagesPerSecond, time: new Date().toISOString() }) + '\n');
@@ -126,5 +136,6 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
   }
   let test: EvalResult | undefined;
   if (testSet) test = evaluate(trainer.model, testSet);
-  return { config: cfg, checkpoint: o.out, history, epochs, ...(test ? { test } : {}), seconds: (Date.now() - t0) / 1000, ...(stoppedAtStep !== undefined ? { stoppedAtStep } : {}) };
+  const collapse = history.flatMap((h) => (h.collapse ? [h.collapse] : []));
+  return { config: cfg, checkpoint: o.out, history, epochs, ...(test ? { test } : {}), collapse, seconds: (Date.now() - t0) / 1000, ...(stoppedAtStep !== undefined ? { stoppedAtStep } : {}) };
 }
