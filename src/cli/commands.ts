@@ -10,6 +10,7 @@ import { landscapeCommand } from './landscape';
 import { reportCommand } from './report';
 import { reproduceCommand } from './reproduce';
 import { importCommand } from './import';
+import { campaignCancelCommand, campaignCollectCommand, campaignStatusCommand, workerCommand } from './queue';
 
 /** Every CLI command, in help order (a two-word command before the one-word command it starts with). */
-export const commands: CommandSpec[] = [trainCommand, evalCommand, importCommand, exportCommand, injectCommand, summaryCommand, landscapeCommand, reportCommand, reproduceCommand, dataFetchCommand, dataInfoCommand, benchKernelsCommand, benchCommand, infoCommand];
+export const commands: CommandSpec[] = [trainCommand, evalCommand, importCommand, exportCommand, injectCommand, summaryCommand, workerCommand, campaignStatusCommand, campaignCollectCommand, campaignCancelCommand, landscapeCommand, reportCommand, reproduceCommand, dataFetchCommand, dataInfoCommand, benchKernelsCommand, benchCommand, infoCommand];
