@@ -2,12 +2,28 @@
 // prebuildify has no cmake-js backend: it runs `<node-gyp> rebuild --target=V
 // --devdir=D --arch=A --release`. cmake-js reads --target as a CMake target
 // name, so translate the node-gyp style arguments and build with cmake-js.
+//
+// prebuildify MOVES build/Release/flatenn.node into prebuilds/, so it runs only
+// in the staging copy made by scripts/prebuild.js (`npm run prebuilds`), never
+// in a working tree. `compile` (not `rebuild`) keeps that copy incremental.
 'use strict';
 const { spawnSync } = require('node:child_process');
-const out = ['rebuild'];
+
+if (process.env.FLATENN_PREBUILD_STAGE !== '1') {
+  console.error("flatenn: run 'npm run prebuilds' (it runs prebuildify in a staging copy under build-prebuild/); " +
+    'prebuildify in the working tree would move build/Release/flatenn.node away.');
+  process.exit(2);
+}
+const out = ['compile'];
+let arch = process.arch;
 for (const a of process.argv.slice(2)) {
-  if (a.startsWith('--arch=')) out.push('--arch', a.slice(7));
+  if (a.startsWith('--arch=')) arch = a.slice(7);
   else if (a === '--debug') out.push('--debug');
+}
+if (arch !== process.arch) {
+  // x86-64 only for now (README, "Install"): the kernels' x86 SIMD code is not separated from the scalar code.
+  console.error(`flatenn: cross builds (${process.arch} -> ${arch}) are not supported`);
+  process.exit(2);
 }
 const bin = require.resolve('cmake-js/bin/cmake-js');
 const r = spawnSync(process.execPath, [bin, ...out], { stdio: 'inherit' });

@@ -4,6 +4,11 @@ import * as path from 'node:path';
 import { packageRoot } from '../native/binding';
 import { flag, str, type CommandSpec } from './args';
 
+/** The benchmarks ship only in a source checkout; an installed package has no `bench` command. */
+export function benchAvailable(): boolean {
+  return fs.existsSync(path.join(packageRoot, 'dist', 'bench', 'run.js'));
+}
+
 export const benchCommand: CommandSpec = {
   name: 'bench',
   summary: 'Run the benchmarks (kernels, training and campaigns beside PyTorch); writes bench/results/latest.json.',

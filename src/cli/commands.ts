@@ -1,10 +1,10 @@
 import type { CommandSpec } from './args';
 import { infoCommand } from './info';
-import { benchCommand } from './bench';
+import { benchAvailable, benchCommand } from './bench';
 import { trainCommand } from './train';
 import { evalCommand } from './eval';
 import { exportCommand, injectCommand, summaryCommand } from './campaign';
 import { dataFetchCommand, dataInfoCommand } from './data';
 
 /** Every CLI command, in help order. */
-export const commands: CommandSpec[] = [trainCommand, evalCommand, exportCommand, injectCommand, summaryCommand, dataFetchCommand, dataInfoCommand, benchCommand, infoCommand];
+export const commands: CommandSpec[] = [trainCommand, evalCommand, exportCommand, injectCommand, summaryCommand, dataFetchCommand, dataInfoCommand, ...(benchAvailable() ? [benchCommand] : []), infoCommand];
