@@ -8,6 +8,7 @@
 // in a working tree. `compile` (not `rebuild`) keeps that copy incremental.
 'use strict';
 const { spawnSync } = require('node:child_process');
+const path = require('node:path');
 
 if (process.env.FLATENN_PREBUILD_STAGE !== '1') {
   console.error("flatenn: run 'npm run prebuilds' (it runs prebuildify in a staging copy under build-prebuild/); " +
@@ -21,9 +22,13 @@ for (const a of process.argv.slice(2)) {
   else if (a === '--debug') out.push('--debug');
 }
 if (arch !== process.arch) {
-  // x86-64 only for now (README, "Install"): the kernels' x86 SIMD code is not separated from the scalar code.
-  console.error(`flatenn: cross builds (${process.arch} -> ${arch}) are not supported`);
-  process.exit(2);
+  if (arch === 'arm64' && process.arch === 'x64') {
+    // Debian's cross toolchain: apt-get install g++-aarch64-linux-gnu
+    out.push('--CDCMAKE_TOOLCHAIN_FILE=' + path.join(__dirname, '..', 'cmake', 'aarch64-linux-gnu.cmake'));
+  } else {
+    console.error(`flatenn: no cross toolchain set up for ${process.arch} -> ${arch}`);
+    process.exit(2);
+  }
 }
 const bin = require.resolve('cmake-js/bin/cmake-js');
 const r = spawnSync(process.execPath, [bin, ...out], { stdio: 'inherit' });

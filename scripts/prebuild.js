@@ -2,13 +2,15 @@
 // Release helper (repo only, not shipped): builds the prebuilt addon that `npm pack` ships.
 //
 //   node scripts/prebuild.js                 sync a staging copy, run `npm run prebuildify` there,
-//                                            check its glibc floor, copy prebuilds/ into this tree
+//                                            check its glibc floor, copy prebuilds/ into this tree;
+//                                            x64, plus arm64 when aarch64-linux-gnu-g++ is installed
+//   node scripts/prebuild.js --arch arm64    one architecture only (x64 or arm64, cross-compiled)
 //   node scripts/prebuild.js --pack <dir>    also `npm pack` the staging copy into <dir> (prints the path)
 //   node scripts/prebuild.js --no-copy       leave this tree's prebuilds/ alone
 //   node scripts/prebuild.js --check <file>  only print the GLIBC/GLIBCXX versions <file> requires
 //
 // prebuildify moves build/Release/flatenn.node into prebuilds/, so it never runs in the working
-// tree: the staging copy (build-prebuild/stage, git-ignored) gets the tracked and untracked
+// tree: the staging copy (build-prebuild/stage-<arch>, git-ignored) gets the tracked and untracked
 // non-ignored files, a link to node_modules, and keeps its own CMake build for incremental builds.
 // The prepack script runs this, so `npm pack` / `npm publish` always ship a fresh prebuild.
 'use strict';
@@ -73,6 +75,35 @@ function syncStage(stage) {
   if (!fs.existsSync(nm)) fs.symlinkSync(path.join(root, 'node_modules'), nm, 'dir');
 }
 
+/** Runs prebuildify for `arch` in its staging copy; returns the staging folder. */
+function buildArch(arch, argv) {
+  const stage = path.join(root, 'build-prebuild', `stage-${arch}`);
+  fs.mkdirSync(stage, { recursive: true });
+  syncStage(stage);
+  const env = { ...process.env, FLATENN_PREBUILD_STAGE: '1', PREBUILD_ARCH: arch };
+  if (arch === 'arm64') env.PREBUILD_STRIP_BIN = 'aarch64-linux-gnu-strip';
+  fs.rmSync(path.join(stage, 'prebuilds'), { recursive: true, force: true });
+  run('npm', ['run', '--silent', 'prebuildify'], { cwd: stage, env });
+
+  const dir = path.join(stage, 'prebuilds', `linux-${arch}`);
+  const built = fs.readdirSync(dir).filter((f) => f.endsWith('.node'));
+  if (built.length !== 1) { console.error(`prebuild: expected one .node in ${dir}, found ${built.join(', ') || 'none'}`); process.exit(1); }
+  const req = requiredVersions(path.join(dir, built[0]));
+  console.log(`prebuild: prebuilds/linux-${arch}/${built[0]} needs GLIBC ${req.glibc}, GLIBCXX ${req.glibcxx ?? 'none'}, libraries ${req.needed.join(' ')}`);
+  if (req.glibcxx !== null || req.cxxabi !== null) { console.error('prebuild: the prebuild needs libstdc++ (it should link it statically)'); process.exit(1); }
+  if (req.glibc !== null && versionKey(req.glibc) > versionKey(GLIBC_MAX)) {
+    console.error(`prebuild: the prebuild needs GLIBC_${req.glibc} > ${GLIBC_MAX}; see native/compat/glibc_compat.cc`);
+    process.exit(1);
+  }
+  if (!argv.includes('--no-copy')) {
+    const dst = path.join(root, 'prebuilds', `linux-${arch}`);
+    fs.rmSync(dst, { recursive: true, force: true });
+    fs.mkdirSync(dst, { recursive: true });
+    fs.copyFileSync(path.join(dir, built[0]), path.join(dst, built[0]));
+  }
+  return stage;
+}
+
 function main() {
   const argv = process.argv.slice(2);
   const checkAt = argv.indexOf('--check');
@@ -87,30 +118,30 @@ function main() {
   const packDir = packAt >= 0 ? path.resolve(argv[packAt + 1] ?? '') : null;
   if (packAt >= 0 && !argv[packAt + 1]) { console.error('prebuild: --pack needs a folder'); process.exit(2); }
 
-  const stage = path.join(root, 'build-prebuild', 'stage');
-  fs.mkdirSync(stage, { recursive: true });
-  syncStage(stage);
-  const env = { ...process.env, FLATENN_PREBUILD_STAGE: '1' };
-  fs.rmSync(path.join(stage, 'prebuilds'), { recursive: true, force: true });
-  run('npm', ['run', '--silent', 'prebuildify'], { cwd: stage, env });
-
-  const dir = path.join(stage, 'prebuilds', `linux-${process.arch}`);
-  const built = fs.readdirSync(dir).filter((f) => f.endsWith('.node'));
-  if (built.length !== 1) { console.error(`prebuild: expected one .node in ${dir}, found ${built.join(', ') || 'none'}`); process.exit(1); }
-  const req = requiredVersions(path.join(dir, built[0]));
-  console.log(`prebuild: prebuilds/linux-${process.arch}/${built[0]} needs GLIBC ${req.glibc}, GLIBCXX ${req.glibcxx ?? 'none'}, libraries ${req.needed.join(' ')}`);
-  if (req.glibcxx !== null || req.cxxabi !== null) { console.error('prebuild: the prebuild needs libstdc++ (it should link it statically)'); process.exit(1); }
-  if (req.glibc !== null && versionKey(req.glibc) > versionKey(GLIBC_MAX)) {
-    console.error(`prebuild: the prebuild needs GLIBC_${req.glibc} > ${GLIBC_MAX}; see native/compat/glibc_compat.cc`);
-    process.exit(1);
+  const archAt = argv.indexOf('--arch');
+  let arches;
+  if (archAt >= 0) {
+    arches = [argv[archAt + 1]];
+    if (!['x64', 'arm64'].includes(arches[0])) { console.error('prebuild: --arch x64|arm64'); process.exit(2); }
+  } else {
+    arches = ['x64'];
+    if (spawnSync('sh', ['-c', 'command -v aarch64-linux-gnu-g++']).status === 0) arches.push('arm64');
+    else console.warn('prebuild: aarch64-linux-gnu-g++ not found: no linux-arm64 prebuild (apt-get install g++-aarch64-linux-gnu)');
   }
-  if (!argv.includes('--no-copy')) {
-    const dst = path.join(root, 'prebuilds', `linux-${process.arch}`);
-    fs.rmSync(dst, { recursive: true, force: true });
-    fs.mkdirSync(dst, { recursive: true });
-    fs.copyFileSync(path.join(dir, built[0]), path.join(dst, built[0]));
+  if (process.arch !== 'x64') { console.error('prebuild: run on x64 Linux (arm64 is cross-compiled)'); process.exit(1); }
+  let packStage = null;
+  for (const arch of arches) {
+    const stage = buildArch(arch, argv);
+    if (arch === 'x64') packStage = stage;
   }
   if (packDir) {
+    if (!packStage) { console.error('prebuild: --pack needs the x64 build'); process.exit(2); }
+    const stage = packStage;
+    // the tarball gets every prebuild made now (the x64 stage holds only its own)
+    for (const arch of arches.filter((a) => a !== 'x64')) {
+      const src = path.join(root, 'build-prebuild', `stage-${arch}`, 'prebuilds', `linux-${arch}`);
+      fs.cpSync(src, path.join(stage, 'prebuilds', `linux-${arch}`), { recursive: true });
+    }
     run(path.join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json'], { cwd: stage });
     fs.mkdirSync(packDir, { recursive: true });
     const r = spawnSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', packDir], { cwd: stage, encoding: 'utf8' });

@@ -9,6 +9,8 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v g++ >/dev/null || need_apt+=(g++)
 command -v ninja >/dev/null || need_apt+=(ninja-build)
 command -v qemu-x86_64 >/dev/null || need_apt+=(qemu-user)
+# arm64 prebuild (cross-compiled) and its smoke test under qemu-aarch64
+command -v aarch64-linux-gnu-g++ >/dev/null || need_apt+=(g++-aarch64-linux-gnu)
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || need_apt+=(dataset-fashion-mnist)
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need_apt+=(python3-numpy)
 if [ "${FLATENN_SETUP_TORCH:-0}" = 1 ]; then

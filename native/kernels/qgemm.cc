@@ -9,7 +9,12 @@
 //            vpmaddwd (exact: |255 * 128 * 2| < 2^31), never the saturating vpmaddubsw
 //   avx512 : AVX-512 VNNI, 8 channels x 16*MV rows (MV = 1..3) per tile, vpdpbusd
 //            (u8 x s8 with an exact int32 sum of 4 products), 24 zmm accumulators
+#include "flatenn/core.h"  // FL_X86
+#if FL_X86
 #include <immintrin.h>
+#else
+#include "sse2_portable.h"  // the SSE2 baseline code below
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -95,6 +100,7 @@ void panel_scalar(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const Qw
     }
 }
 
+#if FL_X86
 // ---- AVX2 -----------------------------------------------------------------------
 FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, int64_t* zeros) {
   const size_t valid = std::min<size_t>(8, M - m);
@@ -323,6 +329,7 @@ FL_VNNI double vnni_probe(uint64_t iters) {
   return double(iters) * 24 * 64;
 }
 
+#endif  // FL_X86
 #undef FL_AVX2
 #undef FL_VNNI
 
@@ -366,7 +373,7 @@ size_t elem_bytes(QOutMode m) { return m == QOutMode::Codes ? 1 : 4; }
 }  // namespace
 
 namespace kern {
-Kernel<QPanelFn> u8s8_qgemm_panel("u8s8_qgemm_panel", panel_scalar, panel_avx2, panel_avx512);
+Kernel<QPanelFn> u8s8_qgemm_panel("u8s8_qgemm_panel", panel_scalar, FL_X86_ONLY(panel_avx2), FL_X86_ONLY(panel_avx512));
 }
 
 bool qcode_table(float actScale, float levels, QCodeTable* out) {
@@ -407,8 +414,13 @@ bool qcode_table(float actScale, float levels, QCodeTable* out) {
 }
 
 double qgemm_peak_probe(uint64_t iters) {
+#if FL_X86
   if (!(best_isa() == Isa::Avx512 && cpu_features().avx512vnni)) return 0.0;
   return vnni_probe(iters);
+#else
+  (void)iters;
+  return 0.0;
+#endif
 }
 
 Isa qgemm_isa() {

@@ -19,7 +19,7 @@ export const infoCommand: CommandSpec = {
       `flatenn ${info.version} (${info.buildType} build, node ${info.node})`,
       `addon:     ${info.addonPath}`,
       `cpu:       ${c.brand || c.vendor}`,
-      `features:  ${feats.join(' ') || '(baseline x86-64 only)'}`,
+      `features:  ${feats.join(' ') || (process.arch === 'x64' ? '(baseline x86-64 only)' : `(none: ${process.arch}, scalar kernels only)`)}`,
       `os state:  ymm=${c.osYmm ? 'yes' : 'no'} zmm=${c.osZmm ? 'yes' : 'no'}`,
       `isa:       ${info.isa} (best available: ${info.bestIsa})`,
       `threads:   ${info.threads}`,

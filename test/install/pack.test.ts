@@ -60,6 +60,8 @@ test('tarball: LICENSE, prebuild, sources for every source map; no repo-only scr
   for (const f of ['LICENSE', 'package.json', 'README.md', 'CMakeLists.txt', 'prebuilds/linux-x64/flatenn.glibc.node', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js']) {
     assert.ok(set.has(f), `${f} is in the tarball`);
   }
+  const cross = sh('sh', ['-c', 'command -v aarch64-linux-gnu-g++']).code === 0;
+  if (cross) assert.ok(set.has('prebuilds/linux-arm64/flatenn.glibc.node'), 'arm64 prebuild shipped');
   for (const f of files) {
     assert.ok(!/^(scripts|test|bench|dist\/test|dist\/bench|build|build-[^/]*|node_modules)\//.test(f), `${f} should not be shipped`);
   }
@@ -78,7 +80,7 @@ test('tarball: LICENSE, prebuild, sources for every source map; no repo-only scr
   assert.equal(pkg.license, 'MIT');
   assert.match(fs.readFileSync(path.join(pkgDir, 'LICENSE'), 'utf8'), /MIT License/);
   assert.deepEqual(pkg.os, ['linux']);
-  assert.ok(Array.isArray(pkg.cpu) && (pkg.cpu as string[]).includes('x64'));
+  assert.deepEqual(pkg.cpu, ['x64', 'arm64']);
   assert.equal((pkg.scripts as Record<string, string>).install, 'node-gyp-build-test || cmake-js compile');
   assert.equal(pkg.repository, undefined, 'no repository URL (there is no public repository)');
 });
