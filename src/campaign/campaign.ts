@@ -6,7 +6,6 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { readDeployed } from '../deploy/format';
 import { loadDataset } from '../data/dataset';
-import { Progress } from '../util/progress';
 import { FAULT_TYPES, type FaultType, type RateUnit, type Sampling } from './faults';
 import { campaignJobs, targetsOf, type TrialJob } from './runner';
 import {
@@ -33,8 +32,11 @@ export interface CampaignOptions {
   dataDir?: string;
   /** Evaluate only the first n test images (quick runs); recorded in the settings. */
   limit?: number;
+  /** @deprecated The library never prints; kept so old callers compile. Progress goes to `onTrial`. */
   quiet?: boolean;
+  /** Called after each finished trial (already appended to `out`): `done` counts trials in the file, of `total`. */
   onTrial?: (r: TrialRecord, done: number, total: number) => void;
+  /** Cancels the campaign: the worker stops, finished trials stay in `out`; an already-aborted signal runs nothing. */
   signal?: AbortSignal;
 }
 
@@ -63,6 +65,7 @@ function validate(o: CampaignOptions): void {
 
 export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   validate(o);
+  o.signal?.throwIfAborted();
   const t0 = Date.now();
   const model = await readDeployed(o.model);
   const shard = o.shard ?? { index: 0, count: 1 };
@@ -126,21 +129,18 @@ async function runLocked(o: CampaignOptions, settings: CampaignSettings, header:
   const all = campaignJobs(settings, shard);
   const jobs = all.filter((j) => !done.has(trialKey(j)));
   const records = existing.slice();
-  const bar = new Progress({ label: 'trials', total: all.length, unit: 'trial', quiet: !!o.quiet });
   if (jobs.length > 0) {
     const writer = new ResultsWriter(o.out);
     try {
       await runInWorker(o, settings, jobs, (r) => {
         writer.write(r);
         records.push(r);
-        bar.update(records.length, `last ${r.fault}@${+(100 * r.rate).toPrecision(4)}% acc ${(100 * r.accuracy).toFixed(2)}%`);
         o.onTrial?.(r, records.length, all.length);
       });
       writer.sync();
     } finally {
       writer.close();
     }
-    bar.finish();
   }
   return { settings, records, rows: summaryRows(settings, records), ran: jobs.length, skipped: all.length - jobs.length, seconds: (Date.now() - t0) / 1000 };
 }
@@ -151,6 +151,7 @@ function runInWorker(o: CampaignOptions, settings: CampaignSettings, jobs: Trial
     let settled = false;
     const finish = (e?: Error) => { if (settled) return; settled = true; o.signal?.removeEventListener('abort', onAbort); if (e) reject(e); else resolve(); };
     const onAbort = () => { void w.terminate(); finish(new Error('campaign aborted')); };
+    if (o.signal?.aborted) { onAbort(); return; }
     o.signal?.addEventListener('abort', onAbort);
     w.on('message', (m: { kind: 'record'; record: TrialRecord } | { kind: 'done' } | { kind: 'error'; message: string }) => {
       if (settled) return;

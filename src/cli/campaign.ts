@@ -4,6 +4,8 @@ import { FAULT_TYPES, parseRate, type FaultType } from '../campaign/faults';
 import { formatPaired, formatSummary, mergeResults, pairedRows, readResults, summaryRows } from '../campaign/results';
 import { exportCheckpoint } from '../deploy/export';
 import { choice, flag, int, requireStr, str, UsageError, type CommandSpec } from './args';
+import type { TrialRecord } from '../campaign/results';
+import { Progress } from '../util/progress';
 
 export const exportCommand: CommandSpec = {
   name: 'export',
@@ -91,7 +93,7 @@ export const injectCommand: CommandSpec = {
     if ([byLayer, byBit, ft !== undefined].filter(Boolean).length > 1) throw new UsageError('--by-layer, --by-bit and --fault-targets exclude each other');
     const limit = v.limit !== undefined ? int(v, 'limit', 1, 1e9) : undefined;
     const dataDir = str(v, 'data-dir');
-    const r = await runCampaign({ model, faults, rates, trials, out, seed, sampling, rateUnit, targets, byLayer, byBit, shard, quiet: flag(v, 'quiet'), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) });
+    const r = await runCampaign({ model, faults, rates, trials, out, seed, sampling, rateUnit, targets, byLayer, byBit, shard, onTrial: trialBar(flag(v, 'quiet')), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) });
     if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: r.settings, ran: r.ran, skipped: r.skipped, summary: r.rows }, null, 2) + '\n');
     else process.stdout.write(`${r.ran} trials run, ${r.skipped} already in ${out} (${r.seconds.toFixed(1)} s)\n${formatSummary(r.rows)}\n`);
     return 0;
@@ -128,3 +130,15 @@ export const summaryCommand: CommandSpec = {
     return 0;
   },
 };
+
+/** The CLI's drawing of runCampaign's progress; the rate counts only trials run now (not those a resumed file held). */
+export function trialBar(quiet: boolean, stream?: NodeJS.WriteStream): (r: TrialRecord, done: number, total: number) => void {
+  let bar: Progress | null = null;
+  return (r, done, total) => {
+    if (quiet) return;
+    bar ??= new Progress({ label: 'trials', total, unit: 'trial', initial: done, ...(stream ? { stream } : {}) });
+    const info = `last ${r.fault}@${+(100 * r.rate).toPrecision(4)}% acc ${(100 * r.accuracy).toFixed(2)}%`;
+    if (done >= total) bar.finish(info);
+    else bar.update(done, info);
+  };
+}

@@ -1,7 +1,8 @@
 import * as path from 'node:path';
 import { ARCHS, type Arch } from '../nn/graph';
 import { DATASETS, defaultConfig, type TrainConfig } from '../train/config';
-import { trainModel } from '../train/run';
+import { trainModel, type TrainProgress } from '../train/run';
+import { Progress } from '../util/progress';
 import { choice, explicitOptions, flag, int, num, parseNumber, str, UsageError, type CommandSpec, type Values } from './args';
 
 const TRAIN_FLAGS = ['arch', 'dataset', 'epochs', 'batch-size', 'lr', 'schedule', 'milestones', 'gamma', 'momentum', 'nesterov', 'weight-decay', 'weight-bits', 'act-bits', 'per-channel', 'first-last-bits', 'act-l1', 'saq-rho', 'saq-include-bn', 'seed', 'val-size', 'augment', 'no-augment', 'limit-train'];
@@ -93,7 +94,7 @@ export const trainCommand: CommandSpec = {
     }
     const quiet = flag(v, 'quiet');
     const dataDir = str(v, 'data-dir');
-    const r = await trainModel(cfg, { out: path.resolve(out), resume, quiet, ...(dataDir ? { dataDir } : {}) });
+    const r = await trainModel(cfg, { out: path.resolve(out), resume, onProgress: trainBars(quiet), ...(dataDir ? { dataDir } : {}) });
     if (flag(v, 'json')) {
       process.stdout.write(JSON.stringify({ checkpoint: r.checkpoint, config: r.config, history: r.history, test: r.test && { accuracy: r.test.accuracy, loss: r.test.loss, sparsity: r.test.sparsity, sparsityWeighted: r.test.sparsityWeighted, perLayerSparsity: r.test.perLayerSparsity }, seconds: r.seconds }, null, 2) + '\n');
     } else if (r.test) {
@@ -102,3 +103,24 @@ export const trainCommand: CommandSpec = {
     return 0;
   },
 };
+
+/** The CLI's drawing of trainModel's progress: a bar per epoch (a line every ~10 s off a terminal) ending with the validation accuracy. */
+export function trainBars(quiet: boolean, stream?: NodeJS.WriteStream): (p: TrainProgress) => void {
+  let bar: Progress | null = null;
+  let barEpoch = 0;
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  return (p) => {
+    if (quiet) return;
+    if (p.kind === 'batch') {
+      if (!bar || barEpoch !== p.epoch) {
+        bar = new Progress({ label: `epoch ${p.epoch}/${p.epochs}`, total: p.total, unit: 'img', ...(stream ? { stream } : {}) });
+        barEpoch = p.epoch;
+      }
+      bar.update(p.done, `loss ${p.loss.toFixed(4)} acc ${pct(p.accuracy)} sparsity ${(100 * p.sparsity).toFixed(1)}%`);
+    } else if (p.kind === 'epoch') {
+      const st = p.stats;
+      bar?.finish(`loss ${st.loss.toFixed(4)} acc ${pct(st.accuracy)} sparsity ${(100 * st.sparsity).toFixed(1)}%` + (st.val ? ` | val acc ${pct(st.val.accuracy)}` : ''));
+      bar = null;
+    }
+  };
+}

@@ -2,21 +2,43 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadDataset } from '../data/dataset';
-import { Progress } from '../util/progress';
 import type { TrainConfig } from './config';
 import { validateConfig } from './config';
 import { type EpochRecord, loadCheckpoint, resumeTrainer, saveCheckpoint } from './checkpoint';
 import { evaluate, type EvalResult, type EpochStats, type ImageSet, Trainer } from './trainer';
 
+/** A progress event of {@link trainModel} (the library prints nothing; the CLI draws these as bars/lines). */
+export type TrainProgress =
+  /** After each training batch: images done in this epoch and running means. */
+  | { kind: 'batch'; epoch: number; epochs: number; done: number; total: number; loss: number; accuracy: number; sparsity: number }
+  /** During the end-of-epoch validation / final test evaluation: images evaluated so far. */
+  | { kind: 'eval'; split: 'val' | 'test'; epoch: number; epochs: number; done: number; total: number }
+  /** An epoch ended and its checkpoint was written; `stats.val` is the validation result (when valSize > 0). */
+  | { kind: 'epoch'; epoch: number; epochs: number; stats: EpochStats & { val?: EvalResult } };
+
 export interface TrainRunOptions {
+  /** Checkpoint path (.safetensors), rewritten atomically after every epoch; the epoch log goes beside it (.log.jsonl). */
   out: string;
+  /** Dataset folder (default: the standard search, see `flatenn data info`). */
   dataDir?: string;
+  /** Continue the checkpoint at `out` with its own settings (default false). */
   resume?: boolean;
+  /** @deprecated The library never prints; kept so old callers compile. Progress goes to `onProgress`. */
   quiet?: boolean;
+  /** Progress events (default: none). Called on the event-loop thread between work slices. */
+  onProgress?: (p: TrainProgress) => void;
   /** Called after each epoch with its stats (after the checkpoint is written). */
   onEpoch?: (s: EpochStats & { val?: EvalResult }) => void;
   /** Evaluate on the test set at the end (default true). */
   testAtEnd?: boolean;
+  /**
+   * Cancels the run: it stops between two batches (or evaluation slices) and rejects with the signal's reason.
+   * The checkpoint keeps the last completed epoch (it is only ever replaced atomically); an already-aborted
+   * signal rejects before anything is read or written.
+   */
+  signal?: AbortSignal;
+  /** Longest stretch of work (ms) between two yields to the event loop (default 50). One batch is never split. */
+  sliceMs?: number;
 }
 
 export interface TrainRunResult {
@@ -36,8 +58,40 @@ function splitTrainVal(full: ImageSet, valSize: number): { train: ImageSet; val:
   return { train: part(0, n), val: part(n, full.count) };
 }
 
-/** Trains (or resumes) and writes a checkpoint after every epoch. */
+/**
+ * Evaluates in slices of `chunk` images, yielding to the event loop between slices (at most every `sliceMs`).
+ * Same figures as `evaluate()` over the whole set (counts exact; means merged weighted by slice size).
+ */
+export async function evaluateAsync(model: Trainer['model'], set: ImageSet, o: { sliceMs?: number; chunk?: number; signal?: AbortSignal; onSlice?: (done: number, total: number) => void } = {}): Promise<EvalResult> {
+  const chunk = o.chunk ?? 100, sliceMs = o.sliceMs ?? 50;
+  const n = set.count;
+  const predictions = new Uint8Array(n);
+  let correct = 0, lossSum = 0, spSum = 0, spwSum = 0;
+  let perLayer: number[] = [];
+  let last = Date.now();
+  for (let b = 0; b < n; b += chunk) {
+    o.signal?.throwIfAborted();
+    const e = Math.min(n, b + chunk), m = e - b;
+    const r = evaluate(model, set, { start: b, end: e, batchSize: chunk });
+    correct += Math.round(r.accuracy * m); lossSum += r.loss * m; spSum += r.sparsity * m; spwSum += r.sparsityWeighted * m;
+    if (perLayer.length === 0) perLayer = r.perLayerSparsity.map(() => 0);
+    r.perLayerSparsity.forEach((v, i) => { perLayer[i]! += v * m; });
+    predictions.set(r.predictions, b);
+    o.onSlice?.(e, n);
+    if (Date.now() - last >= sliceMs) { await new Promise((res) => setImmediate(res)); last = Date.now(); }
+  }
+  return {
+    accuracy: correct / n, loss: lossSum / n, sparsity: spSum / n, sparsityWeighted: spwSum / n,
+    perLayerSparsity: perLayer.map((v) => v / n), count: n, predictions,
+  };
+}
+
+/**
+ * Trains (or resumes) and writes a checkpoint after every epoch. Runs on the calling thread but yields to the
+ * event loop between batches and evaluation slices (see `sliceMs`); prints nothing (see `onProgress`).
+ */
 export async function trainModel(config: TrainConfig | null, o: TrainRunOptions): Promise<TrainRunResult> {
+  o.signal?.throwIfAborted();
   const t0 = Date.now();
   let cfg: TrainConfig;
   let trainer: Trainer;
@@ -61,11 +115,17 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
   }
   fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
   const epochs: (EpochStats & { val?: EvalResult })[] = [];
+  const sliceMs = o.sliceMs ?? 50;
   while (trainer.epoch < cfg.epochs) {
-    const bar = new Progress({ label: `epoch ${trainer.epoch + 1}/${cfg.epochs}`, total: trainer.trainIndex.length, unit: 'img', quiet: !!o.quiet });
-    const st = await trainer.runEpochAsync((done, _total, s) => bar.update(done, `loss ${s.loss.toFixed(4)} acc ${(100 * s.acc).toFixed(2)}% sparsity ${(100 * s.sparsity).toFixed(1)}%`));
-    const v = val ? evaluate(trainer.model, val) : undefined;
-    bar.finish(`loss ${st.loss.toFixed(4)} acc ${(100 * st.accuracy).toFixed(2)}% sparsity ${(100 * st.sparsity).toFixed(1)}%` + (v ? ` | val acc ${(100 * v.accuracy).toFixed(2)}%` : ''));
+    o.signal?.throwIfAborted();
+    const epoch = trainer.epoch + 1;
+    const st = await trainer.runEpochAsync((done, total, s) => {
+      o.signal?.throwIfAborted(); // unwinds out of the epoch: nothing of it is saved
+      o.onProgress?.({ kind: 'batch', epoch, epochs: cfg.epochs, done, total, loss: s.loss, accuracy: s.acc, sparsity: s.sparsity });
+    }, sliceMs);
+    const v = val
+      ? await evaluateAsync(trainer.model, val, { sliceMs, ...(o.signal ? { signal: o.signal } : {}), onSlice: (done, total) => o.onProgress?.({ kind: 'eval', split: 'val', epoch, epochs: cfg.epochs, done, total }) })
+      : undefined;
     const rec: EpochRecord = { epoch: st.epoch, trainLoss: st.loss, trainAccuracy: st.accuracy, trainSparsity: st.sparsity };
     if (v) { rec.valAccuracy = v.accuracy; rec.valLoss = v.loss; rec.valSparsity = v.sparsity; }
     history.push(rec);
@@ -73,12 +133,13 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
     fs.appendFileSync(logPath, JSON.stringify({ ...rec, seconds: st.seconds, imagesPerSecond: st.imagesPerSecond, time: new Date().toISOString() }) + '\n');
     const full = v ? { ...st, val: v } : st;
     epochs.push(full);
+    o.onProgress?.({ kind: 'epoch', epoch, epochs: cfg.epochs, stats: full });
     o.onEpoch?.(full);
   }
   let test: EvalResult | undefined;
   if (o.testAtEnd !== false) {
     const ts = await loadDataset(cfg.dataset, 'test', o.dataDir ? { dataDir: o.dataDir } : {});
-    test = evaluate(trainer.model, ts);
+    test = await evaluateAsync(trainer.model, ts, { sliceMs, ...(o.signal ? { signal: o.signal } : {}), onSlice: (done, total) => o.onProgress?.({ kind: 'eval', split: 'test', epoch: trainer.epoch, epochs: cfg.epochs, done, total }) });
   }
   return { config: cfg, checkpoint: o.out, history, epochs, ...(test ? { test } : {}), seconds: (Date.now() - t0) / 1000 };
 }
