@@ -14,6 +14,8 @@ export interface OptionSpec {
   multiple?: boolean;
   /** Shown in help, e.g. '<n>' */
   arg?: string;
+  /** Marked "(required)" in help (the command itself checks it). */
+  required?: boolean;
 }
 
 export type Values = Record<string, string | boolean | string[] | undefined>;
@@ -25,6 +27,10 @@ export interface CommandSpec {
   options: Record<string, OptionSpec>;
   /** Allow positional arguments (named in usage). */
   positionals?: boolean;
+  /** Which of COMMON_OPTIONS (--threads, --isa) mean something for this command (default: both). */
+  common?: ('threads' | 'isa')[];
+  /** Example command lines, shown by --help. */
+  examples?: string[];
   run(values: Values, positionals: string[]): Promise<number | void> | number | void;
 }
 
@@ -34,16 +40,26 @@ export const COMMON_OPTIONS: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h', description: 'show this help' },
 };
 
+/** The options a command accepts: its own, the common ones that apply to it, and --help. */
+export function commandOptions(cmd: CommandSpec): Record<string, OptionSpec> {
+  const common = cmd.common ?? ['threads', 'isa'];
+  const out: Record<string, OptionSpec> = { ...cmd.options };
+  for (const [k, o] of Object.entries(COMMON_OPTIONS)) if (k === 'help' || (common as string[]).includes(k)) out[k] = o;
+  return out;
+}
+
 export function helpText(cmd: CommandSpec): string {
-  const opts = { ...cmd.options, ...COMMON_OPTIONS };
+  const opts = commandOptions(cmd);
   const lines = [`Usage: ${cmd.usage}`, '', cmd.summary, '', 'Options:'];
-  const rows = Object.entries(opts).map(([k, o]) => {
+  const entries = Object.entries(opts).sort(([, a], [, b]) => Number(!!b.required) - Number(!!a.required));
+  const rows = entries.map(([k, o]) => {
     const flag = `${o.short ? `-${o.short}, ` : '    '}--${k}${o.type === 'string' ? ' ' + (o.arg ?? '<value>') : ''}`;
     const def = o.default !== undefined && o.default !== false ? ` (default: ${String(o.default)})` : '';
-    return [flag, o.description + def] as const;
+    return [flag, (o.required ? '(required) ' : '') + o.description + def] as const;
   });
   const w = Math.max(...rows.map((r) => r[0].length)) + 2;
   for (const [f, d] of rows) lines.push(`  ${f.padEnd(w)}${d}`);
+  if (cmd.examples?.length) lines.push('', 'Examples:', ...cmd.examples.map((e) => `  ${e}`));
   return lines.join('\n');
 }
 
@@ -54,7 +70,7 @@ export function explicitOptions(values: Values): string[] {
 }
 
 export function parseCommand(cmd: CommandSpec, argv: string[]): { values: Values; positionals: string[] } {
-  const all = { ...cmd.options, ...COMMON_OPTIONS };
+  const all = commandOptions(cmd);
   const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string | boolean }> = {};
   for (const [k, o] of Object.entries(all)) {
     options[k] = { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}) };

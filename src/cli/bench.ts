@@ -13,6 +13,7 @@ export const benchCommand: CommandSpec = {
   name: 'bench',
   summary: 'Run the benchmarks (kernels, training and campaigns beside PyTorch); writes bench/results/latest.json.',
   usage: 'flatenn bench [--quick] [--only gemm,qgemm,train,campaign] [--no-torch] [--out file.json]',
+  examples: ['flatenn bench --quick --no-torch'],
   options: {
     quick: { type: 'boolean', description: 'a short version' },
     only: { type: 'string', arg: '<list>', description: 'run only these modules' },

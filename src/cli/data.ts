@@ -53,6 +53,8 @@ export const dataFetchCommand: CommandSpec = {
     'Download a dataset\'s official files (md5-checked) into the user cache folder ($XDG_CACHE_HOME/flatenn, else ~/.cache/flatenn).\n' +
     'FashionMNIST can also come from Debian: apt-get install dataset-fashion-mnist.',
   usage: 'flatenn data fetch <fashion-mnist|cifar10> [--out <dir>] [--mirror <base-url>] [--checksums <file>] [--timeout <s>]',
+  common: [],
+  examples: ['flatenn data fetch cifar10', 'HTTPS_PROXY=http://proxy:3128 flatenn data fetch fashion-mnist --out ~/data/fashion-mnist'],
   positionals: true,
   options: {
     out: { type: 'string', arg: '<dir>', description: 'folder to download into (default: the user cache folder for the dataset)' },
@@ -83,6 +85,8 @@ export const dataInfoCommand: CommandSpec = {
   name: 'data info',
   summary: 'Show where each dataset is found, its image and per-class counts (loading and checking every file).',
   usage: 'flatenn data info [fashion-mnist|cifar10] [--data-dir <dir>] [--json]',
+  common: [],
+  examples: ['flatenn data info', 'flatenn data info cifar10 --json'],
   positionals: true,
   options: {
     'data-dir': { type: 'string', arg: '<dir>', description: 'look only in this folder (default: FLATENN_DATA, then the standard places)' },

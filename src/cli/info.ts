@@ -5,6 +5,7 @@ export const infoCommand: CommandSpec = {
   name: 'info',
   summary: 'Print the version, CPU features, the ISA chosen per kernel, the thread count and the build type.',
   usage: 'flatenn info [--json] [--isa <isa>] [--threads <n>]',
+  examples: ['flatenn info', 'flatenn info --isa avx2 --json'],
   options: { json: { type: 'boolean', description: 'print as JSON' } },
   run(values) {
     const info = engineInfo();

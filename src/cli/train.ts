@@ -49,6 +49,12 @@ export const trainCommand: CommandSpec = {
   name: 'train',
   summary: 'Train a quantised model (standard QAT, activation-sparse with --act-l1, SAQ with --saq-rho); a checkpoint after every epoch.',
   usage: 'flatenn train [--arch lenet5] [--dataset fashion-mnist] [--epochs 20] [--act-l1 3e-5] [--saq-rho 0.1] --out run.safetensors',
+  examples: [
+    'flatenn train --out runs/qat.safetensors',
+    'flatenn train --act-l1 3e-5 --saq-rho 0.1 --out runs/saq.safetensors',
+    'flatenn train --arch resnet18 --dataset cifar10 --epochs 60 --out runs/r18.safetensors',
+    'flatenn train --resume --out runs/qat.safetensors   # continue an interrupted run',
+  ],
   options: {
     arch: { type: 'string', arg: '<arch>', description: `architecture: ${ARCHS.join(', ')}`, default: 'lenet5' },
     dataset: { type: 'string', arg: '<name>', description: `dataset: ${DATASETS.join(', ')} (default: fashion-mnist for lenet5, cifar10 for resnet18)` },
@@ -74,7 +80,7 @@ export const trainCommand: CommandSpec = {
     'no-augment': { type: 'boolean', description: 'no augmentation' },
     'limit-train': { type: 'string', arg: '<n>', description: 'use only the first n training images (quick runs)' },
     'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder (else FLATENN_DATA, then standard places)' },
-    out: { type: 'string', arg: '<file>', description: 'checkpoint path (.safetensors); a JSON-lines log goes beside it' },
+    out: { type: 'string', arg: '<file>', description: 'checkpoint path (.safetensors); a JSON-lines log goes beside it', required: true },
     resume: { type: 'boolean', description: 'continue the run saved at --out (its settings are used; give no training flags)' },
     json: { type: 'boolean', description: 'print the final result as JSON' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress output' },
