@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runCampaign } from '../src/campaign/campaign';
-import type { CampaignSettings } from '../src/campaign/results';
+import { SEMANTICS, type CampaignSettings } from '../src/campaign/results';
 import { CampaignExecutor, type TrialJob } from '../src/campaign/runner';
 import { loadDataset } from '../src/data/dataset';
 import { deployModel } from '../src/deploy/export';
@@ -122,10 +122,10 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
     const settings: CampaignSettings = {
       model: path.resolve(modelFile), modelSha256: model.hash, layoutHash: model.meta.layoutHash, arch: model.meta.arch,
       dataset: model.meta.dataset, split: 'test', images: test.count, faults: ['bitflip'], rates: [rate],
-      trials: fWarmup + fTrials, seed: 1, sampling: 'exact', rateUnit: 'bit', targets: ['all'],
+      trials: fWarmup + fTrials, seed: 1, sampling: 'exact', rateUnit: 'bit', targets: ['all'], semantics: SEMANTICS,
     };
     const exec = new CampaignExecutor(model, settings, { images: test.images, labels: test.labels, count: test.count });
-    const clean = new Engine(model).evaluate(model.memory, test.images, test.labels, test.count);
+    const clean = new Engine(model).evaluateSync({ images: test.images, labels: test.labels, count: test.count });
     log(`campaign: flatenn, ${model.meta.cells} cells, ${backend} engine, ${threads} thread(s), ${fWarmup} warm-up + ${fTrials} timed trials of ${test.count} images`);
     const accs: number[] = [];
     let faultyCells = 0;

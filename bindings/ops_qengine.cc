@@ -17,6 +17,7 @@
 //   globalSumU8(x: U8, planes, HW, sums: I32): void
 //   globalAvgPoolU8(x: U8, planes, HW, mul, out: F32|U8, actBits, actRange): number
 //   requantU8(y: F32, actBits, actRange, q: U8): number
+//   addPeriodicF32(y: F32, x: F32): y[i] += x[i % x.length] (y.length a multiple of x.length)
 //   addRequantU8(a: U8|F32, sa, b: U8|F32, sb, actBits, actRange, q: U8): number
 //   qlinearI32(A: I32 [M*K], M, K, W: I8 [N*K], N, mode: 'float'|'codes', out, scale: F32, bias: F32, actBits, actRange): number
 //   qgemmPeakProbe(iters): {macs, seconds, cpuSeconds}
@@ -309,6 +310,17 @@ Napi::Value RequantU8(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, double(fl::requant_u8(y.data, y.length, as, levels, q.data)));
 }
 
+Napi::Value AddPeriodicF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32 y = f32(info, 0, "y");
+  F32 x = f32(info, 1, "x");
+  if (x.length == 0 || y.length % x.length != 0) {
+    throw Napi::RangeError::New(env, "Expected y.length to be a positive multiple of x.length but received " + std::to_string(y.length) + " and " + std::to_string(x.length));
+  }
+  fl::add_periodic_f32(y.data, y.length, x.data, x.length);
+  return env.Undefined();
+}
+
 Napi::Value AddRequantU8(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const uint8_t* c[2] = {nullptr, nullptr};
@@ -383,6 +395,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("globalSumU8", Napi::Function::New(env, GlobalSumU8, "globalSumU8"));
   exports.Set("globalAvgPoolU8", Napi::Function::New(env, GlobalAvgPoolU8, "globalAvgPoolU8"));
   exports.Set("requantU8", Napi::Function::New(env, RequantU8, "requantU8"));
+  exports.Set("addPeriodicF32", Napi::Function::New(env, AddPeriodicF32, "addPeriodicF32"));
   exports.Set("addRequantU8", Napi::Function::New(env, AddRequantU8, "addRequantU8"));
   exports.Set("qlinearI32", Napi::Function::New(env, QlinearI32, "qlinearI32"));
 }

@@ -293,6 +293,15 @@ int64_t requant_u8(const float* y, size_t n, float actScale, float levels, uint8
   return sum_parts(z);
 }
 
+void add_periodic_f32(float* y, size_t n, const float* x, size_t period) {
+  if (period == 0) return;
+  const size_t reps = n / period;
+  parallel_for(reps, [&](size_t r) {
+    float* yr = y + r * period;
+    for (size_t j = 0; j < period; ++j) yr[j] += x[j];
+  });
+}
+
 int64_t add_requant(const uint8_t* a8, const float* af, float sa, const uint8_t* b8, const float* bf, float sb, size_t n,
                     float actScale, float levels, uint8_t* q) {
   const size_t tasks = (n + kBlock - 1) / kBlock;

@@ -7,9 +7,10 @@ import { Worker } from 'node:worker_threads';
 import { readDeployed } from '../deploy/format';
 import { loadDataset } from '../data/dataset';
 import { FAULT_TYPES, type FaultType, type RateUnit, type Sampling } from './faults';
-import { campaignJobs, targetsOf, type TrialJob } from './runner';
+import { campaignJobs, FaultMapper, targetsOf, type TrialJob } from './runner';
+import { maskKey, readMasks, writeMasks, type FaultMasks } from './masks';
 import {
-  readResults, RESULTS_FORMAT, RESULTS_VERSION, ResultsWriter, settingsDiff, summaryRows, trialKey,
+  readResults, RESULTS_FORMAT, RESULTS_VERSION, SEMANTICS, ResultsWriter, settingsDiff, summaryRows, trialKey,
   type CampaignSettings, type ResultsHeader, type SummaryRow, type TrialRecord,
 } from './results';
 
@@ -38,6 +39,10 @@ export interface CampaignOptions {
   onTrial?: (r: TrialRecord, done: number, total: number) => void;
   /** Cancels the campaign: the worker stops, finished trials stay in `out`; an already-aborted signal runs nothing. */
   signal?: AbortSignal;
+  /** Write each trial's faulty cells of this run's trials (one target only) to this masks file (see masks.ts). */
+  saveMasks?: string;
+  /** Replay the masks in this file instead of drawing: faults, rates and trials come from it (the options' are ignored). */
+  masks?: string;
 }
 
 export interface CampaignResult {
@@ -64,9 +69,16 @@ function validate(o: CampaignOptions): void {
 }
 
 export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
-  validate(o);
   o.signal?.throwIfAborted();
   const t0 = Date.now();
+  let replay: FaultMasks | null = null;
+  if (o.masks !== undefined) {
+    if (o.saveMasks !== undefined || o.byLayer || o.byBit || (o.targets && o.targets.join() !== 'all')) throw new RangeError('masks replay one target: not with saveMasks, byLayer, byBit or targets');
+    const m = await readDeployed(o.model);
+    replay = await readMasks(o.masks, m.meta);
+    o = { ...o, faults: replay.meta.faults, rates: replay.meta.rates, trials: replay.meta.trials, seed: replay.meta.source?.seed ?? 0, sampling: 'exact', rateUnit: 'bit', targets: ['all'] };
+  }
+  validate(o);
   const model = await readDeployed(o.model);
   const shard = o.shard ?? { index: 0, count: 1 };
   let targets = o.targets ?? ['all'];
@@ -79,7 +91,19 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     model: path.resolve(o.model), modelSha256: model.hash, layoutHash: model.meta.layoutHash, arch: model.meta.arch,
     dataset: model.meta.dataset, split: 'test', images, faults: o.faults, rates: o.rates, trials: o.trials,
     seed: o.seed ?? 1, sampling: o.sampling ?? 'exact', rateUnit: o.rateUnit ?? 'bit', targets,
+    semantics: SEMANTICS,
+    ...(replay ? { masksSha256: replay.sha256 } : {}),
   };
+  if (o.saveMasks !== undefined) {
+    if (targets.length !== 1) throw new RangeError('saveMasks saves one target: not with byLayer or byBit');
+    const mapper = new FaultMapper(model.meta, settings);
+    const jobs = new Map(campaignJobs(settings, { index: 0, count: 1 }).map((j) => [maskKey(j.fault, j.rate, j.trial), j]));
+    await writeMasks(o.saveMasks, {
+      layoutHash: model.meta.layoutHash, cells: model.meta.cells, faults: settings.faults, rates: settings.rates, trials: settings.trials,
+      layers: model.meta.layers.map((l) => ({ name: l.name, count: l.count, bits: l.bits, cellOffset: l.cellOffset })),
+      source: { seed: settings.seed, sampling: settings.sampling, rateUnit: settings.rateUnit, target: targets[0]! },
+    }, (f, r, t) => mapper.cellsOf(jobs.get(maskKey(f, r, t))!).slice());
+  }
   const header: ResultsHeader = { type: 'header', format: RESULTS_FORMAT, version: RESULTS_VERSION, settings, shard };
   const unlock = lockResults(o.out);
   try {
@@ -147,7 +171,7 @@ async function runLocked(o: CampaignOptions, settings: CampaignSettings, header:
 
 function runInWorker(o: CampaignOptions, settings: CampaignSettings, jobs: TrialJob[], onRecord: (r: TrialRecord) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const w = new Worker(path.join(__dirname, 'worker.js'), { workerData: { settings, jobs, dataDir: o.dataDir ?? null } });
+    const w = new Worker(path.join(__dirname, 'worker.js'), { workerData: { settings, jobs, dataDir: o.dataDir ?? null, masks: o.masks ?? null } });
     let settled = false;
     const finish = (e?: Error) => { if (settled) return; settled = true; o.signal?.removeEventListener('abort', onAbort); if (e) reject(e); else resolve(); };
     const onAbort = () => { void w.terminate(); finish(new Error('campaign aborted')); };

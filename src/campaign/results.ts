@@ -7,6 +7,12 @@ import type { FaultType, RateUnit, Sampling } from './faults';
 
 export const RESULTS_FORMAT = 'flatenn.campaign';
 export const RESULTS_VERSION = 1;
+/**
+ * What a trial computes (DESIGN §1-§2). 1: the input layer's mean term taken from the clean codes, raw-0
+ * padding only (results written before the field existed). 2: derived from the codes in memory, so a
+ * faulty first-layer code means what it means in PyTorch; normalised-zero padding where the model says so.
+ */
+export const SEMANTICS = 2;
 
 /** Everything that determines the trials' results (a resumed or merged file must match it exactly). */
 export interface CampaignSettings {
@@ -25,6 +31,10 @@ export interface CampaignSettings {
   rateUnit: RateUnit;
   /** Target sets: 'all', 'layer:<name>', 'bit:<b>', or a --fault-targets spec. */
   targets: string[];
+  /** The semantics version of the trials (SEMANTICS; 1 when a file predates the field). */
+  semantics: number;
+  /** sha256 of the masks file replayed (inject --masks); absent when the faults were drawn. */
+  masksSha256?: string;
 }
 
 export interface ResultsHeader {
@@ -57,8 +67,17 @@ function canonical(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** A message when two campaigns were computed under different semantics versions, else ''. */
+export function semanticsMismatch(a: CampaignSettings, b: CampaignSettings): string {
+  const sa = a.semantics ?? 1, sb = b.semantics ?? 1;
+  if (sa === sb) return '';
+  return `semantics version ${sa} vs ${sb}: the trials were computed under different rules (DESIGN §1-§2: from version 2 on, the input layer's mean term follows the codes in memory and padding follows the model), so they cannot be resumed, merged or paired; re-run the older campaign with this version`;
+}
+
 /** Names the first setting that differs ('' when equal). The model path may differ if its hash is the same. */
 export function settingsDiff(a: CampaignSettings, b: CampaignSettings): string {
+  const sem = semanticsMismatch(a, b);
+  if (sem) return sem;
   for (const k of Object.keys({ ...a, ...b }) as (keyof CampaignSettings)[]) {
     if (k === 'model') continue;
     if (canonical(a[k]) !== canonical(b[k])) return `${k}: ${canonical(a[k])} vs ${canonical(b[k])}`;
@@ -87,6 +106,7 @@ export function readResults(path: string): ResultsFile {
   try { header = JSON.parse(lines[0]!) as ResultsHeader; } catch { throw new Error(`${path}: line 1 is not JSON`); }
   if (header.type !== 'header' || header.format !== RESULTS_FORMAT) throw new Error(`${path}: not a flatenn campaign results file (line 1 is not a ${RESULTS_FORMAT} header)`);
   if (header.version !== RESULTS_VERSION) throw new Error(`${path}: results version ${header.version} is not supported`);
+  if (header.settings && typeof header.settings === 'object' && header.settings.semantics === undefined) header.settings.semantics = 1;
   const records: TrialRecord[] = [];
   for (let i = 1; i < lines.length; i++) {
     let r: TrialRecord;
@@ -166,6 +186,8 @@ export interface PairedRow { target: string; fault: FaultType; rate: number; pai
 
 /** Paired differences a - b of accuracy per (target, type, rate) over the trials both files have. */
 export function pairedRows(a: { settings: CampaignSettings; records: TrialRecord[] }, b: { settings: CampaignSettings; records: TrialRecord[] }): PairedRow[] {
+  const sem = semanticsMismatch(a.settings, b.settings);
+  if (sem) throw new Error(sem);
   const bm = new Map(b.records.map((r) => [trialKey(r), r]));
   const groups = new Map<string, { ra: TrialRecord; rb: TrialRecord }[]>();
   for (const ra of a.records) {

@@ -5,6 +5,7 @@ import type { DeployedModel } from '../deploy/format';
 import { Engine } from '../engine/engine';
 import { FaultSpace, type FaultTargets, type FaultType } from './faults';
 import type { CampaignSettings, TrialRecord } from './results';
+import { maskKey } from './masks';
 
 /** Target names: 'all', 'layer:<name>', 'bit:<b>', or 'targets:<layers>/<bits>' for --fault-targets. */
 export function targetsOf(name: string): FaultTargets {
@@ -49,34 +50,28 @@ export function changedCodes(model: DeployedModel, a: Uint8Array, b: Uint8Array)
 
 export interface TrialData { images: Uint8Array; labels: Uint8Array; count: number }
 
-/** Runs jobs in order, calling onRecord after each (the caller writes it out). */
-export class CampaignExecutor {
+/**
+ * The faulty cells of each job: drawn by the common-random-number rule of DESIGN §2 (nested across
+ * rates, shared across fault types and models of one layout), or replayed from saved masks.
+ */
+export class FaultMapper {
   private readonly spaces = new Map<string, FaultSpace>();
-  private readonly engine: Engine;
-  private readonly faulty: Uint8Array;
-  private readonly mask: Uint8Array;
-  private cleanResult: { accuracy: number; loss: number; sparsity: number; sparsityWeighted: number } | null = null;
   private orderCache: { key: string; order: Uint32Array } | null = null;
 
-  constructor(private readonly model: DeployedModel, private readonly settings: CampaignSettings, private readonly data: TrialData) {
-    this.engine = new Engine(model);
-    this.faulty = new Uint8Array(model.memory.length);
-    this.mask = new Uint8Array(model.memory.length);
-  }
+  constructor(private readonly meta: DeployedModel['meta'], private readonly settings: CampaignSettings, private readonly masks: Map<string, Uint32Array> | null = null) {}
 
-  private space(target: string): FaultSpace {
+  space(target: string): FaultSpace {
     let s = this.spaces.get(target);
-    if (!s) this.spaces.set(target, (s = new FaultSpace(this.model.meta, targetsOf(target), this.settings.rateUnit)));
+    if (!s) this.spaces.set(target, (s = new FaultSpace(this.meta, targetsOf(target), this.settings.rateUnit)));
     return s;
   }
 
-  private evaluate(memory: Uint8Array) {
-    const r = this.engine.evaluate(memory, this.data.images, this.data.labels, this.data.count);
-    return { accuracy: r.accuracy, loss: r.loss, sparsity: r.sparsity, sparsityWeighted: r.sparsityWeighted };
-  }
-
-  /** The faulty cells of a job (nested across rates, shared across fault types). */
   cellsOf(job: TrialJob): Uint32Array {
+    if (this.masks) {
+      const c = this.masks.get(maskKey(job.fault, job.rate, job.trial));
+      if (!c) throw new Error(`the masks file has no cells for ${maskKey(job.fault, job.rate, job.trial)}`);
+      return c;
+    }
     const s = this.settings, space = this.space(job.target);
     if (s.sampling === 'bernoulli') return space.bernoulli(s.seed, job.trial, job.rate);
     const key = `${job.target}|${job.trial}`;
@@ -86,10 +81,33 @@ export class CampaignExecutor {
     }
     return this.orderCache.order.subarray(0, space.count(job.rate));
   }
+}
+
+/** Runs jobs in order, calling onRecord after each (the caller writes it out). */
+export class CampaignExecutor {
+  private readonly mapper: FaultMapper;
+  private readonly engine: Engine;
+  private readonly faulty: Uint8Array;
+  private readonly mask: Uint8Array;
+  private cleanResult: { accuracy: number; loss: number; sparsity: number; sparsityWeighted: number } | null = null;
+  constructor(private readonly model: DeployedModel, settings: CampaignSettings, private readonly data: TrialData, masks: Map<string, Uint32Array> | null = null) {
+    this.mapper = new FaultMapper(model.meta, settings, masks);
+    this.engine = new Engine(model);
+    this.faulty = new Uint8Array(model.memory.length);
+    this.mask = new Uint8Array(model.memory.length);
+  }
+
+  private evaluate(memory: Uint8Array) {
+    const r = this.engine.evaluateSync({ memory, images: this.data.images, labels: this.data.labels, count: this.data.count });
+    return { accuracy: r.accuracy, loss: r.loss, sparsity: r.sparsity, sparsityWeighted: r.sparsityWeighted };
+  }
+
+  /** The faulty cells of a job (nested across rates, shared across fault types; or replayed). */
+  cellsOf(job: TrialJob): Uint32Array { return this.mapper.cellsOf(job); }
 
   run(job: TrialJob): TrialRecord {
     const cells = this.cellsOf(job);
-    this.space(job.target).apply(this.model.memory, cells, job.fault, this.faulty, this.mask);
+    this.mapper.space(job.target).apply(this.model.memory, cells, job.fault, this.faulty, this.mask);
     const changed = changedCodes(this.model, this.model.memory, this.faulty);
     let r;
     if (changed === 0) {

@@ -3,7 +3,7 @@ import { runCampaign } from '../campaign/campaign';
 import { FAULT_TYPES, parseRate, type FaultType } from '../campaign/faults';
 import { formatPaired, formatSummary, mergeResults, pairedRows, readResults, summaryRows } from '../campaign/results';
 import { exportCheckpoint } from '../deploy/export';
-import { choice, flag, int, requireStr, str, UsageError, type CommandSpec } from './args';
+import { choice, explicitOptions, flag, int, requireStr, str, UsageError, type CommandSpec } from './args';
 import type { TrialRecord } from '../campaign/results';
 import { pairedCsv, recordsCsv, summaryCsv } from '../campaign/csv';
 import { Progress } from '../util/progress';
@@ -36,6 +36,12 @@ function parseList<T>(s: string, name: string, f: (x: string) => T): T[] {
   return parts.map((p) => { try { return f(p); } catch (e) { throw new UsageError(`--${name}: ${(e as Error).message}`); } });
 }
 
+function parseShard(sh: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(sh);
+  if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw new UsageError(`--shard expects i/N with 0 <= i < N, got '${sh}'`);
+  return { index: Number(m[1]), count: Number(m[2]) };
+}
+
 export const injectCommand: CommandSpec = {
   name: 'inject',
   summary: 'Monte Carlo fault-injection campaign on a deployed model: one JSON line per finished trial; re-running resumes.',
@@ -60,11 +66,27 @@ export const injectCommand: CommandSpec = {
     limit: { type: 'string', arg: '<n>', description: 'evaluate only the first n test images (quick runs)' },
     'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder' },
     out: { type: 'string', arg: '<file>', description: 'results file (.jsonl); appended, resumable', required: true },
+    'save-masks': { type: 'string', arg: '<file>', description: "also write each trial's faulty cells (safetensors, <fault>/<rate>/<trial> uint32 cell indices)" },
+    masks: { type: 'string', arg: '<file>', description: 'replay saved masks instead of drawing (faults, rates and trials come from the file)' },
     json: { type: 'boolean', description: 'print the summary as JSON' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress output' },
   },
   async run(v) {
     const model = requireStr(v, 'model'), out = requireStr(v, 'out');
+    const masks = str(v, 'masks'), saveMasks = str(v, 'save-masks');
+    if (masks !== undefined) {
+      const clash = ['faults', 'rates', 'trials', 'seed', 'sampling', 'rate-unit', 'fault-targets', 'by-layer', 'by-bit', 'save-masks'].filter((k) => explicitOptions(v).includes(k));
+      if (clash.length) throw new UsageError(`--masks replays the file's faults, rates and trials: drop ${clash.map((k) => '--' + k).join(', ')}`);
+      let shard = { index: 0, count: 1 };
+      const sh = str(v, 'shard');
+      if (sh !== undefined) shard = parseShard(sh);
+      const limit = v.limit !== undefined ? int(v, 'limit', 1, 1e9) : undefined;
+      const dataDir = str(v, 'data-dir');
+      const r = await runCampaign({ model, masks, faults: [], rates: [], trials: 0, out, shard, onTrial: trialBar(flag(v, 'quiet')), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) });
+      if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: r.settings, ran: r.ran, skipped: r.skipped, summary: r.rows }, null, 2) + '\n');
+      else process.stdout.write(`${r.ran} trials run, ${r.skipped} already in ${out} (${r.seconds.toFixed(1)} s)\n${formatSummary(r.rows)}\n`);
+      return 0;
+    }
     const faults = parseList(str(v, 'faults')!, 'faults', (x) => {
       if (!(FAULT_TYPES as readonly string[]).includes(x)) throw new Error(`unknown fault type '${x}' (expected ${FAULT_TYPES.join(', ')})`);
       return x as FaultType;
@@ -77,11 +99,7 @@ export const injectCommand: CommandSpec = {
     const rateUnit = choice(v, 'rate-unit', ['bit', 'weight'] as const);
     let shard = { index: 0, count: 1 };
     const sh = str(v, 'shard');
-    if (sh !== undefined) {
-      const m = /^(\d+)\/(\d+)$/.exec(sh);
-      if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw new UsageError(`--shard expects i/N with 0 <= i < N, got '${sh}'`);
-      shard = { index: Number(m[1]), count: Number(m[2]) };
-    }
+    if (sh !== undefined) shard = parseShard(sh);
     let targets = ['all'];
     const ft = str(v, 'fault-targets');
     if (ft !== undefined) {
@@ -100,7 +118,8 @@ export const injectCommand: CommandSpec = {
     if ([byLayer, byBit, ft !== undefined].filter(Boolean).length > 1) throw new UsageError('--by-layer, --by-bit and --fault-targets exclude each other');
     const limit = v.limit !== undefined ? int(v, 'limit', 1, 1e9) : undefined;
     const dataDir = str(v, 'data-dir');
-    const r = await runCampaign({ model, faults, rates, trials, out, seed, sampling, rateUnit, targets, byLayer, byBit, shard, onTrial: trialBar(flag(v, 'quiet')), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) });
+    if (saveMasks !== undefined && (byLayer || byBit)) throw new UsageError('--save-masks saves one target: not with --by-layer or --by-bit');
+    const r = await runCampaign({ model, faults, rates, trials, out, seed, sampling, rateUnit, targets, byLayer, byBit, shard, ...(saveMasks !== undefined ? { saveMasks } : {}), onTrial: trialBar(flag(v, 'quiet')), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) });
     if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: r.settings, ran: r.ran, skipped: r.skipped, summary: r.rows }, null, 2) + '\n');
     else process.stdout.write(`${r.ran} trials run, ${r.skipped} already in ${out} (${r.seconds.toFixed(1)} s)\n${formatSummary(r.rows)}\n`);
     return 0;

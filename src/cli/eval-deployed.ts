@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { loadDataset } from '../data/dataset';
 import { deployedFromFile } from '../deploy/format';
-import type { SafetensorsFile } from '../io/safetensors';
+import { writeSafetensors, type SafetensorsFile } from '../io/safetensors';
+import { writeFileAtomic } from '../io/atomic';
 import { Engine } from '../engine/engine';
 import { flag, int, str, UsageError, type Values } from './args';
 
@@ -16,7 +17,21 @@ export async function deployedEvalHook(path: string, file: SafetensorsFile, spli
   const n = v.limit !== undefined ? Math.min(ds.count, int(v, 'limit', 1, 1e9)) : ds.count;
   const engine = new Engine(model);
   const t0 = Date.now();
-  const r = engine.evaluate(model.memory, ds.images, ds.labels, n);
+  const logitsOut = str(v, 'logits'), predOut = str(v, 'predictions');
+  const r = await engine.evaluate({ images: ds.images, labels: ds.labels, count: n, logits: logitsOut !== undefined });
+  if (logitsOut !== undefined) {
+    const K = model.meta.numClasses;
+    await writeSafetensors(logitsOut, {
+      logits: { dtype: 'F32', shape: [n, K], data: r.logits! },
+      labels: { dtype: 'U8', shape: [n], data: ds.labels.slice(0, n) },
+      predictions: { dtype: 'U8', shape: [n], data: r.predictions },
+    }, { flatenn: JSON.stringify({ format: 'flatenn.logits', model: path, modelSha256: hash, dataset: model.meta.dataset, split, count: n }) });
+  }
+  if (predOut !== undefined) {
+    const lines = ['index,label,prediction'];
+    for (let i = 0; i < n; i++) lines.push(`${i},${ds.labels[i]},${r.predictions[i]}`);
+    await writeFileAtomic(predOut, Buffer.from(lines.join('\n') + '\n'));
+  }
   const seconds = (Date.now() - t0) / 1000;
   if (flag(v, 'json')) {
     process.stdout.write(JSON.stringify({ model: path, kind: 'deployed', backend: engine.backend, arch: model.meta.arch, dataset: model.meta.dataset, split, count: n, accuracy: r.accuracy, loss: r.loss, sparsity: r.sparsity, sparsityWeighted: r.sparsityWeighted, perLayerSparsity: r.perLayerSparsity, seconds }, null, 2) + '\n');

@@ -6,7 +6,7 @@ import { Engine } from '../engine/engine';
 import { checkpointMeta, loadModelTensors, CHECKPOINT_FORMAT } from '../train/checkpoint';
 import { createModel, evaluate } from '../train/trainer';
 import { validateConfig } from '../train/config';
-import { choice, flag, int, requireStr, str, type CommandSpec } from './args';
+import { choice, flag, int, requireStr, str, UsageError, type CommandSpec } from './args';
 import { deployedEvalHook } from './eval-deployed';
 
 export const evalCommand: CommandSpec = {
@@ -19,6 +19,8 @@ export const evalCommand: CommandSpec = {
     split: { type: 'string', arg: '<s>', description: 'test, val (the held-out end of the training set) or train', default: 'test' },
     limit: { type: 'string', arg: '<n>', description: 'evaluate only the first n images of the split' },
     'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder (else FLATENN_DATA, then standard places)' },
+    logits: { type: 'string', arg: '<file>', description: 'deployed model: write the logits [n][classes], labels and predictions (safetensors)' },
+    predictions: { type: 'string', arg: '<file>', description: 'deployed model: write index,label,prediction per image (CSV)' },
     'compare-int4': { type: 'boolean', description: 'checkpoint: also run its export on the int4 engine and report the top-1 agreement' },
     json: { type: 'boolean', description: 'print as JSON' },
   },
@@ -29,6 +31,7 @@ export const evalCommand: CommandSpec = {
     const dataDir = str(v, 'data-dir');
     const fmt = file.metadata.flatenn ? (JSON.parse(file.metadata.flatenn) as { format?: string }).format : undefined;
     if (fmt !== CHECKPOINT_FORMAT) return deployedEvalHook(modelPath, file, split, v);
+    if (str(v, 'logits') !== undefined || str(v, 'predictions') !== undefined) throw new UsageError('--logits and --predictions run the int4 engine: give a deployed model (flatenn export --model CKPT --out M.int4.safetensors)');
     const meta = checkpointMeta(file, modelPath);
     const cfg = validateConfig(meta.config);
     const model = createModel(cfg, meta.input.channels, meta.input.height, meta.numClasses);
@@ -47,7 +50,7 @@ export const evalCommand: CommandSpec = {
       const d = deployModel(model, cfg.dataset);
       const dm = deployedFromFile(decodeSafetensors(encodeSafetensors(d.tensors, { flatenn: JSON.stringify(d.meta) })), modelPath + ' (exported)', '');
       const engine = new Engine(dm);
-      const e = engine.evaluate(dm.memory, ds.images.subarray(start * 784 * ds.channels), ds.labels.subarray(start), end - start);
+      const e = await engine.evaluate({ images: ds.images.subarray(start * ds.channels * ds.height * ds.width), labels: ds.labels.subarray(start), count: end - start });
       let same = 0;
       for (let i = 0; i < e.count; i++) if (e.predictions[i] === r.predictions[i]) same++;
       int4 = { accuracy: e.accuracy, agreement: same / e.count, differing: e.count - same, backend: engine.backend, sparsity: e.sparsity };

@@ -5,7 +5,7 @@ import { trainModel, type TrainProgress } from '../train/run';
 import { Progress } from '../util/progress';
 import { choice, explicitOptions, flag, int, num, parseNumber, str, UsageError, type CommandSpec, type Values } from './args';
 
-const TRAIN_FLAGS = ['arch', 'dataset', 'epochs', 'batch-size', 'lr', 'schedule', 'milestones', 'gamma', 'momentum', 'nesterov', 'weight-decay', 'weight-bits', 'act-bits', 'per-channel', 'first-last-bits', 'act-l1', 'saq-rho', 'saq-include-bn', 'seed', 'val-size', 'augment', 'no-augment', 'limit-train'];
+const TRAIN_FLAGS = ['arch', 'dataset', 'epochs', 'batch-size', 'lr', 'schedule', 'milestones', 'gamma', 'momentum', 'nesterov', 'weight-decay', 'weight-bits', 'act-bits', 'per-channel', 'first-last-bits', 'act-l1', 'saq-rho', 'saq-include-bn', 'seed', 'val-size', 'augment', 'no-augment', 'limit-train', 'padding'];
 
 function list(v: string, name: string, lo: number, hi: number): number[] {
   const parts = v.split(',').map((s) => s.trim());
@@ -40,6 +40,7 @@ export function configFromFlags(v: Values): TrainConfig {
     valSize: int(v, 'val-size', 0, 1e9, d.valSize),
     augment: flag(v, 'no-augment') ? false : flag(v, 'augment') ? true : d.augment,
     limitTrain: int(v, 'limit-train', 0, 1e9, 0),
+    padding: choice(v, 'padding', ['normalized', 'raw'] as const, d.padding),
   };
   if (c.nesterov && c.momentum === 0) throw new UsageError('--nesterov needs --momentum > 0');
   return c;
@@ -65,6 +66,7 @@ export const trainCommand: CommandSpec = {
     milestones: { type: 'string', arg: '<f,f>', description: 'step schedule: fractions of the run where lr *= gamma', default: '0.5,0.75' },
     gamma: { type: 'string', arg: '<x>', description: 'step schedule factor', default: '0.1' },
     momentum: { type: 'string', arg: '<x>', description: 'SGD momentum', default: '0.9' },
+    padding: { type: 'string', arg: '<p>', description: "first conv's padding: normalized (zeros after normalisation, as PyTorch) or raw (raw pixel 0, the pre-v2 convention)", default: 'normalized' },
     nesterov: { type: 'boolean', description: 'Nesterov momentum' },
     'weight-decay': { type: 'string', arg: '<x>', description: 'weight decay', default: '5e-4' },
     'weight-bits': { type: 'string', arg: '<b>', description: 'weight bits: 2, 4, 8 (32 = float)', default: '4' },

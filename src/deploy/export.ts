@@ -57,13 +57,9 @@ export function deployModel(model: Model, dataset: string, source?: DeployedMeta
       const s = sw[channels === 1 ? 0 : o]!;
       let b = bias ? bias[o]! : 0;
       if (src.source === 'input') {
-        // x_norm = (x_raw - m_c) / std: fold 1/std into the scale and the mean into the bias.
-        const [C] = model.inputShape;
-        const kk = per / C;
-        let meanTerm = 0;
-        for (let c = 0; c < C; c++) { let cs = 0; for (let k = 0; k < kk; k++) cs += codes[o * per + c * kk + k]!; meanTerm += cs * model.norm.mean[c]!; }
-        scale[o] = s / model.norm.std;
-        b -= (s / model.norm.std) * meanTerm;
+        // Version 2: the weight scale alone; the engine divides by the input std(s) and derives the
+        // mean term and its border correction from the codes in memory (DESIGN §1).
+        scale[o] = s;
       } else {
         scale[o] = (s * actScale(src.site)) / src.divide;
       }
@@ -88,7 +84,7 @@ export function deployModel(model: Model, dataset: string, source?: DeployedMeta
   const [channels, height, width] = model.inputShape;
   const meta: DeployedMeta = {
     format: DEPLOYED_FORMAT, version: DEPLOYED_VERSION, arch: g.arch, dataset, numClasses: g.numClasses,
-    input: { channels, height, width, mean: model.norm.mean.slice(), std: model.norm.std },
+    input: { channels, height, width, mean: model.norm.mean.slice(), std: typeof model.norm.std === 'number' ? model.norm.std : model.norm.std.slice(), padding: model.padding },
     actBits, layers: layout.layers, memoryBytes: layout.memoryBytes, cells: layout.cells,
     layoutHash: layoutHash(layout.layers), topology: g,
     source: { ...(source ?? {}), weightScales },

@@ -13,7 +13,9 @@ import { decodeSafetensors, readSafetensors, tensorOf, type SafetensorsFile } fr
 import type { Graph, GraphNode } from '../nn/graph';
 
 export const DEPLOYED_FORMAT = 'flatenn.deployed';
-export const DEPLOYED_VERSION = 1;
+export const DEPLOYED_VERSION = 2;
+/** Versions this build reads: 1 (raw-0 padding, one std, mean term folded into out_bias) and 2 (DESIGN §1). */
+export const DEPLOYED_VERSIONS_READ = [1, 2];
 
 export interface LayerLayout {
   name: string;
@@ -37,7 +39,13 @@ export interface DeployedMeta {
   arch: string;
   dataset: string;
   numClasses: number;
-  input: { channels: number; height: number; width: number; mean: number[]; std: number };
+  /**
+   * Raw uint8 pixels are normalised as (x - mean[c]) / std (std: one number, or one per channel; pixel
+   * units 0..255). padding (version 2): where the first layer's zero padding lives, 'normalized' (a padded
+   * tap adds nothing, PyTorch's Normalize + Conv2d(padding)) or 'raw' (a padded tap holds raw 0).
+   * Version 1 has no padding field and means 'raw' with one std.
+   */
+  input: { channels: number; height: number; width: number; mean: number[]; std: number | number[]; padding?: 'normalized' | 'raw' };
   actBits: number;
   layers: LayerLayout[];
   memoryBytes: number;
@@ -89,7 +97,8 @@ export function deployedFromFile(file: SafetensorsFile, src: string, hash: strin
   let meta: DeployedMeta;
   try { meta = JSON.parse(raw) as DeployedMeta; } catch (e) { fail(src, `the 'flatenn' metadata is not valid JSON (${(e as Error).message})`); }
   if (meta.format !== DEPLOYED_FORMAT) fail(src, `format '${String(meta.format)}' is not a deployed model (expected ${DEPLOYED_FORMAT})`);
-  if (meta.version !== DEPLOYED_VERSION) fail(src, `deployed-model version ${meta.version} is not supported (expected ${DEPLOYED_VERSION})`);
+  if (!DEPLOYED_VERSIONS_READ.includes(meta.version)) fail(src, `deployed-model version ${JSON.stringify(meta.version)} is not supported (this build reads versions ${DEPLOYED_VERSIONS_READ.join(' and ')})`);
+  checkInput(meta, src);
   if (!Array.isArray(meta.layers) || meta.layers.length === 0) fail(src, 'the layout lists no layers');
   if (![2, 4, 8].includes(meta.actBits)) fail(src, `actBits ${meta.actBits} is not 2, 4 or 8`);
   const wrap = <T>(f: () => T): T => { try { return f(); } catch (e) { return fail(src, (e as Error).message); } };
@@ -114,6 +123,23 @@ export function deployedFromFile(file: SafetensorsFile, src: string, hash: strin
   const actRange = wrap(() => tensorOf(file, 'act.range', 'F32', [g.sites])).data;
   for (let i = 0; i < actRange.length; i++) if (!(actRange[i]! > 0) || !Number.isFinite(actRange[i]!)) fail(src, `act.range[${i}] = ${actRange[i]} is not a positive number`);
   return { meta, memory, outScale, outBias, actRange, hash };
+}
+
+function checkInput(meta: DeployedMeta, src: string): void {
+  const inp = meta.input;
+  if (!inp || typeof inp !== 'object') fail(src, 'input: missing');
+  for (const k of ['channels', 'height', 'width'] as const) if (!Number.isInteger(inp[k]) || inp[k] < 1) fail(src, `input.${k} must be a positive integer, got ${JSON.stringify(inp[k])}`);
+  if (!Array.isArray(inp.mean) || inp.mean.length !== inp.channels) fail(src, `input.mean must hold one number per channel (${inp.channels})`);
+  for (const v of inp.mean) if (typeof v !== 'number' || !Number.isFinite(v)) fail(src, `input.mean: ${JSON.stringify(v)} is not a finite number`);
+  const stds = typeof inp.std === 'number' ? [inp.std] : inp.std;
+  if (meta.version < 2 && typeof inp.std !== 'number') fail(src, 'input.std must be one number in a version-1 file (per-channel std needs version 2)');
+  if (!Array.isArray(stds) || (typeof inp.std !== 'number' && stds.length !== inp.channels)) fail(src, `input.std must be a number or one number per channel (${inp.channels})`);
+  for (const v of stds) if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) fail(src, `input.std: ${JSON.stringify(v)} is not a positive finite number`);
+  if (meta.version < 2) {
+    if (inp.padding !== undefined) fail(src, 'input.padding is a version-2 field (a version-1 file means raw padding)');
+  } else if (inp.padding !== 'normalized' && inp.padding !== 'raw') {
+    fail(src, `input.padding must be "normalized" or "raw", got ${JSON.stringify(inp.padding)}`);
+  }
 }
 
 function checkTopology(g: Graph, meta: DeployedMeta, src: string): void {

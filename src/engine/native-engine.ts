@@ -10,6 +10,7 @@
 import { nativeFn } from '../native/binding';
 import type { DeployedModel } from '../deploy/format';
 import type { Plan, Step } from './plan';
+import { inputFold, inputLayerSteps, perChannelStd, inputPadding, type InputFold, type LayerStep } from './first-layer';
 
 type U8 = Uint8Array;
 type F32 = Float32Array;
@@ -24,6 +25,8 @@ interface QBindings {
   maxpool2dU8Blocked(x: U8, B: number, C: number, H: number, W: number, k: number, stride: number, y: U8): void;
   globalSumU8(x: U8, planes: number, HW: number, sums: Int32Array): void;
   requantU8(y: F32, actBits: number, actRange: number, q: U8): number;
+  addPeriodicF32(y: F32, x: F32): void;
+  qweightsFromCodes(codes: Int8Array, N: number, K: number, dst: U8): string;
   addRequantU8(a: U8 | F32, sa: number, b: U8 | F32, sb: number, actBits: number, actRange: number, q: U8): number;
   qlinearI32(A: Int32Array, M: number, K: number, W: Int8Array, N: number, mode: 'float' | 'codes', out: F32 | U8, scale: F32, bias: F32, actBits: number, actRange: number): number;
   unpackInt(packed: U8, bits: number, n: number, out: Int8Array): void;
@@ -33,7 +36,7 @@ let bindings: QBindings | null | undefined;
 function load(): QBindings | null {
   if (bindings !== undefined) return bindings;
   try {
-    const names = ['qweightsBytes', 'qweightsRepack', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8', 'maxpool2dU8Blocked', 'globalSumU8', 'requantU8', 'addRequantU8', 'qlinearI32', 'unpackInt'];
+    const names = ['qweightsBytes', 'qweightsRepack', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8', 'maxpool2dU8Blocked', 'globalSumU8', 'requantU8', 'addRequantU8', 'qlinearI32', 'unpackInt', 'addPeriodicF32', 'qweightsFromCodes'];
     const b: Record<string, unknown> = {};
     for (const n of names) b[n] = nativeFn(n);
     bindings = b as unknown as QBindings;
@@ -61,6 +64,16 @@ export class NativeEngine {
   private readonly blockable: boolean[];
   /** Whether the last repack put every layer in the AVX-512 VNNI layout (the direct kernel's). */
   private allDirect = false;
+  /** Layers that read the raw input (DESIGN §1): their normalisation fold, re-derived when their codes change. */
+  private readonly inputSteps: LayerStep[];
+  private readonly folds = new Map<number, InputFold>();
+  /** The weight bytes each fold was derived from. */
+  private readonly foldBytes = new Map<number, Uint8Array>();
+  /** Input layers that run unfused: per-channel std (one kernel per input channel) or a border correction. */
+  private readonly splitInput = new Set<number>();
+  /** Per input layer with a per-channel std: repacked weights of each input channel [O][k*k]. */
+  private readonly groupQw = new Map<number, U8[]>();
+  private readonly cleanInputCodes = new Map<number, Int8Array>();
 
   constructor(private readonly m: DeployedModel, private readonly plan: Plan) {
     const q = load();
@@ -72,12 +85,23 @@ export class NativeEngine {
     for (const st of plan.steps) if (st.op === 'layer' && this.plan.steps.some((s) => s.op === 'gap' && (s.out === st.input || this.aliasOf(st.input) === s.out))) this.needsCodes[st.layer] = true;
     this.qw = m.meta.layers.map((l) => new Uint8Array(q.qweightsBytes(l.shape[0]!, l.count / l.shape[0]!)));
     this.codes = m.meta.layers.map((l, i) => (this.needsCodes[i] ? new Int8Array(l.count) : null));
+    this.inputSteps = inputLayerSteps(plan);
+    for (const st of this.inputSteps) {
+      const normalizedPad = inputPadding(m) === 'normalized' && st.node.op === 'conv' && st.node.pad > 0;
+      if (m.meta.version >= 2 && (perChannelStd(m) || normalizedPad)) this.splitInput.add(st.layer);
+      if (m.meta.version < 2) {
+        const l = m.meta.layers[st.layer]!, c = new Int8Array(l.count);
+        q.unpackInt(m.memory.subarray(l.byteOffset, l.byteOffset + l.byteLength), l.bits, l.count, c);
+        this.cleanInputCodes.set(st.layer, c);
+      }
+    }
     this.setWeights(m.memory);
     const steps = plan.steps;
     const readers = (id: number) => steps.filter((t) => (t.op === 'add' ? t.inputs.includes(id) : t.input === id)).length + (plan.output === id ? 1 : 0);
     this.poolOf = steps.map((st, i) => {
       const next = steps[i + 1];
       if (st.op !== 'layer' || st.node.op !== 'conv' || st.site === null || !next || next.op !== 'maxpool' || next.input !== st.out) return -1;
+      if (this.splitInput.has(st.layer)) return -1;
       return readers(st.out) === 1 ? i + 1 : -1;
     });
     this.blockable = this.blockedValues();
@@ -94,7 +118,7 @@ export class NativeEngine {
     const blocked = new Array<boolean>(n).fill(false);
     const gapOut = new Set(steps.filter((s) => s.op === 'gap').map((s) => s.out));
     steps.forEach((st, i) => {
-      if (st.op === 'layer' && !gapOut.has(root(st.input))) blocked[this.poolOf[i]! >= 0 ? (steps[this.poolOf[i]!] as { out: number }).out : st.out] = true;
+      if (st.op === 'layer' && !gapOut.has(root(st.input)) && !this.splitInput.has(st.layer)) blocked[this.poolOf[i]! >= 0 ? (steps[this.poolOf[i]!] as { out: number }).out : st.out] = true;
       if (st.op === 'maxpool') blocked[st.out] = true;
     });
     for (let changed = true; changed;) {
@@ -117,11 +141,11 @@ export class NativeEngine {
   }
 
   /** A reusable buffer of `n` elements for step `si` (contents undefined). */
-  private buffer<T extends U8 | F32 | Int32Array>(si: number, kind: 'u8' | 'f32' | 'i32', n: number): T {
+  private buffer<T extends U8 | F32 | Int32Array>(si: number, kind: 'u8' | 'f32' | 'i32' | 'plane' | 'part', n: number): T {
     const key = `${si}:${kind}`;
     let b = this.buffers.get(key);
     if (!b || b.length !== n) {
-      b = kind === 'u8' ? new Uint8Array(n) : kind === 'f32' ? new Float32Array(n) : new Int32Array(n);
+      b = kind === 'u8' || kind === 'plane' ? new Uint8Array(n) : kind === 'f32' || kind === 'part' ? new Float32Array(n) : new Int32Array(n);
       this.buffers.set(key, b);
     }
     return b as T;
@@ -142,6 +166,59 @@ export class NativeEngine {
       this.allDirect &&= isa === 'avx512';
       if (this.codes[i]) this.q.unpackInt(packed, l.bits, l.count, this.codes[i]!);
     });
+    for (const st of this.inputSteps) this.refold(st, memory);
+  }
+
+  /** Re-derives an input layer's normalisation fold from its codes in `memory`, when they changed. */
+  private refold(st: LayerStep, memory: U8): void {
+    const l = this.m.meta.layers[st.layer]!;
+    const bytes = memory.subarray(l.byteOffset, l.byteOffset + l.byteLength);
+    const prev = this.foldBytes.get(st.layer);
+    if (prev && prev.length === bytes.length && prev.every((v, i) => v === bytes[i])) return;
+    const codes = new Int8Array(l.count);
+    this.q.unpackInt(bytes, l.bits, l.count, codes);
+    const fold = inputFold(this.m, st, codes, this.cleanInputCodes.get(st.layer) ?? codes);
+    this.folds.set(st.layer, fold);
+    this.foldBytes.set(st.layer, bytes.slice());
+    if (fold.groupScale.length > 1 && st.node.op === 'conv') {
+      const C = this.m.meta.input.channels, O = l.shape[0]!, kk = st.node.kernel * st.node.kernel;
+      const qws = this.groupQw.get(st.layer) ?? Array.from({ length: C }, () => new Uint8Array(this.q.qweightsBytes(O, kk)));
+      for (let c = 0; c < C; c++) {
+        const part = new Int8Array(O * kk);
+        for (let o = 0; o < O; o++) part.set(codes.subarray((o * C + c) * kk, (o * C + c + 1) * kk), o * kk);
+        this.q.qweightsFromCodes(part, O, kk, qws[c]!);
+      }
+      this.groupQw.set(st.layer, qws);
+    }
+  }
+
+  /**
+   * An input layer that cannot run as one fused kernel: a float convolution per channel group, summed,
+   * plus the border correction, then ReLU + requantise (or float out). Returns the zero codes.
+   */
+  private runSplitInput(si: number, st: LayerStep, x: U8, n: number, out: F32 | U8): number {
+    const fold = this.folds.get(st.layer)!, q = this.q, node = st.node as Extract<LayerStep['node'], { op: 'conv' }>;
+    const [C, H, W] = st.inShape as [number, number, number];
+    const O = st.outShape[0]!, total = n * st.outShape.reduce((a, b) => a * b, 1);
+    const y = out instanceof Float32Array ? out : this.buffer<F32>(si, 'f32', total);
+    const k = node.kernel;
+    const groups = fold.groupScale.length;
+    if (groups === 1) {
+      q.qconv2d(x, n, C, H, W, this.qw[st.layer]!, O, k, k, node.stride, node.pad, 'float', y, fold.groupScale[0]!, fold.bias, 1, 1, false, false);
+    } else {
+      const qws = this.groupQw.get(st.layer)!, hw = H * W;
+      const plane = this.buffer<U8>(si, 'plane', n * hw);
+      const part = this.buffer<F32>(si, 'part', total);
+      const zero = new Float32Array(O);
+      for (let c = 0; c < C; c++) {
+        for (let b = 0; b < n; b++) plane.set(x.subarray((b * C + c) * hw, (b * C + c + 1) * hw), b * hw);
+        q.qconv2d(plane, n, 1, H, W, qws[c]!, O, k, k, node.stride, node.pad, 'float', c === 0 ? y : part, fold.groupScale[c]!, c === 0 ? fold.bias : zero, 1, 1, false, false);
+        if (c > 0) q.addPeriodicF32(y, part);
+      }
+    }
+    if (fold.corr) q.addPeriodicF32(y, fold.corr);
+    if (out instanceof Float32Array) return 0;
+    return q.requantU8(y, this.m.meta.actBits, this.m.actRange[st.site!]!, out);
   }
 
   private scaleOfSite(site: number): number { return Math.fround(this.m.actRange[site]! / this.levels); }
@@ -161,7 +238,8 @@ export class NativeEngine {
       switch (st.op) {
         case 'layer': {
           const l = this.m.meta.layers[st.layer]!, name = st.node.name;
-          const scale = this.m.outScale.get(name)!, bias = this.m.outBias.get(name)!;
+          const fold = this.folds.get(st.layer);
+          const scale = fold ? fold.groupScale[0]! : this.m.outScale.get(name)!, bias = fold ? fold.bias : this.m.outBias.get(name)!;
           const mode: Mode = st.site === null ? 'float' : 'codes';
           const range = st.site === null ? 1 : this.m.actRange[st.site]!;
           const total = n * size(st.outShape);
@@ -183,7 +261,9 @@ export class NativeEngine {
           const out: F32 | U8 = st.out === this.plan.output ? new Float32Array(total)
             : mode === 'float' ? this.buffer<F32>(si, 'f32', cap) : this.buffer<U8>(si, 'u8', cap);
           let zeros: number;
-          if (st.node.op === 'conv') {
+          if (this.splitInput.has(st.layer)) {
+            zeros = this.runSplitInput(si, st, x as U8, n, out);
+          } else if (st.node.op === 'conv') {
             const [C, H, W] = st.inShape as [number, number, number];
             zeros = q.qconv2d(x as U8, n, C, H, W, this.qw[st.layer]!, l.shape[0]!, st.node.kernel, st.node.kernel, st.node.stride, st.node.pad, mode, out, scale, bias, bits, range, isB(st.input), isB(st.out));
           } else if (x instanceof Int32Array) {

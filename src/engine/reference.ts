@@ -4,6 +4,7 @@
 import { nativeFn } from '../native/binding';
 import type { DeployedModel } from '../deploy/format';
 import { buildPlan, type Plan } from './plan';
+import { inputFold, inputLayerSteps, type InputFold } from './first-layer';
 
 type UnpackFn = (packed: Uint8Array, bits: number, n: number, out: Int8Array) => void;
 
@@ -41,6 +42,11 @@ export function runReference(m: DeployedModel, codes: Int8Array[], images: Uint8
   const per = m.meta.input.channels * m.meta.input.height * m.meta.input.width;
   const logits = new Float32Array(n * K);
   const siteZeros = new Float64Array(g.sites), siteElems = new Float64Array(g.sites);
+  // Layers reading the raw input: the normalisation's mean term from these codes (DESIGN §1).
+  const folds = new Map<number, InputFold>();
+  const fromInput = inputLayerSteps(plan);
+  const clean = m.meta.version < 2 && fromInput.length > 0 ? unpackLayers(m, m.memory) : null;
+  for (const st of fromInput) folds.set(st.layer, inputFold(m, st, codes[st.layer]!, clean ? clean[st.layer]! : codes[st.layer]!));
   for (let i = 0; i < n; i++) {
     const vals: (Uint8Array | Float32Array | Int32Array)[] = new Array(g.nodes.length);
     vals[0] = images.subarray(i * per, (i + 1) * per);
@@ -57,31 +63,43 @@ export function runReference(m: DeployedModel, codes: Int8Array[], images: Uint8
           const w = codes[st.layer]!, name = st.node.name;
           const sc = m.outScale.get(name)!, bi = m.outBias.get(name)!;
           let y: Float32Array;
+          const fold = folds.get(st.layer);
           if (st.node.op === 'conv') {
             const [C, H, W] = st.inShape as [number, number, number];
             const [O, OH, OW] = st.outShape as [number, number, number];
             const k = st.node.kernel, s = st.node.stride, p = st.node.pad;
             y = new Float32Array(O * OH * OW);
+            // channel groups: all channels at once, or (input layer, per-channel std) one per channel
+            const groups = fold ? fold.groupScale.length : 1;
+            const per = C / groups;
             for (let o = 0; o < O; o++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
-              let acc = 0;
-              for (let c = 0; c < C; c++) for (let kh = 0; kh < k; kh++) {
-                const ih = oh * s - p + kh;
-                if (ih < 0 || ih >= H) continue;
-                for (let kw = 0; kw < k; kw++) {
-                  const iw = ow * s - p + kw;
-                  if (iw < 0 || iw >= W) continue; // padding: code 0 (raw pixel 0 for the input)
-                  acc += w[((o * C + c) * k + kh) * k + kw]! * x[(c * H + ih) * W + iw]!;
+              let v = 0;
+              for (let gi = 0; gi < groups; gi++) {
+                let acc = 0;
+                for (let c = gi * per; c < (gi + 1) * per; c++) for (let kh = 0; kh < k; kh++) {
+                  const ih = oh * s - p + kh;
+                  if (ih < 0 || ih >= H) continue;
+                  for (let kw = 0; kw < k; kw++) {
+                    const iw = ow * s - p + kw;
+                    if (iw < 0 || iw >= W) continue; // padding: code 0 (raw pixel 0 for the input; the fold corrects it)
+                    acc += w[((o * C + c) * k + kh) * k + kw]! * x[(c * H + ih) * W + iw]!;
+                  }
                 }
+                const scale = fold ? fold.groupScale[gi]![o]! : sc[o]!;
+                const part = Math.fround(Math.fround(scale * acc) + (gi === 0 ? (fold ? fold.bias[o]! : bi[o]!) : 0));
+                v = gi === 0 ? part : Math.fround(v + part);
               }
-              y[(o * OH + oh) * OW + ow] = Math.fround(Math.fround(sc[o]! * acc) + bi[o]!);
+              if (fold?.corr) v = Math.fround(v + fold.corr[(o * OH + oh) * OW + ow]!);
+              y[(o * OH + oh) * OW + ow] = v;
             }
           } else {
             const I = st.node.inFeatures, O = st.node.outFeatures;
+            const scale = fold ? fold.groupScale[0]! : sc, bias = fold ? fold.bias : bi;
             y = new Float32Array(O);
             for (let o = 0; o < O; o++) {
               let acc = 0;
               for (let j = 0; j < I; j++) acc += w[o * I + j]! * x[j]!;
-              y[o] = Math.fround(Math.fround(sc[o]! * acc) + bi[o]!);
+              y[o] = Math.fround(Math.fround(scale[o]! * acc) + bias[o]!);
             }
           }
           vals[st.out] = st.site === null ? y : toCodes(y, st.site);

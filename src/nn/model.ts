@@ -16,11 +16,33 @@ export interface QuantConfig {
   firstLastBits: number | null;
 }
 
+/**
+ * Where a convolution's zero padding of the normalised input lives (DESIGN §1): 'normalized' pads the
+ * normalised input with 0 (a padded position holds raw m_c, as PyTorch's Normalize then Conv2d(padding)
+ * does); 'raw' pads the raw image with 0 (version-1 deployed files, checkpoints made before the change).
+ */
+export type InputPadding = 'normalized' | 'raw';
+export const INPUT_PADDINGS: readonly InputPadding[] = ['normalized', 'raw'];
+
 export interface InputNorm {
   /** Per-channel mean of raw pixels (0..255). */
   mean: number[];
-  /** One std for all channels. */
-  std: number;
+  /** Std of raw pixels (0..255): one for all channels, or one per channel. */
+  std: number | number[];
+}
+
+/** The std of channel c of a normalisation. */
+export function stdOf(norm: InputNorm, c: number): number {
+  return typeof norm.std === 'number' ? norm.std : norm.std[c]!;
+}
+
+/** Checks a normalisation against a channel count; throws RangeError naming the rule. */
+export function checkInputNorm(norm: InputNorm, channels: number, where = 'input normalisation'): void {
+  if (!Array.isArray(norm.mean) || norm.mean.length !== channels) throw new RangeError(`${where}: ${Array.isArray(norm.mean) ? norm.mean.length : 'no'} means for ${channels} channels`);
+  for (const m of norm.mean) if (typeof m !== 'number' || !Number.isFinite(m)) throw new RangeError(`${where}: mean ${m} is not a finite number`);
+  const stds = typeof norm.std === 'number' ? [norm.std] : norm.std;
+  if (!Array.isArray(stds) || (typeof norm.std !== 'number' && stds.length !== channels)) throw new RangeError(`${where}: std must be a number or one number per channel (${channels})`);
+  for (const v of stds) if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new RangeError(`${where}: std ${v} is not a positive finite number`);
 }
 
 export type ParamKind = 'weight' | 'bias' | 'bn_weight' | 'bn_bias';
@@ -109,12 +131,15 @@ export class Model {
   readonly actRangeInit: Uint8Array;
   /** Bits per weight layer, in model order. */
   readonly layerBits = new Map<string, number>();
-  readonly padValues: Float32Array;
+  readonly padding: InputPadding;
+  /** Value of a padded position of the first convolution, per input channel (null: 0, normalised padding). */
+  readonly padValues: Float32Array | null;
 
-  constructor(graph: Graph, quant: QuantConfig, norm: InputNorm) {
+  constructor(graph: Graph, quant: QuantConfig, norm: InputNorm, padding: InputPadding = 'normalized') {
     this.graph = graph;
     this.quant = quant;
     this.norm = norm;
+    this.padding = padding;
     const layers = weightLayers(graph);
     layers.forEach((n, i) => {
       const fl = quant.firstLastBits !== null && (i === 0 || i === layers.length - 1);
@@ -138,9 +163,11 @@ export class Model {
     this.actRange = new Float32Array(graph.sites);
     this.actRangeInit = new Uint8Array(graph.sites);
     const input = graph.nodes[0] as Extract<GraphNode, { op: 'input' }>;
-    if (norm.mean.length !== input.channels) throw new RangeError(`input normalisation has ${norm.mean.length} means for ${input.channels} channels`);
-    // Zero padding happens in raw pixel space: a padded position holds (0 - m_c) / s.
-    this.padValues = new Float32Array(norm.mean.map((m) => (0 - m) / norm.std));
+    checkInputNorm(norm, input.channels);
+    if (!INPUT_PADDINGS.includes(padding)) throw new RangeError(`input padding must be 'normalized' or 'raw', got '${String(padding)}'`);
+    // 'normalized': a padded position holds 0 after normalisation (raw m_c), the conv's own zero padding;
+    // 'raw': it holds raw 0, i.e. (0 - m_c) / s_c.
+    this.padValues = padding === 'raw' ? new Float32Array(norm.mean.map((m, c) => (0 - m) / stdOf(norm, c))) : null;
   }
 
   /** PyTorch-default init: U(-1/sqrt(fanIn), 1/sqrt(fanIn)) for conv/linear weights and biases; BN gamma 1, beta 0. */
@@ -177,10 +204,9 @@ export class Model {
     const [C, H, W] = this.inputShape;
     const hw = H * W;
     const x = new Float32Array(batch * C * hw);
-    const inv = 1 / this.norm.std;
     for (let b = 0; b < batch; b++) {
       for (let c = 0; c < C; c++) {
-        const m = this.norm.mean[c]!, o = (b * C + c) * hw;
+        const m = this.norm.mean[c]!, o = (b * C + c) * hw, inv = 1 / stdOf(this.norm, c);
         for (let j = 0; j < hw; j++) x[o + j] = (raw[o + j]! - m) * inv;
       }
     }

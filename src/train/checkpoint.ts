@@ -74,6 +74,11 @@ export function checkpointMeta(file: SafetensorsFile, source: string): Checkpoin
   try { meta = JSON.parse(raw) as CheckpointMeta; } catch (e) { throw new Error(`${source}: the 'flatenn' metadata is not valid JSON (${(e as Error).message})`); }
   if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`${source}: format '${String(meta.format)}' is not a flatenn checkpoint`);
   if (meta.version !== CHECKPOINT_VERSION) throw new Error(`${source}: checkpoint version ${meta.version} is not supported (expected ${CHECKPOINT_VERSION})`);
+  // Checkpoints written before DESIGN §1's padding change carry neither field: raw-0 padding, the dataset's normalisation.
+  if (meta.config && typeof meta.config === 'object') {
+    if (meta.config.padding === undefined) meta.config.padding = 'raw';
+    if (meta.config.inputNorm === undefined) meta.config.inputNorm = null;
+  }
   return meta;
 }
 

@@ -1,6 +1,7 @@
 // Training configuration: defaults of DESIGN §3 and validation of every field.
 import type { Arch } from '../nn/graph';
 import { ARCHS } from '../nn/graph';
+import { INPUT_PADDINGS, type InputNorm, type InputPadding } from '../nn/model';
 
 export type Schedule = 'cosine' | 'step' | 'constant';
 export type DatasetName = 'fashion-mnist' | 'cifar10';
@@ -35,6 +36,13 @@ export interface TrainConfig {
   augment: boolean;
   /** Stop after this many training images (a budget for tests); 0 = no limit. */
   limitTrain: number;
+  /**
+   * Padding of the first convolution's normalised input (DESIGN §1): 'normalized' (PyTorch's, the default) or
+   * 'raw' (raw pixel 0; what checkpoints written before this field meant).
+   */
+  padding: InputPadding;
+  /** Input normalisation; null = the dataset's (DESIGN §1). Imported models carry their own (per-channel std allowed). */
+  inputNorm: InputNorm | null;
 }
 
 export function defaultConfig(arch: Arch = 'lenet5'): TrainConfig {
@@ -62,6 +70,8 @@ export function defaultConfig(arch: Arch = 'lenet5'): TrainConfig {
     valSize: 5000,
     augment: !lenet,
     limitTrain: 0,
+    padding: 'normalized',
+    inputNorm: null,
   };
 }
 
@@ -93,5 +103,7 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   if (!Number.isSafeInteger(c.seed) || c.seed < 0) fail(`seed must be a non-negative integer, got ${c.seed}`);
   if (!Number.isInteger(c.valSize) || c.valSize < 0) fail(`valSize must be an integer >= 0, got ${c.valSize}`);
   if (!Number.isInteger(c.limitTrain) || c.limitTrain < 0) fail(`limitTrain must be an integer >= 0, got ${c.limitTrain}`);
+  if (!INPUT_PADDINGS.includes(c.padding)) fail(`padding must be 'normalized' or 'raw', got '${String(c.padding)}'`);
+  if (c.inputNorm !== null && (typeof c.inputNorm !== 'object' || !Array.isArray(c.inputNorm.mean))) fail('inputNorm must be null or { mean: number[], std: number | number[] }');
   return c;
 }

@@ -20,8 +20,8 @@ export const NORMALISATION: Record<string, { mean: number[]; std: number }> = {
 
 export function createModel(cfg: TrainConfig, channels: number, size: number, numClasses = 10): Model {
   const graph = buildGraph(cfg.arch, channels, size, numClasses);
-  const norm = NORMALISATION[cfg.dataset]!;
-  return new Model(graph, { weightBits: cfg.weightBits, actBits: cfg.actBits, perChannel: cfg.perChannel, firstLastBits: cfg.firstLastBits }, norm);
+  const norm = cfg.inputNorm ?? NORMALISATION[cfg.dataset]!;
+  return new Model(graph, { weightBits: cfg.weightBits, actBits: cfg.actBits, perChannel: cfg.perChannel, firstLastBits: cfg.firstLastBits }, norm, cfg.padding);
 }
 
 export interface StepStats { loss: number; correct: number; count: number; zeros: Float64Array; elems: Float64Array }

@@ -32,7 +32,7 @@ test('LeNet-5: int4 engine predictions agree with the fake-quant model', { skip,
   const f = evaluate(tr.model, testSet, { end: n });
   const dm = deploy(tr.model, 'fashion-mnist');
   for (const backend of ['native', 'reference'] as const) {
-    const e = new Engine(dm, { backend }).evaluate(dm.memory, testSet.images, testSet.labels, backend === 'reference' ? 300 : n);
+    const e = new Engine(dm, { backend }).evaluateSync({ memory: dm.memory, images: testSet.images, labels: testSet.labels, count: backend === 'reference' ? 300 : n });
     let same = 0;
     for (let i = 0; i < e.count; i++) if (e.predictions[i] === f.predictions[i]) same++;
     assert.ok(same / e.count >= 0.995, `${backend}: ${same}/${e.count} predictions agree`);
@@ -63,7 +63,7 @@ test('a residual net with BatchNorm, 1x1 shortcut and global pooling: BN folding
   const f = evaluate(model, set);
   const dm = deploy(model, 'cifar10');
   for (const backend of ['native', 'reference'] as const) {
-    const e = new Engine(dm, { backend }).evaluate(dm.memory, set.images, set.labels, N);
+    const e = new Engine(dm, { backend }).evaluateSync({ memory: dm.memory, images: set.images, labels: set.labels, count: N });
     let same = 0;
     for (let i = 0; i < N; i++) if (e.predictions[i] === f.predictions[i]) same++;
     assert.ok(same / N >= 0.97, `${backend}: ${same}/${N} predictions agree`);

@@ -29,7 +29,7 @@ test('a hand-built deployed model: engine logits equal explicit integer arithmet
   for (const backend of ['reference', 'native'] as const) {
     const e = new Engine(m, { backend });
     const labels = Uint8Array.from({ length: n }, (_, i) => i % 10);
-    const res = e.evaluate(m.memory, images, labels, n);
+    const res = e.evaluateSync({ memory: m.memory, images: images, labels: labels, count: n });
     let correct = 0;
     for (let i = 0; i < n; i++) {
       const want = tinyLogits(tm, images.subarray(i * 784, (i + 1) * 784));

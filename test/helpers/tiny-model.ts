@@ -1,7 +1,7 @@
 // A deployed model built by hand from known codes (no training): used to check
 // the engine against explicit arithmetic and to run small campaigns.
 import { writeSafetensors, type Tensor } from '../../src/io/safetensors';
-import { buildLayout, DEPLOYED_FORMAT, DEPLOYED_VERSION, layoutHash, type DeployedMeta } from '../../src/deploy/format';
+import { buildLayout, DEPLOYED_FORMAT, layoutHash, type DeployedMeta } from '../../src/deploy/format';
 import { GraphBuilder } from '../../src/nn/graph';
 
 export function xorshift(seed: number): () => number {
@@ -16,36 +16,52 @@ export function pack4(codes: ArrayLike<number>): Uint8Array {
   return out;
 }
 
+export interface TinyOptions {
+  /** Deployed-format version: 1 (raw padding, one std, out_scale = S / std) or 2. Default 1. */
+  version?: 1 | 2;
+  padding?: 'normalized' | 'raw';
+  /** Input channels (1 or 3). */
+  channels?: number;
+  mean?: number[];
+  std?: number | number[];
+}
+
 export interface TinyModel {
   meta: DeployedMeta;
-  conv: Int8Array; // [4,1,5,5]
+  conv: Int8Array; // [4,C,5,5]
   fc: Int8Array; // [10,196]
   convScale: Float32Array; convBias: Float32Array; fcScale: Float32Array; fcBias: Float32Array;
   range: number;
 }
 
 /** input 1x28x28 -> conv 4@5x5 stride 2 pad 2 -> ReLU (4-bit) -> maxpool 2 -> flatten -> fc 196 -> 10. */
-export async function writeTinyModel(path: string, seed = 11): Promise<TinyModel> {
+export async function writeTinyModel(path: string, seed = 11, opts: TinyOptions = {}): Promise<TinyModel> {
   const r = xorshift(seed);
   const g = new GraphBuilder('tiny');
-  let x = g.input(1, 28, 28);
-  x = g.maxpool(g.relu(g.conv(x, 'conv', 1, 4, 5, 2, 2, false)), 2, 2);
+  const C = opts.channels ?? 1, version = opts.version ?? 1;
+  let x = g.input(C, 28, 28);
+  x = g.maxpool(g.relu(g.conv(x, 'conv', C, 4, 5, 2, 2, false)), 2, 2);
   x = g.linear(g.flatten(x), 'fc', 196, 10, true);
   const graph = g.build(x, 10);
-  const conv = Int8Array.from({ length: 100 }, () => Math.floor(r() * 15) - 7);
+  const conv = Int8Array.from({ length: 100 * C }, () => Math.floor(r() * 15) - 7);
   const fc = Int8Array.from({ length: 1960 }, () => Math.floor(r() * 15) - 7);
-  const convScale = Float32Array.from({ length: 4 }, () => 0.0005 + r() * 0.0005);
+  // version 2: out_scale excludes the input std (weight scale x BN factor only)
+  const convScale = Float32Array.from({ length: 4 }, () => (0.0005 + r() * 0.0005) * (version === 2 ? 90 / C : 1));
   const convBias = Float32Array.from({ length: 4 }, () => r() - 0.3);
   const fcScale = Float32Array.from({ length: 10 }, () => 0.01 + r() * 0.01);
   const fcBias = Float32Array.from({ length: 10 }, () => r() - 0.5);
-  const layout = buildLayout([{ name: 'conv', op: 'conv', shape: [4, 1, 5, 5], bits: 4 }, { name: 'fc', op: 'linear', shape: [10, 196], bits: 4 }]);
+  const layout = buildLayout([{ name: 'conv', op: 'conv', shape: [4, C, 5, 5], bits: 4 }, { name: 'fc', op: 'linear', shape: [10, 196], bits: 4 }]);
   const memory = new Uint8Array(layout.memoryBytes);
   memory.set(pack4(conv), layout.layers[0]!.byteOffset);
   memory.set(pack4(fc), layout.layers[1]!.byteOffset);
   const range = 3.0;
   const meta: DeployedMeta = {
-    format: DEPLOYED_FORMAT, version: DEPLOYED_VERSION, arch: 'tiny', dataset: 'fashion-mnist', numClasses: 10,
-    input: { channels: 1, height: 28, width: 28, mean: [72.93], std: 90 }, actBits: 4, layers: layout.layers,
+    format: DEPLOYED_FORMAT, version, arch: 'tiny', dataset: C === 3 ? 'cifar10' : 'fashion-mnist', numClasses: 10,
+    input: {
+      channels: C, height: 28, width: 28, mean: opts.mean ?? (C === 3 ? [125.3, 123.0, 113.9] : [72.93]), std: opts.std ?? 90,
+      ...(version === 2 ? { padding: opts.padding ?? 'normalized' } : {}),
+    },
+    actBits: 4, layers: layout.layers,
     memoryBytes: layout.memoryBytes, cells: layout.cells, layoutHash: layoutHash(layout.layers), topology: graph,
   };
   const tensors: Record<string, Tensor> = {

@@ -48,8 +48,8 @@ async function main() {
   const n = 48;
   const images = Uint8Array.from({ length: n * 784 }, () => Math.floor(r() * 256));
   const labels = Uint8Array.from({ length: n }, () => Math.floor(r() * 10));
-  const native = new Engine(model).evaluate(model.memory, images, labels, n);
-  const ref = new Engine(model, { backend: 'reference' }).evaluate(model.memory, images, labels, n);
+  const native = new Engine(model).evaluateSync({ images, labels, count: n });
+  const ref = new Engine(model, { backend: 'reference' }).evaluateSync({ images, labels, count: n });
   out.engine = [h(native.predictions), native.accuracy];
   out.engineMatchesReference = h(native.predictions) === h(ref.predictions) && native.accuracy === ref.accuracy;
   fs.rmSync(dir, { recursive: true, force: true });

@@ -180,6 +180,9 @@ int64_t global_avgpool_u8(const uint8_t* x, size_t planes, size_t HW, float mul,
                           float actScale, float levels);
 // ReLU + requantise floats: q = min(rhe(max(y, 0) / actScale), levels). Returns zero codes.
 int64_t requant_u8(const float* y, size_t n, float actScale, float levels, uint8_t* q);
+// y[i] += x[i % period] for i < n (n a multiple of period): a per-position term over a batch of planes
+// (the input layer's border correction) or one array into another (period == n). Float adds, in order.
+void add_periodic_f32(float* y, size_t n, const float* x, size_t period);
 // Residual join: y = fl(deq(a) + deq(b)) with deq(codes) = fl(code * s), deq(float) = itself;
 // then ReLU + requantise. a / b: exactly one of the u8 / f32 pointers is non-null each.
 // Returns zero codes.
