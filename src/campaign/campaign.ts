@@ -5,13 +5,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { readDeployed } from '../deploy/format';
+import { Engine } from '../engine/engine';
 import { loadDataset } from '../data/dataset';
 import { FAULT_TYPES, type FaultType, type RateUnit, type Sampling } from './faults';
 import { campaignJobs, FaultMapper, targetsOf, type TrialJob } from './runner';
 import { maskKey, readMasks, writeMasks, type FaultMasks } from './masks';
 import {
   readResults, RESULTS_FORMAT, RESULTS_VERSION, SEMANTICS, ResultsWriter, settingsDiff, summaryRows, trialKey,
-  type CampaignSettings, type ResultsHeader, type SummaryRow, type TrialRecord,
+  type CampaignSettings, type CleanRecord, type ResultsHeader, type SummaryRow, type TrialRecord,
 } from './results';
 
 export interface CampaignOptions {
@@ -47,7 +48,10 @@ export interface CampaignOptions {
 
 export interface CampaignResult {
   settings: CampaignSettings;
+  /** Trial records (file order); rate-0 trials are not run: see `clean`. */
   records: TrialRecord[];
+  /** The clean model's record per target (evaluated once per run, or read back on resume). */
+  clean: CleanRecord[];
   rows: SummaryRow[];
   ran: number;
   skipped: number;
@@ -107,7 +111,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const header: ResultsHeader = { type: 'header', format: RESULTS_FORMAT, version: RESULTS_VERSION, settings, shard };
   const unlock = lockResults(o.out);
   try {
-    return await runLocked(o, settings, header, shard, t0);
+    return await runLocked(o, settings, header, shard, t0, { model, images: ds.images, labels: ds.labels });
   } finally {
     unlock();
   }
@@ -136,8 +140,10 @@ function lockResults(out: string): () => void {
   throw new Error(`cannot lock ${out}`);
 }
 
-async function runLocked(o: CampaignOptions, settings: CampaignSettings, header: ResultsHeader, shard: { index: number; count: number }, t0: number): Promise<CampaignResult> {
+async function runLocked(o: CampaignOptions, settings: CampaignSettings, header: ResultsHeader, shard: { index: number; count: number }, t0: number,
+  data: { model: Awaited<ReturnType<typeof readDeployed>>; images: Uint8Array; labels: Uint8Array }): Promise<CampaignResult> {
   let existing: TrialRecord[] = [];
+  let clean: CleanRecord[] = [];
   if (fs.existsSync(o.out) && fs.statSync(o.out).size > 0) {
     const f = readResults(o.out);
     const d = settingsDiff(f.header.settings, settings);
@@ -145,28 +151,43 @@ async function runLocked(o: CampaignOptions, settings: CampaignSettings, header:
     if (f.header.shard.index !== shard.index || f.header.shard.count !== shard.count) throw new Error(`${o.out} holds shard ${f.header.shard.index}/${f.header.shard.count}, not ${shard.index}/${shard.count}`);
     if (f.tornTail) fs.truncateSync(o.out, f.validBytes); // drop the line a killed run left half-written
     existing = f.records;
+    clean = f.clean;
   } else {
     fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
     fs.writeFileSync(o.out, JSON.stringify(header) + '\n');
   }
   const done = new Set(existing.map(trialKey));
-  const all = campaignJobs(settings, shard);
+  // Rate 0 leaves the memory unchanged: the clean record below stands for those trials (older files may
+  // hold rate-0 trial records; they are kept and not re-run).
+  const all = campaignJobs(settings, shard).filter((j) => j.rate !== 0 || done.has(trialKey(j)));
   const jobs = all.filter((j) => !done.has(trialKey(j)));
   const records = existing.slice();
-  if (jobs.length > 0) {
+  const missingClean = settings.targets.filter((t) => !clean.some((c) => c.target === t));
+  if (jobs.length > 0 || missingClean.length > 0) {
     const writer = new ResultsWriter(o.out);
     try {
-      await runInWorker(o, settings, jobs, (r) => {
-        writer.write(r);
-        records.push(r);
-        o.onTrial?.(r, records.length, all.length);
-      });
+      if (missingClean.length > 0) {
+        // one evaluation of the clean model (the same memory for every target), yielding between batches
+        const r = await new Engine(data.model).evaluate({ images: data.images, labels: data.labels, count: settings.images, ...(o.signal ? { signal: o.signal } : {}) });
+        for (const target of missingClean) {
+          const c: CleanRecord = { type: 'clean', target, accuracy: r.accuracy, loss: r.loss, sparsity: r.sparsity, sparsityWeighted: r.sparsityWeighted, images: settings.images };
+          writer.write(c);
+          clean.push(c);
+        }
+      }
+      if (jobs.length > 0) {
+        await runInWorker(o, settings, jobs, (r) => {
+          writer.write(r);
+          records.push(r);
+          o.onTrial?.(r, records.length, all.length);
+        });
+      }
       writer.sync();
     } finally {
       writer.close();
     }
   }
-  return { settings, records, rows: summaryRows(settings, records), ran: jobs.length, skipped: all.length - jobs.length, seconds: (Date.now() - t0) / 1000 };
+  return { settings, records, clean, rows: summaryRows(settings, records, clean), ran: jobs.length, skipped: all.length - jobs.length, seconds: (Date.now() - t0) / 1000 };
 }
 
 function runInWorker(o: CampaignOptions, settings: CampaignSettings, jobs: TrialJob[], onRecord: (r: TrialRecord) => void): Promise<void> {

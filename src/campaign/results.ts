@@ -59,6 +59,21 @@ export interface TrialRecord {
   changedCodes: number;
 }
 
+/**
+ * The clean (fault-free) model's result on the campaign's images: written once per target by each run
+ * (shard) before its trials, instead of evaluating the unchanged model once per trial at rate 0. Summaries
+ * take their 0% rows from it. Fields as in a trial record, plus the number of images.
+ */
+export interface CleanRecord {
+  type: 'clean';
+  target: string;
+  accuracy: number;
+  loss: number;
+  sparsity: number;
+  sparsityWeighted: number;
+  images: number;
+}
+
 export const trialKey = (r: Pick<TrialRecord, 'target' | 'fault' | 'rate' | 'trial'>) => `${r.target}|${r.fault}|${r.rate}|${r.trial}`;
 
 function canonical(v: unknown): string {
@@ -87,7 +102,10 @@ export function settingsDiff(a: CampaignSettings, b: CampaignSettings): string {
 
 export interface ResultsFile {
   header: ResultsHeader;
+  /** The trial records (type 'trial'). */
   records: TrialRecord[];
+  /** The clean-model records (type 'clean'), one per target; none in files written before they existed. */
+  clean: CleanRecord[];
   /** Bytes of complete lines (a torn last line after a kill is beyond this). */
   validBytes: number;
   tornTail: boolean;
@@ -108,13 +126,15 @@ export function readResults(path: string): ResultsFile {
   if (header.version !== RESULTS_VERSION) throw new Error(`${path}: results version ${header.version} is not supported`);
   if (header.settings && typeof header.settings === 'object' && header.settings.semantics === undefined) header.settings.semantics = 1;
   const records: TrialRecord[] = [];
+  const clean: CleanRecord[] = [];
   for (let i = 1; i < lines.length; i++) {
-    let r: TrialRecord;
-    try { r = JSON.parse(lines[i]!) as TrialRecord; } catch { throw new Error(`${path}: line ${i + 1} is not valid JSON`); }
-    if (r.type !== 'trial') throw new Error(`${path}: line ${i + 1} is not a trial record`);
-    records.push(r);
+    let r: TrialRecord | CleanRecord;
+    try { r = JSON.parse(lines[i]!) as TrialRecord | CleanRecord; } catch { throw new Error(`${path}: line ${i + 1} is not valid JSON`); }
+    if (r.type === 'trial') records.push(r);
+    else if (r.type === 'clean') clean.push(r);
+    else throw new Error(`${path}: line ${i + 1} is not a trial or clean record`);
   }
-  return { header, records, validBytes: Buffer.byteLength(complete), tornTail };
+  return { header, records, clean, validBytes: Buffer.byteLength(complete), tornTail };
 }
 
 /** Appends lines with one write each (no buffering in this process). */
@@ -130,6 +150,8 @@ export interface SummaryRow {
   target: string;
   fault: FaultType;
   rate: number;
+  /** True for a 0% row taken from the clean record (accuracy.n is then 1: one evaluation, no trials). */
+  clean?: boolean;
   accuracy: Summary;
   sparsity: Summary;
   faultyCells: number;
@@ -143,10 +165,11 @@ const cmpRows = (settings: CampaignSettings) => (a: { target: string; fault: Fau
  * Merges result files (shards) after checking that their settings agree;
  * a trial present twice must be identical (then it counts once).
  */
-export function mergeResults(files: { path: string; file: ResultsFile }[]): { settings: CampaignSettings; records: TrialRecord[] } {
+export function mergeResults(files: { path: string; file: ResultsFile }[]): { settings: CampaignSettings; records: TrialRecord[]; clean: CleanRecord[] } {
   if (files.length === 0) throw new Error('no results files');
   const settings = files[0]!.file.header.settings;
   const byKey = new Map<string, TrialRecord>();
+  const clean = new Map<string, CleanRecord>();
   for (const { path, file } of files) {
     const d = settingsDiff(settings, file.header.settings);
     if (d) throw new Error(`${path}: settings differ from ${files[0]!.path} (${d})`);
@@ -156,11 +179,17 @@ export function mergeResults(files: { path: string; file: ResultsFile }[]): { se
       if (prev && canonical(prev) !== canonical(r)) throw new Error(`${path}: trial ${k} disagrees with another file's record of it`);
       byKey.set(k, r);
     }
+    for (const c of file.clean ?? []) {
+      const prev = clean.get(c.target);
+      if (prev && canonical(prev) !== canonical(c)) throw new Error(`${path}: the clean record of target ${c.target} disagrees with another file's`);
+      clean.set(c.target, c);
+    }
   }
-  return { settings, records: [...byKey.values()] };
+  return { settings, records: [...byKey.values()], clean: [...clean.values()] };
 }
 
-export function summaryRows(settings: CampaignSettings, records: TrialRecord[]): SummaryRow[] {
+/** Rows per (target, fault type, rate); a 0% rate without trial records gets its row from the clean record. */
+export function summaryRows(settings: CampaignSettings, records: TrialRecord[], clean: CleanRecord[] = []): SummaryRow[] {
   const groups = new Map<string, TrialRecord[]>();
   for (const r of records) {
     const k = `${r.target}|${r.fault}|${r.rate}`;
@@ -179,13 +208,21 @@ export function summaryRows(settings: CampaignSettings, records: TrialRecord[]):
       meanChangedCodes: g.reduce((a, r) => a + r.changedCodes, 0) / g.length,
     });
   }
+  if (settings.rates.includes(0)) {
+    for (const c of clean) {
+      for (const fault of settings.faults) {
+        if (groups.has(`${c.target}|${fault}|0`)) continue; // an older file: trials at rate 0
+        rows.push({ target: c.target, fault, rate: 0, clean: true, accuracy: summarize([c.accuracy]), sparsity: summarize([c.sparsity]), faultyCells: 0, meanChangedCodes: 0 });
+      }
+    }
+  }
   return rows.sort(cmpRows(settings));
 }
 
 export interface PairedRow { target: string; fault: FaultType; rate: number; pairs: number; diff: Summary; a: number; b: number }
 
 /** Paired differences a - b of accuracy per (target, type, rate) over the trials both files have. */
-export function pairedRows(a: { settings: CampaignSettings; records: TrialRecord[] }, b: { settings: CampaignSettings; records: TrialRecord[] }): PairedRow[] {
+export function pairedRows(a: { settings: CampaignSettings; records: TrialRecord[]; clean?: CleanRecord[] }, b: { settings: CampaignSettings; records: TrialRecord[]; clean?: CleanRecord[] }): PairedRow[] {
   const sem = semanticsMismatch(a.settings, b.settings);
   if (sem) throw new Error(sem);
   const bm = new Map(b.records.map((r) => [trialKey(r), r]));
@@ -207,6 +244,18 @@ export function pairedRows(a: { settings: CampaignSettings; records: TrialRecord
       a: g.reduce((s, p) => s + p.ra.accuracy, 0) / g.length, b: g.reduce((s, p) => s + p.rb.accuracy, 0) / g.length,
     });
   }
+  // the 0% rows of campaigns with clean records: the two clean models, one "pair"
+  if (a.settings.rates.includes(0) && b.settings.rates.includes(0)) {
+    const bc = new Map((b.clean ?? []).map((c) => [c.target, c]));
+    for (const ca of a.clean ?? []) {
+      const cb = bc.get(ca.target);
+      if (!cb) continue;
+      for (const fault of a.settings.faults) {
+        if (groups.has(`${ca.target}|${fault}|0`) || !b.settings.faults.includes(fault)) continue;
+        rows.push({ target: ca.target, fault, rate: 0, pairs: 1, diff: summarize([ca.accuracy - cb.accuracy]), a: ca.accuracy, b: cb.accuracy });
+      }
+    }
+  }
   return rows.sort(cmpRows(a.settings));
 }
 
@@ -215,7 +264,7 @@ export const fmtRate = (r: number) => `${+(100 * r).toPrecision(6)}%`;
 
 export function formatSummary(rows: SummaryRow[]): string {
   const head = ['target', 'fault', 'rate', 'trials', 'acc mean %', 'std', '95% CI', 'min', 'max', 'sparsity %', 'faulty cells', 'changed codes'];
-  const body = rows.map((r) => [r.target, r.fault, fmtRate(r.rate), String(r.accuracy.n), pct(r.accuracy.mean), pct(r.accuracy.std), `[${pct(r.accuracy.ciLow)}, ${pct(r.accuracy.ciHigh)}]`, pct(r.accuracy.min), pct(r.accuracy.max), pct(r.sparsity.mean), r.faultyCells.toFixed(0), r.meanChangedCodes.toFixed(1)]);
+  const body = rows.map((r) => [r.target, r.fault, fmtRate(r.rate), r.clean ? 'clean' : String(r.accuracy.n), pct(r.accuracy.mean), pct(r.accuracy.std), `[${pct(r.accuracy.ciLow)}, ${pct(r.accuracy.ciHigh)}]`, pct(r.accuracy.min), pct(r.accuracy.max), pct(r.sparsity.mean), r.faultyCells.toFixed(0), r.meanChangedCodes.toFixed(1)]);
   return table(head, body);
 }
 

@@ -167,11 +167,14 @@ export const summaryCommand: CommandSpec = {
       else process.stdout.write(`A = ${files.join(', ')} (${a.settings.model})\nB = ${base} (${b.settings.model})\n${formatPaired(rows)}\n`);
       return 0;
     }
-    const rows = summaryRows(a.settings, a.records);
-    const expected = a.settings.targets.length * a.settings.faults.length * a.settings.rates.length * a.settings.trials;
+    const rows = summaryRows(a.settings, a.records, a.clean);
+    // rate-0 trials are not run when the file has clean records (older files hold them as trials)
+    const zeroTrials = a.records.filter((r) => r.rate === 0).length;
+    const ratesRun = a.settings.rates.filter((r) => r !== 0).length;
+    const expected = a.settings.targets.length * a.settings.faults.length * ratesRun * a.settings.trials + zeroTrials;
     if (flag(v, 'csv')) process.stdout.write(summaryCsv(rows));
-    else if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: a.settings, trials: a.records.length, expected, summary: rows }, null, 2) + '\n');
-    else process.stdout.write(`${a.settings.arch} ${a.settings.model}\n${a.records.length} of ${expected} trials\n${formatSummary(rows)}\n`);
+    else if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: a.settings, trials: a.records.length, expected, clean: a.clean, summary: rows }, null, 2) + '\n');
+    else process.stdout.write(`${a.settings.arch} ${a.settings.model}\n${a.records.length} of ${expected} trials${a.clean.length ? `; clean model ${(100 * a.clean[0]!.accuracy).toFixed(2)}% (the 0% rows)` : ''}\n${formatSummary(rows)}\n`);
     return 0;
   },
 };
