@@ -55,6 +55,7 @@ export const trainCommand: CommandSpec = {
     'flatenn train --act-l1 3e-5 --saq-rho 0.1 --out runs/saq.safetensors',
     'flatenn train --arch resnet18 --dataset cifar10 --epochs 60 --out runs/r18.safetensors',
     'flatenn train --resume --out runs/qat.safetensors   # continue an interrupted run',
+    'flatenn train --resume --epochs 30 --out runs/qat.safetensors   # extend a finished 20-epoch run by 10 epochs',
   ],
   options: {
     arch: { type: 'string', arg: '<arch>', description: `architecture: ${ARCHS.join(', ')}`, default: 'lenet5' },
@@ -83,7 +84,7 @@ export const trainCommand: CommandSpec = {
     'limit-train': { type: 'string', arg: '<n>', description: 'use only the first n training images (quick runs)' },
     'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder (else FLATENN_DATA, then standard places)' },
     out: { type: 'string', arg: '<file>', description: 'checkpoint path (.safetensors); a JSON-lines log goes beside it', required: true },
-    resume: { type: 'boolean', description: 'continue the run saved at --out (its settings are used; give no training flags)' },
+    resume: { type: 'boolean', description: 'continue the run saved at --out (its settings are used; give no training flags except --epochs N, which extends a finished run to N epochs with a new schedule segment)' },
     json: { type: 'boolean', description: 'print the final result as JSON' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress output' },
   },
@@ -93,16 +94,18 @@ export const trainCommand: CommandSpec = {
     if (!out.endsWith('.safetensors')) throw new UsageError(`--out must end in .safetensors, got '${out}'`);
     const resume = flag(v, 'resume');
     let cfg: TrainConfig | null = null;
+    let extendTo: number | undefined;
     if (resume) {
       const explicit = explicitOptions(v);
-      const given = TRAIN_FLAGS.filter((f) => explicit.includes(f));
-      if (given.length) throw new UsageError(`--resume continues with the checkpoint's settings; do not give --${given.join(', --')}`);
+      const given = TRAIN_FLAGS.filter((f) => f !== 'epochs' && explicit.includes(f));
+      if (given.length) throw new UsageError(`--resume continues with the checkpoint's settings; do not give --${given.join(', --')} (only --epochs, to extend a finished run)`);
+      if (explicit.includes('epochs')) extendTo = int(v, 'epochs', 1, 100000);
     } else {
       cfg = configFromFlags(v);
     }
     const quiet = flag(v, 'quiet');
     const dataDir = str(v, 'data-dir');
-    const r = await trainModel(cfg, { out: path.resolve(out), resume, onProgress: trainBars(quiet), ...(dataDir ? { dataDir } : {}) });
+    const r = await trainModel(cfg, { out: path.resolve(out), resume, ...(extendTo !== undefined ? { epochs: extendTo } : {}), onProgress: trainBars(quiet), ...(dataDir ? { dataDir } : {}) });
     if (flag(v, 'json')) {
       process.stdout.write(JSON.stringify({ checkpoint: r.checkpoint, config: r.config, history: r.history, test: r.test && { accuracy: r.test.accuracy, loss: r.test.loss, sparsity: r.test.sparsity, sparsityWeighted: r.test.sparsityWeighted, perLayerSparsity: r.test.perLayerSparsity }, seconds: r.seconds }, null, 2) + '\n');
     } else if (r.test) {

@@ -19,6 +19,8 @@ export interface EpochRecord {
   valAccuracy?: number;
   valLoss?: number;
   valSparsity?: number;
+  /** On epochs trained after the run was extended: which extension (1 = the first `--resume --epochs N`). */
+  extension?: number;
 }
 
 export interface CheckpointMeta {
@@ -106,9 +108,14 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
 }
 
 /** A trainer positioned exactly where the checkpoint left off (resumed runs equal uninterrupted ones bit for bit). */
-export async function resumeTrainer(path: string, train: ImageSet): Promise<{ trainer: Trainer; history: EpochRecord[] }> {
+export async function resumeTrainer(path: string, train: ImageSet, extendTo?: number): Promise<{ trainer: Trainer; history: EpochRecord[] }> {
   const { meta, model, file } = await loadCheckpoint(path);
-  const tr = new Trainer(meta.config, train, model);
+  let cfg = meta.config;
+  if (extendTo !== undefined && extendTo !== cfg.epochs) {
+    // a finished run extended: the schedule gets a new segment from here (TrainConfig.extendedFrom)
+    cfg = validateConfig({ ...cfg, epochs: extendTo, extendedFrom: [...(cfg.extendedFrom ?? []), cfg.epochs] });
+  }
+  const tr = new Trainer(cfg, train, model);
   if (tr.trainIndex.length !== meta.trainImages) throw new Error(`${path}: the checkpoint trained on ${meta.trainImages} images per epoch but the data gives ${tr.trainIndex.length}`);
   for (const e of model.params.entries) {
     tr.momentum.set(tensorOf(file, `optimizer.momentum.${e.name}`, 'F32', e.shape).data, e.offset);

@@ -43,6 +43,12 @@ export interface TrainConfig {
   padding: InputPadding;
   /** Input normalisation; null = the dataset's (DESIGN §1). Imported models carry their own (per-channel std allowed). */
   inputNorm: InputNorm | null;
+  /**
+   * Set only on runs extended after they finished (`train --resume --epochs N`): the epoch counts at which the
+   * run was extended, ascending. The learning-rate schedule restarts at each (README, "Extending a finished run"),
+   * so an extended run is a different setting from an uninterrupted run of the same length.
+   */
+  extendedFrom?: number[];
 }
 
 export function defaultConfig(arch: Arch = 'lenet5'): TrainConfig {
@@ -105,5 +111,11 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   if (!Number.isInteger(c.limitTrain) || c.limitTrain < 0) fail(`limitTrain must be an integer >= 0, got ${c.limitTrain}`);
   if (!INPUT_PADDINGS.includes(c.padding)) fail(`padding must be 'normalized' or 'raw', got '${String(c.padding)}'`);
   if (c.inputNorm !== null && (typeof c.inputNorm !== 'object' || !Array.isArray(c.inputNorm.mean))) fail('inputNorm must be null or { mean: number[], std: number | number[] }');
+  if (c.extendedFrom !== undefined) {
+    if (!Array.isArray(c.extendedFrom) || c.extendedFrom.length === 0) fail('extendedFrom must be a non-empty list of epoch counts (or absent)');
+    c.extendedFrom.forEach((e, i) => {
+      if (!Number.isInteger(e) || e < 1 || e >= c.epochs || (i > 0 && e <= c.extendedFrom![i - 1]!)) fail(`extendedFrom must ascend within [1, epochs), got ${JSON.stringify(c.extendedFrom)}`);
+    });
+  }
   return c;
 }

@@ -23,6 +23,12 @@ export interface TrainRunOptions {
   dataDir?: string;
   /** Continue the checkpoint at `out` with its own settings (default false). */
   resume?: boolean;
+  /**
+   * With `resume`: extend a FINISHED run to this many epochs (more than it has). The added epochs run a fresh
+   * schedule segment (see Trainer.learningRate); the config records it in `extendedFrom`, each added epoch's
+   * history record carries `extension`. Default: the checkpoint's own epoch count (a plain resume).
+   */
+  epochs?: number;
   /** @deprecated The library never prints; kept so old callers compile. Progress goes to `onProgress`. */
   quiet?: boolean;
   /** Progress events (default: none). Called on the event-loop thread between work slices. */
@@ -102,10 +108,18 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
     if (!fs.existsSync(o.out)) throw new Error(`--resume: no checkpoint at ${o.out}`);
     const { meta } = await loadCheckpoint(o.out);
     cfg = meta.config;
+    let extendTo: number | null = null;
+    if (o.epochs !== undefined && o.epochs !== cfg.epochs) {
+      if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new RangeError(`epochs must be a positive integer, got ${o.epochs}`);
+      if (meta.epoch < cfg.epochs) throw new RangeError(`${o.out} is not finished (epoch ${meta.epoch} of ${cfg.epochs}): resume it without --epochs first, then extend it`);
+      if (o.epochs < cfg.epochs) throw new RangeError(`${o.out} already has ${cfg.epochs} epochs; --epochs ${o.epochs} would shorten it`);
+      extendTo = o.epochs;
+    }
     const full = await loadDataset(cfg.dataset, 'train', o.dataDir ? { dataDir: o.dataDir } : {});
     const s = splitTrainVal(full, cfg.valSize);
     val = s.val;
-    ({ trainer, history } = await resumeTrainer(o.out, s.train));
+    ({ trainer, history } = await resumeTrainer(o.out, s.train, extendTo ?? undefined));
+    cfg = trainer.cfg;
   } else {
     cfg = validateConfig({ ...config! });
     const full = await loadDataset(cfg.dataset, 'train', o.dataDir ? { dataDir: o.dataDir } : {});
@@ -128,6 +142,10 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
       : undefined;
     const rec: EpochRecord = { epoch: st.epoch, trainLoss: st.loss, trainAccuracy: st.accuracy, trainSparsity: st.sparsity };
     if (v) { rec.valAccuracy = v.accuracy; rec.valLoss = v.loss; rec.valSparsity = v.sparsity; }
+    if (cfg.extendedFrom?.length) {
+      const k = cfg.extendedFrom.filter((e) => st.epoch > e).length;
+      if (k > 0) rec.extension = k;
+    }
     history.push(rec);
     await saveCheckpoint(o.out, trainer, history);
     fs.appendFileSync(logPath, JSON.stringify({ ...rec, seconds: st.seconds, imagesPerSecond: st.imagesPerSecond, time: new Date().toISOString() }) + '\n');

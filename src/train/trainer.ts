@@ -119,8 +119,21 @@ export class Trainer {
 
   get totalSteps(): number { return this.cfg.epochs * this.stepsPerEpoch; }
 
+  /**
+   * The learning rate at optimiser step `step`. A run extended after it finished (cfg.extendedFrom) has one
+   * schedule segment per stage: [0, e1), [e1, e2), ..., [ek, epochs) epochs; each segment runs the configured
+   * schedule afresh over its own length (cosine from lr down to 0; step milestones as fractions of the segment).
+   */
   learningRate(step: number): number {
-    const c = this.cfg, T = this.totalSteps;
+    const c = this.cfg;
+    let T = this.totalSteps;
+    if (c.extendedFrom?.length) {
+      const bounds = [0, ...c.extendedFrom.map((e) => e * this.stepsPerEpoch), T];
+      let k = 0;
+      while (k + 2 < bounds.length && step >= bounds[k + 1]!) k++;
+      step -= bounds[k]!;
+      T = bounds[k + 1]! - bounds[k]!;
+    }
     switch (c.schedule) {
       case 'constant': return c.lr;
       case 'cosine': return 0.5 * c.lr * (1 + Math.cos((Math.PI * Math.min(step, T)) / T));
