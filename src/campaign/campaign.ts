@@ -18,19 +18,29 @@ import {
 export interface CampaignOptions {
   /** Deployed model file (.safetensors from `flatenn export`). */
   model: string;
+  /** Fault types to inject (FAULT_TYPES), each at every rate. */
   faults: FaultType[];
   /** Fractions of eligible cells, in [0, 1]. */
   rates: number[];
+  /** Trials (independent fault maps) per (target, fault type, rate), >= 1. */
   trials: number;
+  /** Results file (.jsonl): created with a header, or resumed when it holds the same campaign. */
   out: string;
+  /** Fault-map seed (default 1): common random numbers across fault types, rates and models of one layout. */
   seed?: number;
+  /** 'exact' (default): exactly round(rate x cells) faulty cells, nested across rates; 'bernoulli': each cell faulty with probability rate. */
   sampling?: Sampling;
+  /** What a rate counts (default 'bit'): a fraction of stored bits, or of weights ('weight': one random bit per faulty weight). */
   rateUnit?: RateUnit;
   /** Target sets (default ['all']); see targetsOf(). byLayer / byBit expand to one target per layer / bit. */
   targets?: string[];
+  /** One target per weight layer (default false): a per-layer vulnerability table. */
   byLayer?: boolean;
+  /** One target per bit position, 0 = LSB (default false). */
   byBit?: boolean;
+  /** Run only trials t with t % count == index (default 0/1); merge the shards' files with mergeResults / `flatenn summary`. */
   shard?: { index: number; count: number };
+  /** Dataset folder (default: the standard search, see `flatenn data info`). */
   dataDir?: string;
   /** Evaluate only the first n test images (quick runs); recorded in the settings. */
   limit?: number;
@@ -46,6 +56,7 @@ export interface CampaignOptions {
   masks?: string;
 }
 
+/** What runCampaign returns: the settings, every record in the file (also those of earlier runs) and the summary. */
 export interface CampaignResult {
   settings: CampaignSettings;
   /** Trial records (file order); rate-0 trials are not run: see `clean`. */
@@ -72,6 +83,10 @@ function validate(o: CampaignOptions): void {
   if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw new RangeError(`limit must be an integer >= 1, got ${o.limit}`);
 }
 
+/**
+ * Runs (or resumes) a Monte Carlo fault-injection campaign into `o.out` (JSON Lines, DESIGN §5): trials in a worker
+ * thread, each appended as it ends; the clean model evaluated once per run. Prints nothing (see `onTrial`).
+ */
 export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   o.signal?.throwIfAborted();
   const t0 = Date.now();

@@ -262,12 +262,14 @@ export function pairedRows(a: { settings: CampaignSettings; records: TrialRecord
 const pct = (x: number, d = 2) => (Number.isFinite(x) ? (100 * x).toFixed(d) : 'n/a');
 export const fmtRate = (r: number) => `${+(100 * r).toPrecision(6)}%`;
 
+/** The summary table `flatenn summary` / `inject` print (Markdown-style; percentages; 0% rows from clean records say 'clean'). */
 export function formatSummary(rows: SummaryRow[]): string {
   const head = ['target', 'fault', 'rate', 'trials', 'acc mean %', 'std', '95% CI', 'min', 'max', 'sparsity %', 'faulty cells', 'changed codes'];
   const body = rows.map((r) => [r.target, r.fault, fmtRate(r.rate), r.clean ? 'clean' : String(r.accuracy.n), pct(r.accuracy.mean), pct(r.accuracy.std), `[${pct(r.accuracy.ciLow)}, ${pct(r.accuracy.ciHigh)}]`, pct(r.accuracy.min), pct(r.accuracy.max), pct(r.sparsity.mean), r.faultyCells.toFixed(0), r.meanChangedCodes.toFixed(1)]);
   return table(head, body);
 }
 
+/** The paired-difference table `flatenn summary --baseline` prints (Markdown-style; percentages). */
 export function formatPaired(rows: PairedRow[]): string {
   const head = ['target', 'fault', 'rate', 'pairs', 'acc A %', 'acc B %', 'A-B (pts)', '95% CI (pts)', 'std'];
   const body = rows.map((r) => [r.target, r.fault, fmtRate(r.rate), String(r.pairs), pct(r.a), pct(r.b), pct(r.diff.mean), `[${pct(r.diff.ciLow)}, ${pct(r.diff.ciHigh)}]`, pct(r.diff.std)]);

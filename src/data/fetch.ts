@@ -64,6 +64,7 @@ export interface FetchOptions {
   retryDelayMs?: number;
   /** Proxy settings (default: HTTPS_PROXY, HTTP_PROXY and NO_PROXY from the environment, upper or lower case). */
   proxy?: ProxyEnv;
+  /** Progress and status events (default: none; the library prints nothing, `flatenn data fetch` draws them). */
   onEvent?: (e: FetchEvent) => void;
 }
 

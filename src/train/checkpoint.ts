@@ -56,6 +56,7 @@ export function modelTensors(model: Model): Record<string, Tensor> {
   return out;
 }
 
+/** Writes the trainer's full state (weights, BN, ranges, momentum, step/epoch, config, history) atomically to `path`. */
 export async function saveCheckpoint(path: string, tr: Trainer, history: EpochRecord[]): Promise<void> {
   const m = tr.model;
   const tensors = modelTensors(m);
@@ -98,6 +99,7 @@ export function loadModelTensors(model: Model, file: SafetensorsFile, source: st
 
 export interface LoadedCheckpoint { meta: CheckpointMeta; model: Model; file: SafetensorsFile }
 
+/** Reads a training checkpoint (meta, model with its weights, the raw file); throws naming the file on any mismatch. */
 export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   const file = await readSafetensors(path);
   const meta = checkpointMeta(file, path);

@@ -51,6 +51,11 @@ export interface TrainConfig {
   extendedFrom?: number[];
 }
 
+/**
+ * The defaults of DESIGN §3 for `arch` (default 'lenet5'): lenet5 = FashionMNIST, 20 epochs, lr 0.05, no augmentation;
+ * resnet18 = CIFAR-10, 60 epochs, lr 0.1, crop+flip. Both: batch 128, cosine schedule, momentum 0.9, weight decay
+ * 5e-4, 4-bit weights and activations, per-tensor scales, actL1 [0], saqRho 0, seed 1, valSize 5000.
+ */
 export function defaultConfig(arch: Arch = 'lenet5'): TrainConfig {
   const lenet = arch === 'lenet5';
   return {

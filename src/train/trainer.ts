@@ -18,6 +18,7 @@ export const NORMALISATION: Record<string, { mean: number[]; std: number }> = {
   cifar10: { mean: [125.3, 123.0, 113.9], std: 64.0 },
 };
 
+/** A fresh (uninitialised) Model of `cfg.arch` for `channels` x `size` x `size` inputs and `numClasses` classes (default 10). */
 export function createModel(cfg: TrainConfig, channels: number, size: number, numClasses = 10): Model {
   const graph = buildGraph(cfg.arch, channels, size, numClasses);
   const norm = cfg.inputNorm ?? NORMALISATION[cfg.dataset]!;
@@ -84,6 +85,7 @@ export function augmentCropFlip(images: Uint8Array, n: number, C: number, H: num
   }
 }
 
+/** SGD training of a Model on an image set: epochs, learning-rate schedule, QAT/AS/SAQ steps; deterministic for a seed. */
 export class Trainer {
   readonly cfg: TrainConfig;
   readonly model: Model;
