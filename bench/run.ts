@@ -1,7 +1,10 @@
 // `npm run bench`: every benchmark module that exists (kernel benchmarks
 // bench/gemm.ts `gemmBench`, bench/qgemm.ts `qgemmBench`, then training and
-// campaigns beside PyTorch), all rows written to bench/results/latest.json
-// with the machine they ran on, and printed as markdown tables.
+// campaigns beside PyTorch), all rows written to bench/results/local/latest.json
+// (git-ignored; --out writes elsewhere, e.g. the tracked bench/results/latest.json
+// when results are to be published) with the machine they ran on, and printed as
+// markdown tables. A heartbeat line every 10 s names the module running; goals
+// that need CPU features this machine lacks are reported as "n/a on this CPU".
 //   node dist/bench/run.js [--quick] [--threads N] [--only train,campaign] [--out file.json] [--no-torch]
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -12,6 +15,31 @@ import { engineInfo, setIsa, setThreads } from '../src/native/info';
 import { campaignBench } from './campaign';
 import { markdownTable, messageOf, parseArgs, positiveInt, printRows, ROOT, type Row } from './common';
 import { trainBench } from './train';
+import { startHeartbeat } from './heartbeat';
+
+/** Where results go unless --out says otherwise: git-ignored, so a run never dirties tracked files. */
+export const DEFAULT_OUT = path.join(ROOT, 'bench', 'results', 'local', 'latest.json');
+
+/** CPU features a goal's wording refers to (a goal is judged only where the CPU has them). */
+const GOAL_FEATURES: { re: RegExp; has: (c: Record<string, unknown>) => boolean; name: string }[] = [
+  { re: /VNNI/i, has: (c) => !!c.avx512vnni, name: 'AVX-512 VNNI' },
+  { re: /AVX-?512/i, has: (c) => !!c.avx512f, name: 'AVX-512' },
+  { re: /AVX2|FMA peak/i, has: (c) => !!c.avx2, name: 'AVX2' },
+];
+
+/** Marks rows whose goal needs a feature this CPU lacks: no pass/fail, `goalStatus: 'n/a on this CPU'`. */
+export function markGoalApplicability(rows: Row[], cpu: Record<string, unknown> | null): Row[] {
+  for (const r of rows) {
+    if (!r.goal || !cpu) continue;
+    const missing = GOAL_FEATURES.find((f) => f.re.test(r.goal!) && !f.has(cpu));
+    if (missing) {
+      delete r.pass;
+      r.goalStatus = 'n/a on this CPU';
+      r.notes = `n/a on this CPU (no ${missing.name})${r.notes ? '; ' + r.notes : ''}`;
+    }
+  }
+  return rows;
+}
 
 export interface RunOptions {
   quick?: boolean;
@@ -97,11 +125,14 @@ export async function runBenchmarks(o: RunOptions = {}): Promise<BenchReport> {
     { name: 'train', run: (x) => trainBench({ ...common, ...x }) },
     { name: 'campaign', run: (x) => campaignBench({ ...common, ...x }) },
   ];
+  const beat = startHeartbeat();
+  try {
   for (const m of modules) {
     if (!want(m.name)) continue;
     if (m.run === 'missing') { report.modules.push({ name: m.name, status: 'missing' }); log(`bench: ${m.name}: no module, skipped`); continue; }
     if (m.run instanceof Error) { report.modules.push({ name: m.name, status: 'failed', error: m.run.message }); log(`bench: ${m.name}: ${m.run.message}`); continue; }
     log(`bench: ${m.name} ...`);
+    beat.set(m.name);
     const t0 = Date.now();
     try {
       const rows = asRows(m.name, await m.run({ threads, quick, log }));
@@ -114,8 +145,12 @@ export async function runBenchmarks(o: RunOptions = {}): Promise<BenchReport> {
     // A module may leave another ISA or thread count selected: the next one starts from the same state.
     try { if (info) setIsa(info.isa); setThreads(threads); } catch { /* no addon: nothing to restore */ }
   }
+  } finally {
+    beat.stop();
+  }
+  markGoalApplicability(report.rows, (info?.cpu as unknown as Record<string, unknown>) ?? null);
   report.loadAverage.after = os.loadavg();
-  const out = o.out ?? path.join(ROOT, 'bench', 'results', 'latest.json');
+  const out = o.out ?? DEFAULT_OUT;
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify(report, null, 2) + '\n');

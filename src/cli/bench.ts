@@ -11,14 +11,14 @@ export function benchAvailable(): boolean {
 
 export const benchCommand: CommandSpec = {
   name: 'bench',
-  summary: 'Run the benchmarks (kernels, training and campaigns beside PyTorch); writes bench/results/latest.json.',
+  summary: 'Run the benchmarks (kernels, training and campaigns beside PyTorch); writes bench/results/local/latest.json (git-ignored) unless --out.',
   usage: 'flatenn bench [--quick] [--only gemm,qgemm,train,campaign] [--no-torch] [--out file.json]',
   examples: ['flatenn bench --quick --no-torch'],
   options: {
     quick: { type: 'boolean', description: 'a short version' },
     only: { type: 'string', arg: '<list>', description: 'run only these modules' },
     'no-torch': { type: 'boolean', description: 'skip the PyTorch side-by-side runs' },
-    out: { type: 'string', arg: '<file>', description: 'results JSON (default bench/results/latest.json)' },
+    out: { type: 'string', arg: '<file>', description: 'results JSON (default bench/results/local/latest.json, git-ignored)' },
   },
   run(v) {
     const runner = path.join(packageRoot, 'dist', 'bench', 'run.js');
