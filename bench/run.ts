@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { nativeEngineAvailable } from '../src/engine/native-engine';
 import { engineInfo, setIsa, setThreads } from '../src/native/info';
 import { campaignBench } from './campaign';
@@ -66,7 +67,8 @@ export interface BenchReport {
   addon: string | null;
   int4Engine: 'native' | 'reference';
   commit: string | null;
-  modules: { name: string; status: 'ran' | 'missing' | 'failed'; seconds?: number; error?: string }[];
+  /** eventLoopMaxStallMs: the longest event-loop stall while the module ran (kernel timing loops block on purpose). */
+  modules: { name: string; status: 'ran' | 'missing' | 'failed'; seconds?: number; eventLoopMaxStallMs?: number; error?: string }[];
   rows: Row[];
 }
 
@@ -134,12 +136,15 @@ export async function runBenchmarks(o: RunOptions = {}): Promise<BenchReport> {
     log(`bench: ${m.name} ...`);
     beat.set(m.name);
     const t0 = Date.now();
+    const stall = monitorEventLoopDelay({ resolution: 10 });
+    stall.enable();
+    const maxStall = () => { stall.disable(); return +(stall.max / 1e6).toFixed(1); };
     try {
       const rows = asRows(m.name, await m.run({ threads, quick, log }));
       report.rows.push(...rows);
-      report.modules.push({ name: m.name, status: 'ran', seconds: (Date.now() - t0) / 1000 });
+      report.modules.push({ name: m.name, status: 'ran', seconds: (Date.now() - t0) / 1000, eventLoopMaxStallMs: maxStall() });
     } catch (e) {
-      report.modules.push({ name: m.name, status: 'failed', seconds: (Date.now() - t0) / 1000, error: messageOf(e) });
+      report.modules.push({ name: m.name, status: 'failed', seconds: (Date.now() - t0) / 1000, eventLoopMaxStallMs: maxStall(), error: messageOf(e) });
       log(`bench: ${m.name} failed: ${messageOf(e)}`);
     }
     // A module may leave another ISA or thread count selected: the next one starts from the same state.
@@ -173,6 +178,7 @@ export function printReport(r: BenchReport, print: (s: string) => void = console
     ['int4 engine backend', r.int4Engine],
     ['commit', r.commit ?? '?'],
     ['modules', r.modules.map((m) => `${m.name}: ${m.status}${m.seconds !== undefined ? ` (${m.seconds.toFixed(0)} s)` : ''}`).join(', ')],
+    ['longest event-loop stall', r.modules.filter((m) => m.eventLoopMaxStallMs !== undefined).map((m) => `${m.name} ${m.eventLoopMaxStallMs} ms`).join(', ') || '-'],
   ]));
   printRows(r.rows, print);
   for (const m of r.modules) if (m.error) print(`- ${m.name}: ${m.error}`);
