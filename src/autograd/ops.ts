@@ -133,6 +133,41 @@ export function fakeQuantWeight(t: Tape, w: Var, bits: number, perChannel: boole
   return { q, scales, codes };
 }
 
+/**
+ * Codes of weights at given scales (one, or one per output channel), PyTorch's fake-quant rule:
+ * q = clamp(round_half_even(fl(w * fl(1 / s))), -2^(b-1), 2^(b-1) - 1). Used for models imported with
+ * their own quantisation parameters (a torch.ao observer's scale is not max|w| / 7).
+ */
+export function weightCodesFixed(w: Float32Array, scales: Float32Array, bits: number, codes: Int8Array): void {
+  const lo = -(2 ** (bits - 1)), hi = 2 ** (bits - 1) - 1;
+  const per = w.length / scales.length;
+  for (let c = 0; c < scales.length; c++) {
+    const inv = Math.fround(1 / scales[c]!);
+    for (let i = c * per; i < (c + 1) * per; i++) {
+      const v = Math.fround(w[i]! * inv);
+      const f = Math.floor(v), d = v - f;
+      const r = d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1;
+      codes[i] = r < lo ? lo : r > hi ? hi : r;
+    }
+  }
+}
+
+/** Fake quantisation at fixed scales (weightCodesFixed), straight-through gradient (DESIGN §1). */
+export function fakeQuantWeightFixed(t: Tape, w: Var, bits: number, scales: Float32Array, perturb?: Float32Array | null): FakeQuantWeightResult {
+  check(w.numel % scales.length === 0, `fakeQuantWeightFixed: ${scales.length} scales for ${w.numel} weights`);
+  const q = out(t, [...w.shape], w);
+  const codes = new Int8Array(w.numel);
+  weightCodesFixed(w.data, scales, bits, codes);
+  const per = w.numel / scales.length, qd = q.data;
+  for (let i = 0; i < qd.length; i++) qd[i] = Math.fround(codes[i]! * scales[Math.floor(i / per)]!) + (perturb ? perturb[i]! : 0);
+  if (q.requiresGrad) {
+    t.record(() => {
+      if (q.grad) addGrad(w, q.grad);
+    });
+  }
+  return { q, scales: scales.slice(), codes };
+}
+
 /** Max pooling, kernel k, stride s, no padding. */
 export function maxpool2d(t: Tape, x: Var, k: number, s: number): Var {
   check(x.shape.length === 4, `maxpool2d expects [N,C,H,W], got [${x.shape}]`);

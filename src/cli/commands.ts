@@ -5,6 +5,7 @@ import { trainCommand } from './train';
 import { evalCommand } from './eval';
 import { exportCommand, injectCommand, summaryCommand } from './campaign';
 import { dataFetchCommand, dataInfoCommand } from './data';
+import { importCommand } from './import';
 
 /** Every CLI command, in help order. */
-export const commands: CommandSpec[] = [trainCommand, evalCommand, exportCommand, injectCommand, summaryCommand, dataFetchCommand, dataInfoCommand, ...(benchAvailable() ? [benchCommand] : []), infoCommand];
+export const commands: CommandSpec[] = [trainCommand, evalCommand, importCommand, exportCommand, injectCommand, summaryCommand, dataFetchCommand, dataInfoCommand, ...(benchAvailable() ? [benchCommand] : []), infoCommand];

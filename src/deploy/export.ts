@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { kernels } from '../autograd/native-ops';
+import { weightCodesFixed } from '../autograd/ops';
 import { nativeFn } from '../native/binding';
 import { writeSafetensors, type Tensor } from '../io/safetensors';
 import { weightLayers } from '../nn/graph';
@@ -46,15 +47,23 @@ export function deployModel(model: Model, dataset: string, source?: DeployedMeta
     const w = model.params.v(`${n.name}.weight`).data;
     const O = l.shape[0]!, per = l.count / O;
     const channels = model.quant.perChannel ? O : 1;
-    const q = new Float32Array(l.count), codes = new Int8Array(l.count), sw = new Float32Array(channels);
-    kernels().fakeQuantWeight(w, q, codes, sw, l.bits, channels);
+    const fixedLen = model.weightScales.get(n.name)?.length;
+    const q = new Float32Array(l.count), codes = new Int8Array(l.count);
+    let sw = new Float32Array(fixedLen ?? channels);
+    const fixed = model.weightScales.get(n.name);
+    if (fixed) {
+      // imported quantisation parameters (flatenn import): codes at the model's own scales
+      weightCodesFixed(w, fixed, l.bits, codes);
+      if (fixed.length === 1) sw[0] = fixed[0]!;
+      else { sw = fixed.slice(); }
+    } else kernels().fakeQuantWeight(w, q, codes, sw, l.bits, channels);
     weightScales.push(Array.from(sw));
     nativeFn<PackFn>('packInt')(codes, l.bits, memory.subarray(l.byteOffset, l.byteOffset + l.byteLength));
     const src = plan.layerInputs[li]!;
     const bias = n.bias ? model.params.v(`${n.name}.bias`).data : null;
     const scale = new Float64Array(O), off = new Float64Array(O);
     for (let o = 0; o < O; o++) {
-      const s = sw[channels === 1 ? 0 : o]!;
+      const s = sw[sw.length === 1 ? 0 : o]!;
       let b = bias ? bias[o]! : 0;
       if (src.source === 'input') {
         // Version 2: the weight scale alone; the engine divides by the input std(s) and derives the

@@ -133,6 +133,11 @@ export class Model {
   /** Bits per weight layer, in model order. */
   readonly layerBits = new Map<string, number>();
   readonly padding: InputPadding;
+  /**
+   * Fixed weight scales per layer name (an imported model's own quantisation parameters, one or one per
+   * output channel); layers not listed use DESIGN §1's max|w| / (2^(b-1) - 1).
+   */
+  readonly weightScales = new Map<string, Float32Array>();
   /** Value of a padded position of the first convolution, per input channel (null: 0, normalised padding). */
   readonly padValues: Float32Array | null;
 
@@ -224,7 +229,9 @@ export class Model {
       const bits = this.layerBits.get(name)!;
       const w = p.v(`${name}.weight`);
       if (bits >= 32) return w;
-      const r = ops.fakeQuantWeight(t, w, bits, this.quant.perChannel, o.perturb?.get(name) ?? null);
+      const fixed = this.weightScales.get(name);
+      const r = fixed ? ops.fakeQuantWeightFixed(t, w, bits, fixed, o.perturb?.get(name) ?? null)
+        : ops.fakeQuantWeight(t, w, bits, this.quant.perChannel, o.perturb?.get(name) ?? null);
       qweights.set(name, r.q);
       return r.q;
     };

@@ -51,6 +51,7 @@ export function modelTensors(model: Model): Record<string, Tensor> {
     out[`${name}.running_mean`] = f32([b.runningMean.length], b.runningMean);
     out[`${name}.running_var`] = f32([b.runningVar.length], b.runningVar);
   }
+  for (const [name, s] of model.weightScales) out[`${name}.weight_scale`] = f32([s.length], s);
   out['act.range'] = f32([model.actRange.length], model.actRange);
   out['act.range_initialized'] = { dtype: 'U8', shape: [model.actRangeInit.length], data: model.actRangeInit };
   return out;
@@ -92,6 +93,16 @@ export function loadModelTensors(model: Model, file: SafetensorsFile, source: st
   for (const [name, b] of model.bn) {
     b.runningMean.set(wrap(() => tensorOf(file, `${name}.running_mean`, 'F32', [b.runningMean.length])).data);
     b.runningVar.set(wrap(() => tensorOf(file, `${name}.running_var`, 'F32', [b.runningVar.length])).data);
+  }
+  model.weightScales.clear();
+  for (const name of model.weightNames().map((n) => n.slice(0, -'.weight'.length))) {
+    const t = file.tensors[`${name}.weight_scale`];
+    if (!t) continue;
+    const O = model.params.v(`${name}.weight`).shape[0]!;
+    const s = wrap(() => tensorOf(file, `${name}.weight_scale`, 'F32')).data;
+    if (s.length !== 1 && s.length !== O) throw new Error(`${source}: ${name}.weight_scale has ${s.length} values; expected 1 or ${O} (one per output channel)`);
+    for (const v of s) if (!(v > 0) || !Number.isFinite(v)) throw new Error(`${source}: ${name}.weight_scale holds ${v}, not a positive finite scale`);
+    model.weightScales.set(name, s.slice());
   }
   model.actRange.set(wrap(() => tensorOf(file, 'act.range', 'F32', [model.actRange.length])).data);
   model.actRangeInit.set(wrap(() => tensorOf(file, 'act.range_initialized', 'U8', [model.actRangeInit.length])).data);

@@ -1,0 +1,124 @@
+// Models trained in PyTorch mean the same in flatenn (DESIGN §1 as revised): a 4-bit LeNet-5 written
+// the flatenn way in PyTorch (PyTorch padding) and a torch.ao.quantization QAT LeNet-5 (4-bit,
+// quant_min -8, quant_max 7) are imported, exported and run on the int4 engine: top-1 agreement and
+// logits on the 10,000 test images, and accuracy per trial under the same saved fault masks.
+// FLATENN_INTEROP_FULL=1 runs the acceptance sizes (5 trials x 1, 2, 5% x 3 fault types).
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { importTorch } from '../../src/interop/torch-import';
+import { exportCheckpoint } from '../../src/deploy/export';
+import { readDeployed } from '../../src/deploy/format';
+import { Engine } from '../../src/engine/engine';
+import { runCampaign } from '../../src/campaign/campaign';
+import { readSafetensors, tensorOf, writeSafetensors } from '../../src/io/safetensors';
+import { loadDataset } from '../../src/data/dataset';
+import { tmpDir } from '../data/fixtures';
+
+const PY = '/usr/bin/python3';
+const TWIN = path.resolve(__dirname, '../../../test/python/torch_interop.py');
+const FULL = process.env.FLATENN_INTEROP_FULL === '1';
+
+function torchAvailable(): boolean {
+  const ok = spawnSync(PY, ['-c', 'import torch, numpy'], { encoding: 'utf8' }).status === 0;
+  if (!ok && process.env.CI === 'true') assert.fail('PyTorch is needed under CI (scripts/setup.sh installs python3-torch when FLATENN_SETUP_TORCH=1)');
+  return ok;
+}
+
+function py(args: string[], env: Record<string, string> = {}): string {
+  const r = spawnSync(PY, [TWIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 26 });
+  assert.equal(r.status, 0, `torch_interop.py ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function interop(kind: 'lenet-plain' | 'lenet-qat', steps: number): Promise<void> {
+  const dir = tmpDir(`interop-${kind}`);
+  const twin = JSON.parse(py([kind, dir], { TWIN_STEPS: String(steps) })) as { accuracy: number };
+  const ck = path.join(dir, 'ck.safetensors'), dep = path.join(dir, 'm.int4.safetensors');
+  const rep = await importTorch({ file: path.join(dir, 'torch.safetensors'), arch: 'lenet5', out: ck });
+  if (kind === 'lenet-qat') {
+    assert.deepEqual(Object.values(rep.weightScales), ['file', 'file', 'file', 'file', 'file'], 'torch.ao weight scales travel');
+    assert.match(rep.actRanges, /activation_post_process/);
+  } else {
+    assert.deepEqual(Object.values(rep.weightScales), ['design', 'design', 'design', 'design', 'design']);
+    assert.match(rep.actRanges, /act\.range/);
+  }
+  await exportCheckpoint(ck, dep);
+  const m = await readDeployed(dep);
+  assert.equal(m.meta.input.padding, 'normalized');
+  const test = await loadDataset('fashion-mnist', 'test');
+  const r = await new Engine(m).evaluate({ images: test.images, labels: test.labels, logits: true });
+  const want = tensorOf(await readSafetensors(path.join(dir, 'logits.safetensors')), 'logits', 'F32', [test.count, 10]).data;
+  const got = r.logits!;
+  let maxAbs = 0;
+  for (const v of want) maxAbs = Math.max(maxAbs, Math.abs(v));
+  let agree = 0, close = 0;
+  for (let i = 0; i < test.count; i++) {
+    let aw = 0, ag = 0, d = 0;
+    for (let j = 0; j < 10; j++) {
+      if (want[i * 10 + j]! > want[i * 10 + aw]!) aw = j;
+      if (got[i * 10 + j]! > got[i * 10 + ag]!) ag = j;
+      d = Math.max(d, Math.abs(want[i * 10 + j]! - got[i * 10 + j]!));
+    }
+    if (d <= 1e-4 * maxAbs) close++;
+    if (aw === ag) { agree++; continue; }
+    // a top-1 disagreement must be explained by the logit difference (a code at a rounding boundary):
+    // PyTorch's two leading logits are closer than the two engines' logits differ
+    const gap = want[i * 10 + aw]! - want[i * 10 + ag]!;
+    assert.ok(gap <= 2 * d, `${kind}: image ${i} disagrees (torch ${aw}, flatenn ${ag}) with torch's margin ${gap} > 2 x max |dlogit| ${d}`);
+  }
+  assert.ok(agree >= 0.999 * test.count, `${kind}: top-1 agreement ${agree} of ${test.count}`);
+  assert.ok(close >= 0.999 * test.count, `${kind}: ${close} of ${test.count} images within 1e-4 x max|logit|`);
+  assert.ok(Math.abs(r.accuracy - twin.accuracy) <= 0.001, `${kind}: accuracy ${r.accuracy} vs torch ${twin.accuracy}`);
+  // the same saved fault masks on both sides
+  const masks = path.join(dir, 'masks.safetensors');
+  const rates = FULL ? [0.01, 0.02, 0.05] : [0.01, 0.05];
+  const trials = FULL ? 5 : kind === 'lenet-plain' ? 2 : 1;
+  const c = await runCampaign({ model: dep, faults: ['bitflip', 'sa0', 'sa1'], rates, trials, out: path.join(dir, 'r.jsonl'), saveMasks: masks, quiet: true });
+  const torchAcc = JSON.parse(py(['masks', dir, kind, masks])) as Record<string, number>;
+  assert.equal(Object.keys(torchAcc).length, c.records.length);
+  for (const rec of c.records) {
+    const k = `${rec.fault}/${rec.rate}/${rec.trial}`;
+    assert.ok(Math.abs(100 * (torchAcc[k]! - rec.accuracy)) <= 0.05, `${kind} ${k}: flatenn ${rec.accuracy} vs torch ${torchAcc[k]}`);
+  }
+  fs.rmSync(dir, { recursive: true });
+}
+
+test('a 4-bit LeNet-5 trained in PyTorch (PyTorch padding, flatenn fake quant): same logits and same faulty accuracies', async (t) => {
+  if (!torchAvailable()) { t.skip('PyTorch (python3-torch) not installed'); return; }
+  await interop('lenet-plain', 100);
+});
+
+test('a torch.ao.quantization QAT LeNet-5 (4-bit, -8..7): its scales travel; same logits and same faulty accuracies', async (t) => {
+  if (!torchAvailable()) { t.skip('PyTorch (python3-torch) not installed'); return; }
+  await interop('lenet-qat', 60);
+});
+
+test('import errors name missing, extra and mis-shaped keys; --map renames', async (t) => {
+  if (!torchAvailable()) { t.skip('PyTorch (python3-torch) not installed'); return; }
+  const dir = tmpDir('interop-keys');
+  const f32 = (shape: number[]) => ({ dtype: 'F32' as const, shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.01) });
+  const good: Record<string, ReturnType<typeof f32>> = {
+    'features.0.weight': f32([6, 1, 5, 5]), 'features.0.bias': f32([6]), 'conv2.weight': f32([16, 6, 5, 5]), 'conv2.bias': f32([16]),
+    'fc1.weight': f32([120, 400]), 'fc1.bias': f32([120]), 'fc2.weight': f32([84, 120]), 'fc2.bias': f32([84]), 'fc3.weight': f32([10, 84]), 'fc3.bias': f32([10]),
+    'act.range': { dtype: 'F32', shape: [4], data: Float32Array.of(1, 2, 3, 4) },
+  };
+  const file = path.join(dir, 'sd.safetensors');
+  await writeSafetensors(file, { ...good, 'fc2.bias': f32([85]), 'head.weight': f32([3]) });
+  await assert.rejects(importTorch({ file, arch: 'lenet5', out: path.join(dir, 'o.safetensors') }), (e: Error) => {
+    assert.match(e.message, /missing keys: conv1\.weight, conv1\.bias/);
+    assert.match(e.message, /wrong shapes: fc2\.bias \[85\], expected \[84\]/);
+    assert.match(e.message, /unexpected keys: features\.0\.bias, features\.0\.weight, head\.weight/);
+    return true;
+  });
+  await writeSafetensors(file, good);
+  const rep = await importTorch({ file, arch: 'lenet5', out: path.join(dir, 'o.safetensors'), map: { 'features.0': 'conv1' } });
+  assert.equal(rep.actRanges, 'file (act.range)');
+  const noRanges = { ...good } as Record<string, unknown>;
+  delete noRanges['act.range'];
+  await writeSafetensors(file, noRanges as typeof good);
+  await assert.rejects(importTorch({ file, arch: 'lenet5', out: path.join(dir, 'o.safetensors'), map: { 'features.0': 'conv1' } }), /no activation ranges.*--calibrate N/);
+  fs.rmSync(dir, { recursive: true });
+});
