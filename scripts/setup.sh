@@ -28,7 +28,8 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
-elif [ ! -f build/Release/flatenn.node ]; then
-  npx cmake-js compile
 fi
+# The install script (node-gyp-build-test || cmake-js compile) skips the build when a binary already loads,
+# so compile here too: incremental, a no-op when build/ is up to date with the C++ sources.
+npx cmake-js compile
 npx tsc -p tsconfig.json
