@@ -145,6 +145,17 @@ f.runCampaign({ ...JSON.parse(process.argv[2]), out: process.argv[3] })
   };
   check('ignore-scripts');
 
+  // a strict TypeScript consumer (with @types/node, as any Node project) compiles against the shipped .d.ts (node16 resolution, the "exports" map)
+  fs.writeFileSync(path.join(consumer, 'tsconfig.json'), JSON.stringify({ compilerOptions: { strict: true, module: 'node16', moduleResolution: 'node16', target: 'es2022', noEmit: true, typeRoots: [path.join(root, 'node_modules', '@types')], types: ['node'], skipLibCheck: false, lib: ['es2022'] }, files: ['use.ts'] }));
+  fs.writeFileSync(path.join(consumer, 'use.ts'), [
+    "import { runCampaign, trainModel, defaultConfig, type CampaignOptions, type TrainProgress } from 'flatenn';",
+    "const o: CampaignOptions = { model: 'm.safetensors', faults: ['bitflip'], rates: [0, 0.01], trials: 2, out: 'r.jsonl', signal: new AbortController().signal };",
+    "const cb = (p: TrainProgress): number => (p.kind === 'epoch' ? p.stats.epoch : p.done);",
+    "export const f = async () => { await runCampaign(o); await trainModel(defaultConfig('lenet5'), { out: 'x.safetensors', onProgress: (p) => { cb(p); } }); };",
+  ].join('\n') + '\n');
+  const tsc = sh(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', consumer], { cwd: consumer, env });
+  assert.equal(tsc.code, 0, `strict tsc in the consumer: ${tsc.all}`);
+
   // now with the install script (node-gyp-build-test || cmake-js compile): the prebuild loads, cmake is never needed
   r = npm(['rebuild', 'flatenn', '--foreground-scripts']);
   assert.equal(r.code, 0, r.all);
