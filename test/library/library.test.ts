@@ -13,6 +13,8 @@ import { loadCheckpoint } from '../../src/train/checkpoint';
 import { runCampaign } from '../../src/campaign/campaign';
 import { availableIsas, getIsa, getThreads, setIsa } from '../../src/native/info';
 import { writeTinyModel } from '../helpers/tiny-model';
+import { readDeployed } from '../../src/deploy/format';
+import { Engine } from '../../src/engine/engine';
 import { tmpDir, writeMnist } from '../data/fixtures';
 
 function data(tag: string): string {
@@ -124,4 +126,30 @@ test('ISA and threads are process-wide: a worker_thread cannot change them (it g
   } finally {
     setIsa(before);
   }
+});
+
+test('Engine.evaluate lets the event loop turn between batches, reports progress, and an aborted signal evaluates nothing', async () => {
+  const dir = tmpDir('lib-engine');
+  const file = path.join(dir, 'tiny.safetensors');
+  await writeTinyModel(file);
+  const m = await readDeployed(file);
+  const n = 400;
+  const images = Uint8Array.from({ length: n * 784 }, (_, i) => (i * 31) & 255), labels = Uint8Array.from({ length: n }, (_, i) => i % 10);
+  const engine = new Engine(m);
+  let ticks = 0, running = true;
+  const spin = () => { ticks++; if (running) setImmediate(spin); };
+  setImmediate(spin);
+  const seen: number[] = [];
+  const r = await engine.evaluate({ images, labels, count: n, batchSize: 50, onProgress: () => seen.push(ticks) });
+  running = false;
+  assert.equal(r.count, n);
+  assert.ok(seen.length >= 7, `${seen.length} progress calls for 8 batches`);
+  for (let i = 1; i < seen.length; i++) assert.ok(seen[i]! > seen[i - 1]!, `the event loop turned between batches ${i - 1} and ${i}`);
+  assert.deepEqual(r.predictions, engine.evaluateSync({ images, labels, count: n }).predictions, 'same answer as the synchronous call');
+  const ac = new AbortController();
+  ac.abort();
+  let batches = 0;
+  await assert.rejects(engine.evaluate({ images, labels, count: n, batchSize: 50, signal: ac.signal, onProgress: () => { batches++; } }), { name: 'AbortError' });
+  assert.equal(batches, 0);
+  fs.rmSync(dir, { recursive: true, force: true });
 });
