@@ -145,6 +145,25 @@ f.runCampaign({ ...JSON.parse(process.argv[2]), out: process.argv[3] })
   };
   check('ignore-scripts');
 
+  // from a worker_thread: the addon loads there too and gives the main thread's answer
+  fs.writeFileSync(path.join(consumer, 'worker.js'), `
+const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
+const f = require('flatenn');
+async function acc(model) {
+  const m = await f.readDeployed(model);
+  const images = Uint8Array.from({ length: 64 * 784 }, (_, i) => (i * 13) & 255), labels = Uint8Array.from({ length: 64 }, (_, i) => i % 10);
+  return Array.from(new f.Engine(m).evaluateSync({ images, labels, count: 64 }).predictions);
+}
+if (isMainThread) {
+  const w = new Worker(__filename, { workerData: process.argv[2] });
+  w.once('message', async (p) => { const mine = await acc(process.argv[2]); console.log(JSON.stringify({ same: JSON.stringify(p) === JSON.stringify(mine), n: mine.length })); });
+  w.once('error', (e) => { console.error(e); process.exit(1); });
+} else acc(workerData).then((p) => parentPort.postMessage(p));
+`);
+  const wk = sh(path.join(bin, 'node'), ['worker.js', model], { cwd: consumer, env });
+  assert.equal(wk.code, 0, wk.all);
+  assert.deepEqual(JSON.parse(wk.out), { same: true, n: 64 });
+
   // a strict TypeScript consumer (with @types/node, as any Node project) compiles against the shipped .d.ts (node16 resolution, the "exports" map)
   fs.writeFileSync(path.join(consumer, 'tsconfig.json'), JSON.stringify({ compilerOptions: { strict: true, module: 'node16', moduleResolution: 'node16', target: 'es2022', noEmit: true, typeRoots: [path.join(root, 'node_modules', '@types')], types: ['node'], skipLibCheck: false, lib: ['es2022'] }, files: ['use.ts'] }));
   fs.writeFileSync(path.join(consumer, 'use.ts'), [
