@@ -124,7 +124,8 @@ export function trainBars(quiet: boolean, stream?: NodeJS.WriteStream): (p: Trai
     if (quiet) return;
     if (p.kind === 'batch') {
       if (!bar || barEpoch !== p.epoch) {
-        bar = new Progress({ label: `epoch ${p.epoch}/${p.epochs}`, total: p.total, unit: 'img', ...(stream ? { stream } : {}) });
+        // created at the first batch's end: the rate counts from there (that batch's own time is unknown)
+        bar = new Progress({ label: `epoch ${p.epoch}/${p.epochs}`, total: p.total, unit: 'img', initial: p.done, ...(stream ? { stream } : {}) });
         barEpoch = p.epoch;
       }
       bar.update(p.done, `loss ${p.loss.toFixed(4)} acc ${pct(p.accuracy)} sparsity ${(100 * p.sparsity).toFixed(1)}%`);
