@@ -13,11 +13,11 @@ function csv(head: string[], rows: (string | number | undefined)[][]): string {
   return [head.join(','), ...rows.map((r) => r.map(field).join(','))].join('\n') + '\n';
 }
 
-/** The summary table as CSV: one row per (target, fault, rate); accuracies and sparsity as fractions. */
+/** The summary table as CSV: one row per (target, fault, rate); accuracies and sparsity as fractions; `source` is 'clean' for 0% rows taken from the clean record. */
 export function summaryCsv(rows: SummaryRow[]): string {
   return csv(
-    ['target', 'fault', 'rate', 'trials', 'acc_mean', 'acc_std', 'acc_ci95_low', 'acc_ci95_high', 'acc_min', 'acc_max', 'sparsity_mean', 'faulty_cells', 'changed_codes_mean'],
-    rows.map((r) => [r.target, r.fault, r.rate, r.accuracy.n, r.accuracy.mean, r.accuracy.std, r.accuracy.ciLow, r.accuracy.ciHigh, r.accuracy.min, r.accuracy.max, r.sparsity.mean, r.faultyCells, r.meanChangedCodes]),
+    ['target', 'fault', 'rate', 'source', 'trials', 'acc_mean', 'acc_std', 'acc_ci95_low', 'acc_ci95_high', 'acc_min', 'acc_max', 'sparsity_mean', 'faulty_cells', 'changed_codes_mean'],
+    rows.map((r) => [r.target, r.fault, r.rate, r.clean ? 'clean' : 'trials', r.accuracy.n, r.accuracy.mean, r.accuracy.std, r.accuracy.ciLow, r.accuracy.ciHigh, r.accuracy.min, r.accuracy.max, r.sparsity.mean, r.faultyCells, r.meanChangedCodes]),
   );
 }
 
