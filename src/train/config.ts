@@ -7,32 +7,49 @@ export type Schedule = 'cosine' | 'step' | 'constant';
 export type DatasetName = 'fashion-mnist' | 'cifar10';
 export const DATASETS: readonly DatasetName[] = ['fashion-mnist', 'cifar10'];
 
+/** Training settings; `defaultConfig(arch)` fills every field (defaults below: lenet5 / resnet18). */
 export interface TrainConfig {
+  /** 'lenet5' or 'resnet18'. */
   arch: Arch;
+  /** Default: 'fashion-mnist' for lenet5, 'cifar10' for resnet18. */
   dataset: DatasetName;
+  /** Epochs (default 20 / 60). */
   epochs: number;
+  /** Images per SGD step (default 128). */
   batchSize: number;
+  /** Peak learning rate (default 0.05 / 0.1). */
   lr: number;
+  /** Learning-rate schedule over the run (default 'cosine' to 0; 'step'; 'constant'). */
   schedule: Schedule;
-  /** step schedule: fractions of the run at which lr *= gamma. */
+  /** step schedule: fractions of the run at which lr *= gamma (default [0.5, 0.75]). */
   milestones: number[];
+  /** step schedule factor (default 0.1). */
   gamma: number;
+  /** SGD momentum (default 0.9). */
   momentum: number;
+  /** Nesterov momentum (default false). */
   nesterov: boolean;
+  /** L2 weight decay (default 5e-4). */
   weightDecay: number;
+  /** Weight bits: 2, 4 or 8, or 32 for float (default 4). */
   weightBits: number;
+  /** Activation bits: 2, 4 or 8, or 0 for none (default 4). */
   actBits: number;
+  /** Per-output-channel weight scales (default false: per tensor). */
   perChannel: boolean;
+  /** Bits of the first and last layer when they differ from weightBits (default null: the same). */
   firstLastBits: number | null;
-  /** AS penalty: one value for all ReLU sites, or one per site. */
+  /** AS penalty: one value for all ReLU sites, or one per site (default [0]: none). */
   actL1: number[];
-  /** SAQ neighbourhood size; 0 = conventional training. */
+  /** SAQ neighbourhood size; 0 = conventional training (default 0). */
   saqRho: number;
+  /** SAQ also perturbs batch-norm parameters (default false). */
   saqIncludeBn: boolean;
+  /** Seed of initialisation, data order and augmentation (default 1). */
   seed: number;
-  /** Images held out from the end of the training set for validation. */
+  /** Images held out from the end of the training set for validation (default 5000). */
   valSize: number;
-  /** Random crop (pad 4) + horizontal flip (CIFAR-10). */
+  /** Random crop (pad 4) + horizontal flip (default false / true: CIFAR-10). */
   augment: boolean;
   /** Stop after this many training images (a budget for tests); 0 = no limit. */
   limitTrain: number;
