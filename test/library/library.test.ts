@@ -153,3 +153,18 @@ test('Engine.evaluate lets the event loop turn between batches, reports progress
   assert.equal(batches, 0);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('no library module writes to the console: only the CLI (src/cli) and its progress drawer do', () => {
+  const src = path.resolve(__dirname, '../../src');
+  const offenders: string[] = [];
+  (function walk(d: string) {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name), rel = path.relative(src, p);
+      if (e.isDirectory()) { if (rel !== 'cli') walk(p); continue; }
+      if (!e.name.endsWith('.js') || rel === path.join('util', 'progress.js')) continue;
+      const text = fs.readFileSync(p, 'utf8');
+      if (/\bconsole\.(log|error|warn|info)\b|process\.(stdout|stderr)\b/.test(text)) offenders.push(rel);
+    }
+  })(src);
+  assert.deepEqual(offenders, []);
+});
