@@ -11,6 +11,7 @@ import { defaultConfig, type TrainConfig } from '../../src/train/config';
 import { trainModel, type TrainProgress } from '../../src/train/run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { runCampaign } from '../../src/campaign/campaign';
+import { readResults } from '../../src/campaign/results';
 import { availableIsas, getIsa, getThreads, setIsa } from '../../src/native/info';
 import { writeTinyModel } from '../helpers/tiny-model';
 import { readDeployed } from '../../src/deploy/format';
@@ -96,6 +97,19 @@ test('AbortSignal: an aborted signal runs no campaign trial and writes no result
   await assert.rejects(runCampaign({ model, faults: ['bitflip'], rates: [0.01], trials: 2, out, dataDir: dir, signal: ac.signal, onTrial: () => { trials++; } }), { name: 'AbortError' });
   assert.equal(trials, 0);
   assert.ok(!fs.existsSync(out), 'no results file');
+  // aborted mid-run: the finished trials stay, the file is whole, and a re-run completes it without duplicates
+  const mid = new AbortController();
+  const out2 = path.join(dir, 'r2.jsonl');
+  const opts = { model, faults: ['bitflip' as const, 'sa0' as const], rates: [0.01, 0.05], trials: 40, out: out2, dataDir: dir };
+  await assert.rejects(runCampaign({ ...opts, signal: mid.signal, onTrial: (_r, done) => { if (done === 5) mid.abort(); } }), /aborted/);
+  const part = readResults(out2);
+  assert.equal(part.tornTail, false);
+  assert.ok(part.records.length >= 5 && part.records.length < 160, `${part.records.length} trials kept`);
+  assert.ok(!fs.existsSync(out2 + '.lock'), 'lock released');
+  const rest = await runCampaign(opts);
+  assert.equal(rest.records.length, 160);
+  assert.equal(new Set(rest.records.map((r) => `${r.fault}|${r.rate}|${r.trial}`)).size, 160);
+
   // silent by default: a whole campaign prints nothing
   const { text } = await captured(() => runCampaign({ model, faults: ['bitflip'], rates: [0.01], trials: 2, out, dataDir: dir }));
   assert.equal(text, '');
