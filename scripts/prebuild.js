@@ -38,7 +38,8 @@ function requiredVersions(file) {
 }
 
 function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { stdio: 'inherit', ...opts });
+  // build logs to stderr: stdout stays for results (`npm pack --json` runs this as prepack)
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 2, 2], ...opts });
   if (r.status !== 0) {
     console.error(`prebuild: '${cmd} ${args.join(' ')}' failed (exit ${r.status ?? r.signal})`);
     process.exit(1);
@@ -89,7 +90,7 @@ function buildArch(arch, argv) {
   const built = fs.readdirSync(dir).filter((f) => f.endsWith('.node'));
   if (built.length !== 1) { console.error(`prebuild: expected one .node in ${dir}, found ${built.join(', ') || 'none'}`); process.exit(1); }
   const req = requiredVersions(path.join(dir, built[0]));
-  console.log(`prebuild: prebuilds/linux-${arch}/${built[0]} needs GLIBC ${req.glibc}, GLIBCXX ${req.glibcxx ?? 'none'}, libraries ${req.needed.join(' ')}`);
+  console.error(`prebuild: prebuilds/linux-${arch}/${built[0]} needs GLIBC ${req.glibc}, GLIBCXX ${req.glibcxx ?? 'none'}, libraries ${req.needed.join(' ')}`);
   if (req.glibcxx !== null || req.cxxabi !== null) { console.error('prebuild: the prebuild needs libstdc++ (it should link it statically)'); process.exit(1); }
   if (req.glibc !== null && versionKey(req.glibc) > versionKey(GLIBC_MAX)) {
     console.error(`prebuild: the prebuild needs GLIBC_${req.glibc} > ${GLIBC_MAX}; see native/compat/glibc_compat.cc`);
