@@ -3,8 +3,12 @@
 // /usr/bin/python3), a small argument parser and markdown tables.
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { markdownTable } from '../src/benchkit/report';
+
+// Shared with `flatenn bench kernels` (src/benchkit/): the machine and load header, tables.
+export { loadWarning } from '../src/benchkit/machine';
+export { markdownTable };
 
 /** One measurement, flatenn beside PyTorch where both exist. */
 export interface Row {
@@ -97,18 +101,6 @@ export function field(data: Record<string, unknown> | undefined, dotted: string)
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }
 
-/**
- * A warning when the machine was busy before a timing (1-minute load average above 3/4 of the CPUs),
- * else ''. Timings taken then are slow and noisy, and a multi-threaded OpenMP program (PyTorch) can
- * slow down far more than flatenn's pool when its threads have to share cores.
- */
-export function loadWarning(loads: readonly (number | undefined)[], threads: number): string {
-  const cpus = os.availableParallelism();
-  const worst = Math.max(...loads.filter((l): l is number => l !== undefined));
-  if (!(worst > 0.75 * cpus)) return '';
-  return `busy machine (load ${worst.toFixed(1)} on ${cpus} CPUs): timings unreliable` + (threads > 1 ? `, PyTorch's ${threads} OpenMP threads especially` : '');
-}
-
 /** The error message of anything thrown. */
 export function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -173,13 +165,6 @@ export function fmt(v: unknown): string {
   if (a >= 1) return v.toFixed(2);
   if (a === 0) return '0';
   return v.toPrecision(3);
-}
-
-export function markdownTable(head: readonly string[], body: readonly (readonly string[])[]): string {
-  const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
-  const lines = [`| ${head.map(esc).join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`];
-  for (const r of body) lines.push(`| ${r.map(esc).join(' | ')} |`);
-  return lines.join('\n');
 }
 
 const PREFERRED = ['case', 'metric', 'flatenn', 'pytorch', 'ratio', 'goal', 'pass', 'threads', 'notes'];

@@ -7,7 +7,9 @@
 import * as os from 'node:os';
 import { availableIsas, bestIsa, getIsa, getThreads, setIsa, setThreads } from '../src/native/info';
 import { type IsaName } from '../src/native/binding';
-import { conv2dBackward, conv2dForward, convOutputSize, peakProbe, sgemm, type PeakKind } from '../src/native/kernels-f32';
+import { formatLoad, loadAverage } from '../src/benchkit/machine';
+import { probePeak } from '../src/benchkit/peak';
+import { conv2dBackward, conv2dForward, convOutputSize, sgemm, type PeakKind } from '../src/native/kernels-f32';
 import { fmt, markdownTable, nowSeconds, parseArgs, positiveInt, type Row } from './common';
 
 export interface GemmRow extends Row {
@@ -67,20 +69,13 @@ function repsFor(budget: number, fn: () => void): number {
 
 interface Peak { kind: PeakKind; perCore: number; perCoreCpu: number; twoThreads: number }
 
-/** Per-core FMA peak of one probe kind: best of 3 (wall and CPU-time rates), and 2 threads at once. */
+/** Per-core FMA peak of one probe kind: best of 3 (wall and CPU-time rates), and 2 threads at once (src/benchkit/peak.ts). */
 function measurePeak(kind: PeakKind, iters: number): Peak {
-  let wall = 0, cpu = 0, two = 0;
-  for (let i = 0; i < 3; i++) {
-    const r = peakProbe(kind, iters, 1);
-    wall = Math.max(wall, r.ops / r.wallSeconds / 1e9);
-    cpu = Math.max(cpu, r.ops / r.cpuSeconds / 1e9);
-    const r2 = peakProbe(kind, iters, 2);
-    two = Math.max(two, r2.ops / r2.wallSeconds / 1e9);
-  }
-  return { kind, perCore: wall, perCoreCpu: cpu, twoThreads: two };
+  const one = probePeak(kind, 1, iters, 3), two = probePeak(kind, 2, iters, 3);
+  return { kind, perCore: one.wall, perCoreCpu: one.perCpuSecond, twoThreads: two.wall };
 }
 
-const loadString = () => os.loadavg().map((v) => v.toFixed(2)).join(' ');
+const loadString = () => formatLoad(loadAverage());
 
 export async function gemmBench(opts: GemmBenchOptions = {}): Promise<GemmRow[]> {
   const log = opts.log ?? ((s: string) => console.error(s));

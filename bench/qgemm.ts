@@ -12,6 +12,8 @@ import { getIsa, getThreads, setThreads } from '../src/native/info';
 import { packInt } from '../src/native/kernels-quant';
 import { QWeights, qconv2d, qgemm, qgemmPeakProbe, type Epilogue } from '../src/native/kernels-qengine';
 import { median, nowSeconds, parseArgs, printRows, type Row } from './common';
+// The peak probes are shared with `flatenn bench kernels`:
+import { vnniPeak } from '../src/benchkit/peak';
 
 /** Nominal per-core VNNI peak the goal refers to (2 x 512-bit vpdpbusd per cycle at ~3.2 GHz). */
 export const NOMINAL_VNNI_GMACS_PER_CORE = 410;
@@ -21,34 +23,14 @@ export interface QgemmBenchOptions { threads?: number; quick?: boolean; log?: (s
 interface Peak { gmacs: number; cpuGmacs: number; source: string }
 
 /**
- * Per-thread VNNI peak, best of 3 runs of each probe available: the shared `peakProbe('vnni512')`
- * (bindings/ops_f32.cc) when the addon has it, and qgemm's own 24-chain probe. The higher rate is
- * the reference (the conservative choice). `cpuGmacs` divides by thread CPU time: on a shared
- * machine it is the core's ceiling, `gmacs` (wall clock) what was actually had.
+ * Per-thread VNNI peak, best of 3 runs of each probe available (src/benchkit/peak.ts: the shared
+ * `peakProbe('vnni512')` and qgemm's own 24-chain probe; the higher rate is the reference).
+ * `cpuGmacs` divides by thread CPU time: on a shared machine it is the core's ceiling, `gmacs`
+ * (wall clock) what was actually had.
  */
 function measurePeak(): Peak | null {
-  const iters = 4_000_000;
-  const sources: string[] = [];
-  let wall = 0, cpu = 0;
-  const shared = native.peakProbe as ((kind: string, iters: number, threads: number) => unknown) | undefined;
-  if (typeof shared === 'function') {
-    try {
-      for (let i = 0; i < 3; i++) {
-        const r = shared('vnni512', iters, 1) as { ops: number; wallSeconds: number; cpuSeconds: number };
-        wall = Math.max(wall, r.ops / r.wallSeconds / 1e9);
-        cpu = Math.max(cpu, r.ops / r.cpuSeconds / 1e9);
-      }
-      sources.push('peakProbe(vnni512)');
-    } catch { /* not supported here: our own probe decides */ }
-  }
-  for (let i = 0; i < 3; i++) {
-    const r = qgemmPeakProbe(iters);
-    if (r.macs === 0) break;
-    wall = Math.max(wall, r.macs / r.seconds / 1e9);
-    cpu = Math.max(cpu, r.macs / r.cpuSeconds / 1e9);
-    if (i === 0) sources.push('qgemmPeakProbe');
-  }
-  return cpu > 0 ? { gmacs: wall, cpuGmacs: cpu, source: sources.join(' + ') } : null;
+  const p = vnniPeak(1, 4_000_000, 3);
+  return p ? { gmacs: p.wall, cpuGmacs: p.perCpuSecond, source: p.source } : null;
 }
 
 function lcgBytes(n: number, seed: number, mod: number, offset = 0): Uint8Array {

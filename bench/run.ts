@@ -6,11 +6,11 @@
 // markdown tables. A heartbeat line every 10 s names the module running; goals
 // that need CPU features this machine lacks are reported as "n/a on this CPU".
 //   node dist/bench/run.js [--quick] [--threads N] [--only train,campaign] [--out file.json] [--no-torch]
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { describeMachine, formatLoad, gitCommit, loadAverage, machineInfo, type MachineInfo } from '../src/benchkit/machine';
 import { nativeEngineAvailable } from '../src/engine/native-engine';
 import { engineInfo, setIsa, setThreads } from '../src/native/info';
 import { campaignBench } from './campaign';
@@ -57,7 +57,7 @@ export interface RunOptions {
 export interface BenchReport {
   date: string;
   quick: boolean;
-  machine: { cpu: string; nproc: number; cpus: number; memoryGiB: number; os: string; arch: string };
+  machine: MachineInfo;
   loadAverage: { before: number[]; after: number[] };
   node: string;
   threads: number;
@@ -98,14 +98,6 @@ export function asRows(bench: string, v: unknown): Row[] {
   }));
 }
 
-function gitCommit(): string | null {
-  try {
-    return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() || null;
-  } catch {
-    return null;
-  }
-}
-
 export async function runBenchmarks(o: RunOptions = {}): Promise<BenchReport> {
   const log = o.log ?? ((s: string) => console.error(s));
   const threads = positiveInt(o.threads, 'threads', os.availableParallelism());
@@ -114,10 +106,9 @@ export async function runBenchmarks(o: RunOptions = {}): Promise<BenchReport> {
   try { info = engineInfo(); } catch (e) { log(`bench: native addon unavailable (${messageOf(e)})`); }
   const report: BenchReport = {
     date: new Date().toISOString(), quick,
-    machine: { cpu: os.cpus()[0]?.model ?? 'unknown', nproc: os.availableParallelism(), cpus: os.cpus().length, memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1), os: `${os.type()} ${os.release()}`, arch: os.arch() },
-    loadAverage: { before: os.loadavg(), after: [] }, node: process.version, threads,
+    machine: machineInfo(), loadAverage: { before: loadAverage(), after: [] }, node: process.version, threads,
     isa: info?.isa ?? null, bestIsa: info?.bestIsa ?? null, cpuFeatures: info?.cpu ?? null, addon: info?.addonPath ?? null,
-    int4Engine: nativeEngineAvailable() ? 'native' : 'reference', commit: gitCommit(), modules: [], rows: [],
+    int4Engine: nativeEngineAvailable() ? 'native' : 'reference', commit: gitCommit(ROOT), modules: [], rows: [],
   };
   const want = (name: string) => !o.only || o.only.includes(name);
   const common = { threads, quick, log, ...(o.dataDir ? { dataDir: o.dataDir } : {}), ...(o.python ? { python: o.python } : {}), ...(o.noTorch ? { noTorch: true } : {}) };
@@ -154,7 +145,7 @@ export async function runBenchmarks(o: RunOptions = {}): Promise<BenchReport> {
     beat.stop();
   }
   markGoalApplicability(report.rows, (info?.cpu as unknown as Record<string, unknown>) ?? null);
-  report.loadAverage.after = os.loadavg();
+  report.loadAverage.after = loadAverage();
   const out = o.out ?? DEFAULT_OUT;
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
@@ -166,12 +157,11 @@ export async function runBenchmarks(o: RunOptions = {}): Promise<BenchReport> {
 }
 
 export function printReport(r: BenchReport, print: (s: string) => void = console.log): void {
-  const la = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ');
   print(`## flatenn benchmarks${r.quick ? ' (quick)' : ''}\n`);
   print(markdownTable(['', ''], [
     ['date', r.date],
-    ['machine', `${r.machine.cpu}, ${r.machine.nproc} CPUs, ${r.machine.memoryGiB} GiB, ${r.machine.os}`],
-    ['load average (before / after)', `${la(r.loadAverage.before)} / ${la(r.loadAverage.after)}`],
+    ['machine', describeMachine(r.machine)],
+    ['load average (before / after)', `${formatLoad(r.loadAverage.before)} / ${formatLoad(r.loadAverage.after)}`],
     ['node', r.node],
     ['threads', String(r.threads)],
     ['ISA', r.isa ? `${r.isa} (best ${r.bestIsa})` : 'addon not loaded'],

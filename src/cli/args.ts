@@ -29,7 +29,12 @@ export interface CommandSpec {
   positionals?: boolean;
   /** Which of COMMON_OPTIONS (--threads, --isa) mean something for this command (default: both). */
   common?: ('threads' | 'isa')[];
-  /** Example command lines, shown by --help. */
+  /**
+   * The command reads --threads / --isa itself (e.g. lists of them); the common handling, which
+   * sets one ISA and one thread count before the command runs, is skipped.
+   */
+  ownThreadsIsa?: boolean;
+  /** Example command lines, shown under --help. */
   examples?: string[];
   run(values: Values, positionals: string[]): Promise<number | void> | number | void;
 }
@@ -40,11 +45,14 @@ export const COMMON_OPTIONS: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h', description: 'show this help' },
 };
 
-/** The options a command accepts: its own, the common ones that apply to it, and --help. */
+/**
+ * The options a command accepts: its own, then the common ones that apply to it (see `common`) and that it
+ * does not define itself, and --help.
+ */
 export function commandOptions(cmd: CommandSpec): Record<string, OptionSpec> {
   const common = cmd.common ?? ['threads', 'isa'];
   const out: Record<string, OptionSpec> = { ...cmd.options };
-  for (const [k, o] of Object.entries(COMMON_OPTIONS)) if (k === 'help' || (common as string[]).includes(k)) out[k] = o;
+  for (const [k, o] of Object.entries(COMMON_OPTIONS)) if (!(k in out) && (k === 'help' || (common as string[]).includes(k))) out[k] = o;
   return out;
 }
 

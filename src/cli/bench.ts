@@ -11,7 +11,7 @@ export function benchAvailable(): boolean {
 
 export const benchCommand: CommandSpec = {
   name: 'bench',
-  summary: 'Run the benchmarks (kernels, training and campaigns beside PyTorch); writes bench/results/local/latest.json (git-ignored) unless --out.',
+  summary: "Run the benchmarks of a source checkout (kernels, training and campaigns beside PyTorch); writes bench/results/local/latest.json (git-ignored) unless --out.\nKernel speed per ISA and thread count, from any installation: 'flatenn bench kernels'.",
   usage: 'flatenn bench [--quick] [--only gemm,qgemm,train,campaign] [--no-torch] [--out file.json]',
   examples: ['flatenn bench --quick --no-torch'],
   options: {

@@ -55,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(helpText(cmd) + '\n');
       return 0;
     }
-    await applyCommon(values);
+    if (!cmd.ownThreadsIsa) await applyCommon(values);
     const r = await cmd.run(values, positionals);
     return typeof r === 'number' ? r : 0;
   } catch (e) {

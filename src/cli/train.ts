@@ -1,11 +1,11 @@
 import * as path from 'node:path';
-import { ARCHS, type Arch } from '../nn/graph';
+import { ARCHS, MAX_WIDTH, type Arch } from '../nn/graph';
 import { DATASETS, defaultConfig, type TrainConfig } from '../train/config';
 import { trainModel, type TrainProgress } from '../train/run';
 import { Progress } from '../util/progress';
 import { choice, explicitOptions, flag, int, num, parseNumber, str, UsageError, type CommandSpec, type Values } from './args';
 
-const TRAIN_FLAGS = ['arch', 'dataset', 'epochs', 'batch-size', 'lr', 'schedule', 'milestones', 'gamma', 'momentum', 'nesterov', 'weight-decay', 'weight-bits', 'act-bits', 'per-channel', 'first-last-bits', 'act-l1', 'saq-rho', 'saq-include-bn', 'seed', 'val-size', 'augment', 'no-augment', 'limit-train', 'padding'];
+const TRAIN_FLAGS = ['arch', 'dataset', 'epochs', 'batch-size', 'lr', 'schedule', 'milestones', 'gamma', 'momentum', 'nesterov', 'weight-decay', 'weight-bits', 'act-bits', 'per-channel', 'first-last-bits', 'act-l1', 'saq-rho', 'saq-include-bn', 'seed', 'val-size', 'augment', 'no-augment', 'limit-train', 'padding', 'width'];
 
 function list(v: string, name: string, lo: number, hi: number): number[] {
   const parts = v.split(',').map((s) => s.trim());
@@ -40,8 +40,10 @@ export function configFromFlags(v: Values): TrainConfig {
     valSize: int(v, 'val-size', 0, 1e9, d.valSize),
     augment: flag(v, 'no-augment') ? false : flag(v, 'augment') ? true : d.augment,
     limitTrain: int(v, 'limit-train', 0, 1e9, 0),
+    width: num(v, 'width', 1e-9, MAX_WIDTH, d.width),
     padding: choice(v, 'padding', ['normalized', 'raw'] as const, d.padding),
   };
+  if (c.arch !== 'resnet18' && c.width !== 1) throw new UsageError(`--width applies to --arch resnet18 only`);
   if (c.nesterov && c.momentum === 0) throw new UsageError('--nesterov needs --momentum > 0');
   return c;
 }
@@ -49,7 +51,7 @@ export function configFromFlags(v: Values): TrainConfig {
 export const trainCommand: CommandSpec = {
   name: 'train',
   summary: 'Train a quantised model (standard QAT, activation-sparse with --act-l1, SAQ with --saq-rho); a checkpoint after every epoch.',
-  usage: 'flatenn train [--arch lenet5] [--dataset fashion-mnist] [--epochs 20] [--act-l1 3e-5] [--saq-rho 0.1] --out run.safetensors',
+  usage: 'flatenn train [--arch lenet5|resnet18] [--width 0.25] [--dataset fashion-mnist] [--epochs 20] [--act-l1 3e-5] [--saq-rho 0.1] [--max-steps N] [--no-test] --out run.safetensors',
   examples: [
     'flatenn train --out runs/qat.safetensors',
     'flatenn train --act-l1 3e-5 --saq-rho 0.1 --out runs/saq.safetensors',
@@ -82,6 +84,9 @@ export const trainCommand: CommandSpec = {
     augment: { type: 'boolean', description: 'random crop + flip (default on for cifar10)' },
     'no-augment': { type: 'boolean', description: 'no augmentation' },
     'limit-train': { type: 'string', arg: '<n>', description: 'use only the first n training images (quick runs)' },
+    width: { type: 'string', arg: '<x>', description: 'resnet18: channel multiplier, [64,128,256,512] x x (e.g. 0.25)', default: '1' },
+    'max-steps': { type: 'string', arg: '<n>', description: 'stop after n optimiser steps in all (a checkpoint that --resume continues bit for bit; the schedule still spans --epochs)' },
+    'no-test': { type: 'boolean', description: 'skip the final evaluation on the test set' },
     'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder (else FLATENN_DATA, then standard places)' },
     out: { type: 'string', arg: '<file>', description: 'checkpoint path (.safetensors); a JSON-lines log goes beside it', required: true },
     resume: { type: 'boolean', description: 'continue the run saved at --out (its settings are used; give no training flags except --epochs N, which extends a finished run to N epochs with a new schedule segment)' },
@@ -105,11 +110,14 @@ export const trainCommand: CommandSpec = {
     }
     const quiet = flag(v, 'quiet');
     const dataDir = str(v, 'data-dir');
-    const r = await trainModel(cfg, { out: path.resolve(out), resume, ...(extendTo !== undefined ? { epochs: extendTo } : {}), onProgress: trainBars(quiet), ...(dataDir ? { dataDir } : {}) });
+    const maxSteps = v['max-steps'] !== undefined ? int(v, 'max-steps', 0, Number.MAX_SAFE_INTEGER) : undefined;
+    const r = await trainModel(cfg, { out: path.resolve(out), resume, ...(extendTo !== undefined ? { epochs: extendTo } : {}), onProgress: trainBars(quiet), testAtEnd: !flag(v, 'no-test'), ...(dataDir ? { dataDir } : {}), ...(maxSteps !== undefined ? { maxSteps } : {}) });
     if (flag(v, 'json')) {
-      process.stdout.write(JSON.stringify({ checkpoint: r.checkpoint, config: r.config, history: r.history, test: r.test && { accuracy: r.test.accuracy, loss: r.test.loss, sparsity: r.test.sparsity, sparsityWeighted: r.test.sparsityWeighted, perLayerSparsity: r.test.perLayerSparsity }, seconds: r.seconds }, null, 2) + '\n');
-    } else if (r.test) {
-      process.stdout.write(`test accuracy ${(100 * r.test.accuracy).toFixed(2)}%  loss ${r.test.loss.toFixed(4)}  sparsity ${(100 * r.test.sparsity).toFixed(2)}% (element-weighted ${(100 * r.test.sparsityWeighted).toFixed(2)}%)  time ${r.seconds.toFixed(1)} s\ncheckpoint ${r.checkpoint}\n`);
+      process.stdout.write(JSON.stringify({ checkpoint: r.checkpoint, config: r.config, history: r.history, test: r.test && { accuracy: r.test.accuracy, loss: r.test.loss, sparsity: r.test.sparsity, sparsityWeighted: r.test.sparsityWeighted, perLayerSparsity: r.test.perLayerSparsity }, seconds: r.seconds, ...(r.stoppedAtStep !== undefined ? { stoppedAtStep: r.stoppedAtStep } : {}) }, null, 2) + '\n');
+    } else {
+      if (r.stoppedAtStep !== undefined) process.stdout.write(`stopped after ${r.stoppedAtStep} steps (--max-steps); continue with: flatenn train --resume --out ${out}\n`);
+      if (r.test) process.stdout.write(`test accuracy ${(100 * r.test.accuracy).toFixed(2)}%  loss ${r.test.loss.toFixed(4)}  sparsity ${(100 * r.test.sparsity).toFixed(2)}% (element-weighted ${(100 * r.test.sparsityWeighted).toFixed(2)}%)  time ${r.seconds.toFixed(1)} s\n`);
+      process.stdout.write(`checkpoint ${r.checkpoint}\n`);
     }
     return 0;
   },
@@ -129,6 +137,11 @@ export function trainBars(quiet: boolean, stream?: NodeJS.WriteStream): (p: Trai
         barEpoch = p.epoch;
       }
       bar.update(p.done, `loss ${p.loss.toFixed(4)} acc ${pct(p.accuracy)} sparsity ${(100 * p.sparsity).toFixed(1)}%`);
+    } else if (p.kind === 'stopped') {
+      const msg = `stopped after step ${p.step} (--max-steps ${p.maxSteps}); continue with --resume`;
+      const out = stream ?? process.stderr;
+      out.write((bar && out.isTTY ? '\n' : '') + msg + '\n'); // not the bar's 100% line: the epoch is unfinished
+      bar = null;
     } else if (p.kind === 'epoch') {
       const st = p.stats;
       bar?.finish(`loss ${st.loss.toFixed(4)} acc ${pct(st.accuracy)} sparsity ${(100 * st.sparsity).toFixed(1)}%` + (st.val ? ` | val acc ${pct(st.val.accuracy)}` : ''));

@@ -66,13 +66,34 @@ export function lenet5(inChannels = 1, size = 28, numClasses = 10): Graph {
   return g.build(x, numClasses);
 }
 
-/** ResNet-18 for 32x32 CIFAR inputs (3x3 stem, no stem pool; BasicBlocks [2,2,2,2]). */
-export function resnet18(inChannels = 3, numClasses = 10): Graph {
+/** Largest width multiplier accepted (--width). */
+export const MAX_WIDTH = 8;
+
+/** Channels of a layer scaled by a width multiplier: round(c * width), at least 1. */
+export function scaledChannels(c: number, width: number): number {
+  return Math.max(1, Math.round(c * width));
+}
+
+/** Checks a width multiplier: finite, in (0, MAX_WIDTH]. */
+export function checkWidth(width: number): number {
+  if (typeof width !== 'number' || !Number.isFinite(width) || width <= 0 || width > MAX_WIDTH) {
+    throw new RangeError(`width must be a number in (0, ${MAX_WIDTH}], got ${String(width)}`);
+  }
+  return width;
+}
+
+/**
+ * ResNet-18 for 32x32 CIFAR inputs (3x3 stem, no stem pool; BasicBlocks [2,2,2,2], 1x1 projection
+ * shortcuts, GAP, fc). `width` scales every layer's channels: [64,128,256,512] x width (0.25 gives
+ * [16,32,64,128]; the topology stays the same).
+ */
+export function resnet18(inChannels = 3, numClasses = 10, width = 1): Graph {
+  checkWidth(width);
   const g = new GraphBuilder('resnet18');
   let x = g.input(inChannels, 32, 32);
-  x = g.relu(g.bn(g.conv(x, 'conv1', inChannels, 64, 3, 1, 1, false), 'bn1', 64));
-  let inC = 64;
-  const widths = [64, 128, 256, 512];
+  const widths = [64, 128, 256, 512].map((c) => scaledChannels(c, width));
+  x = g.relu(g.bn(g.conv(x, 'conv1', inChannels, widths[0]!, 3, 1, 1, false), 'bn1', widths[0]!));
+  let inC = widths[0]!;
   for (let l = 0; l < 4; l++) {
     for (let b = 0; b < 2; b++) {
       const outC = widths[l]!;
@@ -86,7 +107,7 @@ export function resnet18(inChannels = 3, numClasses = 10): Graph {
       inC = outC;
     }
   }
-  x = g.linear(g.flatten(g.gap(x)), 'fc', 512, numClasses);
+  x = g.linear(g.flatten(g.gap(x)), 'fc', inC, numClasses);
   return g.build(x, numClasses);
 }
 
@@ -95,13 +116,15 @@ export const ARCHS = ['lenet5', 'resnet18'] as const;
 /** One of {@link ARCHS}. */
 export type Arch = (typeof ARCHS)[number];
 
-/** The layer graph of `arch` for inputs of `inChannels` x `size` x `size` and `numClasses` outputs. */
-export function buildGraph(arch: Arch, inChannels: number, size: number, numClasses: number): Graph {
+/** The layer graph of `arch` for inputs of `inChannels` x `size` x `size` and `numClasses` outputs; `width` scales resnet18's channels (default 1). */
+export function buildGraph(arch: Arch, inChannels: number, size: number, numClasses: number, width = 1): Graph {
   switch (arch) {
-    case 'lenet5': return lenet5(inChannels, size, numClasses);
+    case 'lenet5':
+      if (width !== 1) throw new RangeError(`width applies to resnet18 only (lenet5 has the paper's fixed widths), got ${width}`);
+      return lenet5(inChannels, size, numClasses);
     case 'resnet18':
       if (size !== 32) throw new RangeError(`resnet18 expects 32x32 inputs, got ${size}x${size}`);
-      return resnet18(inChannels, numClasses);
+      return resnet18(inChannels, numClasses, width);
     default: throw new RangeError(`unknown architecture '${String(arch)}' (expected one of ${ARCHS.join(', ')})`);
   }
 }

@@ -5,7 +5,7 @@ import { readSafetensors, tensorOf, writeSafetensors, type Tensor, type Safetens
 import type { Model } from '../nn/model';
 import type { TrainConfig } from './config';
 import { validateConfig } from './config';
-import { createModel, Trainer, type ImageSet } from './trainer';
+import { createModel, Trainer, type ImageSet, type PartialEpoch } from './trainer';
 
 export const CHECKPOINT_FORMAT = 'flatenn.checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -37,6 +37,8 @@ export interface CheckpointMeta {
   /** Training images seen per epoch (the data-order position is epoch * this). */
   trainImages: number;
   history: EpochRecord[];
+  /** Present when the run stopped part way through an epoch (train --max-steps). */
+  partialEpoch?: PartialEpoch;
 }
 
 function f32(shape: number[], data: Float32Array): Tensor {
@@ -67,6 +69,7 @@ export async function saveCheckpoint(path: string, tr: Trainer, history: EpochRe
     format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, arch: tr.cfg.arch, dataset: tr.cfg.dataset,
     input: { channels, height, width }, numClasses: m.graph.numClasses, config: tr.cfg,
     epoch: tr.epoch, step: tr.step, momentumStarted: tr.momentumStarted, trainImages: tr.trainIndex.length, history,
+    ...(tr.partialEpoch ? { partialEpoch: tr.partialEpoch } : {}),
   };
   await writeSafetensors(path, tensors, { flatenn: JSON.stringify(meta) });
 }
@@ -136,5 +139,7 @@ export async function resumeTrainer(path: string, train: ImageSet, extendTo?: nu
   tr.step = meta.step;
   tr.epoch = meta.epoch;
   tr.momentumStarted = meta.momentumStarted;
+  tr.partialEpoch = meta.partialEpoch ?? null;
+  if (tr.step !== tr.epoch * tr.stepsPerEpoch && !tr.partialEpoch) throw new Error(`${path}: stopped at step ${tr.step}, part way through epoch ${tr.epoch + 1}, but holds no partial-epoch figures`);
   return { trainer: tr, history: meta.history };
 }

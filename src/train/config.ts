@@ -1,6 +1,6 @@
 // Training configuration: defaults of DESIGN §3 and validation of every field.
 import type { Arch } from '../nn/graph';
-import { ARCHS } from '../nn/graph';
+import { ARCHS, MAX_WIDTH } from '../nn/graph';
 import { INPUT_PADDINGS, type InputNorm, type InputPadding } from '../nn/model';
 
 export type Schedule = 'cosine' | 'step' | 'constant';
@@ -53,6 +53,8 @@ export interface TrainConfig {
   augment: boolean;
   /** Stop after this many training images (a budget for tests); 0 = no limit. */
   limitTrain: number;
+  /** Channel multiplier of resnet18 (1 = the paper's [64,128,256,512]); lenet5: 1 only. */
+  width: number;
   /**
    * Padding of the first convolution's normalised input (DESIGN §1): 'normalized' (PyTorch's, the default) or
    * 'raw' (raw pixel 0; what checkpoints written before this field meant).
@@ -98,6 +100,7 @@ export function defaultConfig(arch: Arch = 'lenet5'): TrainConfig {
     valSize: 5000,
     augment: !lenet,
     limitTrain: 0,
+    width: 1,
     padding: 'normalized',
     inputNorm: null,
   };
@@ -131,6 +134,9 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   if (!Number.isSafeInteger(c.seed) || c.seed < 0) fail(`seed must be a non-negative integer, got ${c.seed}`);
   if (!Number.isInteger(c.valSize) || c.valSize < 0) fail(`valSize must be an integer >= 0, got ${c.valSize}`);
   if (!Number.isInteger(c.limitTrain) || c.limitTrain < 0) fail(`limitTrain must be an integer >= 0, got ${c.limitTrain}`);
+  if (c.width === undefined) c.width = 1; // checkpoints written before --width existed
+  if (!(typeof c.width === 'number' && Number.isFinite(c.width) && c.width > 0 && c.width <= MAX_WIDTH)) fail(`width must be a number in (0, ${MAX_WIDTH}], got ${c.width}`);
+  if (c.arch === 'lenet5' && c.width !== 1) fail(`width applies to resnet18 only, got ${c.width} for lenet5`);
   if (!INPUT_PADDINGS.includes(c.padding)) fail(`padding must be 'normalized' or 'raw', got '${String(c.padding)}'`);
   if (c.inputNorm !== null && (typeof c.inputNorm !== 'object' || !Array.isArray(c.inputNorm.mean))) fail('inputNorm must be null or { mean: number[], std: number | number[] }');
   if (c.extendedFrom !== undefined) {

@@ -5,7 +5,7 @@ import { loadDataset } from '../data/dataset';
 import type { TrainConfig } from './config';
 import { validateConfig } from './config';
 import { type EpochRecord, loadCheckpoint, resumeTrainer, saveCheckpoint } from './checkpoint';
-import { evaluate, type EvalResult, type EpochStats, type ImageSet, Trainer } from './trainer';
+import { evaluate, evalBatchSize, type EvalResult, type EpochStats, type ImageSet, Trainer } from './trainer';
 
 /** A progress event of {@link trainModel} (the library prints nothing; the CLI draws these as bars/lines). */
 export type TrainProgress =
@@ -14,7 +14,9 @@ export type TrainProgress =
   /** During the end-of-epoch validation / final test evaluation: images evaluated so far. */
   | { kind: 'eval'; split: 'val' | 'test'; epoch: number; epochs: number; done: number; total: number }
   /** An epoch ended and its checkpoint was written; `stats.val` is the validation result (when valSize > 0). */
-  | { kind: 'epoch'; epoch: number; epochs: number; stats: EpochStats & { val?: EvalResult } };
+  | { kind: 'epoch'; epoch: number; epochs: number; stats: EpochStats & { val?: EvalResult } }
+  /** `maxSteps` reached: a checkpoint at optimiser step `step` was written (resume continues from it). */
+  | { kind: 'stopped'; epoch: number; epochs: number; step: number; maxSteps: number };
 
 export interface TrainRunOptions {
   /** Checkpoint path (.safetensors), rewritten atomically after every epoch; the epoch log goes beside it (.log.jsonl). */
@@ -45,6 +47,12 @@ export interface TrainRunOptions {
   signal?: AbortSignal;
   /** Longest stretch of work (ms) between two yields to the event loop (default 50). One batch is never split. */
   sliceMs?: number;
+  /**
+   * Stop once this many optimiser steps are done, counted from the start of the run (resumed steps
+   * included), with a checkpoint that --resume continues bit for bit. The schedule still spans
+   * the configured epochs. Default: no limit.
+   */
+  maxSteps?: number;
 }
 
 export interface TrainRunResult {
@@ -54,6 +62,8 @@ export interface TrainRunResult {
   epochs: (EpochStats & { val?: EvalResult })[];
   test?: EvalResult;
   seconds: number;
+  /** The optimiser steps done when maxSteps stopped the run before its last epoch ended. */
+  stoppedAtStep?: number;
 }
 
 function splitTrainVal(full: ImageSet, valSize: number): { train: ImageSet; val: ImageSet | null } {
@@ -69,7 +79,7 @@ function splitTrainVal(full: ImageSet, valSize: number): { train: ImageSet; val:
  * Same figures as `evaluate()` over the whole set (counts exact; means merged weighted by slice size).
  */
 export async function evaluateAsync(model: Trainer['model'], set: ImageSet, o: { sliceMs?: number; chunk?: number; signal?: AbortSignal; onSlice?: (done: number, total: number) => void } = {}): Promise<EvalResult> {
-  const chunk = o.chunk ?? 100, sliceMs = o.sliceMs ?? 50;
+  const chunk = o.chunk ?? Math.min(100, evalBatchSize(model.graph)), sliceMs = o.sliceMs ?? 50;
   const n = set.count;
   const predictions = new Uint8Array(n);
   let correct = 0, lossSum = 0, spSum = 0, spwSum = 0;
@@ -130,13 +140,28 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
   fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
   const epochs: (EpochStats & { val?: EvalResult })[] = [];
   const sliceMs = o.sliceMs ?? 50;
+  const maxSteps = o.maxSteps;
+  if (maxSteps !== undefined && !(Number.isInteger(maxSteps) && maxSteps >= 0)) throw new RangeError(`maxSteps must be an integer >= 0, got ${maxSteps}`);
+  let stoppedAtStep: number | undefined;
   while (trainer.epoch < cfg.epochs) {
     o.signal?.throwIfAborted();
     const epoch = trainer.epoch + 1;
+    if (maxSteps !== undefined && trainer.step >= maxSteps) {
+      stoppedAtStep = trainer.step;
+      await saveCheckpoint(o.out, trainer, history); // the same bytes as the last one, or the first (--max-steps 0)
+      o.onProgress?.({ kind: 'stopped', epoch, epochs: cfg.epochs, step: trainer.step, maxSteps });
+      break;
+    }
     const st = await trainer.runEpochAsync((done, total, s) => {
       o.signal?.throwIfAborted(); // unwinds out of the epoch: nothing of it is saved
       o.onProgress?.({ kind: 'batch', epoch, epochs: cfg.epochs, done, total, loss: s.loss, accuracy: s.acc, sparsity: s.sparsity });
-    }, sliceMs);
+    }, sliceMs, maxSteps ?? null);
+    if (st === null) {
+      stoppedAtStep = trainer.step;
+      await saveCheckpoint(o.out, trainer, history);
+      o.onProgress?.({ kind: 'stopped', epoch, epochs: cfg.epochs, step: trainer.step, maxSteps: maxSteps! });
+      break;
+    }
     const v = val
       ? await evaluateAsync(trainer.model, val, { sliceMs, ...(o.signal ? { signal: o.signal } : {}), onSlice: (done, total) => o.onProgress?.({ kind: 'eval', split: 'val', epoch, epochs: cfg.epochs, done, total }) })
       : undefined;
@@ -159,5 +184,5 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
     const ts = await loadDataset(cfg.dataset, 'test', o.dataDir ? { dataDir: o.dataDir } : {});
     test = await evaluateAsync(trainer.model, ts, { sliceMs, ...(o.signal ? { signal: o.signal } : {}), onSlice: (done, total) => o.onProgress?.({ kind: 'eval', split: 'test', epoch: trainer.epoch, epochs: cfg.epochs, done, total }) });
   }
-  return { config: cfg, checkpoint: o.out, history, epochs, ...(test ? { test } : {}), seconds: (Date.now() - t0) / 1000 };
+  return { config: cfg, checkpoint: o.out, history, epochs, ...(test ? { test } : {}), seconds: (Date.now() - t0) / 1000, ...(stoppedAtStep !== undefined ? { stoppedAtStep } : {}) };
 }

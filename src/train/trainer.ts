@@ -3,7 +3,7 @@
 import * as ops from '../autograd/ops';
 import { Tape, type Var } from '../autograd/tape';
 import { kernels } from '../autograd/native-ops';
-import { buildGraph } from '../nn/graph';
+import { buildGraph, inferShapes, type Graph } from '../nn/graph';
 import { Model } from '../nn/model';
 import { permutation, uniforms, RngPurpose } from '../util/rng';
 import type { TrainConfig } from './config';
@@ -20,7 +20,7 @@ export const NORMALISATION: Record<string, { mean: number[]; std: number }> = {
 
 /** A fresh (uninitialised) Model of `cfg.arch` for `channels` x `size` x `size` inputs and `numClasses` classes (default 10). */
 export function createModel(cfg: TrainConfig, channels: number, size: number, numClasses = 10): Model {
-  const graph = buildGraph(cfg.arch, channels, size, numClasses);
+  const graph = buildGraph(cfg.arch, channels, size, numClasses, cfg.width ?? 1);
   const norm = cfg.inputNorm ?? NORMALISATION[cfg.dataset]!;
   return new Model(graph, { weightBits: cfg.weightBits, actBits: cfg.actBits, perChannel: cfg.perChannel, firstLastBits: cfg.firstLastBits }, norm, cfg.padding);
 }
@@ -37,6 +37,18 @@ export interface EpochStats {
   images: number;
   seconds: number;
   imagesPerSecond: number;
+}
+
+/**
+ * The running figures of an epoch stopped part way (train --max-steps), kept in the checkpoint so a
+ * resumed run ends the epoch with the same loss, accuracy and sparsity as an uninterrupted one.
+ */
+export interface PartialEpoch {
+  lossSum: number;
+  correct: number;
+  seen: number;
+  zeros: number[];
+  elems: number[];
 }
 
 export interface EvalResult {
@@ -99,6 +111,8 @@ export class Trainer {
   /** Epochs completed (the next epoch to run). */
   epoch = 0;
   readonly stepsPerEpoch: number;
+  /** The figures of the current epoch when it was stopped part way (null at an epoch boundary). */
+  partialEpoch: PartialEpoch | null = null;
   private readonly l1: number[];
 
   constructor(cfg: TrainConfig, train: ImageSet, model?: Model) {
@@ -225,20 +239,23 @@ export class Trainer {
     this.momentumStarted = true;
   }
 
-  /** Runs the next epoch; calls onBatch after each step. */
+  /** Runs the next epoch (or the rest of it, after a stop part way); calls onBatch after each step. */
   runEpoch(onBatch?: (done: number, total: number, s: { loss: number; acc: number; sparsity: number }) => void): EpochStats {
-    const it = this.epochSteps(onBatch);
+    const it = this.epochSteps(onBatch, null);
     let r = it.next();
     while (!r.done) r = it.next();
-    return r.value;
+    return r.value!;
   }
 
   /**
    * The same epoch, yielding to the event loop between steps (at most every
    * `sliceMs`), so a host application stays responsive while it trains.
+   * With `stopAtStep`, stops before the optimiser step of that number (counted from the start of
+   * the run) and returns null, the epoch's figures so far in `partialEpoch`.
    */
-  async runEpochAsync(onBatch?: (done: number, total: number, s: { loss: number; acc: number; sparsity: number }) => void, sliceMs = 50): Promise<EpochStats> {
-    const it = this.epochSteps(onBatch);
+  async runEpochAsync(onBatch?: (done: number, total: number, s: { loss: number; acc: number; sparsity: number }) => void, sliceMs = 50,
+    stopAtStep: number | null = null): Promise<EpochStats | null> {
+    const it = this.epochSteps(onBatch, stopAtStep);
     let last = Date.now();
     let r = it.next();
     while (!r.done) {
@@ -248,7 +265,8 @@ export class Trainer {
     return r.value;
   }
 
-  private *epochSteps(onBatch?: (done: number, total: number, s: { loss: number; acc: number; sparsity: number }) => void): Generator<void, EpochStats, void> {
+  private *epochSteps(onBatch: ((done: number, total: number, s: { loss: number; acc: number; sparsity: number }) => void) | undefined,
+    stopAtStep: number | null): Generator<void, EpochStats | null, void> {
     const cfg = this.cfg, set = this.train;
     const n = this.trainIndex.length;
     const perm = permutation(cfg.seed, this.epoch, n);
@@ -258,7 +276,21 @@ export class Trainer {
     let lossSum = 0, correct = 0, seen = 0;
     const sites = this.model.graph.sites;
     const zeros = new Float64Array(sites), elems = new Float64Array(sites);
-    for (let b = 0; b < this.stepsPerEpoch; b++) {
+    // batches of this epoch already done (a run stopped part way and resumed)
+    const b0 = this.step - this.epoch * this.stepsPerEpoch;
+    if (b0 < 0 || b0 >= this.stepsPerEpoch) throw new RangeError(`step ${this.step} is not within epoch ${this.epoch + 1} (${this.stepsPerEpoch} steps per epoch)`);
+    if (b0 > 0) {
+      const p = this.partialEpoch;
+      if (!p || p.zeros.length !== sites || p.elems.length !== sites) throw new RangeError(`step ${this.step} is part way through epoch ${this.epoch + 1} but the epoch's figures so far are missing`);
+      ({ lossSum, correct, seen } = p);
+      zeros.set(p.zeros);
+      elems.set(p.elems);
+    }
+    for (let b = b0; b < this.stepsPerEpoch; b++) {
+      if (stopAtStep !== null && this.step >= stopAtStep) {
+        this.partialEpoch = { lossSum, correct, seen, zeros: Array.from(zeros), elems: Array.from(elems) };
+        return null;
+      }
       const start = b * cfg.batchSize, end = Math.min(n, start + cfg.batchSize);
       const cnt = gatherBatch(set, perm, start, end, buf);
       if (cfg.augment) augmentCropFlip(buf.images, cnt, set.channels, set.height, set.width, cfg.seed, this.step);
@@ -274,6 +306,7 @@ export class Trainer {
     }
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     this.epoch++;
+    this.partialEpoch = null;
     let zs = 0, es = 0, mean = 0;
     for (let i = 0; i < sites; i++) { zs += zeros[i]!; es += elems[i]!; mean += zeros[i]! / elems[i]!; }
     return {
@@ -284,9 +317,22 @@ export class Trainer {
   }
 }
 
-/** Accuracy, loss and activation sparsity of a model in eval mode. */
+/** Memory the eval-mode forward pass may hold per batch (every node's fp32 output is kept until the batch ends). */
+export const EVAL_BATCH_BYTES = 192 * 2 ** 20;
+
+/**
+ * The evaluation batch: as many images as fit EVAL_BATCH_BYTES of fp32 node outputs (at most 500).
+ * LeNet-5 gets 500; a full-width CIFAR ResNet-18 (7.8 MiB of node outputs per image) 24: `eval` then peaks
+ * near 0.75 GiB (measured on CIFAR-10 read from its .tar.gz, which alone takes about 0.4 GiB).
+ */
+export function evalBatchSize(graph: Graph, budgetBytes = EVAL_BATCH_BYTES): number {
+  const perImage = 4 * inferShapes(graph).reduce((a, s) => a + s.reduce((p, q) => p * q, 1), 0);
+  return Math.max(1, Math.min(500, Math.floor(budgetBytes / perImage)));
+}
+
+/** Accuracy, loss and activation sparsity of a model in eval mode (batch: evalBatchSize unless given). */
 export function evaluate(model: Model, set: ImageSet, opts: { batchSize?: number; start?: number; end?: number } = {}): EvalResult {
-  const bs = opts.batchSize ?? 500;
+  const bs = opts.batchSize ?? evalBatchSize(model.graph);
   const start = opts.start ?? 0, end = opts.end ?? set.count;
   const per = set.channels * set.height * set.width;
   const sites = model.graph.sites;

@@ -88,3 +88,27 @@ test("the README's numpy snippet applies a saved mask exactly as the engine does
   }
   fs.rmSync(dir, { recursive: true });
 });
+
+test('results of semantics version 1 (written before DESIGN §1 changed) are neither resumed nor paired with version 2', async () => {
+  const dir = tmpDir('semver');
+  writeMnist(dir, 'test', 20, true);
+  const model = path.join(dir, 'tiny.safetensors');
+  await writeTinyModel(model, 2, { version: 2 });
+  const out = path.join(dir, 'r.jsonl');
+  const opts = { model, faults: ['bitflip'] as 'bitflip'[], rates: [0.01], trials: 2, out, dataDir: dir, quiet: true };
+  await runCampaign(opts);
+  assert.equal(readResults(out).header.settings.semantics, 2);
+  // the same file as an older build wrote it: no semantics field
+  const lines = fs.readFileSync(out, 'utf8').trim().split('\n');
+  const h = JSON.parse(lines[0]!) as { settings: Record<string, unknown> };
+  delete h.settings.semantics;
+  const old = path.join(dir, 'old.jsonl');
+  fs.writeFileSync(old, [JSON.stringify(h), lines[1]].join('\n') + '\n');
+  assert.equal(readResults(old).header.settings.semantics, 1);
+  await assert.rejects(runCampaign({ ...opts, out: old }), /semantics version 1 vs 2/);
+  const r = spawnSync(process.execPath, [CLI, 'summary', out, '--baseline', old], { encoding: 'utf8' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /semantics version 2 vs 1/);
+  assert.throws(() => mergeResults([{ path: out, file: readResults(out) }, { path: old, file: readResults(old) }]), /semantics version 2 vs 1/);
+  fs.rmSync(dir, { recursive: true });
+});

@@ -33,7 +33,7 @@ function py(args: string[], env: Record<string, string> = {}): string {
   return r.stdout;
 }
 
-async function interop(kind: 'lenet-plain' | 'lenet-qat', steps: number): Promise<void> {
+async function interop(kind: 'lenet-plain' | 'lenet-qat', steps: number, log: (s: string) => void): Promise<void> {
   const dir = tmpDir(`interop-${kind}`);
   const twin = JSON.parse(py([kind, dir], { TWIN_STEPS: String(steps) })) as { accuracy: number };
   const ck = path.join(dir, 'ck.safetensors'), dep = path.join(dir, 'm.int4.safetensors');
@@ -79,21 +79,25 @@ async function interop(kind: 'lenet-plain' | 'lenet-qat', steps: number): Promis
   const c = await runCampaign({ model: dep, faults: ['bitflip', 'sa0', 'sa1'], rates, trials, out: path.join(dir, 'r.jsonl'), saveMasks: masks, quiet: true });
   const torchAcc = JSON.parse(py(['masks', dir, kind, masks])) as Record<string, number>;
   assert.equal(Object.keys(torchAcc).length, c.records.length);
+  let worst = 0;
   for (const rec of c.records) {
     const k = `${rec.fault}/${rec.rate}/${rec.trial}`;
+    worst = Math.max(worst, Math.abs(100 * (torchAcc[k]! - rec.accuracy)));
     assert.ok(Math.abs(100 * (torchAcc[k]! - rec.accuracy)) <= 0.05, `${kind} ${k}: flatenn ${rec.accuracy} vs torch ${torchAcc[k]}`);
   }
+  log(`${kind}: torch accuracy ${(100 * twin.accuracy).toFixed(2)}%, flatenn ${(100 * r.accuracy).toFixed(2)}%; top-1 agreement ${agree}/${test.count}; ` +
+    `${close}/${test.count} images with max |dlogit| <= 1e-4 x max|logit| (${maxAbs.toFixed(3)}); ${c.records.length} masked trials, worst |dacc| ${worst.toFixed(4)} points`);
   fs.rmSync(dir, { recursive: true });
 }
 
 test('a 4-bit LeNet-5 trained in PyTorch (PyTorch padding, flatenn fake quant): same logits and same faulty accuracies', async (t) => {
   if (!torchAvailable()) { t.skip('PyTorch (python3-torch) not installed'); return; }
-  await interop('lenet-plain', 100);
+  await interop('lenet-plain', 100, (m) => t.diagnostic(m));
 });
 
 test('a torch.ao.quantization QAT LeNet-5 (4-bit, -8..7): its scales travel; same logits and same faulty accuracies', async (t) => {
   if (!torchAvailable()) { t.skip('PyTorch (python3-torch) not installed'); return; }
-  await interop('lenet-qat', 60);
+  await interop('lenet-qat', 60, (m) => t.diagnostic(m));
 });
 
 test('import errors name missing, extra and mis-shaped keys; --map renames', async (t) => {
@@ -120,5 +124,10 @@ test('import errors name missing, extra and mis-shaped keys; --map renames', asy
   delete noRanges['act.range'];
   await writeSafetensors(file, noRanges as typeof good);
   await assert.rejects(importTorch({ file, arch: 'lenet5', out: path.join(dir, 'o.safetensors'), map: { 'features.0': 'conv1' } }), /no activation ranges.*--calibrate N/);
+  const cal = await importTorch({ file, arch: 'lenet5', out: path.join(dir, 'o.safetensors'), map: { 'features.0': 'conv1' }, calibrate: 64 });
+  assert.equal(cal.actRanges, 'calibrated: max over the first 64 training images');
+  const ranges = tensorOf(await readSafetensors(path.join(dir, 'o.safetensors')), 'act.range', 'F32', [4]).data;
+  assert.ok(Array.from(ranges).every((r) => r > 0), `calibrated ranges ${Array.from(ranges)}`);
+  await exportCheckpoint(path.join(dir, 'o.safetensors'), path.join(dir, 'o.int4.safetensors'));
   fs.rmSync(dir, { recursive: true });
 });
