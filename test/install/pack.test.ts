@@ -169,7 +169,7 @@ if (isMainThread) {
   fs.writeFileSync(path.join(consumer, 'use.ts'), [
     "import { runCampaign, trainModel, defaultConfig, type CampaignOptions, type TrainProgress } from 'flatenn';",
     "const o: CampaignOptions = { model: 'm.safetensors', faults: ['bitflip'], rates: [0, 0.01], trials: 2, out: 'r.jsonl', signal: new AbortController().signal };",
-    "const cb = (p: TrainProgress): number => (p.kind === 'epoch' ? p.stats.epoch : p.done);",
+    "const cb = (p: TrainProgress): number => (p.kind === 'epoch' ? p.stats.epoch : p.kind === 'stopped' ? p.step : p.done);",
     "export const f = async () => { await runCampaign(o); await trainModel(defaultConfig('lenet5'), { out: 'x.safetensors', onProgress: (p) => { cb(p); } }); };",
   ].join('\n') + '\n');
   const tsc = sh(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', consumer], { cwd: consumer, env });
@@ -186,7 +186,12 @@ if (isMainThread) {
   const help = sh(path.join(bin, 'node'), [path.join(pkgDir, 'dist', 'src', 'cli', 'main.js'), '--help'], { env });
   assert.equal(help.code, 0, help.all);
   assert.match(help.out, /\n {2}inject /);
-  assert.doesNotMatch(help.out, /\n {2}bench /);
+  assert.doesNotMatch(help.out, /\n {2}bench {2,}/, "no source-checkout bench command");
+  assert.match(help.out, /\n {2}bench kernels /, "bench kernels works from an installation");
+  const bk = sh(path.join(bin, 'node'), [path.join(pkgDir, 'dist', 'src', 'cli', 'main.js'), 'bench', 'kernels', '--help'], { env });
+  assert.equal(bk.code, 0, bk.all);
+  const nob = sh(path.join(bin, 'node'), [path.join(pkgDir, 'dist', 'src', 'cli', 'main.js'), 'bench'], { env });
+  assert.equal(nob.code, 2, 'no bench command in an installed package');
   const info = sh(path.join(bin, 'node'), [path.join(pkgDir, 'dist', 'src', 'cli', 'main.js'), 'info'], { env });
   assert.equal(info.code, 0, info.all);
   assert.match(info.out, /prebuilds\/linux-x64\/flatenn\.glibc\.node/);
