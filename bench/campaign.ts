@@ -15,11 +15,12 @@ import { deployModel } from '../src/deploy/export';
 import { readDeployed, type DeployedModel } from '../src/deploy/format';
 import { Engine } from '../src/engine/engine';
 import { writeSafetensors } from '../src/io/safetensors';
-import { setThreads } from '../src/native/info';
+import { bestIsa, getIsa, setThreads } from '../src/native/info';
 import { defaultConfig } from '../src/train/config';
 import { Trainer } from '../src/train/trainer';
 import {
-  field, loadWarning, median, messageOf, nonNegativeInt, nowSeconds, parseArgs, positiveInt, printRows, runTorch, timeCalls, type Row,
+  field, loadWarning, median, messageOf, nonNegativeInt, nowSeconds, parseArgs, peerDetails, positiveInt, printRows, runTorchBuilds, timeCalls,
+  type PeerRun, type Row,
 } from './common';
 
 export interface CampaignBenchOptions {
@@ -104,7 +105,6 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
   let rssTrials = 0, rssNote = '';
   // The 1-minute load average before each side: on a shared machine, timings taken under load mislead.
   const loadFlatenn = os.loadavg()[0]!;
-  let loadPytorch: number | undefined;
   try {
     setThreads(threads);
     let modelFile = o.model;
@@ -153,44 +153,44 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 
-  let torch: Awaited<ReturnType<typeof runTorch>> | undefined;
-  if (!o.noTorch) {
-    const args = ['campaign', '--threads', String(threads), '--trials', String(trials), '--warmup', String(warmup), '--rate', String(rate)];
-    if (o.dataDir) args.push('--data-dir', o.dataDir);
-    log(`campaign: PyTorch: ${args.join(' ')}`);
-    loadPytorch = os.loadavg()[0]!;
-    torch = await runTorch(args, o.python ? { python: o.python } : {});
-    if (!torch.ok) log(`campaign: ${torch.error}`);
-  }
-  const tRate = field(torch?.data, 'trial.trials_per_s');
-  const torchNote = torch && !torch.ok ? torch.error : torch?.ok ? `torch ${String(torch.data?.torch)}` : 'PyTorch skipped';
-
-  const speedRow: Row = {
-    bench: 'campaign', case: `trial: fresh bit-flip map (${+(100 * rate).toPrecision(4)}% of cells) + 10,000 test images`,
-    metric: 'trials/s', threads, goal: '>= 10x PyTorch', backend,
+  // the peer: one PyTorch process per BLAS build (OpenBLAS first: the goal is against it)
+  const isa = getIsa(), capAvx2 = isa === 'avx2' && bestIsa() === 'avx512';
+  const cpu = os.cpus()[0]?.model ?? '?';
+  const peers = o.noTorch ? [] : await runTorchBuilds(
+    ['campaign', '--threads', String(threads), '--trials', String(trials), '--warmup', String(warmup), '--rate', String(rate), ...(o.dataDir ? ['--data-dir', o.dataDir] : [])],
+    { ...(o.python ? { python: o.python } : {}), threads, capAvx2, log });
+  const speedRow = (peer: PeerRun | undefined): Row => {
+    const r: Row = {
+      bench: 'campaign', case: `trial: fresh bit-flip map (${+(100 * rate).toPrecision(4)}% of cells) + 10,000 test images` + (peer ? ` vs ${peer.build.name}` : ''),
+      metric: 'trials/s', threads, goal: peer && peer.build.key !== 'openblas' ? 'context (the goal is against OpenBLAS)' : '>= 10x PyTorch', backend,
+      cpu, isa, loadFlatenn,
+    };
+    if (speed) {
+      r.flatenn = speed.trialsPerS;
+      r.flatennTrialMs = 1000 * speed.medianS;
+      r.flatennMinTrialMs = 1000 * speed.minS;
+      r.cleanAccuracy = speed.cleanAccuracy;
+      r.meanFaultyAccuracy = speed.meanAccuracy;
+      r.faultyCells = speed.faultyCells;
+      r.flatennTrials = speed.trials;
+    }
+    const tRate = field(peer?.result.data, 'trial.trials_per_s');
+    if (tRate !== undefined) {
+      r.pytorch = tRate;
+      r.pytorchTrialMs = 1000 / tRate;
+      const tMin = field(peer?.result.data, 'trial.min_s');
+      if (tMin !== undefined) r.pytorchMinTrialMs = 1000 * tMin;
+      const acc = field(peer?.result.data, 'mean_faulty_accuracy');
+      if (acc !== undefined) r.pytorchMeanFaultyAccuracy = acc;
+    }
+    if (speed && tRate !== undefined) { r.ratio = speed.trialsPerS / tRate; if (peer!.build.key === 'openblas') r.pass = r.ratio >= 10; }
+    if (peer) Object.assign(r, peerDetails(peer));
+    const torchNote = !peer ? (o.noTorch ? 'PyTorch skipped' : 'no PyTorch BLAS build found') : peer.result.ok ? `torch ${String(peer.result.data?.torch)}` : peer.result.error;
+    r.notes = [flatennError, torchNote, loadWarning([loadFlatenn, peer?.load], threads)].filter(Boolean).join('; ');
+    return r;
   };
-  if (speed) {
-    speedRow.flatenn = speed.trialsPerS;
-    speedRow.flatennTrialMs = 1000 * speed.medianS;
-    speedRow.flatennMinTrialMs = 1000 * speed.minS;
-    speedRow.cleanAccuracy = speed.cleanAccuracy;
-    speedRow.meanFaultyAccuracy = speed.meanAccuracy;
-    speedRow.faultyCells = speed.faultyCells;
-    speedRow.flatennTrials = speed.trials;
-  }
-  if (tRate !== undefined) {
-    speedRow.pytorch = tRate;
-    speedRow.pytorchTrialMs = 1000 / tRate;
-    const tMin = field(torch?.data, 'trial.min_s');
-    if (tMin !== undefined) speedRow.pytorchMinTrialMs = 1000 * tMin;
-    const acc = field(torch?.data, 'mean_faulty_accuracy');
-    if (acc !== undefined) speedRow.pytorchMeanFaultyAccuracy = acc;
-  }
-  if (speed && tRate !== undefined) { speedRow.ratio = speed.trialsPerS / tRate; speedRow.pass = speedRow.ratio >= 10; }
-  speedRow.notes = [flatennError, torchNote, loadWarning([loadFlatenn, loadPytorch], threads)].filter(Boolean).join('; ');
-  speedRow.loadFlatenn = loadFlatenn;
-  if (loadPytorch !== undefined) speedRow.loadPytorch = loadPytorch;
-  rows.push(speedRow);
+  if (peers.length) for (const p of peers) rows.push(speedRow(p));
+  else rows.push(speedRow(undefined));
 
   if (rss) {
     rows.push({

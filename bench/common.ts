@@ -3,6 +3,7 @@
 // /usr/bin/python3), a small argument parser and markdown tables.
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { markdownTable } from '../src/benchkit/report';
 
@@ -70,12 +71,13 @@ export interface TorchResult {
 }
 
 /** Runs bench/torch_lenet.py with the given arguments; never throws. */
-export function runTorch(args: string[], opts: { python?: string; timeoutMs?: number } = {}): Promise<TorchResult> {
+export function runTorch(args: string[], opts: { python?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<TorchResult> {
   const python = opts.python ?? DEFAULT_PYTHON;
-  const command = [python, path.relative(process.cwd(), TORCH_SCRIPT) || TORCH_SCRIPT, ...args].join(' ');
+  const envNote = opts.env?.LD_LIBRARY_PATH ? `LD_LIBRARY_PATH=${opts.env.LD_LIBRARY_PATH} ` : '';
+  const command = envNote + [python, path.relative(process.cwd(), TORCH_SCRIPT) || TORCH_SCRIPT, ...args].join(' ');
   if (!fs.existsSync(TORCH_SCRIPT)) return Promise.resolve({ ok: false, error: `${TORCH_SCRIPT} not found`, command });
   return new Promise((resolve) => {
-    execFile(python, [TORCH_SCRIPT, ...args], { timeout: opts.timeoutMs ?? 30 * 60 * 1000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    execFile(python, [TORCH_SCRIPT, ...args], { timeout: opts.timeoutMs ?? 30 * 60 * 1000, maxBuffer: 16 << 20, ...(opts.env ? { env: opts.env } : {}) }, (err, stdout, stderr) => {
       if (err) {
         const why = (stderr.trim().split('\n').pop() ?? '') || err.message;
         resolve({ ok: false, error: `PyTorch run failed: ${why}`, command });
@@ -89,6 +91,74 @@ export function runTorch(args: string[], opts: { python?: string; timeoutMs?: nu
       }
     });
   });
+}
+
+// ---- the PyTorch peer's BLAS builds ----------------------------------------------
+// Debian's torch links libblas.so.3, which the alternatives system points at one BLAS for the
+// whole machine. The bench picks one per PyTorch process instead, by putting that BLAS's
+// directory first on LD_LIBRARY_PATH (nothing system-wide changes): netlib's reference BLAS
+// (libblas3, what PyTorch "as installed" ran before OpenBLAS was present) and OpenBLAS with
+// OpenMP threads (libopenblas0-openmp, installed by scripts/setup.sh with FLATENN_SETUP_TORCH=1).
+
+export interface TorchBuild { name: string; key: 'openblas' | 'netlib'; libDir: string }
+
+export const TORCH_BUILDS: readonly TorchBuild[] = [
+  { name: 'PyTorch + OpenBLAS', key: 'openblas', libDir: '/usr/lib/x86_64-linux-gnu/openblas-openmp' },
+  { name: 'PyTorch + netlib BLAS', key: 'netlib', libDir: '/usr/lib/x86_64-linux-gnu/blas' },
+];
+
+/** The builds whose libblas.so.3 is on this machine (OpenBLAS first: the fair peer the goals are against). */
+export function torchBuilds(): TorchBuild[] {
+  return TORCH_BUILDS.filter((b) => fs.existsSync(path.join(b.libDir, 'libblas.so.3')));
+}
+
+/**
+ * The environment of one PyTorch process: its BLAS first on LD_LIBRARY_PATH, OMP_NUM_THREADS =
+ * threads, and a pre-set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed together (a core type
+ * forced without its cache size, or the reverse, misconfigures OpenBLAS). When flatenn runs
+ * capped at AVX2 on an AVX-512 CPU (`capAvx2`), the peer is capped too: OPENBLAS_CORETYPE=Haswell
+ * and ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN runs PyTorch's convolutions).
+ */
+export function peerEnv(build: TorchBuild, threads: number, capAvx2: boolean): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  delete env.ONEDNN_MAX_CPU_ISA;
+  if (capAvx2) { env.OPENBLAS_CORETYPE = 'Haswell'; env.ONEDNN_MAX_CPU_ISA = 'AVX2'; }
+  env.LD_LIBRARY_PATH = build.libDir + (process.env.LD_LIBRARY_PATH ? `:${process.env.LD_LIBRARY_PATH}` : '');
+  env.OMP_NUM_THREADS = String(threads);
+  return env;
+}
+
+export interface PeerRun { build: TorchBuild; result: TorchResult; load: number }
+
+/** Runs the twin once per BLAS build present (never throws; `log` gets failures). */
+export async function runTorchBuilds(args: string[], o: { python?: string; threads: number; capAvx2: boolean; log: (s: string) => void }): Promise<PeerRun[]> {
+  const out: PeerRun[] = [];
+  for (const build of torchBuilds()) {
+    const load = os.loadavg()[0]!;
+    o.log(`${args[0]}: ${build.name}: ${args.join(' ')}`);
+    const result = await runTorch(args, { ...(o.python ? { python: o.python } : {}), env: peerEnv(build, o.threads, o.capAvx2) });
+    if (!result.ok) o.log(`${args[0]}: ${build.name}: ${result.error}`);
+    out.push({ build, result, load });
+  }
+  return out;
+}
+
+/** What a peer run says about itself: BLAS library, OpenBLAS core, measured sgemm rate, CPU capability. */
+export function peerDetails(r: PeerRun): Record<string, string | number> {
+  const d = r.result.data ?? {};
+  const blas = (d.blas ?? {}) as Record<string, unknown>;
+  const build = (d.build ?? {}) as Record<string, unknown>;
+  const out: Record<string, string | number> = { peerLoad: +r.load.toFixed(2) };
+  if (typeof blas.libblas === 'string') out.peerLibblas = blas.libblas;
+  if (typeof blas.openblas_core === 'string') out.peerBlasCore = blas.openblas_core;
+  else if (typeof blas.blas_core === 'string') out.peerBlasCore = blas.blas_core;
+  if (typeof blas.sgemm_gflops === 'number') out.peerSgemmGflops = +blas.sgemm_gflops.toFixed(1);
+  if (typeof build.cpu_capability === 'string') out.peerIsa = build.cpu_capability;
+  if (typeof blas.onednn_max_cpu_isa === 'string') out.peerOnednnCap = blas.onednn_max_cpu_isa;
+  if (typeof blas.openblas_coretype === 'string') out.peerOpenblasCoretype = blas.openblas_coretype;
+  return out;
 }
 
 /** Reads a numeric field at a dotted path of a PyTorch result. */

@@ -311,6 +311,66 @@ def build_info():
     return keep
 
 
+def blas_runtime():
+    """Which BLAS this process actually runs (the bench picks it with LD_LIBRARY_PATH): the
+    libblas.so.3 / libopenblas mapped in, OpenBLAS's core (openblas_get_corename via ctypes, or
+    threadpoolctl where installed), a measured 512^3 float32 torch.mm rate (netlib ~5 GFLOP/s,
+    OpenBLAS tens), and the CPU-capability environment the peer was given."""
+    import ctypes
+    info = {}
+    libs = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1] if len(line.split()) >= 6 else ""
+                if ("blas" in path or "lapack" in path) and path not in libs:
+                    libs.append(path)
+    except OSError:
+        pass
+    info["libs"] = libs
+    libblas = [p for p in libs if os.path.basename(p).startswith("libblas.so")]
+    if libblas:
+        info["libblas"] = os.path.realpath(libblas[0])
+    def corename(path):
+        try:
+            lib = ctypes.CDLL(path)
+            fn = lib.openblas_get_corename
+        except (OSError, AttributeError):
+            return None
+        fn.restype = ctypes.c_char_p
+        return fn().decode()
+    # the core of the library that answers sgemm_ (libblas.so.3); an OpenBLAS mapped only for
+    # LAPACK (the netlib build) is noted apart
+    core = corename(libblas[0]) if libblas else None
+    if core:
+        info["openblas_core"] = core
+    else:
+        info["blas_core"] = "netlib reference (no openblas_get_corename)" if libblas else "unknown"
+        for p in libs:
+            if "openblas" in p and corename(p):
+                info["lapack_only_openblas_core"] = corename(p)
+                break
+    try:
+        import threadpoolctl
+        info["threadpoolctl"] = [{k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")}
+                                 for d in threadpoolctl.threadpool_info()]
+    except ImportError:
+        pass
+    a = torch.randn(512, 512)
+    b = torch.randn(512, 512)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    info["sgemm_gflops"] = 2 * 512 ** 3 / best / 1e9
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS"):
+        if os.environ.get(k):
+            info[k.lower()] = os.environ[k]
+    return info
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=["train", "campaign"])
@@ -338,7 +398,7 @@ def main():
         pass
     env = {"framework": "pytorch", "torch": torch.__version__, "python": platform.python_version(),
            "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
-           "build": build_info()}
+           "build": build_info(), "blas": blas_runtime()}
     out = bench_train(a, env) if a.mode == "train" else bench_campaign(a, env)
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")

@@ -5,12 +5,13 @@
 // Goals (the issue): >= 2x PyTorch images/s; a SAQ step <= 2.1x a conventional step.
 import * as os from 'node:os';
 import { loadDataset, type ImageDataset } from '../src/data/dataset';
-import { setThreads } from '../src/native/info';
+import { bestIsa, getIsa, setThreads } from '../src/native/info';
 import { defaultConfig } from '../src/train/config';
 import { gatherBatch, Trainer } from '../src/train/trainer';
 import { permutation } from '../src/util/rng';
 import {
-  field, loadWarning, median, messageOf, nonNegativeInt, parseArgs, positiveInt, printRows, runTorch, timeCalls, type Row,
+  field, loadWarning, median, messageOf, nonNegativeInt, parseArgs, peerDetails, positiveInt, printRows, runTorchBuilds, timeCalls,
+  type PeerRun, type Row,
 } from './common';
 
 export interface TrainBenchOptions {
@@ -62,7 +63,6 @@ export async function trainBench(o: TrainBenchOptions): Promise<Row[]> {
   let conv: ModeTiming | undefined, saq: ModeTiming | undefined, flatennError: string | undefined;
   // The 1-minute load average before each side: on a shared machine, timings taken under load mislead.
   const loadFlatenn = os.loadavg()[0]!;
-  let loadPytorch: number | undefined;
   try {
     setThreads(threads);
     const train = await loadDataset('fashion-mnist', 'train', o.dataDir ? { dataDir: o.dataDir } : {});
@@ -74,41 +74,51 @@ export async function trainBench(o: TrainBenchOptions): Promise<Row[]> {
     log(`train: ${flatennError}`);
   }
 
-  let torch: Awaited<ReturnType<typeof runTorch>> | undefined;
-  if (!o.noTorch) {
-    const args = ['train', '--threads', String(threads), '--steps', String(steps), '--warmup', String(warmup), '--rho', String(rho)];
-    if (o.dataDir) args.push('--data-dir', o.dataDir);
-    log(`train: PyTorch: ${args.join(' ')}`);
-    loadPytorch = os.loadavg()[0]!;
-    torch = await runTorch(args, o.python ? { python: o.python } : {});
-    if (!torch.ok) log(`train: ${torch.error}`);
-  }
-  const tConv = field(torch?.data, 'conventional.images_per_s');
-  const tSaq = field(torch?.data, 'saq.images_per_s');
-  const tStepRatio = field(torch?.data, 'saq_over_conventional');
-  const torchNote = torch && !torch.ok ? torch.error : torch?.ok ? `torch ${String(torch.data?.torch)}` : 'PyTorch skipped';
-  const notes = [flatennError, torchNote, loadWarning([loadFlatenn, loadPytorch], threads)].filter(Boolean).join('; ');
+  // the peer: one PyTorch process per BLAS build (OpenBLAS first: the goal is against it)
+  const isa = getIsa(), capAvx2 = isa === 'avx2' && bestIsa() === 'avx512';
+  const cpu = os.cpus()[0]?.model ?? '?';
+  const args = ['train', '--threads', String(threads), '--steps', String(steps), '--warmup', String(warmup), '--rho', String(rho)];
+  if (o.dataDir) args.push('--data-dir', o.dataDir);
+  const peers = o.noTorch ? [] : await runTorchBuilds(args, { ...(o.python ? { python: o.python } : {}), threads, capAvx2, log });
+  const noteOf = (peer: PeerRun | undefined) => {
+    const torchNote = !peer ? (o.noTorch ? 'PyTorch skipped' : 'no PyTorch BLAS build found') : peer.result.ok ? `torch ${String(peer.result.data?.torch)}` : peer.result.error;
+    return [flatennError, torchNote, loadWarning([loadFlatenn, peer?.load], threads)].filter(Boolean).join('; ');
+  };
 
-  const speedRow = (name: string, key: 'conventional' | 'saq', f: ModeTiming | undefined, t: number | undefined): Row => {
-    const r: Row = { bench: 'train', case: `LeNet-5 ${name} step, batch ${BATCH}`, metric: 'images/s', threads, goal: '>= 2x PyTorch' };
+  const speedRow = (name: string, key: 'conventional' | 'saq', f: ModeTiming | undefined, peer: PeerRun | undefined): Row => {
+    const fair = !peer || peer.build.key === 'openblas';
+    const r: Row = {
+      bench: 'train', case: `LeNet-5 ${name} step, batch ${BATCH}` + (peer ? ` vs ${peer.build.name}` : ''), metric: 'images/s', threads,
+      goal: fair ? '>= 2x PyTorch' : 'context (the goal is against OpenBLAS)', cpu, isa,
+    };
     if (f) { r.flatenn = f.imagesPerS; r.flatennStepMs = 1000 * f.medianS; r.flatennMinStepMs = 1000 * f.minS; }
+    const t = field(peer?.result.data, `${key}.images_per_s`);
     if (t !== undefined) {
       r.pytorch = t;
       r.pytorchStepMs = (1000 * BATCH) / t;
-      const tMin = field(torch?.data, `${key}.min_s`);
+      const tMin = field(peer?.result.data, `${key}.min_s`);
       if (tMin !== undefined) r.pytorchMinStepMs = 1000 * tMin;
     }
-    if (f && t !== undefined) { r.ratio = f.imagesPerS / t; r.pass = r.ratio >= 2; }
+    if (f && t !== undefined) { r.ratio = f.imagesPerS / t; if (fair) r.pass = r.ratio >= 2; }
+    if (peer) Object.assign(r, peerDetails(peer));
+    const notes = noteOf(peer);
     if (notes) r.notes = notes;
     r.loadFlatenn = loadFlatenn;
-    if (loadPytorch !== undefined) r.loadPytorch = loadPytorch;
     return r;
   };
-  const ratioRow: Row = { bench: 'train', case: 'SAQ step time / conventional step time', metric: 'ratio', threads, goal: 'flatenn <= 2.1' };
+  const ratioRow: Row = { bench: 'train', case: 'SAQ step time / conventional step time', metric: 'ratio', threads, goal: 'flatenn <= 2.1', cpu, isa };
   if (conv && saq) { ratioRow.flatenn = saq.medianS / conv.medianS; ratioRow.pass = ratioRow.flatenn <= 2.1; }
-  if (tStepRatio !== undefined) ratioRow.pytorch = tStepRatio;
+  const first = peers[0];
+  const tStepRatio = field(first?.result.data, 'saq_over_conventional');
+  if (tStepRatio !== undefined) { ratioRow.pytorch = tStepRatio; ratioRow.pytorchBuild = first!.build.name; }
+  const notes = noteOf(first);
   if (notes) ratioRow.notes = notes;
-  return [speedRow('conventional', 'conventional', conv, tConv), speedRow(`SAQ (rho ${rho})`, 'saq', saq, tSaq), ratioRow];
+  const rows: Row[] = [];
+  for (const p of peers.length ? peers : [undefined]) {
+    rows.push(speedRow('conventional', 'conventional', conv, p), speedRow(`SAQ (rho ${rho})`, 'saq', saq, p));
+  }
+  rows.push(ratioRow);
+  return rows;
 }
 
 async function main(): Promise<void> {

@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <exception>
+#include <new>
 #include <string>
 
 namespace flb {
@@ -124,6 +126,30 @@ inline void exact(Napi::Env env, const V& v, size_t n, const char* name) {
   if (v.length != n)
     range_error(env, std::string("Expected ") + name + " to hold exactly " + std::to_string(n) +
                          " elements but it has " + std::to_string(v.length));
+}
+
+// A JS function whose C++ body may throw anything: Napi errors pass through;
+// std::bad_alloc and any other C++ exception (also from pool tasks, which
+// rethrow on this thread) become a JavaScript Error naming the function,
+// never a process abort.
+using Body = Napi::Value (*)(const Napi::CallbackInfo&);
+inline Napi::Function fn(Napi::Env env, Body body, const char* name) {
+  return Napi::Function::New(
+      env,
+      [body, name](const Napi::CallbackInfo& info) -> Napi::Value {
+        try {
+          return body(info);
+        } catch (const Napi::Error&) {
+          throw;
+        } catch (const std::bad_alloc&) {
+          throw Napi::Error::New(info.Env(), std::string(name) + ": out of memory (a native allocation failed)");
+        } catch (const std::exception& e) {
+          throw Napi::Error::New(info.Env(), std::string(name) + ": native error: " + e.what());
+        } catch (...) {
+          throw Napi::Error::New(info.Env(), std::string(name) + ": unknown native error");
+        }
+      },
+      name);
 }
 
 // Registration: each bindings/*.cc file adds its functions to the exports.

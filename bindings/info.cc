@@ -116,16 +116,16 @@ Napi::Value RngUniform(const Napi::CallbackInfo& info) {
 
 void Init(Napi::Env env, Napi::Object exports) {
   apply_env(env);
-  exports.Set("version", Napi::Function::New(env, Version, "version"));
-  exports.Set("buildType", Napi::Function::New(env, BuildType, "buildType"));
-  exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
-  exports.Set("isa", Napi::Function::New(env, GetIsa, "isa"));
-  exports.Set("bestIsa", Napi::Function::New(env, BestIsa, "bestIsa"));
-  exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
-  exports.Set("kernels", Napi::Function::New(env, Kernels, "kernels"));
-  exports.Set("threads", Napi::Function::New(env, GetThreads, "threads"));
-  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
-  exports.Set("rngUniform", Napi::Function::New(env, RngUniform, "rngUniform"));
+  exports.Set("version", flb::fn(env, Version, "version"));
+  exports.Set("buildType", flb::fn(env, BuildType, "buildType"));
+  exports.Set("cpuFeatures", flb::fn(env, CpuFeatures, "cpuFeatures"));
+  exports.Set("isa", flb::fn(env, GetIsa, "isa"));
+  exports.Set("bestIsa", flb::fn(env, BestIsa, "bestIsa"));
+  exports.Set("setIsa", flb::fn(env, SetIsa, "setIsa"));
+  exports.Set("kernels", flb::fn(env, Kernels, "kernels"));
+  exports.Set("threads", flb::fn(env, GetThreads, "threads"));
+  exports.Set("setThreads", flb::fn(env, SetThreads, "setThreads"));
+  exports.Set("rngUniform", flb::fn(env, RngUniform, "rngUniform"));
 }
 
 Register reg(Init);

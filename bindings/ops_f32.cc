@@ -10,7 +10,7 @@
 //   conv2dBackward(x, w, dy, dx|null, dw|null, db|null, N, C, H, W, O, KH, KW, stride, pad, padValues|null)
 //   maxpool2dForward(x, y, argmax, N, C, H, W, k, stride)
 //   maxpool2dBackward(dy, argmax, dx, N, C, H, W, k, stride)
-//   peakProbe(kind: 'fma512'|'fma256'|'vnni512', iters, threads) -> {ops, wallSeconds, cpuSeconds}
+//   peakProbe(kind: 'fma512'|'fma256'|'vnni512'|'int8avx2', iters, threads) -> {ops, wallSeconds, cpuSeconds}
 #include <napi.h>
 
 #include <cstdint>
@@ -302,13 +302,14 @@ Napi::Value MaxpoolBackward(const Napi::CallbackInfo& info) {
 Napi::Value PeakProbe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Value k = arg(info, 0);
-  if (!k.IsString()) type_error(env, "kind", "one of 'fma512', 'fma256', 'vnni512'", k);
+  if (!k.IsString()) type_error(env, "kind", "one of 'fma512', 'fma256', 'vnni512', 'int8avx2'", k);
   const std::string name = k.As<Napi::String>().Utf8Value();
   fl::PeakKind kind;
   if (name == "fma512") kind = fl::PeakKind::Fma512;
   else if (name == "fma256") kind = fl::PeakKind::Fma256;
   else if (name == "vnni512") kind = fl::PeakKind::Vnni512;
-  else range_error(env, "Expected one of 'fma512', 'fma256', 'vnni512' for kind but received '" + name + "'");
+  else if (name == "int8avx2") kind = fl::PeakKind::Int8Avx2;
+  else range_error(env, "Expected one of 'fma512', 'fma256', 'vnni512', 'int8avx2' for kind but received '" + name + "'");
   const int64_t iters = integer(info, 1, "iters", 1, int64_t(1) << 40);
   const int64_t threads = integer(info, 2, "threads", 1, 256);
   if (!fl::peak_supported(kind)) range_error(env, "kind '" + name + "' is not supported by this CPU");
@@ -321,14 +322,14 @@ Napi::Value PeakProbe(const Napi::CallbackInfo& info) {
 }
 
 void Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("sgemm", Napi::Function::New(env, Sgemm, "sgemm"));
-  exports.Set("im2col", Napi::Function::New(env, Im2col, "im2col"));
-  exports.Set("col2im", Napi::Function::New(env, Col2im, "col2im"));
-  exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward, "conv2dForward"));
-  exports.Set("conv2dBackward", Napi::Function::New(env, Conv2dBackward, "conv2dBackward"));
-  exports.Set("maxpool2dForward", Napi::Function::New(env, MaxpoolForward, "maxpool2dForward"));
-  exports.Set("maxpool2dBackward", Napi::Function::New(env, MaxpoolBackward, "maxpool2dBackward"));
-  exports.Set("peakProbe", Napi::Function::New(env, PeakProbe, "peakProbe"));
+  exports.Set("sgemm", flb::fn(env, Sgemm, "sgemm"));
+  exports.Set("im2col", flb::fn(env, Im2col, "im2col"));
+  exports.Set("col2im", flb::fn(env, Col2im, "col2im"));
+  exports.Set("conv2dForward", flb::fn(env, Conv2dForward, "conv2dForward"));
+  exports.Set("conv2dBackward", flb::fn(env, Conv2dBackward, "conv2dBackward"));
+  exports.Set("maxpool2dForward", flb::fn(env, MaxpoolForward, "maxpool2dForward"));
+  exports.Set("maxpool2dBackward", flb::fn(env, MaxpoolBackward, "maxpool2dBackward"));
+  exports.Set("peakProbe", flb::fn(env, PeakProbe, "peakProbe"));
 }
 
 Register reg(Init);

@@ -6,11 +6,12 @@
 //   qgemm(A: U8 [M*lda], M, K, lda, qw: U8, N, mode: 'int32'|'float'|'codes', out: I32|F32|U8 [M*N],
 //         layout: 'mn'|'nm', scale: F32|null, bias: F32|null, actBits, actRange, inBlocked?, outBlocked?): number (zero codes)
 //   qconv2d(x: U8 [B*C*H*W], B, C, H, W, qw: U8, O, kh, kw, stride, pad, mode, out [B*O*OH*OW],
-//           scale: F32|null, bias: F32|null, actBits, actRange, inBlocked?, outBlocked?): number
+//           scale: F32|null, bias: F32|null, actBits, actRange, inBlocked?, outBlocked?, corr?: F32 [O*OH*OW]|null): number
+//   (corr: a per-position term added after the affine, 'float' / 'codes' modes: the input layer's border correction)
 //   (inBlocked / outBlocked: booleans, default false: the input / output in the blocked layout of
 //   flatenn/qengine.h, [ceil(B/16)][elements][16], whose arrays hold ceil(B/16)*16 items)
 //   qconv2dPool(x: U8 [B*C*H*W], B, C, H, W, qw: U8, O, kh, kw, stride, pad, poolK, poolStride,
-//               out: U8 [B*O*PH*PW], scale: F32, bias: F32, actBits, actRange, inBlocked?, outBlocked?): number
+//               out: U8 [B*O*PH*PW], scale: F32, bias: F32, actBits, actRange, inBlocked?, outBlocked?, corr?: F32 [O*OH*OW]|null): number
 //               (zero codes before pooling)
 //   maxpool2dU8(x: U8, planes, H, W, k, stride, y: U8): void
 //   maxpool2dU8Blocked(x: U8 blocked [B][C][H][W], B, C, H, W, k, stride, y: U8 blocked [B][C][OH][OW]): void
@@ -100,6 +101,14 @@ fl::QBlocked blocked_flags(const Napi::CallbackInfo& info, size_t i) {
   if (!is_nullish(info, i)) b.in = boolean(info, i, "inBlocked");
   if (!is_nullish(info, i + 1)) b.out = boolean(info, i + 1, "outBlocked");
   return b;
+}
+// Optional per-position term at info[i] (undefined / null: none): F32 of exactly n, 'float' / 'codes' only.
+const float* corr_arg(const Napi::CallbackInfo& info, size_t i, fl::QOutMode mode, size_t n) {
+  if (is_nullish(info, i)) return nullptr;
+  F32 c = f32(info, i, "corr");
+  exact(info.Env(), c, n, "corr");
+  if (mode == fl::QOutMode::Int32) range_error(info.Env(), "Expected mode 'float' or 'codes' with corr but received 'int32'");
+  return c.data;
 }
 // Items a batch of B occupies: B, or whole blocks of 16 in the blocked layout.
 size_t items(size_t B, bool blocked) { return blocked ? fl::qblocked_items(B) : B; }
@@ -200,6 +209,7 @@ Napi::Value Qconv2d(const Napi::CallbackInfo& info) {
   o.data = out_buffer(info, 12, mode, mul_checked(env, {items(B, bl.out), O, OH, OW}, "B * O * OH * OW"));
   scale_bias(info, 13, mode, O, &o);
   if (mode == fl::QOutMode::Codes) act_params(info, 15, &o.actScale, &o.levels);
+  o.corr = corr_arg(info, 19, mode, O * OH * OW);
   if (B == 0) return Napi::Number::New(env, 0);
   return Napi::Number::New(env, double(fl::qconv2d_u8(x.data, B, C, H, W, qw, kh, kw, stride, pad, o, fl::QConvPath::Auto, bl)));
 }
@@ -233,6 +243,7 @@ Napi::Value Qconv2dPool(const Napi::CallbackInfo& info) {
   o.data = out_buffer(info, 13, o.mode, mul_checked(env, {items(B, bl.out), O, PH, PW}, "B * O * PH * PW"));
   scale_bias(info, 14, o.mode, O, &o);
   act_params(info, 16, &o.actScale, &o.levels);
+  o.corr = corr_arg(info, 20, o.mode, O * OH * OW);
   if (B == 0) return Napi::Number::New(env, 0);
   return Napi::Number::New(env, double(fl::qconv2d_pool_u8(x.data, B, C, H, W, qw, kh, kw, stride, pad, pk, ps, o,
                                                             fl::QConvPath::Auto, bl)));
@@ -383,21 +394,21 @@ Napi::Value QgemmPeakProbe(const Napi::CallbackInfo& info) {
 }
 
 void Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("qgemmPeakProbe", Napi::Function::New(env, QgemmPeakProbe, "qgemmPeakProbe"));
-  exports.Set("qweightsBytes", Napi::Function::New(env, QweightsBytes, "qweightsBytes"));
-  exports.Set("qweightsRepack", Napi::Function::New(env, QweightsRepack, "qweightsRepack"));
-  exports.Set("qweightsFromCodes", Napi::Function::New(env, QweightsFromCodes, "qweightsFromCodes"));
-  exports.Set("qgemm", Napi::Function::New(env, Qgemm, "qgemm"));
-  exports.Set("qconv2d", Napi::Function::New(env, Qconv2d, "qconv2d"));
-  exports.Set("qconv2dPool", Napi::Function::New(env, Qconv2dPool, "qconv2dPool"));
-  exports.Set("maxpool2dU8", Napi::Function::New(env, Maxpool2dU8, "maxpool2dU8"));
-  exports.Set("maxpool2dU8Blocked", Napi::Function::New(env, Maxpool2dU8Blocked, "maxpool2dU8Blocked"));
-  exports.Set("globalSumU8", Napi::Function::New(env, GlobalSumU8, "globalSumU8"));
-  exports.Set("globalAvgPoolU8", Napi::Function::New(env, GlobalAvgPoolU8, "globalAvgPoolU8"));
-  exports.Set("requantU8", Napi::Function::New(env, RequantU8, "requantU8"));
-  exports.Set("addPeriodicF32", Napi::Function::New(env, AddPeriodicF32, "addPeriodicF32"));
-  exports.Set("addRequantU8", Napi::Function::New(env, AddRequantU8, "addRequantU8"));
-  exports.Set("qlinearI32", Napi::Function::New(env, QlinearI32, "qlinearI32"));
+  exports.Set("qgemmPeakProbe", flb::fn(env, QgemmPeakProbe, "qgemmPeakProbe"));
+  exports.Set("qweightsBytes", flb::fn(env, QweightsBytes, "qweightsBytes"));
+  exports.Set("qweightsRepack", flb::fn(env, QweightsRepack, "qweightsRepack"));
+  exports.Set("qweightsFromCodes", flb::fn(env, QweightsFromCodes, "qweightsFromCodes"));
+  exports.Set("qgemm", flb::fn(env, Qgemm, "qgemm"));
+  exports.Set("qconv2d", flb::fn(env, Qconv2d, "qconv2d"));
+  exports.Set("qconv2dPool", flb::fn(env, Qconv2dPool, "qconv2dPool"));
+  exports.Set("maxpool2dU8", flb::fn(env, Maxpool2dU8, "maxpool2dU8"));
+  exports.Set("maxpool2dU8Blocked", flb::fn(env, Maxpool2dU8Blocked, "maxpool2dU8Blocked"));
+  exports.Set("globalSumU8", flb::fn(env, GlobalSumU8, "globalSumU8"));
+  exports.Set("globalAvgPoolU8", flb::fn(env, GlobalAvgPoolU8, "globalAvgPoolU8"));
+  exports.Set("requantU8", flb::fn(env, RequantU8, "requantU8"));
+  exports.Set("addPeriodicF32", flb::fn(env, AddPeriodicF32, "addPeriodicF32"));
+  exports.Set("addRequantU8", flb::fn(env, AddRequantU8, "addRequantU8"));
+  exports.Set("qlinearI32", flb::fn(env, QlinearI32, "qlinearI32"));
 }
 
 Register reg(Init);

@@ -231,17 +231,17 @@ Napi::Value CellsToMask(const Napi::CallbackInfo& info) {
 }
 
 void Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("fakeQuantWeight", Napi::Function::New(env, FakeQuantWeight, "fakeQuantWeight"));
-  exports.Set("reluFakeQuant", Napi::Function::New(env, ReluFakeQuant, "reluFakeQuant"));
-  exports.Set("maskedGrad", Napi::Function::New(env, MaskedGrad, "maskedGrad"));
-  exports.Set("countZeros", Napi::Function::New(env, CountZeros, "countZeros"));
-  exports.Set("packInt", Napi::Function::New(env, PackInt, "packInt"));
-  exports.Set("unpackInt", Napi::Function::New(env, UnpackInt, "unpackInt"));
-  exports.Set("faultMaskApply", Napi::Function::New(env, FaultMaskApply, "faultMaskApply"));
-  exports.Set("faultOrder", Napi::Function::New(env, FaultOrder, "faultOrder"));
-  exports.Set("faultSelectBernoulli", Napi::Function::New(env, FaultSelectBernoulli, "faultSelectBernoulli"));
-  exports.Set("faultOrderWeights", Napi::Function::New(env, FaultOrderWeights, "faultOrderWeights"));
-  exports.Set("cellsToMask", Napi::Function::New(env, CellsToMask, "cellsToMask"));
+  exports.Set("fakeQuantWeight", flb::fn(env, FakeQuantWeight, "fakeQuantWeight"));
+  exports.Set("reluFakeQuant", flb::fn(env, ReluFakeQuant, "reluFakeQuant"));
+  exports.Set("maskedGrad", flb::fn(env, MaskedGrad, "maskedGrad"));
+  exports.Set("countZeros", flb::fn(env, CountZeros, "countZeros"));
+  exports.Set("packInt", flb::fn(env, PackInt, "packInt"));
+  exports.Set("unpackInt", flb::fn(env, UnpackInt, "unpackInt"));
+  exports.Set("faultMaskApply", flb::fn(env, FaultMaskApply, "faultMaskApply"));
+  exports.Set("faultOrder", flb::fn(env, FaultOrder, "faultOrder"));
+  exports.Set("faultSelectBernoulli", flb::fn(env, FaultSelectBernoulli, "faultSelectBernoulli"));
+  exports.Set("faultOrderWeights", flb::fn(env, FaultOrderWeights, "faultOrderWeights"));
+  exports.Set("cellsToMask", flb::fn(env, CellsToMask, "cellsToMask"));
 }
 
 Register reg(Init);

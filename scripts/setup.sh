@@ -15,6 +15,9 @@ command -v aarch64-linux-gnu-g++ >/dev/null || need_apt+=(g++-aarch64-linux-gnu)
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need_apt+=(python3-numpy)
 if [ "${FLATENN_SETUP_TORCH:-0}" = 1 ]; then
   /usr/bin/python3 -c 'import torch' 2>/dev/null || need_apt+=(python3-torch)
+  # the benchmark's fair peer: PyTorch with OpenBLAS (picked per PyTorch process with
+  # LD_LIBRARY_PATH by bench/common.ts; netlib's libblas3, which python3-torch pulls in, stays too)
+  [ -f /usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3 ] || need_apt+=(libopenblas0-openmp)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -112,22 +112,44 @@ size_t fault_order(uint64_t seed, uint32_t trial, uint64_t cells, const uint8_t*
 
 size_t fault_select_bernoulli(uint64_t seed, uint32_t trial, uint64_t cells, const uint8_t* eligible, double p,
                               uint32_t* out, size_t cap) {
+  // Blocks are processed in waves of kWave: memory is bounded (kWave blocks of
+  // selected cells at most) whatever the cell count and p. Within a wave the
+  // blocks run in parallel; their cells are concatenated in block order, so the
+  // result does not depend on the thread count. Once `out` is full the rest are
+  // only counted.
+  constexpr size_t kWave = 64;
   const size_t blocks = size_t((cells + kKeyBlock - 1) / kKeyBlock);
-  std::vector<std::vector<uint32_t>> part(blocks);
-  parallel_for(blocks, [&](size_t b) {
-    const uint64_t begin = uint64_t(b) * kKeyBlock, end = std::min<uint64_t>(cells, begin + kKeyBlock);
-    for (uint64_t j = begin; j < end; ++j) {
-      if (eligible && !eligible[j]) continue;
-      if (rng_uniform(seed, RngPurpose::FaultKey, trial, j) < p) part[b].push_back(uint32_t(j));
+  std::vector<std::vector<uint32_t>> part(std::min(blocks, kWave));
+  std::vector<uint64_t> counts(part.size());
+  uint64_t total = 0;   // every selected cell
+  size_t written = 0;   // those stored in out (at most cap)
+  for (size_t w0 = 0; w0 < blocks; w0 += kWave) {
+    const size_t nb = std::min(kWave, blocks - w0);
+    const bool store = written < cap;
+    parallel_for(nb, [&](size_t i) {
+      const size_t b = w0 + i;
+      const uint64_t begin = uint64_t(b) * kKeyBlock, end = std::min<uint64_t>(cells, begin + kKeyBlock);
+      std::vector<uint32_t>& v = part[i];
+      v.clear();
+      uint64_t c = 0;
+      for (uint64_t j = begin; j < end; ++j) {
+        if (eligible && !eligible[j]) continue;
+        if (rng_uniform(seed, RngPurpose::FaultKey, trial, j) < p) {
+          ++c;
+          if (store) v.push_back(uint32_t(j));
+        }
+      }
+      counts[i] = c;
+    });
+    for (size_t i = 0; i < nb; ++i) {
+      total += counts[i];
+      for (uint32_t j : part[i]) {
+        if (written >= cap) break;
+        out[written++] = j;
+      }
     }
-  });
-  size_t total = 0;
-  for (auto& v : part)
-    for (uint32_t j : v) {
-      if (total < cap) out[total] = j;
-      ++total;
-    }
-  return total;
+  }
+  return size_t(total);
 }
 
 uint64_t count_eligible_weights(const uint32_t* weightStart, const uint8_t* layerBits, const uint8_t* layerEligibleBits,

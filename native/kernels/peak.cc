@@ -3,6 +3,8 @@
 //   fma512 : 16 zmm accumulators, vfmadd231ps;  ops = iters * 16 acc * 16 lanes * 2 FLOP
 //   fma256 : 12 ymm accumulators, vfmadd231ps;  ops = iters * 12 acc * 8 lanes * 2 FLOP
 //   vnni512: 16 zmm accumulators, vpdpbusd;     ops = iters * 16 acc * 16 lanes * 4 MAC
+//   int8avx2: 8 ymm accumulators (asm), each step vpmaddubsw + vpmaddwd (x ones) + vpaddd;
+//             ops = iters * 8 acc * 32 MAC (the AVX2 int8 peak without VNNI)
 // Each probe is timed by the caller with the wall clock and CLOCK_THREAD_CPUTIME_ID: on a
 // shared VM the CPU-time rate is the core's ceiling, the wall rate what was actually had.
 #include "flatenn/core.h"  // FL_X86
@@ -99,6 +101,46 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double probe_vnni512(uint
   return double(iters) * 16 * 16 * 4;
 }
 
+// Written in asm: the 8 chains share their operands, so in C++ the compiler would compute one
+// vpmaddubsw + vpmaddwd per iteration and add it 8 times. ymm0..7 accumulators, ymm8..11
+// temporaries (renamed: no false dependence), ymm12 = 1 (u8), ymm13 = 0 (s8), ymm14 = ones (s16).
+__attribute__((target("avx2,fma"))) double probe_int8avx2(uint64_t iters) {
+  if (iters == 0) return 0.0;
+  uint64_t n = iters;
+  int32_t out;
+#define FL_I8STEP(c, t) "vpmaddubsw %%ymm13, %%ymm12, %%ymm" #t "\n\tvpmaddwd %%ymm14, %%ymm" #t ", %%ymm" #t "\n\tvpaddd %%ymm" #t ", %%ymm" #c ", %%ymm" #c "\n\t"
+  __asm__ volatile(
+      "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
+      "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
+      "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
+      "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+      "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
+      "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
+      "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
+      "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
+      "vpcmpeqb %%ymm12, %%ymm12, %%ymm12\n\t"
+      "vpabsb %%ymm12, %%ymm12\n\t"  // bytes 1
+      "vpxor %%ymm13, %%ymm13, %%ymm13\n\t"
+      "vpcmpeqw %%ymm14, %%ymm14, %%ymm14\n\t"
+      "vpabsw %%ymm14, %%ymm14\n\t"  // words 1
+      "1:\n\t"
+      FL_I8STEP(0, 8) FL_I8STEP(1, 9) FL_I8STEP(2, 10) FL_I8STEP(3, 11)
+      FL_I8STEP(4, 8) FL_I8STEP(5, 9) FL_I8STEP(6, 10) FL_I8STEP(7, 11)
+      "dec %0\n\t"
+      "jnz 1b\n\t"
+      "vpaddd %%ymm1, %%ymm0, %%ymm0\n\t"
+      "vpaddd %%ymm7, %%ymm0, %%ymm0\n\t"
+      "vmovd %%xmm0, %1\n\t"
+      "vzeroupper\n\t"
+      : "+r"(n), "=r"(out)
+      :
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13",
+        "xmm14", "cc");
+#undef FL_I8STEP
+  g_sink_i = out;
+  return double(iters) * 8 * 32;
+}
+
 #endif  // FL_X86
 double thread_cpu_seconds() {
   timespec t;
@@ -114,6 +156,7 @@ double run_probe(PeakKind kind, uint64_t iters) {
     case PeakKind::Fma512: return probe_fma512(iters);
     case PeakKind::Fma256: return probe_fma256(iters);
     case PeakKind::Vnni512: return probe_vnni512(iters);
+    case PeakKind::Int8Avx2: return probe_int8avx2(iters);
   }
 #endif
   return 0.0;
@@ -127,6 +170,7 @@ bool peak_supported(PeakKind kind) {
     case PeakKind::Fma512: return f.avx512f && f.fma;
     case PeakKind::Fma256: return f.avx2 && f.fma;
     case PeakKind::Vnni512: return f.avx512f && f.avx512bw && f.avx512vnni;
+    case PeakKind::Int8Avx2: return f.avx2;
   }
   return false;
 }

@@ -204,26 +204,8 @@ struct Call {
   QCodeTable tab{};
 };
 
-// Smallest acc' in [-amax - 1, amax] whose channel code is non-zero (acc = acc' ^ m), amax + 1 if
-// none (the code is non-decreasing in acc'). With a code table, code >= 1 <=> y >= lo[1], which
-// gives a guess to bisect around; the full range is the fallback.
-int32_t zero_threshold(float s, float b, int32_t m, const QOut& o, int64_t amax, const QCodeTable* t) {
-  auto nonzero = [&](int64_t accp) { return qrq::code_of(affine(int32_t(accp) ^ m, s, b), o.actScale, o.levels) >= 1.0f; };
-  int64_t lo = -amax - 1, hi = amax + 1;  // nonzero(hi) is taken as true
-  if (t && std::isfinite(s) && s != 0.0f && std::isfinite(b)) {
-    const double est = (double(t->lo[1]) - double(b)) / double(s);  // acc where y crosses lo[1]
-    if (std::fabs(est) < double(amax)) {
-      const int64_t e = m ? -int64_t(std::floor(est)) - 1 : int64_t(std::floor(est));
-      const int64_t a = std::max(lo, e - 64), z = std::min(hi, e + 64);
-      if ((a == lo || !nonzero(a)) && (z == hi || nonzero(z))) { lo = a; hi = z; }
-    }
-  }
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (nonzero(mid)) hi = mid; else lo = mid + 1;
-  }
-  return int32_t(lo);
-}
+// zero_threshold: qrequant.h (shared with the pooled GEMM path of qgemm.cc).
+using qrq::zero_threshold;
 
 #if FL_X86
 // ---- kernels ------------------------------------------------------------------------------------

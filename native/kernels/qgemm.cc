@@ -5,8 +5,11 @@
 // Kernels, one per ISA (the integer accumulators are exact, so every variant gives the same int32
 // values; the epilogue performs the same IEEE operations in the same order):
 //   scalar : plain triple loop over the panel layout (the readable spec)
-//   avx2   : 4 channels x 8 rows per tile; u8 and s8 widened to int16 and multiplied with
-//            vpmaddwd (exact: |255 * 128 * 2| < 2^31), never the saturating vpmaddubsw
+//   avx2   : chosen by operand range (qgemm_avx2_run, the bound in flatenn/qengine.h):
+//            4 channels x 16 rows per tile, vpmaddubsw pair sums kept in int16 over as many k
+//            steps as cannot overflow, then vpmaddwd to int32; or (8-bit x 8-bit operands) the
+//            widening kernel, u8 and s8 widened to int16 and multiplied with vpmaddwd (exact:
+//            |255 * 128 * 2| < 2^31)
 //   avx512 : AVX-512 VNNI, 8 channels x 16*MV rows (MV = 1..3) per tile, vpdpbusd
 //            (u8 x s8 with an exact int32 sum of 4 products), 24 zmm accumulators
 #include "flatenn/core.h"  // FL_X86
@@ -58,13 +61,19 @@ inline uint8_t requant_one(float y, float actScale, float levels) {
   return uint8_t(q);
 }
 
+// The affine value with the optional per-position term: fl(affine + corr[n][m % P]).
+inline float affine_at(int32_t acc, size_t m, size_t n, const QOut& o) {
+  const float y = affine(acc, o.scale[n], o.bias[n]);
+  return o.corr ? y + o.corr[int64_t(n) * o.P + int64_t(m) % o.P] : y;
+}
+
 void epi_scalar(int32_t acc, size_t m, size_t n, const QOut& o, int64_t* zeros) {
   const int64_t off = out_offset(o, m, n);
   switch (o.mode) {
     case QOutMode::Int32: static_cast<int32_t*>(o.data)[off] = acc; break;
-    case QOutMode::Float: static_cast<float*>(o.data)[off] = affine(acc, o.scale[n], o.bias[n]); break;
+    case QOutMode::Float: static_cast<float*>(o.data)[off] = affine_at(acc, m, n, o); break;
     case QOutMode::Codes: {
-      const uint8_t q = requant_one(affine(acc, o.scale[n], o.bias[n]), o.actScale, o.levels);
+      const uint8_t q = requant_one(affine_at(acc, m, n, o), o.actScale, o.levels);
       static_cast<uint8_t*>(o.data)[off] = q;
       *zeros += q == 0;
       break;
@@ -102,14 +111,39 @@ void panel_scalar(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const Qw
 
 #if FL_X86
 // ---- AVX2 -----------------------------------------------------------------------
-FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, int64_t* zeros) {
-  const size_t valid = std::min<size_t>(8, M - m);
-  const int64_t mp = int64_t(m) % o.P;
-  const bool contig = o.strideP == 1 && mp + int64_t(valid) <= o.P;
-  const int64_t off = out_offset(o, m, n);
+// The per-position terms of lanes [0, valid) of rows m, m + 1, ... (zeros past valid).
+inline void corr_lanes(const QOut& o, size_t m, size_t n, size_t valid, float* t) {
+  int64_t pix = int64_t(m) % o.P;
+  const float* c = o.corr + int64_t(n) * o.P;
+  for (size_t l = 0; l < valid; ++l) {
+    t[l] = c[pix];
+    if (++pix == o.P) pix = 0;
+  }
+}
+
+// Where the 8 rows m .. m + 7 of a vector go (the same for every channel): offset of (m, 0),
+// rows valid, and whether they are 8 (or `valid`) consecutive elements. Computed once per row
+// vector, not per channel (two 64-bit divisions).
+struct RowVec { int64_t off, pix; size_t valid; bool contig, samePlane; };
+inline RowVec row_vec(size_t m, size_t M, const QOut& o) {
+  RowVec r;
+  r.valid = std::min<size_t>(8, M - m);
+  const int64_t img = int64_t(m) / o.P, mp = int64_t(m) % o.P;
+  r.pix = mp;
+  r.off = img * o.strideImg + mp * o.strideP;
+  r.samePlane = mp + int64_t(r.valid) <= o.P;
+  r.contig = o.strideP == 1 && r.samePlane;
+  return r;
+}
+
+FL_AVX2 inline void epi_avx2_rv(__m256i acc, const RowVec& rv, size_t m, size_t n, const QOut& o, int64_t* zeros) {
+  const size_t valid = rv.valid;
+  const int64_t off = rv.off + int64_t(n) * o.strideN;
+  const bool full = rv.contig && valid == 8;
   const __m256i lanemask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(valid)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   if (o.mode == QOutMode::Int32) {
-    if (contig) { _mm256_maskstore_epi32(static_cast<int32_t*>(o.data) + off, lanemask, acc); return; }
+    if (full) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<int32_t*>(o.data) + off), acc); return; }
+    if (rv.contig) { _mm256_maskstore_epi32(static_cast<int32_t*>(o.data) + off, lanemask, acc); return; }
     alignas(32) int32_t t[8];
     _mm256_store_si256(reinterpret_cast<__m256i*>(t), acc);
     scatter_lanes(t, valid, m, n, o);
@@ -117,56 +151,79 @@ FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, 
   }
   __m256 p = _mm256_mul_ps(_mm256_set1_ps(o.scale[n]), _mm256_cvtepi32_ps(acc));
   __asm__("" : "+x"(p));  // no FMA contraction (see affine)
-  const __m256 y = _mm256_add_ps(p, _mm256_set1_ps(o.bias[n]));
+  __m256 y = _mm256_add_ps(p, _mm256_set1_ps(o.bias[n]));
+  if (o.corr) {
+    if (rv.samePlane && rv.valid == 8) {
+      y = _mm256_add_ps(y, _mm256_loadu_ps(o.corr + int64_t(n) * o.P + rv.pix));
+    } else {
+      alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      corr_lanes(o, m, n, valid, t);
+      y = _mm256_add_ps(y, _mm256_load_ps(t));
+    }
+  }
   if (o.mode == QOutMode::Float) {
-    if (contig) { _mm256_maskstore_ps(static_cast<float*>(o.data) + off, lanemask, y); return; }
+    if (full) { _mm256_storeu_ps(static_cast<float*>(o.data) + off, y); return; }
+    if (rv.contig) { _mm256_maskstore_ps(static_cast<float*>(o.data) + off, lanemask, y); return; }
     alignas(32) float t[8];
     _mm256_store_ps(t, y);
     scatter_lanes(t, valid, m, n, o);
     return;
   }
-  const __m256 a = _mm256_max_ps(y, _mm256_setzero_ps());
-  __m256 q = _mm256_round_ps(_mm256_div_ps(a, _mm256_set1_ps(o.actScale)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  q = _mm256_min_ps(q, _mm256_set1_ps(o.levels));
-  const __m256i qi = _mm256_cvtps_epi32(q);
+  __m256i qi;
+  if (o.table) {
+    qi = qrq::codes8(y, *o.table, o.levels);
+  } else {
+    const __m256 a = _mm256_max_ps(y, _mm256_setzero_ps());
+    __m256 q = _mm256_round_ps(_mm256_div_ps(a, _mm256_set1_ps(o.actScale)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    q = _mm256_min_ps(q, _mm256_set1_ps(o.levels));
+    qi = _mm256_cvtps_epi32(q);
+  }
   const unsigned z = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpeq_epi32(qi, _mm256_setzero_si256()), lanemask))));
   *zeros += __builtin_popcount(z);
   const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
   const __m128i p8 = _mm_packus_epi16(p16, p16);
-  if (contig && valid == 8) { _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(o.data) + off), p8); return; }
+  if (full) { _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(o.data) + off), p8); return; }
   alignas(16) uint8_t t[16];
   _mm_store_si128(reinterpret_cast<__m128i*>(t), p8);
   scatter_lanes(t, valid, m, n, o);
 }
 
-// Weights int16 [Np/4][K4][4][4]; tile = 4 channels x 8 rows. vpmaddwd of (m, k0 k1 k2 k3) with
-// (w0 w1 w2 w3) gives lanes (m, k0+k1), (m, k2+k3); the pairs are summed once after the k loop.
-FL_AVX2 void panel_avx2(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
-                        size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
+FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, int64_t* zeros) {
+  epi_avx2_rv(acc, row_vec(m, M, o), m, n, o, zeros);
+}
+
+// Weights int8 [Np/4][K4][4][4] (16 bytes per k4: channel c's 4 codes at 4c).
+//
+// Widening kernel (any operands): tile = 4 channels x 8 rows. The 16 weight codes of a k4 step
+// are widened to int16 once and each channel's 4 broadcast to every 64-bit group; vpmaddwd of
+// (m, k0 k1 k2 k3) with (w0 w1 w2 w3) gives lanes (m, k0+k1), (m, k2+k3); the pairs are summed
+// once after the k loop.
+FL_AVX2 void panel_avx2_wide(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
+                             size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
   const size_t K4 = h.Kp / 4;
-  const uint8_t* w16 = wdata;
   for (size_t nb = n0 / 4; nb < n1 / 4; ++nb) {
-    const uint8_t* wblk = w16 + nb * K4 * 32;  // 4 channels x 4 k x 2 bytes per k4
+    const uint8_t* wblk = wdata + nb * K4 * 16;
     for (size_t s = 0; s < Wp / 8; ++s) {
       const size_t m = m0 + 8 * s;
       if (m >= M) break;
       __m256i lo0 = _mm256_setzero_si256(), lo1 = lo0, lo2 = lo0, lo3 = lo0, hi0 = lo0, hi1 = lo0, hi2 = lo0, hi3 = lo0;
       const uint8_t* a = panel + s * 32;
       const uint8_t* wb = wblk;
-      for (size_t k4 = 0; k4 < K4; ++k4, a += Wp * 4, wb += 32) {
+      for (size_t k4 = 0; k4 < K4; ++k4, a += Wp * 4, wb += 16) {
         const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
         const __m256i al = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(av));
         const __m256i ah = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(av, 1));
-        __m256i w = _mm256_set1_epi64x(load_i64(wb));
+        const __m256i w16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb)));
+        __m256i w = _mm256_permute4x64_epi64(w16, 0x00);
         lo0 = _mm256_add_epi32(lo0, _mm256_madd_epi16(al, w));
         hi0 = _mm256_add_epi32(hi0, _mm256_madd_epi16(ah, w));
-        w = _mm256_set1_epi64x(load_i64(wb + 8));
+        w = _mm256_permute4x64_epi64(w16, 0x55);
         lo1 = _mm256_add_epi32(lo1, _mm256_madd_epi16(al, w));
         hi1 = _mm256_add_epi32(hi1, _mm256_madd_epi16(ah, w));
-        w = _mm256_set1_epi64x(load_i64(wb + 16));
+        w = _mm256_permute4x64_epi64(w16, 0xAA);
         lo2 = _mm256_add_epi32(lo2, _mm256_madd_epi16(al, w));
         hi2 = _mm256_add_epi32(hi2, _mm256_madd_epi16(ah, w));
-        w = _mm256_set1_epi64x(load_i64(wb + 24));
+        w = _mm256_permute4x64_epi64(w16, 0xFF);
         lo3 = _mm256_add_epi32(lo3, _mm256_madd_epi16(al, w));
         hi3 = _mm256_add_epi32(hi3, _mm256_madd_epi16(ah, w));
       }
@@ -181,6 +238,82 @@ FL_AVX2 void panel_avx2(const uint8_t* panel, size_t Wp, size_t m0, size_t M, co
       }
     }
   }
+}
+
+// 16-bit kernel (operands in range, qgemm_avx2_run): tile = 4 channels x 8V rows. Per k4 step:
+// V loads of 8 rows x 4 k, 4 dword broadcasts, 4V vpmaddubsw + 4V vpaddw into int16 sums of
+// lanes (m, k0+k1), (m, k2+k3); every `run` steps (the exact bound of qgemm_avx2_run) vpmaddwd
+// with ones adds each lane pair into the int32 accumulator of row m. No horizontal step after.
+template <int V>
+FL_AVX2 void panel_avx2_s16(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
+                            size_t n0, size_t n1, const QOut& o, int64_t* zeros, size_t run) {
+  const size_t K4 = h.Kp / 4;
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (size_t nb = n0 / 4; nb < n1 / 4; ++nb) {
+    const uint8_t* wblk = wdata + nb * K4 * 16;
+    for (size_t s = 0; s < Wp / 8; s += V) {
+      const size_t m = m0 + 8 * s;
+      if (m >= M) break;
+      __m256i acc[4][V];
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[c][v] = _mm256_setzero_si256();
+      const uint8_t* a = panel + s * 32;
+      const uint8_t* wb = wblk;
+      for (size_t k0 = 0; k0 < K4; k0 += run) {
+        const size_t k1 = std::min(K4, k0 + run);
+        __m256i t[4][V];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c)
+#pragma GCC unroll 4
+          for (int v = 0; v < V; ++v) t[c][v] = _mm256_setzero_si256();
+        for (size_t k4 = k0; k4 < k1; ++k4, a += Wp * 4, wb += 16) {
+          __m256i av[V];
+#pragma GCC unroll 4
+          for (int v = 0; v < V; ++v) av[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32 * v));
+#pragma GCC unroll 4
+          for (int c = 0; c < 4; ++c) {
+            const __m256i w = _mm256_set1_epi32(load_i32(wb + 4 * c));
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) t[c][v] = _mm256_add_epi16(t[c][v], _mm256_maddubs_epi16(av[v], w));
+          }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c)
+#pragma GCC unroll 4
+          for (int v = 0; v < V; ++v) acc[c][v] = _mm256_add_epi32(acc[c][v], _mm256_madd_epi16(t[c][v], ones));
+      }
+      for (int v = 0; v < V; ++v) {
+        const size_t mv = m + 8 * size_t(v);
+        if (mv >= M) break;
+        const RowVec rv = row_vec(mv, M, o);
+        for (size_t c = 0; c < 4 && nb * 4 + c < h.N; ++c) epi_avx2_rv(acc[c][v], rv, mv, nb * 4 + c, o, zeros);
+      }
+    }
+  }
+}
+
+FL_AVX2 void panel_avx2(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
+                        size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
+  const int run = qgemm_avx2_run(o.aMax, h.wlo, h.whi);
+  if (run == 0) return panel_avx2_wide(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros);
+  // Wp / 8 is 2, 4 or 6 row vectors: tiles of 3 (12 int16 sums + 3 rows + 1 weight broadcast
+  // in the 16 registers) or 2
+  if (Wp % 24 == 0) panel_avx2_s16<3>(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros, size_t(run));
+  else panel_avx2_s16<2>(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros, size_t(run));
+}
+
+FL_AVX2 uint8_t max_u8_avx2(const uint8_t* x, size_t n) {
+  __m256i m = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) m = _mm256_max_epu8(m, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+  alignas(32) uint8_t t[32];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(t), m);
+  uint8_t r = 0;
+  for (uint8_t v : t) r = std::max(r, v);
+  for (; i < n; ++i) r = std::max(r, x[i]);
+  return r;
 }
 
 // ---- AVX-512 VNNI -----------------------------------------------------------------
@@ -201,7 +334,12 @@ FL_VNNI void epi_avx512(__m512i acc, size_t m, size_t n, size_t M, const QOut& o
   }
   __m512 p = _mm512_mul_ps(_mm512_set1_ps(o.scale[n]), _mm512_cvtepi32_ps(acc));
   __asm__("" : "+v"(p));  // no FMA contraction (see affine)
-  const __m512 y = _mm512_add_ps(p, _mm512_set1_ps(o.bias[n]));
+  __m512 y = _mm512_add_ps(p, _mm512_set1_ps(o.bias[n]));
+  if (o.corr) {  // the per-position term (lanes past valid: 0)
+    alignas(64) float t[16] = {};
+    corr_lanes(o, m, n, valid, t);
+    y = _mm512_add_ps(y, _mm512_load_ps(t));
+  }
   if (o.mode == QOutMode::Float) {
     if (contig) { _mm512_mask_storeu_ps(static_cast<float*>(o.data) + off, k, y); return; }
     alignas(64) float t[16];
@@ -330,13 +468,103 @@ FL_VNNI double vnni_probe(uint64_t iters) {
 }
 
 #endif  // FL_X86
+
+// ---- pooled requantisation (conv + max pool on the GEMM path) ----------------------------------
+// One channel plane of int32 accumulators acc [OH][OW] -> y [PH][PW] codes of the max pool of the
+// codes, pooling before requantising (qrequant.h: x = acc ^ m is what the code is monotone in),
+// so k*k fewer requantisations; zero codes of the whole plane (before pooling) counted as
+// x < zt. pooled: scratch of PH * PW int32.
+struct PoolRq { size_t OH, OW, k, s, PH, PW; int32_t m, zt; float scale, bias, actScale, levels; };
+
+void pool_max_x(const int32_t* acc, const PoolRq& r, int32_t* pooled) {
+  if (r.k == 2 && r.s == 2) {  // LeNet's pools: no inner loops
+    for (size_t oh = 0; oh < r.PH; ++oh) {
+      const int32_t* r0 = acc + 2 * oh * r.OW;
+      const int32_t* r1 = r0 + r.OW;
+      int32_t* d = pooled + oh * r.PW;
+      for (size_t ow = 0; ow < r.PW; ++ow)
+        d[ow] = std::max(std::max(r0[2 * ow] ^ r.m, r0[2 * ow + 1] ^ r.m), std::max(r1[2 * ow] ^ r.m, r1[2 * ow + 1] ^ r.m));
+    }
+    return;
+  }
+  for (size_t oh = 0; oh < r.PH; ++oh)
+    for (size_t ow = 0; ow < r.PW; ++ow) {
+      int32_t best = INT32_MIN;
+      for (size_t i = 0; i < r.k; ++i)
+        for (size_t j = 0; j < r.k; ++j) best = std::max(best, acc[(oh * r.s + i) * r.OW + ow * r.s + j] ^ r.m);
+      pooled[oh * r.PW + ow] = best;
+    }
+}
+
+int64_t pool_requant_scalar(const int32_t* acc, const PoolRq& r, int32_t* pooled, uint8_t* y) {
+  int64_t z = 0;
+  for (size_t i = 0; i < r.OH * r.OW; ++i) z += (acc[i] ^ r.m) < r.zt;
+  pool_max_x(acc, r, pooled);
+  for (size_t i = 0; i < r.PH * r.PW; ++i)
+    y[i] = uint8_t(qrq::code_of(qrq::affine_spec(pooled[i] ^ r.m, r.scale, r.bias), r.actScale, r.levels));
+  return z;
+}
+
+#if FL_X86
+FL_AVX2 int64_t pool_requant_avx2(const int32_t* acc, const PoolRq& r, int32_t* pooled, uint8_t* y) {
+  const size_t n = r.OH * r.OW, np = r.PH * r.PW;
+  const __m256i vm = _mm256_set1_epi32(r.m), vzt = _mm256_set1_epi32(r.zt);
+  int64_t z = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i x = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i)), vm);
+    z += __builtin_popcount(unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vzt, x)))));
+  }
+  for (; i < n; ++i) z += (acc[i] ^ r.m) < r.zt;
+  if (r.k == 2 && r.s == 2 && r.OW % 2 == 0) {
+    // vertical max of each row pair into pooled [PH][OW] (pooled has room: pool_scratch), then
+    // the horizontal pairs of that flat array (OW even: no pair spans two rows) in place
+    for (size_t oh = 0; oh < r.PH; ++oh) {
+      const int32_t* r0 = acc + 2 * oh * r.OW;
+      const int32_t* r1 = r0 + r.OW;
+      int32_t* d = pooled + oh * r.OW;
+      size_t w = 0;
+      for (; w + 8 <= r.OW; w += 8) {
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + w)), b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + w));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + w), _mm256_max_epi32(_mm256_xor_si256(a, vm), _mm256_xor_si256(b, vm)));
+      }
+      for (; w < r.OW; ++w) d[w] = std::max(r0[w] ^ r.m, r1[w] ^ r.m);
+    }
+    const size_t flat = r.PH * r.OW;  // = 2 * np
+    size_t j = 0;
+    for (; 2 * j + 16 <= flat; j += 8) {  // writes j .. j+7 after reading 2j .. 2j+15 (j <= 2j: in place is safe)
+      const __m256 a = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pooled + 2 * j)));
+      const __m256 b = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pooled + 2 * j + 8)));
+      const __m256i e = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88)), od = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xDD));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(pooled + j), _mm256_permute4x64_epi64(_mm256_max_epi32(e, od), 0xD8));
+    }
+    for (; j < np; ++j) pooled[j] = std::max(pooled[2 * j], pooled[2 * j + 1]);
+  } else {
+    pool_max_x(acc, r, pooled);
+  }
+  const __m256 vs = _mm256_set1_ps(r.scale), vb = _mm256_set1_ps(r.bias), vas = _mm256_set1_ps(r.actScale), vl = _mm256_set1_ps(r.levels);
+  for (i = 0; i + 8 <= np; i += 8) {
+    const __m256i a = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pooled + i)), vm);
+    __m256 p = _mm256_mul_ps(vs, _mm256_cvtepi32_ps(a));
+    __asm__("" : "+x"(p));  // no FMA contraction (see affine)
+    const __m256 v = _mm256_max_ps(_mm256_add_ps(p, vb), _mm256_setzero_ps());  // NaN -> 0
+    __m256 q = _mm256_round_ps(_mm256_div_ps(v, vas), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i qi = _mm256_cvttps_epi32(_mm256_min_ps(q, vl));
+    const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(y + i), _mm_packus_epi16(p16, p16));
+  }
+  for (; i < np; ++i) y[i] = uint8_t(qrq::code_of(qrq::affine_spec(pooled[i] ^ r.m, r.scale, r.bias), r.actScale, r.levels));
+  return z;
+}
+#endif  // FL_X86
+
 #undef FL_AVX2
 #undef FL_VNNI
 
 size_t layout_block(Isa isa) { return isa == Isa::Avx512 ? 8 : isa == Isa::Avx2 ? 4 : 1; }
 size_t layout_data_bytes(Isa isa, size_t N, size_t K) {
   const size_t Kp = round_up(K, 4), Np = round_up(N, layout_block(isa));
-  return Np * Kp * (isa == Isa::Avx2 ? 2 : 1);
+  return Np * Kp;
 }
 
 // Rows [48p, 48p + Wp) of A into panel p.
@@ -363,7 +591,7 @@ void pack_panel(const uint8_t* A, size_t M, size_t K, size_t lda, size_t p, uint
 
 // Reusable per-thread scratch (the pool's threads live for the process).
 uint8_t* tls_buffer(int which, size_t bytes) {
-  thread_local std::vector<uint8_t> buf[2];
+  thread_local std::vector<uint8_t> buf[3];
   if (buf[which].size() < bytes) buf[which].resize(bytes);
   return buf[which].data();
 }
@@ -431,6 +659,24 @@ Isa qgemm_isa() {
 
 size_t qweights_block(Isa isa) { return layout_block(isa); }
 
+int qgemm_avx2_run(int aMax, int wlo, int whi) {
+  const int64_t a2 = 2 * int64_t(std::max(aMax, 0));
+  const int64_t neg = a2 * std::max(-int64_t(wlo), int64_t(0)), pos = a2 * std::max(int64_t(whi), int64_t(0));
+  int64_t n = 1 << 20;  // all products zero: any run length (capped)
+  if (neg > 0) n = std::min(n, int64_t(32768) / neg);
+  if (pos > 0) n = std::min(n, int64_t(32767) / pos);
+  return int(std::min<int64_t>(n, 1 << 20));
+}
+
+uint8_t max_u8(const uint8_t* x, size_t n) {
+#if FL_X86
+  if (current_isa() != Isa::Scalar) return max_u8_avx2(x, n);
+#endif
+  uint8_t r = 0;
+  for (size_t i = 0; i < n; ++i) r = std::max(r, x[i]);
+  return r;
+}
+
 size_t qweights_bytes(size_t N, size_t K) { return kQwHeaderBytes + round_up(N, 8) * round_up(K, 4) * 2; }
 
 void qweights_from_codes(const int8_t* codes, size_t N, size_t K, int bits, Isa isa, uint8_t* dst) {
@@ -440,6 +686,8 @@ void qweights_from_codes(const int8_t* codes, size_t N, size_t K, int bits, Isa 
   h.isa = uint32_t(isa);
   h.N = uint32_t(N); h.K = uint32_t(K); h.Np = uint32_t(Np); h.Kp = uint32_t(Kp);
   h.bits = uint32_t(bits);
+  h.wlo = 0; h.whi = 0;
+  for (size_t i = 0; i < N * K; ++i) { h.wlo = std::min<int32_t>(h.wlo, codes[i]); h.whi = std::max<int32_t>(h.whi, codes[i]); }
   std::memcpy(dst, &h, sizeof h);
   uint8_t* data = dst + kQwHeaderBytes;
   const size_t nblocks = Np / B;
@@ -456,11 +704,7 @@ void qweights_from_codes(const int8_t* codes, size_t N, size_t K, int bits, Isa 
         const size_t k4 = k / 4, kk = k % 4;
         switch (isa) {
           case Isa::Scalar: reinterpret_cast<int8_t*>(blk)[k] = row[k]; break;
-          case Isa::Avx2: {
-            const int16_t v = row[k];
-            std::memcpy(blk + ((k4 * 4 + c) * 4 + kk) * 2, &v, 2);
-            break;
-          }
+          case Isa::Avx2: reinterpret_cast<int8_t*>(blk)[(k4 * 4 + c) * 4 + kk] = row[k]; break;
           case Isa::Avx512: reinterpret_cast<int8_t*>(blk)[(k4 * 8 + c) * 4 + kk] = row[k]; break;
         }
       }
@@ -486,6 +730,7 @@ const char* qweights_check(const uint8_t* buf, size_t bytes, size_t N, size_t K)
   if (h.N != N || h.K != K) return "the weight buffer holds another shape";
   if (h.Kp != round_up(K, 4) || h.Np != round_up(N, layout_block(isa))) return "the weight buffer header is corrupt";
   if (bytes < kQwHeaderBytes + layout_data_bytes(isa, N, K)) return "the weight buffer is truncated";
+  if (!(h.wlo >= -128 && h.wlo <= 0 && h.whi >= 0 && h.whi <= 127)) return "the weight buffer header is corrupt";
   return nullptr;
 }
 
@@ -622,8 +867,10 @@ int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const Q
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
   const size_t Mp = round_up(M, 16);
   int64_t zeros = 0;
-  for (size_t m0 = 0; m0 < Mp; m0 += kPanel)
+  for (size_t m0 = 0; m0 < Mp; m0 += kPanel) {
+    o.aMax = max_u8(panels + m0 * h.Kp, std::min(kPanel, Mp - m0) * h.Kp);  // this panel's operand range
     fn(panels + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, 0, h.Np, o, &zeros);
+  }
   return zeros;
 }
 
@@ -634,7 +881,7 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
   // Row-major [M][N] output of dense rows, or blocked: a 1 x 1 convolution of M images of K
   // channels, which the direct kernel runs without packing (16 rows in the vector lanes)
   const bool mn = bl.out || (oin.strideN == 1 && oin.strideImg == 0 && oin.P >= int64_t(M) && oin.strideP == int64_t(h.N));
-  if (path != QConvPath::Gemm && lda == K && mn && qconv_direct_applies(qw, K, 1, 1, 1, 1, 1, 0, 1, 1, oin.mode))
+  if (path != QConvPath::Gemm && !oin.corr && lda == K && mn && qconv_direct_applies(qw, K, 1, 1, 1, 1, 1, 0, 1, 1, oin.mode))
     return qconv2d_direct_u8(A, M, K, 1, 1, qw, 1, 1, 1, 0, 1, 1, oin, bl.in, bl.out);
   if (bl.in || bl.out) {  // convert around the panel GEMM
     std::vector<uint8_t> rows, outRows;
@@ -665,9 +912,11 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
   const size_t nc = (h.Np + kChunk - 1) / kChunk;
   std::vector<int64_t> zeros(np * nc, 0);
   parallel_for(np * nc, [&](size_t t) {
-    const size_t p = t / nc, c = t % nc, m0 = p * kPanel;
-    fn(panels.get() + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, c * kChunk,
-       std::min<size_t>(h.Np, (c + 1) * kChunk), o, &zeros[t]);
+    const size_t p = t / nc, c = t % nc, m0 = p * kPanel, Wp = std::min(kPanel, Mp - m0);
+    QOut op = o;
+    op.aMax = max_u8(panels.get() + m0 * h.Kp, Wp * h.Kp);  // this panel's operand range (kernel choice)
+    fn(panels.get() + m0 * h.Kp, Wp, m0, M, h, qw + kQwHeaderBytes, c * kChunk, std::min<size_t>(h.Np, (c + 1) * kChunk), op,
+       &zeros[t]);
   });
   int64_t z = 0;
   for (int64_t v : zeros) z += v;
@@ -675,49 +924,13 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
 }
 
 namespace {
-bool use_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad, size_t pk,
-                size_t ps, QOutMode mode, QConvPath path) {
-  if (path == QConvPath::Gemm || !qconv_direct_applies(qw, C, H, W, kh, kw, stride, pad, pk, ps, mode)) return false;
-  QwHeader h;
-  std::memcpy(&h, qw, sizeof h);
-  return path == QConvPath::Direct || h.N <= 32;
-}
-}  // namespace
-
-int64_t qconv2d_pool_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
-                        size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o, QConvPath path, QBlocked bl) {
-  if (use_direct(qw, C, H, W, kh, kw, stride, pad, poolK, poolStride, o.mode, path))
-    return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, o, bl.in, bl.out);
-  QwHeader h;
-  std::memcpy(&h, qw, sizeof h);
-  const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad);
-  const size_t PH = (OH - poolK) / poolStride + 1, PW = (OW - poolK) / poolStride + 1;
-  std::vector<uint8_t> y(B * h.N * OH * OW), p(bl.out ? B * h.N * PH * PW : 0);
-  QOut oc = o;
-  oc.data = y.data();
-  const int64_t z = qconv2d_u8(x, B, C, H, W, qw, kh, kw, stride, pad, oc, path, {bl.in, false});
-  maxpool2d_u8(y.data(), B * h.N, OH, OW, poolK, poolStride, bl.out ? p.data() : static_cast<uint8_t*>(o.data));
-  if (bl.out) qblock(p.data(), B, h.N * PH * PW, 1, o.data);
-  return z;
-}
-
-int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
-                   size_t stride, size_t pad, QOut o, QConvPath path, QBlocked bl) {
-  if (use_direct(qw, C, H, W, kh, kw, stride, pad, 1, 1, o.mode, path))
-    return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, 1, 1, o, bl.in, bl.out);
-  if (bl.in || bl.out) {  // convert around the im2col path
-    QwHeader h;
-    std::memcpy(&h, qw, sizeof h);
-    const size_t E = h.N * conv_out(H, kh, stride, pad) * conv_out(W, kw, stride, pad);
-    const size_t elem = o.mode == QOutMode::Codes ? 1 : 4;
-    std::vector<uint8_t> rows(bl.in ? B * C * H * W : 0), outRows(bl.out ? B * E * elem : 0);
-    if (bl.in) qunblock(x, B, C * H * W, 1, rows.data());
-    QOut oc = o;
-    if (bl.out) oc.data = outRows.data();
-    const int64_t z = qconv2d_u8(bl.in ? rows.data() : x, B, C, H, W, qw, kh, kw, stride, pad, oc, QConvPath::Gemm);
-    if (bl.out) qblock(outRows.data(), B, E, elem, o.data);
-    return z;
-  }
+// The im2col + panel GEMM path of a convolution over plain [B][C][H][W] input, parallel over
+// groups of images; with pooling (Codes), each task pools its group's int32 accumulators (still
+// in cache, in a per-thread buffer) and requantises only the pooled values (pool_requant_*) into
+// out [B][O][PH][PW]: k*k fewer requantisations, no pass over memory and no parallel region of
+// its own. Returns the zero codes before pooling.
+int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
+                  size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o) {
   QCodeTable table;
   o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
   QwHeader h;
@@ -734,19 +947,103 @@ int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, con
   o.strideP = 1;
   o.strideN = int64_t(P);
   std::vector<int64_t> zeros(groups, 0);
+  const bool pool = o.mode == QOutMode::Codes && (poolK > 1 || poolStride > 1);  // (contract: pooling takes Codes)
+  const size_t PH = (OH - poolK) / poolStride + 1, PW = (OW - poolK) / poolStride + 1, PP = pool ? PH * PW : 0;
+  // pooling: the tasks write int32 accumulators and pool before requantising (pool_requant_*),
+  // with the per-channel sign masks and zero thresholds found once here
+  // (with a per-position term the code is not monotone in acc across positions: requantise every
+  // output, then max-pool the group's codes)
+  const bool poolCodes = pool && o.corr;
+  std::vector<int32_t> negm(pool && !poolCodes ? N : 0), zt(pool && !poolCodes ? N : 0);
+  for (size_t n = 0; n < negm.size(); ++n) {
+    negm[n] = o.scale[n] < 0.0f ? -1 : 0;
+    zt[n] = qrq::zero_threshold(o.scale[n], o.bias[n], negm[n], o, int64_t(K) * 255 * 128, o.table);
+  }
+#if FL_X86
+  const auto poolFn = static_cast<Isa>(h.isa) == Isa::Scalar ? pool_requant_scalar : pool_requant_avx2;
+#else
+  const auto poolFn = pool_requant_scalar;  // weights packed for the scalar layout (the only one off x86)
+#endif
   parallel_for(groups, [&](size_t t) {
     const size_t g0 = t * G, gi = std::min(G, B - g0), M = gi * P, Mp = round_up(M, 16);
     uint8_t* panels = tls_buffer(0, qpanels_bytes(M, K));
     uint8_t* scratch = tls_buffer(1, qim2col_scratch_bytes(gi, C, H, W, kh, kw, stride, pad));
     qim2col(x + g0 * C * H * W, gi, C, H, W, kh, kw, stride, pad, panels, scratch);
     QOut og = o;
-    og.data = static_cast<uint8_t*>(o.data) + g0 * N * P * elem_bytes(o.mode);
+    og.aMax = max_u8(x + g0 * C * H * W, gi * C * H * W);  // this task's operand range (kernel choice)
+    if (poolCodes) og.data = tls_buffer(2, gi * N * P);
+    else if (pool) { og.mode = QOutMode::Int32; og.data = tls_buffer(2, (gi * N * P + PH * OW) * 4); }  // + pooled scratch (>= PP)
+    else og.data = static_cast<uint8_t*>(o.data) + g0 * N * P * elem_bytes(o.mode);
     for (size_t m0 = 0; m0 < Mp; m0 += kPanel)
       fn(panels + m0 * h.Kp, std::min(kPanel, Mp - m0), m0, M, h, qw + kQwHeaderBytes, 0, h.Np, og, &zeros[t]);
+    if (!pool) return;
+    if (poolCodes) {  // (inside a task the pool's parallel_for runs on this thread)
+      maxpool2d_u8(static_cast<uint8_t*>(og.data), gi * N, OH, OW, poolK, poolStride, static_cast<uint8_t*>(o.data) + g0 * N * PP);
+      return;
+    }
+    const int32_t* acc = static_cast<const int32_t*>(og.data);
+    int32_t* pooled = static_cast<int32_t*>(og.data) + gi * N * P;
+    for (size_t j = 0; j < gi * N; ++j) {
+      const size_t n = j % N;
+      const PoolRq r{OH, OW, poolK, poolStride, PH, PW, negm[n], zt[n], o.scale[n], o.bias[n], o.actScale, o.levels};
+      zeros[t] += poolFn(acc + j * P, r, pooled, static_cast<uint8_t*>(o.data) + (g0 * N + j) * PP);
+    }
   });
   int64_t z = 0;
   for (int64_t v : zeros) z += v;
   return z;
+}
+
+}  // namespace
+
+namespace {
+bool use_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad, size_t pk,
+                size_t ps, QOutMode mode, QConvPath path, const float* corr) {
+  if (path == QConvPath::Gemm || corr || !qconv_direct_applies(qw, C, H, W, kh, kw, stride, pad, pk, ps, mode)) return false;
+  QwHeader h;
+  std::memcpy(&h, qw, sizeof h);
+  return path == QConvPath::Direct || h.N <= 32;
+}
+}  // namespace
+
+int64_t qconv2d_pool_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
+                        size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o, QConvPath path, QBlocked bl) {
+  if (use_direct(qw, C, H, W, kh, kw, stride, pad, poolK, poolStride, o.mode, path, o.corr))
+    return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, o, bl.in, bl.out);
+  QwHeader h;
+  std::memcpy(&h, qw, sizeof h);
+  const size_t OH = conv_out(H, kh, stride, pad), OW = conv_out(W, kw, stride, pad);
+  const size_t PH = (OH - poolK) / poolStride + 1, PW = (OW - poolK) / poolStride + 1;
+  if (bl.in || bl.out) {  // convert around the plain fused path
+    std::vector<uint8_t> rows(bl.in ? B * C * H * W : 0), p(bl.out ? B * h.N * PH * PW : 0);
+    if (bl.in) qunblock(x, B, C * H * W, 1, rows.data());
+    QOut oc = o;
+    if (bl.out) oc.data = p.data();
+    const int64_t z = conv_gemm(bl.in ? rows.data() : x, B, C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, oc);
+    if (bl.out) qblock(p.data(), B, h.N * PH * PW, 1, o.data);
+    return z;
+  }
+  return conv_gemm(x, B, C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, o);
+}
+
+int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
+                   size_t stride, size_t pad, QOut o, QConvPath path, QBlocked bl) {
+  if (use_direct(qw, C, H, W, kh, kw, stride, pad, 1, 1, o.mode, path, o.corr))
+    return qconv2d_direct_u8(x, B, C, H, W, qw, kh, kw, stride, pad, 1, 1, o, bl.in, bl.out);
+  if (bl.in || bl.out) {  // convert around the im2col path
+    QwHeader h;
+    std::memcpy(&h, qw, sizeof h);
+    const size_t E = h.N * conv_out(H, kh, stride, pad) * conv_out(W, kw, stride, pad);
+    const size_t elem = o.mode == QOutMode::Codes ? 1 : 4;
+    std::vector<uint8_t> rows(bl.in ? B * C * H * W : 0), outRows(bl.out ? B * E * elem : 0);
+    if (bl.in) qunblock(x, B, C * H * W, 1, rows.data());
+    QOut oc = o;
+    if (bl.out) oc.data = outRows.data();
+    const int64_t z = qconv2d_u8(bl.in ? rows.data() : x, B, C, H, W, qw, kh, kw, stride, pad, oc, QConvPath::Gemm);
+    if (bl.out) qblock(outRows.data(), B, E, elem, o.data);
+    return z;
+  }
+  return conv_gemm(x, B, C, H, W, qw, kh, kw, stride, pad, 1, 1, o);
 }
 
 }  // namespace fl

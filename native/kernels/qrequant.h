@@ -16,6 +16,7 @@
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -32,6 +33,37 @@ inline float code_of(float y, float actScale, float levels) {
   return q < levels ? q : levels;
 }
 
+// y = fl(fl(s * float(acc)) + b), the product rounded on its own (no FMA contraction).
+inline float affine_spec(int32_t acc, float s, float b) {
+  float p = s * float(acc);
+  __asm__("" : "+x"(p));
+  return p + b;
+}
+
+// For pooling before requantising (the code is monotone in acc for a fixed channel: non-decreasing
+// if scale >= 0 or NaN, non-increasing if scale < 0, so with m = -1 for scale < 0 and 0 otherwise
+// the code is non-decreasing in acc ^ m, and max over a window of codes(acc) = codes(max of acc ^ m)):
+// Smallest acc' in [-amax - 1, amax] whose channel code is non-zero (acc = acc' ^ m), amax + 1 if
+// none (the code is non-decreasing in acc'). With a code table, code >= 1 <=> y >= lo[1], which
+// gives a guess to bisect around; the full range is the fallback.
+inline int32_t zero_threshold(float s, float b, int32_t m, const QOut& o, int64_t amax, const QCodeTable* t) {
+  auto nonzero = [&](int64_t accp) { return code_of(affine_spec(int32_t(accp) ^ m, s, b), o.actScale, o.levels) >= 1.0f; };
+  int64_t lo = -amax - 1, hi = amax + 1;  // nonzero(hi) is taken as true
+  if (t && std::isfinite(s) && s != 0.0f && std::isfinite(b)) {
+    const double est = (double(t->lo[1]) - double(b)) / double(s);  // acc where y crosses lo[1]
+    if (std::fabs(est) < double(amax)) {
+      const int64_t e = m ? -int64_t(std::floor(est)) - 1 : int64_t(std::floor(est));
+      const int64_t a = std::max(lo, e - 64), z = std::min(hi, e + 64);
+      if ((a == lo || !nonzero(a)) && (z == hi || nonzero(z))) { lo = a; hi = z; }
+    }
+  }
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (nonzero(mid)) hi = mid; else lo = mid + 1;
+  }
+  return int32_t(lo);
+}
+
 #if FL_X86
 // 16 codes from 16 floats y with the table (AVX-512).
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline __m512i codes16(__m512 y, const QCodeTable& t, float levels) {
@@ -43,6 +75,20 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline __m512i cod
   const __m512i one = _mm512_set1_epi32(1);
   q = _mm512_mask_add_epi32(q, up, q, one);
   return _mm512_mask_sub_epi32(q, dn, q, one);
+}
+
+// 8 codes from 8 floats y with the table (AVX2): the 16-entry lookups as two 8-entry vpermps and
+// a blend on q > 7.
+__attribute__((target("avx2,fma"))) inline __m256i codes8(__m256 y, const QCodeTable& t, float levels) {
+  const __m256 a = _mm256_max_ps(y, _mm256_setzero_ps());  // NaN, -0 -> +0 (second operand)
+  const __m256 s = _mm256_min_ps(_mm256_mul_ps(a, _mm256_set1_ps(t.inv)), _mm256_set1_ps(levels));
+  const __m256i q = _mm256_cvtps_epi32(_mm256_round_ps(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  const __m256 upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(q, _mm256_set1_epi32(7)));
+  const __m256 hi = _mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_load_ps(t.hi), q), _mm256_permutevar8x32_ps(_mm256_load_ps(t.hi + 8), q), upper);
+  const __m256 lo = _mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_load_ps(t.lo), q), _mm256_permutevar8x32_ps(_mm256_load_ps(t.lo + 8), q), upper);
+  const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(a, hi, _CMP_GE_OQ));  // -1 where the code is one more
+  const __m256i dn = _mm256_castps_si256(_mm256_cmp_ps(a, lo, _CMP_LT_OQ));  // -1 where it is one less
+  return _mm256_add_epi32(_mm256_sub_epi32(q, up), dn);
 }
 
 // 16 codes by the division (any L, any actScale).

@@ -85,7 +85,8 @@ export function reluFakeQuant(t: Tape, x: Var, bits: number, range: number): Rel
   const y = out(t, [...x.shape], x);
   const mask = new Uint8Array(x.numel);
   const k = kernels();
-  const max = k.reluFakeQuant(x.data, y.data, mask, bits, bits === 0 ? 1 : range);
+  // range 0 (a collapsed site, observed but never positive): every code is 0, no gradient passes
+  const max = bits > 0 && range === 0 ? (y.data.fill(0), maxOf(x.data)) : k.reluFakeQuant(x.data, y.data, mask, bits, bits === 0 ? 1 : range);
   if (y.requiresGrad) {
     t.record(() => {
       if (!y.grad) return;

@@ -8,8 +8,10 @@ import { readDeployed } from '../deploy/format';
 import { Engine } from '../engine/engine';
 import { loadDataset } from '../data/dataset';
 import { FAULT_TYPES, type FaultType, type RateUnit, type Sampling } from './faults';
-import { campaignJobs, FaultMapper, targetsOf, type TrialJob } from './runner';
+import { campaignJobCount, campaignJobs, FaultMapper, MAX_TRIALS, targetsOf, type TrialJob } from './runner';
 import { maskKey, readMasks, writeMasks, type FaultMasks } from './masks';
+import { checkOutputPath } from '../io/paths';
+import { pidAlive, registerCleanup, unregisterCleanup } from '../io/cleanup';
 import {
   readResults, RESULTS_FORMAT, RESULTS_VERSION, SEMANTICS, ResultsWriter, settingsDiff, summaryRows, trialKey,
   type CampaignSettings, type CleanRecord, type ResultsHeader, type SummaryRow, type TrialRecord,
@@ -69,18 +71,64 @@ export interface CampaignResult {
   seconds: number;
 }
 
-function validate(o: CampaignOptions): void {
+const SAMPLINGS: readonly Sampling[] = ['exact', 'bernoulli'];
+const RATE_UNITS: readonly RateUnit[] = ['bit', 'weight'];
+const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+
+/**
+ * Checks campaign options the same way for the library and the CLI (the CLI
+ * turns these errors into usage errors, exit 2). Throws TypeError / RangeError
+ * naming the option.
+ */
+export function validateCampaignOptions(o: CampaignOptions): void {
+  if (!isObj(o)) throw new TypeError(`campaign options must be an object, got ${o === null ? 'null' : typeof o}`);
+  if (typeof o.model !== 'string' || o.model === '') throw new TypeError('model must be the path of a deployed model file (a non-empty string)');
+  if (typeof o.out !== 'string' || o.out === '') throw new TypeError('out must be the path of the results file (a non-empty string)');
   if (!Array.isArray(o.faults) || o.faults.length === 0) throw new RangeError('at least one fault type is needed');
-  for (const f of o.faults) if (!(FAULT_TYPES as readonly string[]).includes(f)) throw new RangeError(`unknown fault type '${f}' (expected ${FAULT_TYPES.join(', ')})`);
-  if (new Set(o.faults).size !== o.faults.length) throw new RangeError('a fault type is listed twice');
+  for (const f of o.faults) if (!(FAULT_TYPES as readonly unknown[]).includes(f)) throw new RangeError(`unknown fault type '${String(f)}' (expected ${FAULT_TYPES.join(', ')})`);
+  if (new Set(o.faults).size !== o.faults.length) throw new RangeError(`a fault type is listed twice (${o.faults.join(', ')})`);
   if (!Array.isArray(o.rates) || o.rates.length === 0) throw new RangeError('at least one rate is needed');
-  for (const r of o.rates) if (typeof r !== 'number' || !(r >= 0 && r <= 1)) throw new RangeError(`rate ${r} is outside [0, 1]`);
-  if (new Set(o.rates).size !== o.rates.length) throw new RangeError('a rate is listed twice');
-  if (!Number.isInteger(o.trials) || o.trials < 1) throw new RangeError(`trials must be an integer >= 1, got ${o.trials}`);
-  const sh = o.shard ?? { index: 0, count: 1 };
-  if (!Number.isInteger(sh.count) || sh.count < 1 || !Number.isInteger(sh.index) || sh.index < 0 || sh.index >= sh.count) throw new RangeError(`shard must be i/N with 0 <= i < N, got ${sh.index}/${sh.count}`);
-  if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) throw new RangeError(`seed must be a non-negative integer, got ${o.seed}`);
-  if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw new RangeError(`limit must be an integer >= 1, got ${o.limit}`);
+  for (const r of o.rates) {
+    if (typeof r !== 'number' || !(r >= 0 && r <= 1)) throw new RangeError(`rate ${String(r)} is not a number in [0, 1]`);
+    if (r > 0 && r < 2.2250738585072014e-308) throw new RangeError(`rate ${r} is below the smallest normal double (it would underflow)`);
+  }
+  if (new Set(o.rates).size !== o.rates.length) throw new RangeError(`a rate is listed twice (${o.rates.join(', ')})`);
+  if (!Number.isInteger(o.trials) || o.trials < 1 || o.trials > MAX_TRIALS) throw new RangeError(`trials must be an integer in [1, ${MAX_TRIALS}] (trial indices are 32-bit), got ${String(o.trials)}`);
+  if (o.shard !== undefined) {
+    const sh = o.shard;
+    if (!isObj(sh) || !Number.isSafeInteger(sh.count) || sh.count < 1 || sh.count > MAX_TRIALS || !Number.isSafeInteger(sh.index) || sh.index < 0 || sh.index >= sh.count) {
+      throw new RangeError(`shard must be i/N with 0 <= i < N <= ${MAX_TRIALS}, got ${isObj(sh) ? `${String(sh.index)}/${String(sh.count)}` : String(sh)}`);
+    }
+  }
+  if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) throw new RangeError(`seed must be a non-negative safe integer, got ${String(o.seed)}`);
+  if (o.sampling !== undefined && !SAMPLINGS.includes(o.sampling)) throw new RangeError(`sampling must be one of ${SAMPLINGS.join(', ')}, got '${String(o.sampling)}'`);
+  if (o.rateUnit !== undefined && !RATE_UNITS.includes(o.rateUnit)) throw new RangeError(`rateUnit must be one of ${RATE_UNITS.join(', ')}, got '${String(o.rateUnit)}'`);
+  if ((o.sampling ?? 'exact') === 'bernoulli' && (o.rateUnit ?? 'bit') !== 'bit') throw new RangeError('sampling bernoulli works with rateUnit bit only');
+  if (o.targets !== undefined) {
+    if (!Array.isArray(o.targets) || o.targets.length === 0) throw new RangeError('targets must be a non-empty array of target names');
+    for (const t of o.targets) {
+      if (typeof t !== 'string') throw new TypeError(`targets must be strings, got ${typeof t}`);
+      targetsOf(t);
+    }
+    if (new Set(o.targets).size !== o.targets.length) throw new RangeError('a target is listed twice');
+  }
+  for (const k of ['byLayer', 'byBit', 'quiet'] as const) if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new TypeError(`${k} must be a boolean, got ${typeof o[k]}`);
+  if (o.byLayer && o.byBit) throw new RangeError('byLayer and byBit exclude each other');
+  if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw new RangeError(`limit must be an integer >= 1, got ${String(o.limit)}`);
+  if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) throw new TypeError('dataDir must be a non-empty string');
+  if (o.onTrial !== undefined && typeof o.onTrial !== 'function') throw new TypeError('onTrial must be a function');
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+  if (o.saveMasks !== undefined && (typeof o.saveMasks !== 'string' || o.saveMasks === '')) throw new TypeError('saveMasks must be the path of a masks file to write (a non-empty string)');
+  const jobs = campaignJobCount({ targets: o.targets ?? ['all'], trials: o.trials, faults: o.faults, rates: o.rates }, o.shard ?? { index: 0, count: 1 });
+  if (!Number.isSafeInteger(jobs)) throw new RangeError(`the campaign has ${jobs} jobs, more than can be counted exactly`);
+}
+
+function abortError(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  return new Error(`campaign aborted${r instanceof Error ? ` (${r.message})` : typeof r === 'string' ? ` (${r})` : ''}`);
+}
+function checkAborted(o: CampaignOptions): void {
+  if (o.signal?.aborted) throw abortError(o.signal);
 }
 
 /**
@@ -88,23 +136,31 @@ function validate(o: CampaignOptions): void {
  * thread, each appended as it ends; the clean model evaluated once per run. Prints nothing (see `onTrial`).
  */
 export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
-  o.signal?.throwIfAborted();
   const t0 = Date.now();
   let replay: FaultMasks | null = null;
-  if (o.masks !== undefined) {
+  if (isObj(o) && o.masks !== undefined) {
+    if (typeof o.masks !== 'string' || o.masks === '') throw new TypeError('masks must be the path of a masks file (a non-empty string)');
     if (o.saveMasks !== undefined || o.byLayer || o.byBit || (o.targets && o.targets.join() !== 'all')) throw new RangeError('masks replay one target: not with saveMasks, byLayer, byBit or targets');
+    if (typeof o.model !== 'string' || o.model === '') throw new TypeError('model must be the path of a deployed model file (a non-empty string)');
+    checkAborted(o);
     const m = await readDeployed(o.model);
     replay = await readMasks(o.masks, m.meta);
     o = { ...o, faults: replay.meta.faults, rates: replay.meta.rates, trials: replay.meta.trials, seed: replay.meta.source?.seed ?? 0, sampling: 'exact', rateUnit: 'bit', targets: ['all'] };
   }
-  validate(o);
+  validateCampaignOptions(o);
+  checkAborted(o);
+  checkOutputPath(o.out, [o.model, o.masks]);
+  if (o.saveMasks !== undefined) checkOutputPath(o.saveMasks, [o.model, o.out], 'saveMasks');
   const model = await readDeployed(o.model);
+  checkAborted(o);
   const shard = o.shard ?? { index: 0, count: 1 };
   let targets = o.targets ?? ['all'];
   if (o.byLayer) targets = model.meta.layers.map((l) => `layer:${l.name}`);
   if (o.byBit) targets = Array.from({ length: Math.max(...model.meta.layers.map((l) => l.bits)) }, (_, b) => `bit:${b}`);
   for (const t of targets) targetsOf(t);
   const ds = await loadDataset(model.meta.dataset as 'fashion-mnist', 'test', o.dataDir ? { dataDir: o.dataDir } : {});
+  checkAborted(o);
+  if (ds.count === 0) throw new Error(`the ${model.meta.dataset} test split holds no images`);
   const images = o.limit ? Math.min(o.limit, ds.count) : ds.count;
   const settings: CampaignSettings = {
     model: path.resolve(o.model), modelSha256: model.hash, layoutHash: model.meta.layoutHash, arch: model.meta.arch,
@@ -116,7 +172,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   if (o.saveMasks !== undefined) {
     if (targets.length !== 1) throw new RangeError('saveMasks saves one target: not with byLayer or byBit');
     const mapper = new FaultMapper(model.meta, settings);
-    const jobs = new Map(campaignJobs(settings, { index: 0, count: 1 }).map((j) => [maskKey(j.fault, j.rate, j.trial), j]));
+    const jobs = new Map(Array.from(campaignJobs(settings, { index: 0, count: 1 })).map((j) => [maskKey(j.fault, j.rate, j.trial), j]));
     await writeMasks(o.saveMasks, {
       layoutHash: model.meta.layoutHash, cells: model.meta.cells, faults: settings.faults, rates: settings.rates, trials: settings.trials,
       layers: model.meta.layers.map((l) => ({ name: l.name, count: l.count, bits: l.bits, cellOffset: l.cellOffset })),
@@ -142,17 +198,18 @@ function lockResults(out: string): () => void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
-      return () => { try { fs.unlinkSync(lock); } catch { /* already gone */ } };
+      registerCleanup(lock);
+      return () => { unregisterCleanup(lock); try { fs.unlinkSync(lock); } catch { /* already gone */ } };
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = Number(fs.readFileSync(lock, 'utf8'));
-      let alive = false;
-      if (Number.isInteger(pid) && pid > 0) { try { process.kill(pid, 0); alive = true; } catch (k) { alive = (k as NodeJS.ErrnoException).code === 'EPERM'; } }
-      if (alive) throw new Error(`${out} is being written by another campaign (pid ${pid}, lock ${lock}); wait for it or use another --out`);
-      fs.unlinkSync(lock); // stale: its process is gone
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot create the lock ${lock} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      let text = '';
+      try { text = fs.readFileSync(lock, 'utf8'); } catch { continue; /* removed meanwhile: try again */ }
+      const pid = Number(text);
+      if (pidAlive(pid)) throw new Error(`${out} is being written by another campaign (pid ${pid}, lock ${lock}); wait for it or use another --out`);
+      try { fs.unlinkSync(lock); } catch { /* removed meanwhile */ } // stale: its process is gone (or the lock is unreadable)
     }
   }
-  throw new Error(`cannot lock ${out}`);
+  throw new Error(`cannot lock ${out}: ${lock} keeps reappearing`);
 }
 
 async function runLocked(o: CampaignOptions, settings: CampaignSettings, header: ResultsHeader, shard: { index: number; count: number }, t0: number,
@@ -174,11 +231,14 @@ async function runLocked(o: CampaignOptions, settings: CampaignSettings, header:
   const done = new Set(existing.map(trialKey));
   // Rate 0 leaves the memory unchanged: the clean record below stands for those trials (older files may
   // hold rate-0 trial records; they are kept and not re-run).
-  const all = campaignJobs(settings, shard).filter((j) => j.rate !== 0 || done.has(trialKey(j)));
-  const jobs = all.filter((j) => !done.has(trialKey(j)));
+  const zeroDone = existing.filter((r) => r.rate === 0).length;
+  const total = campaignJobCount({ ...settings, rates: settings.rates.filter((r) => r !== 0) }, shard) + zeroDone;
+  const pending = (function* () { for (const j of campaignJobs(settings, shard)) if (j.rate !== 0 && !done.has(trialKey(j))) yield j; })();
   const records = existing.slice();
+  let ran = 0;
+  checkAborted(o);
   const missingClean = settings.targets.filter((t) => !clean.some((c) => c.target === t));
-  if (jobs.length > 0 || missingClean.length > 0) {
+  if (records.length < total || missingClean.length > 0) {
     const writer = new ResultsWriter(o.out);
     try {
       if (missingClean.length > 0) {
@@ -190,11 +250,12 @@ async function runLocked(o: CampaignOptions, settings: CampaignSettings, header:
           clean.push(c);
         }
       }
-      if (jobs.length > 0) {
-        await runInWorker(o, settings, jobs, (r) => {
+      if (records.length < total) {
+        await runInWorker(o, settings, pending, (r) => {
           writer.write(r);
           records.push(r);
-          o.onTrial?.(r, records.length, all.length);
+          ran++;
+          o.onTrial?.(r, records.length, total);
         });
       }
       writer.sync();
@@ -202,23 +263,41 @@ async function runLocked(o: CampaignOptions, settings: CampaignSettings, header:
       writer.close();
     }
   }
-  return { settings, records, clean, rows: summaryRows(settings, records, clean), ran: jobs.length, skipped: all.length - jobs.length, seconds: (Date.now() - t0) / 1000 };
+  return { settings, records, clean, rows: summaryRows(settings, records, clean), ran, skipped: total - ran, seconds: (Date.now() - t0) / 1000 };
 }
 
-function runInWorker(o: CampaignOptions, settings: CampaignSettings, jobs: TrialJob[], onRecord: (r: TrialRecord) => void): Promise<void> {
+/** Jobs are sent to the worker in chunks as it asks for them (the job list is never built whole). */
+const CHUNK = 64;
+
+function runInWorker(o: CampaignOptions, settings: CampaignSettings, jobs: Iterator<TrialJob>, onRecord: (r: TrialRecord) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const w = new Worker(path.join(__dirname, 'worker.js'), { workerData: { settings, jobs, dataDir: o.dataDir ?? null, masks: o.masks ?? null } });
+    const w = new Worker(path.join(__dirname, 'worker.js'), { workerData: { settings, dataDir: o.dataDir ?? null, masks: o.masks ?? null } });
     let settled = false;
-    const finish = (e?: Error) => { if (settled) return; settled = true; o.signal?.removeEventListener('abort', onAbort); if (e) reject(e); else resolve(); };
-    const onAbort = () => { void w.terminate(); finish(new Error('campaign aborted')); };
-    if (o.signal?.aborted) { onAbort(); return; }
+    const finish = (e?: Error) => { if (settled) return; settled = true; o.signal?.removeEventListener('abort', onAbort); if (e) { void w.terminate(); reject(e); } else resolve(); };
+    const onAbort = () => finish(abortError(o.signal!));
     o.signal?.addEventListener('abort', onAbort);
-    w.on('message', (m: { kind: 'record'; record: TrialRecord } | { kind: 'done' } | { kind: 'error'; message: string }) => {
+    if (o.signal?.aborted) { onAbort(); return; }
+    const nextChunk = (): TrialJob[] => {
+      const out: TrialJob[] = [];
+      while (out.length < CHUNK) {
+        const n = jobs.next();
+        if (n.done) break;
+        out.push(n.value);
+      }
+      return out;
+    };
+    w.on('message', (m: { kind: 'record'; record: TrialRecord } | { kind: 'need' } | { kind: 'done' } | { kind: 'error'; message: string }) => {
       if (settled) return;
-      if (m.kind === 'record') {
-        try { onRecord(m.record); } catch (e) { void w.terminate(); finish(e as Error); }
-      } else if (m.kind === 'done') finish();
-      else finish(new Error(m.message));
+      try {
+        if (m.kind === 'record') onRecord(m.record);
+        else if (m.kind === 'need') {
+          const chunk = nextChunk();
+          w.postMessage({ kind: 'jobs', jobs: chunk, end: chunk.length === 0 });
+        } else if (m.kind === 'done') finish();
+        else finish(new Error(m.message));
+      } catch (e) {
+        finish(e as Error);
+      }
     });
     w.on('error', (e) => finish(e));
     w.on('exit', (code) => finish(code === 0 ? undefined : new Error(`campaign worker exited with code ${code}`)));

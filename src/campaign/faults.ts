@@ -26,6 +26,7 @@ type MaskApplyFn = (src: Uint8Array, flip: Uint8Array | null, sa0: Uint8Array | 
 
 /** Parses a rate written as a fraction ('0.01') or a percentage ('1%'); a bare number above 1 is refused. */
 export function parseRate(s: string): number {
+  if (typeof s !== 'string') throw new TypeError(`parseRate expects a string like '0.01' or '1%', got ${s === null ? 'null' : typeof s}${typeof s === 'number' ? ` ${s} (pass numbers directly as rates)` : ''}`);
   const t = s.trim();
   const pct = t.endsWith('%');
   const body = pct ? t.slice(0, -1).trim() : t;
@@ -33,6 +34,8 @@ export function parseRate(s: string): number {
   const v = pct ? Number(body) / 100 : Number(body);
   if (!pct && v > 1) throw new RangeError(`rate ${s} is above 1: rates are fractions of cells; did you mean ${s}%?`);
   if (!(v >= 0 && v <= 1)) throw new RangeError(`rate ${s} is outside [0, 1]`);
+  // '1e-400' parses as 0 and '1e-310' as a denormal: refuse instead of silently changing the rate.
+  if (v < 2.2250738585072014e-308 && /[1-9]/.test(body.replace(/[eE].*$/, ''))) throw new RangeError(`rate ${s} underflows (below the smallest normal double, 2.2e-308); write 0 for no faults`);
   return v;
 }
 

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import { summarize, type Summary } from '../stats/t';
 import type { FaultType, RateUnit, Sampling } from './faults';
+import { checkHeader, checkRecord, checkRecords } from './results-check';
 
 export const RESULTS_FORMAT = 'flatenn.campaign';
 export const RESULTS_VERSION = 1;
@@ -74,6 +75,20 @@ export interface CleanRecord {
   images: number;
 }
 
+/** Checks a clean record against the header (target listed, figures in range, the header's image count; one per target). */
+function checkClean(path: string, h: ResultsHeader, c: CleanRecord, line: number, seen: CleanRecord[]): CleanRecord {
+  checkHeader(path, h);
+  const bad = (msg: string): never => { throw new Error(`${path}: line ${line}: clean record: ${msg}`); };
+  const num = (x: unknown) => typeof x === 'number' && Number.isFinite(x);
+  if (typeof c.target !== 'string' || !h.settings.targets.includes(c.target)) bad(`target ${JSON.stringify(c.target)} is not one of the header's targets (${h.settings.targets.join(', ')})`);
+  for (const k of ['accuracy', 'sparsity', 'sparsityWeighted'] as const) if (!num(c[k]) || c[k] < 0 || c[k] > 1) bad(`${k} ${JSON.stringify(c[k])} is not a number in [0, 1]`);
+  if (!num(c.loss) || c.loss < 0) bad(`loss ${JSON.stringify(c.loss)} is not a finite number >= 0`);
+  if (c.images !== h.settings.images) bad(`images ${JSON.stringify(c.images)} differs from the header's ${h.settings.images}`);
+  const prev = seen.find((p) => p.target === c.target);
+  if (prev && JSON.stringify(prev) !== JSON.stringify(c)) bad(`a second, different clean record of target ${c.target}`);
+  return c;
+}
+
 export const trialKey = (r: Pick<TrialRecord, 'target' | 'fault' | 'rate' | 'trial'>) => `${r.target}|${r.fault}|${r.rate}|${r.trial}`;
 
 function canonical(v: unknown): string {
@@ -122,18 +137,24 @@ export function readResults(path: string): ResultsFile {
   if (lines.length === 0) throw new Error(`${path}: no header line (empty or torn file)`);
   let header: ResultsHeader;
   try { header = JSON.parse(lines[0]!) as ResultsHeader; } catch { throw new Error(`${path}: line 1 is not JSON`); }
-  if (header.type !== 'header' || header.format !== RESULTS_FORMAT) throw new Error(`${path}: not a flatenn campaign results file (line 1 is not a ${RESULTS_FORMAT} header)`);
+  if (header === null || typeof header !== 'object' || header.type !== 'header' || header.format !== RESULTS_FORMAT) throw new Error(`${path}: not a flatenn campaign results file (line 1 is not a ${RESULTS_FORMAT} header)`);
   if (header.version !== RESULTS_VERSION) throw new Error(`${path}: results version ${header.version} is not supported`);
   if (header.settings && typeof header.settings === 'object' && header.settings.semantics === undefined) header.settings.semantics = 1;
-  const records: TrialRecord[] = [];
+  let records: TrialRecord[] = [];
   const clean: CleanRecord[] = [];
   for (let i = 1; i < lines.length; i++) {
     let r: TrialRecord | CleanRecord;
     try { r = JSON.parse(lines[i]!) as TrialRecord | CleanRecord; } catch { throw new Error(`${path}: line ${i + 1} is not valid JSON`); }
-    if (r.type === 'trial') records.push(r);
-    else if (r.type === 'clean') clean.push(r);
-    else throw new Error(`${path}: line ${i + 1} is not a trial or clean record`);
+    if (r && typeof r === 'object' && (r as { type?: unknown }).type === 'clean') {
+      const c = checkClean(path, header, r as CleanRecord, i + 1, clean);
+      if (!clean.some((p) => p.target === c.target)) clean.push(c);
+    }
+    else {
+      checkRecord(path, header, r, i + 1); // the right line number in a message, also when clean lines come before
+      records.push(r as TrialRecord);
+    }
   }
+  records = checkRecords(path, header, records);
   return { header, records, clean, validBytes: Buffer.byteLength(complete), tornTail };
 }
 

@@ -21,16 +21,28 @@ export function targetsOf(name: string): FaultTargets {
 
 export interface TrialJob { target: string; trial: number; fault: FaultType; rate: number }
 
-/** Every job of the campaign in canonical order; shard i/N takes the trials t with t % N == i. */
-export function campaignJobs(s: CampaignSettings, shard: { index: number; count: number }): TrialJob[] {
-  const jobs: TrialJob[] = [];
+/**
+ * The largest trial count a campaign may have: the fault-map RNG indexes trials
+ * with 32 bits (DESIGN §2), so trial t and t + 2^32 would share a fault map.
+ */
+export const MAX_TRIALS = 2 ** 32;
+
+/** Number of jobs of the campaign in this shard (without generating them). */
+export function campaignJobCount(s: Pick<CampaignSettings, 'targets' | 'trials' | 'faults' | 'rates'>, shard: { index: number; count: number }): number {
+  const trialsInShard = shard.index < s.trials ? Math.floor((s.trials - 1 - shard.index) / shard.count) + 1 : 0;
+  return s.targets.length * trialsInShard * s.faults.length * s.rates.length;
+}
+
+/**
+ * Every job of the campaign in canonical order, generated lazily (memory does
+ * not grow with the trial count); shard i/N takes the trials t with t % N == i.
+ */
+export function* campaignJobs(s: Pick<CampaignSettings, 'targets' | 'trials' | 'faults' | 'rates'>, shard: { index: number; count: number }): Generator<TrialJob> {
   for (const target of s.targets) {
-    for (let t = 0; t < s.trials; t++) {
-      if (t % shard.count !== shard.index) continue;
-      for (const fault of s.faults) for (const rate of s.rates) jobs.push({ target, trial: t, fault, rate });
+    for (let t = shard.index; t < s.trials; t += shard.count) {
+      for (const fault of s.faults) for (const rate of s.rates) yield { target, trial: t, fault, rate };
     }
   }
-  return jobs;
 }
 
 /** Codes that differ between two memories (per layer width). */

@@ -1,5 +1,6 @@
-// Worker thread of a campaign: loads the model and test images, runs the jobs
-// in order and posts each record back.
+// Worker thread of a campaign: loads the model and test images, then asks the
+// main thread for jobs a chunk at a time, runs them in order and posts each
+// record back (the job list is never materialised: memory is flat in the trial count).
 import { parentPort, workerData } from 'node:worker_threads';
 import { readDeployed } from '../deploy/format';
 import { loadDataset } from '../data/dataset';
@@ -8,7 +9,7 @@ import type { CampaignSettings } from './results';
 import { readMasks } from './masks';
 
 async function main(): Promise<void> {
-  const { settings, jobs, dataDir, masks } = workerData as { settings: CampaignSettings; jobs: TrialJob[]; dataDir: string | null; masks: string | null };
+  const { settings, dataDir, masks } = workerData as { settings: CampaignSettings; dataDir: string | null; masks: string | null };
   const model = await readDeployed(settings.model);
   if (model.hash !== settings.modelSha256) throw new Error(`${settings.model} changed while the campaign was starting`);
   const ds = await loadDataset(settings.dataset as 'fashion-mnist', 'test', dataDir ? { dataDir } : {});
@@ -19,8 +20,18 @@ async function main(): Promise<void> {
     cells = m.cells;
   }
   const exec = new CampaignExecutor(model, settings, { images: ds.images, labels: ds.labels, count: settings.images }, cells);
-  for (const job of jobs) parentPort!.postMessage({ kind: 'record', record: exec.run(job) });
-  parentPort!.postMessage({ kind: 'done' });
+  const port = parentPort!;
+  port.on('message', (m: { kind: 'jobs'; jobs: TrialJob[]; end: boolean }) => {
+    try {
+      if (m.end) { port.postMessage({ kind: 'done' }); port.close(); return; }
+      for (const job of m.jobs) port.postMessage({ kind: 'record', record: exec.run(job) });
+      port.postMessage({ kind: 'need' });
+    } catch (e) {
+      port.postMessage({ kind: 'error', message: (e as Error).message });
+      port.close();
+    }
+  });
+  port.postMessage({ kind: 'need' });
 }
 
-main().catch((e: Error) => parentPort!.postMessage({ kind: 'error', message: e.message }));
+main().catch((e: Error) => { parentPort!.postMessage({ kind: 'error', message: e.message }); parentPort!.close(); });

@@ -1,5 +1,7 @@
 import * as fs from 'node:fs';
-import { runCampaign } from '../campaign/campaign';
+import { runCampaign, validateCampaignOptions, type CampaignOptions } from '../campaign/campaign';
+import { MAX_TRIALS } from '../campaign/runner';
+import { checkOutputPath, OutputPathError } from '../io/paths';
 import { FAULT_TYPES, parseRate, type FaultType } from '../campaign/faults';
 import { formatPaired, formatSummary, mergeResults, pairedRows, readResults, summaryRows } from '../campaign/results';
 import { exportCheckpoint } from '../deploy/export';
@@ -20,6 +22,7 @@ export const exportCommand: CommandSpec = {
   },
   async run(v) {
     const model = requireStr(v, 'model'), out = requireStr(v, 'out');
+    usagePath(out, [model]);
     const meta = await exportCheckpoint(model, out);
     if (flag(v, 'json')) process.stdout.write(JSON.stringify(meta, null, 2) + '\n');
     else {
@@ -30,6 +33,11 @@ export const exportCommand: CommandSpec = {
   },
 };
 
+/** The output-path checks of io/paths as usage errors (exit 2). */
+export function usagePath(out: string, inputs: (string | undefined)[], option = '--out'): void {
+  try { checkOutputPath(out, inputs, option); } catch (e) { if (e instanceof OutputPathError) throw new UsageError(e.message); throw e; }
+}
+
 function parseList<T>(s: string, name: string, f: (x: string) => T): T[] {
   const parts = s.split(',').map((x) => x.trim());
   if (parts.some((p) => p === '')) throw new UsageError(`--${name}: empty item in '${s}'`);
@@ -38,7 +46,7 @@ function parseList<T>(s: string, name: string, f: (x: string) => T): T[] {
 
 function parseShard(sh: string): { index: number; count: number } {
   const m = /^(\d+)\/(\d+)$/.exec(sh);
-  if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw new UsageError(`--shard expects i/N with 0 <= i < N, got '${sh}'`);
+  if (!m || !Number.isSafeInteger(Number(m[1])) || !Number.isSafeInteger(Number(m[2])) || Number(m[2]) < 1 || Number(m[2]) > MAX_TRIALS || Number(m[1]) >= Number(m[2])) throw new UsageError(`--shard expects i/N with 0 <= i < N <= ${MAX_TRIALS}, got '${sh}'`);
   return { index: Number(m[1]), count: Number(m[2]) };
 }
 
@@ -82,6 +90,7 @@ export const injectCommand: CommandSpec = {
       if (sh !== undefined) shard = parseShard(sh);
       const limit = v.limit !== undefined ? int(v, 'limit', 1, 1e9) : undefined;
       const dataDir = str(v, 'data-dir');
+      usagePath(out, [model, masks]);
       const r = await runCampaign({ model, masks, faults: [], rates: [], trials: 0, out, shard, onTrial: trialBar(flag(v, 'quiet')), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) });
       if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: r.settings, ran: r.ran, skipped: r.skipped, summary: r.rows }, null, 2) + '\n');
       else process.stdout.write(`${r.ran} trials run, ${r.skipped} already in ${out} (${r.seconds.toFixed(1)} s)\n${formatSummary(r.rows)}\n`);
@@ -93,7 +102,7 @@ export const injectCommand: CommandSpec = {
     });
     const rates = parseList(str(v, 'rates')!, 'rates', parseRate);
     if (v.trials === undefined) throw new UsageError('--trials is required');
-    const trials = int(v, 'trials', 1, 1e7);
+    const trials = int(v, 'trials', 1, MAX_TRIALS);
     const seed = int(v, 'seed', 0, Number.MAX_SAFE_INTEGER);
     const sampling = choice(v, 'sampling', ['exact', 'bernoulli'] as const);
     const rateUnit = choice(v, 'rate-unit', ['bit', 'weight'] as const);
@@ -119,7 +128,11 @@ export const injectCommand: CommandSpec = {
     const limit = v.limit !== undefined ? int(v, 'limit', 1, 1e9) : undefined;
     const dataDir = str(v, 'data-dir');
     if (saveMasks !== undefined && (byLayer || byBit)) throw new UsageError('--save-masks saves one target: not with --by-layer or --by-bit');
-    const r = await runCampaign({ model, faults, rates, trials, out, seed, sampling, rateUnit, targets, byLayer, byBit, shard, ...(saveMasks !== undefined ? { saveMasks } : {}), onTrial: trialBar(flag(v, 'quiet')), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) });
+    const opts: CampaignOptions = { model, faults, rates, trials, out, seed, sampling, rateUnit, targets, byLayer, byBit, shard, ...(saveMasks !== undefined ? { saveMasks } : {}), onTrial: trialBar(flag(v, 'quiet')), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) };
+    try { validateCampaignOptions(opts); } catch (e) { throw new UsageError((e as Error).message); }
+    usagePath(out, [model]);
+    if (saveMasks !== undefined) usagePath(saveMasks, [model, out], '--save-masks');
+    const r = await runCampaign(opts);
     if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: r.settings, ran: r.ran, skipped: r.skipped, summary: r.rows }, null, 2) + '\n');
     else process.stdout.write(`${r.ran} trials run, ${r.skipped} already in ${out} (${r.seconds.toFixed(1)} s)\n${formatSummary(r.rows)}\n`);
     return 0;

@@ -14,6 +14,7 @@ export async function deployedEvalHook(path: string, file: SafetensorsFile, spli
   if (split !== 'test') throw new UsageError('a deployed model is evaluated on the test split (it does not know the validation split)');
   const dataDir = str(v, 'data-dir');
   const ds = await loadDataset(model.meta.dataset as 'fashion-mnist', 'test', dataDir ? { dataDir } : {});
+  if (ds.count === 0) throw new Error(`the ${model.meta.dataset} test split holds no images (${ds.source})`);
   const n = v.limit !== undefined ? Math.min(ds.count, int(v, 'limit', 1, 1e9)) : ds.count;
   const engine = new Engine(model);
   const t0 = Date.now();

@@ -42,6 +42,7 @@ export const evalCommand: CommandSpec = {
     else if (split === 'train') end = ds.count - cfg.valSize;
     const limit = v.limit !== undefined ? int(v, 'limit', 1, 1e9) : undefined;
     if (limit !== undefined) end = Math.min(end, start + limit);
+    if (end <= start) throw new Error(`the ${cfg.dataset} ${split} split of ${modelPath}'s run holds no images (dataset ${ds.count} images, valSize ${cfg.valSize})`);
     const t0 = Date.now();
     const r = evaluate(model, ds, { start, end });
     const seconds = (Date.now() - t0) / 1000;

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { importTorch } from '../interop/torch-import';
 import { ARCHS, type Arch } from '../nn/graph';
 import { DATASETS } from '../train/config';
-import { choice, flag, int, parseNumber, requireStr, str, UsageError, type CommandSpec } from './args';
+import { choice, flag, int, num, parseNumber, requireStr, str, UsageError, type CommandSpec } from './args';
 
 function numbers(s: string, name: string, lo: number, hi: number): number[] {
   const parts = s.split(',').map((x) => x.trim());
@@ -20,6 +20,7 @@ export const importCommand: CommandSpec = {
     arch: { type: 'string', arg: '<arch>', description: `architecture (required): ${ARCHS.join(', ')}` },
     out: { type: 'string', arg: '<file>', description: 'checkpoint to write (required)' },
     map: { type: 'string', arg: '<json>', description: 'key renames: a JSON object {"their.key or prefix": "flatenn name"}' },
+    width: { type: 'string', arg: '<w>', description: 'resnet18 width multiplier (0.25 = quarter width)' },
     dataset: { type: 'string', arg: '<name>', description: `dataset the model was trained on: ${DATASETS.join(', ')} (default by arch)` },
     mean: { type: 'string', arg: '<m,..>', description: 'input mean per channel in raw pixel units 0..255 (default: the dataset\'s; torchvision 0.5 = 127.5)' },
     std: { type: 'string', arg: '<s|s,..>', description: 'input std in raw pixel units: one, or one per channel (e.g. 62.99,61.97,66.56)' },
@@ -52,7 +53,7 @@ export const importCommand: CommandSpec = {
     const r = await importTorch({
       file: files[0]!, arch, out, ...(map ? { map } : {}), ...(dataset ? { dataset } : {}),
       ...(mean !== undefined ? { norm: { mean: numbers(mean, 'mean', -1e6, 1e6), std: stds!.length === 1 ? stds![0]! : stds! } } : {}),
-      padding: choice(v, 'padding', ['normalized', 'raw'] as const), ...(calibrate ? { calibrate } : {}), ...(dataDir ? { dataDir } : {}),
+      padding: choice(v, 'padding', ['normalized', 'raw'] as const), ...(str(v, 'width') !== undefined ? { config: { width: num(v, 'width', 1e-3, 64) } } : {}), ...(calibrate ? { calibrate } : {}), ...(dataDir ? { dataDir } : {}),
     });
     if (flag(v, 'json')) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
     else {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // flatenn command-line entry. Exit codes: 0 success, 1 failure, 2 bad usage.
+import { cleanupNow, installSignalCleanup } from '../io/cleanup';
 import { helpText, parseCommand, UsageError, type CommandSpec, int, str } from './args';
 
 type Commands = typeof import('./commands').commands;
@@ -44,6 +45,16 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const found = findCommand(argv);
+  const group = commands.filter((c) => c.name.includes(' ') && c.name.split(' ')[0] === argv[0]);
+  if (!found && group.length > 0) {
+    // a command group ('data'): list its subcommands
+    const w = Math.max(...group.map((c) => c.name.length)) + 2;
+    const text = [`Usage: flatenn ${argv[0]} <${group.map((c) => c.name.split(' ')[1]).join('|')}> [options]`, '', 'Commands:', ...group.map((c) => `  ${c.name.padEnd(w)}${c.summary.split('\n')[0]}`), '', `Run 'flatenn ${argv[0]} <command> --help' for a command's options.`].join('\n');
+    const asked = argv.length === 2 && (argv[1] === '--help' || argv[1] === '-h');
+    if (asked) { process.stdout.write(text + '\n'); return 0; }
+    process.stderr.write(`flatenn ${argv[0]}: ${argv[1] === undefined ? 'name a subcommand' : `unknown subcommand '${argv[1]}'`}\n\n${text}\n`);
+    return 2;
+  }
   if (!found) {
     process.stderr.write(`flatenn: unknown command '${argv[0]}'\n\n${topHelp()}\n`);
     return 2;
@@ -85,7 +96,18 @@ async function applyCommon(values: Record<string, unknown>): Promise<void> {
   if (threads !== undefined) info.setThreads(threads);
 }
 
+/** A closed pipe (`flatenn ... | head`) ends the command quietly instead of with a stack trace. */
+function quietOnEpipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') { cleanupNow(); process.exit(process.exitCode ?? 0); }
+    process.stderr.write(`flatenn: ${e.message}\n`);
+    process.exit(1);
+  });
+}
+
 if (require.main === module) {
+  quietOnEpipe(process.stdout);
+  installSignalCleanup();
   main(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
     (e) => { process.stderr.write(`flatenn: ${(e as Error).stack ?? e}\n`); process.exitCode = 1; },

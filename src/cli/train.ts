@@ -1,4 +1,6 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { usagePath } from './campaign';
 import { ARCHS, MAX_WIDTH, type Arch } from '../nn/graph';
 import { DATASETS, defaultConfig, type TrainConfig } from '../train/config';
 import { trainModel, type TrainProgress } from '../train/run';
@@ -90,6 +92,7 @@ export const trainCommand: CommandSpec = {
     'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder (else FLATENN_DATA, then standard places)' },
     out: { type: 'string', arg: '<file>', description: 'checkpoint path (.safetensors); a JSON-lines log goes beside it', required: true },
     resume: { type: 'boolean', description: 'continue the run saved at --out (its settings are used; give no training flags except --epochs N, which extends a finished run to N epochs with a new schedule segment)' },
+    force: { type: 'boolean', description: 'overwrite an existing checkpoint at --out (without it, an existing --out needs --resume)' },
     json: { type: 'boolean', description: 'print the final result as JSON' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress output' },
   },
@@ -97,7 +100,10 @@ export const trainCommand: CommandSpec = {
     const out = str(v, 'out');
     if (!out) throw new UsageError('--out <file.safetensors> is required');
     if (!out.endsWith('.safetensors')) throw new UsageError(`--out must end in .safetensors, got '${out}'`);
-    const resume = flag(v, 'resume');
+    const resume = flag(v, 'resume'), force = flag(v, 'force');
+    if (resume && force) throw new UsageError('--resume continues the checkpoint at --out and --force overwrites it: give one of them');
+    usagePath(out, []);
+    if (!resume && !force && fs.existsSync(out)) throw new UsageError(`${out} already exists: continue that run with --resume, or overwrite it with --force`);
     let cfg: TrainConfig | null = null;
     let extendTo: number | undefined;
     if (resume) {
@@ -111,7 +117,7 @@ export const trainCommand: CommandSpec = {
     const quiet = flag(v, 'quiet');
     const dataDir = str(v, 'data-dir');
     const maxSteps = v['max-steps'] !== undefined ? int(v, 'max-steps', 0, Number.MAX_SAFE_INTEGER) : undefined;
-    const r = await trainModel(cfg, { out: path.resolve(out), resume, ...(extendTo !== undefined ? { epochs: extendTo } : {}), onProgress: trainBars(quiet), testAtEnd: !flag(v, 'no-test'), ...(dataDir ? { dataDir } : {}), ...(maxSteps !== undefined ? { maxSteps } : {}) });
+    const r = await trainModel(cfg, { out: path.resolve(out), resume, force, ...(extendTo !== undefined ? { epochs: extendTo } : {}), onProgress: trainBars(quiet), testAtEnd: !flag(v, 'no-test'), ...(dataDir ? { dataDir } : {}), ...(maxSteps !== undefined ? { maxSteps } : {}) });
     if (flag(v, 'json')) {
       process.stdout.write(JSON.stringify({ checkpoint: r.checkpoint, config: r.config, history: r.history, test: r.test && { accuracy: r.test.accuracy, loss: r.test.loss, sparsity: r.test.sparsity, sparsityWeighted: r.test.sparsityWeighted, perLayerSparsity: r.test.perLayerSparsity }, seconds: r.seconds, ...(r.stoppedAtStep !== undefined ? { stoppedAtStep: r.stoppedAtStep } : {}) }, null, 2) + '\n');
     } else {

@@ -30,6 +30,9 @@ function numField(b: Buffer, start: number, len: number): number {
   return parseInt(t, 8);
 }
 
+const MAX_META_BODY = 1 << 20;
+const MAX_MEMBER = 2 ** 31 - 1;
+
 /** Parse the records of a pax extended header ("<len> key=value\n" ...). */
 function paxRecords(body: Buffer): Map<string, string> {
   const out = new Map<string, string>();
@@ -105,8 +108,14 @@ export async function readTarGzMembers(file: string, select: (name: string, size
       pax = undefined;
     }
     const e: Entry = { name, size, type, done: 0 };
-    if (type === 'x' || type === 'L') e.out = Buffer.alloc(size);
-    else if ((type === '0' || type === '7') && select(name, size)) e.out = Buffer.alloc(size);
+    if (type === 'x' || type === 'L') {
+      // pax records and long names are a few hundred bytes; a huge claimed size is a corrupt header
+      if (size > MAX_META_BODY) fail(`${type === 'x' ? 'pax extended header' : 'GNU long-name entry'} at byte ${offset} claims ${size} bytes (more than ${MAX_META_BODY}): corrupt archive`);
+      e.out = Buffer.alloc(size);
+    } else if ((type === '0' || type === '7') && select(name, size)) {
+      if (size > MAX_MEMBER) fail(`member ${name} claims ${size} bytes (more than ${MAX_MEMBER}): corrupt archive`);
+      e.out = Buffer.alloc(size);
+    }
     return e;
   };
 

@@ -7,12 +7,12 @@ import * as fsp from 'node:fs/promises';
 import { kernels } from '../autograd/native-ops';
 import { weightCodesFixed } from '../autograd/ops';
 import { nativeFn } from '../native/binding';
-import { writeSafetensors, type Tensor } from '../io/safetensors';
+import { decodeSafetensors, encodeSafetensors, writeSafetensors, type Tensor } from '../io/safetensors';
 import { weightLayers } from '../nn/graph';
 import { BN_EPS, type Model } from '../nn/model';
 import { loadCheckpoint } from '../train/checkpoint';
 import { buildPlan } from '../engine/plan';
-import { buildLayout, DEPLOYED_FORMAT, DEPLOYED_VERSION, layoutHash, type DeployedMeta } from './format';
+import { deployedFromFile, buildLayout, DEPLOYED_FORMAT, DEPLOYED_VERSION, layoutHash, type DeployedMeta } from './format';
 
 type PackFn = (codes: Int8Array, bits: number, out: Uint8Array) => void;
 
@@ -39,7 +39,10 @@ export function deployModel(model: Model, dataset: string, source?: DeployedMeta
   const levels = 2 ** actBits - 1;
   const actScale = (site: number) => Math.fround(model.actRange[site]! / levels);
   for (let i = 0; i < model.actRange.length; i++) {
-    if (!model.actRangeInit[i] || !(model.actRange[i]! > 0)) throw new RangeError(`activation range of ReLU site ${i} was never observed (train the model first)`);
+    if (!model.actRangeInit[i]) throw new RangeError(`activation range of ReLU site ${i} was never observed (train the model first)`);
+    const r = model.actRange[i]!;
+    if (r === 0) throw new RangeError(`ReLU site ${i} collapsed (activation range 0: every code is 0); the deployed format needs a positive range, so this model cannot be exported`);
+    if (!(r > 0) || !Number.isFinite(r)) throw new RangeError(`activation range of ReLU site ${i} is ${r}, not a positive finite number`);
   }
   const weightScales: number[][] = [];
   layout.layers.forEach((l, li) => {
@@ -107,6 +110,13 @@ export async function exportCheckpoint(checkpointPath: string, outPath: string):
   const { meta, model } = await loadCheckpoint(checkpointPath);
   const sha = createHash('sha256').update(buf).digest('hex');
   const d = deployModel(model, meta.dataset, { checkpointSha256: sha, epoch: meta.epoch });
-  await writeSafetensors(outPath, d.tensors, { flatenn: JSON.stringify(d.meta) });
+  // Never write a file that eval would refuse: the export is validated exactly as a read file is.
+  const metadata = { flatenn: JSON.stringify(d.meta) };
+  try {
+    deployedFromFile(decodeSafetensors(encodeSafetensors(d.tensors, metadata), outPath), `${checkpointPath} exported`, '');
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; nothing was written to ${outPath}`);
+  }
+  await writeSafetensors(outPath, d.tensors, metadata);
   return d.meta;
 }

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { decodeSafetensors, readSafetensors, tensorOf, type SafetensorsFile } from '../io/safetensors';
 import type { Graph, GraphNode } from '../nn/graph';
+import { checkDeployedMeta, checkDeployedTensors } from './validate';
 
 export const DEPLOYED_FORMAT = 'flatenn.deployed';
 export const DEPLOYED_VERSION = 2;
@@ -96,19 +97,22 @@ export function deployedFromFile(file: SafetensorsFile, src: string, hash: strin
   if (raw === undefined) fail(src, "not a flatenn file (no 'flatenn' metadata key)");
   let meta: DeployedMeta;
   try { meta = JSON.parse(raw) as DeployedMeta; } catch (e) { fail(src, `the 'flatenn' metadata is not valid JSON (${(e as Error).message})`); }
+  if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) fail(src, `the 'flatenn' metadata is ${meta === null ? 'null' : Array.isArray(meta) ? 'an array' : `a ${typeof meta}`}, not an object`);
   if (meta.format !== DEPLOYED_FORMAT) fail(src, `format '${String(meta.format)}' is not a deployed model (expected ${DEPLOYED_FORMAT})`);
   if (!DEPLOYED_VERSIONS_READ.includes(meta.version)) fail(src, `deployed-model version ${JSON.stringify(meta.version)} is not supported (this build reads versions ${DEPLOYED_VERSIONS_READ.join(' and ')})`);
   checkInput(meta, src);
+  checkDeployedMeta(meta, src);
   if (!Array.isArray(meta.layers) || meta.layers.length === 0) fail(src, 'the layout lists no layers');
   if (![2, 4, 8].includes(meta.actBits)) fail(src, `actBits ${meta.actBits} is not 2, 4 or 8`);
   const wrap = <T>(f: () => T): T => { try { return f(); } catch (e) { return fail(src, (e as Error).message); } };
   const memory = wrap(() => tensorOf(file, 'weight_memory', 'U8', [meta.memoryBytes])).data;
   const expect = buildLayout(meta.layers.map((l) => ({ name: l.name, op: l.op, shape: l.shape, bits: l.bits })));
-  if (expect.memoryBytes !== meta.memoryBytes || expect.cells !== meta.cells) fail(src, `layout sizes disagree with the layers (memory ${meta.memoryBytes} vs ${expect.memoryBytes} bytes)`);
+  if (expect.memoryBytes !== meta.memoryBytes) fail(src, `memoryBytes ${meta.memoryBytes} disagrees with the layers, which pack into ${expect.memoryBytes} bytes`);
+  if (expect.cells !== meta.cells) fail(src, `cells ${meta.cells} disagrees with the layers, which hold ${expect.cells} cells`);
   expect.layers.forEach((l, i) => {
     const m = meta.layers[i]!;
     if (![2, 4, 8].includes(m.bits)) fail(src, `layer ${m.name}: bits ${m.bits} is not 2, 4 or 8`);
-    if (m.byteOffset !== l.byteOffset || m.byteLength !== l.byteLength || m.count !== l.count || m.cellOffset !== l.cellOffset) fail(src, `layer ${m.name}: offsets do not follow the layout rule`);
+      for (const k of ['count', 'byteOffset', 'byteLength', 'cellOffset', 'cells'] as const) if (m[k] !== l[k]) fail(src, `layer ${m.name}: ${k} ${m[k]} does not follow the layout rule (expected ${l[k]})`);
   });
   if (layoutHash(meta.layers) !== meta.layoutHash) fail(src, 'layoutHash does not match the layers');
   const outScale = new Map<string, Float32Array>(), outBias = new Map<string, Float32Array>();
@@ -121,7 +125,7 @@ export function deployedFromFile(file: SafetensorsFile, src: string, hash: strin
   if (!g || !Array.isArray(g.nodes) || g.nodes[0]?.op !== 'input') fail(src, 'topology must be a graph whose first node is the input');
   checkTopology(g, meta, src);
   const actRange = wrap(() => tensorOf(file, 'act.range', 'F32', [g.sites])).data;
-  for (let i = 0; i < actRange.length; i++) if (!(actRange[i]! > 0) || !Number.isFinite(actRange[i]!)) fail(src, `act.range[${i}] = ${actRange[i]} is not a positive number`);
+  checkDeployedTensors(meta, { outScale, outBias, actRange }, src);
   return { meta, memory, outScale, outBias, actRange, hash };
 }
 

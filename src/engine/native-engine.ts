@@ -19,8 +19,8 @@ interface QBindings {
   qweightsBytes(N: number, K: number): number;
   qweightsRepack(packed: U8, bits: number, N: number, K: number, dst: U8): string;
   qgemm(A: U8, M: number, K: number, lda: number, qw: U8, N: number, mode: Mode, out: F32 | U8, layout: 'mn' | 'nm', scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean): number;
-  qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, mode: Mode, out: F32 | U8, scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean): number;
-  qconv2dPool(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, poolK: number, poolStride: number, out: U8, scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean): number;
+  qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, mode: Mode, out: F32 | U8, scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean, corr?: F32 | null): number;
+  qconv2dPool(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, poolK: number, poolStride: number, out: U8, scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean, corr?: F32 | null): number;
   maxpool2dU8(x: U8, planes: number, H: number, W: number, k: number, stride: number, y: U8): void;
   maxpool2dU8Blocked(x: U8, B: number, C: number, H: number, W: number, k: number, stride: number, y: U8): void;
   globalSumU8(x: U8, planes: number, HW: number, sums: Int32Array): void;
@@ -101,7 +101,8 @@ export class NativeEngine {
     this.poolOf = steps.map((st, i) => {
       const next = steps[i + 1];
       if (st.op !== 'layer' || st.node.op !== 'conv' || st.site === null || !next || next.op !== 'maxpool' || next.input !== st.out) return -1;
-      if (this.splitInput.has(st.layer)) return -1;
+      // one group off the direct kernel: the border term rides in the fused GEMM-path kernel
+      if (this.splitInput.has(st.layer) && (perChannelStd(m) || this.allDirect)) return -1;
       return readers(st.out) === 1 ? i + 1 : -1;
     });
     this.blockable = this.blockedValues();
@@ -200,10 +201,15 @@ export class NativeEngine {
     const fold = this.folds.get(st.layer)!, q = this.q, node = st.node as Extract<LayerStep['node'], { op: 'conv' }>;
     const [C, H, W] = st.inShape as [number, number, number];
     const O = st.outShape[0]!, total = n * st.outShape.reduce((a, b) => a * b, 1);
-    const y = out instanceof Float32Array ? out : this.buffer<F32>(si, 'f32', total);
     const k = node.kernel;
     const groups = fold.groupScale.length;
-    if (groups === 1) {
+    if (groups === 1 && !this.allDirect) {  // one GEMM-path kernel: the border term and the requantisation in its epilogue
+      const codes = out instanceof Uint8Array;
+      return q.qconv2d(x, n, C, H, W, this.qw[st.layer]!, O, k, k, node.stride, node.pad, codes ? 'codes' : 'float', out, fold.groupScale[0]!, fold.bias,
+        this.m.meta.actBits, codes ? this.m.actRange[st.site!]! : 1, false, false, fold.corr);
+    }
+    const y = out instanceof Float32Array ? out : this.buffer<F32>(si, 'f32', total);
+    if (groups === 1) {  // the direct kernel (AVX-512 VNNI): float out, then the border term and requantisation
       q.qconv2d(x, n, C, H, W, this.qw[st.layer]!, O, k, k, node.stride, node.pad, 'float', y, fold.groupScale[0]!, fold.bias, 1, 1, false, false);
     } else {
       const qws = this.groupQw.get(st.layer)!, hw = H * W;
@@ -250,7 +256,7 @@ export class NativeEngine {
             const [C, H, W] = st.inShape as [number, number, number];
             const pool = steps[pi] as Extract<Step, { op: 'maxpool' }>;
             const y = this.buffer<U8>(pi, 'u8', items(pool.out) * size(pool.outShape));
-            const zeros = q.qconv2dPool(x as U8, n, C, H, W, this.qw[st.layer]!, l.shape[0]!, st.node.kernel, st.node.kernel, st.node.stride, st.node.pad, pool.kernel, pool.stride, y, scale, bias, bits, range, isB(st.input), isB(pool.out));
+            const zeros = q.qconv2dPool(x as U8, n, C, H, W, this.qw[st.layer]!, l.shape[0]!, st.node.kernel, st.node.kernel, st.node.stride, st.node.pad, pool.kernel, pool.stride, y, scale, bias, bits, range, isB(st.input), isB(pool.out), fold?.corr ?? null);
             siteZeros[st.site!]! += zeros; siteElems[st.site!]! += total;
             vals[pool.out] = y;
             si = pi;

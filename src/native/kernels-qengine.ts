@@ -27,10 +27,10 @@ interface QNative {
     scale: F32 | null, bias: F32 | null, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean): number;
   qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number,
     mode: QMode, out: Int32Array | F32 | U8, scale: F32 | null, bias: F32 | null, actBits: number, actRange: number, inBlocked: boolean,
-    outBlocked: boolean): number;
+    outBlocked: boolean, corr?: F32 | null): number;
   qconv2dPool(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number,
     poolK: number, poolStride: number, out: U8, scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean,
-    outBlocked: boolean): number;
+    outBlocked: boolean, corr?: F32 | null): number;
   maxpool2dU8(x: U8, planes: number, H: number, W: number, k: number, stride: number, y: U8): void;
   maxpool2dU8Blocked(x: U8, B: number, C: number, H: number, W: number, k: number, stride: number, y: U8): void;
   globalSumU8(x: U8, planes: number, HW: number, sums: Int32Array): void;
@@ -65,6 +65,11 @@ export interface Epilogue {
   /** 'codes' only: activation width in [1, 8] (default 4) and clip range r > 0. */
   actBits?: number;
   actRange?: number;
+  /**
+   * Convolutions, 'float' / 'codes': a per-position term [N][OH*OW] added after the affine,
+   * y = fl(fl(fl(scale * acc) + bias) + corr[n][p]) (the input layer's border correction).
+   */
+  corr?: F32;
 }
 
 function checkEpilogue(e: Epilogue, N: number): void {
@@ -78,6 +83,14 @@ function checkEpilogue(e: Epilogue, N: number): void {
     const r = a.finite('epilogue.actRange', e.actRange);
     if (!(r > 0)) throw new RangeError(`Expected a positive number for epilogue.actRange but received ${r}`);
   }
+}
+
+function corrOf(e: Epilogue, n: number): F32 | null {
+  if (e.corr === undefined) return null;
+  if (e.mode === 'int32') throw new RangeError("Expected the 'float' or 'codes' epilogue with epilogue.corr but received 'int32'");
+  const c = a.f32('epilogue.corr', e.corr);
+  a.length('epilogue.corr', c, n);
+  return c;
 }
 
 function outFor(mode: QMode, n: number, out: unknown): Int32Array | F32 | U8 {
@@ -206,8 +219,9 @@ export function qconv2d(x: U8, shape: ConvShape, w: QWeights, conv: ConvParams, 
   checkEpilogue(epilogue, w.N);
   const { OH, OW } = convOut(H, W, { kh, kw, stride, pad });
   const o = outFor(epilogue.mode, items(B, outB) * w.N * OH * OW, out);
+  const corr = corrOf(epilogue, w.N * OH * OW);
   const zeros = nat().qconv2d(x, B, C, H, W, w.buffer, w.N, kh, kw, stride, pad, epilogue.mode, o, epilogue.scale ?? null,
-    epilogue.bias ?? null, epilogue.actBits ?? 4, epilogue.actRange ?? 1, inB, outB);
+    epilogue.bias ?? null, epilogue.actBits ?? 4, epilogue.actRange ?? 1, inB, outB, corr);
   return { out: o, zeros, OH, OW };
 }
 
@@ -234,8 +248,9 @@ export function qconv2dPool(x: U8, shape: ConvShape, w: QWeights, conv: ConvPara
   const pk = a.int('pool.k', pool.k, 1, Math.min(64, OH, OW)), ps = a.int('pool.stride', pool.stride, 1, 64);
   const PH = Math.floor((OH - pk) / ps) + 1, PW = Math.floor((OW - pk) / ps) + 1;
   const o = outFor('codes', items(B, outB) * w.N * PH * PW, out) as U8;
+  const corr = corrOf(epilogue, w.N * OH * OW);
   const zeros = nat().qconv2dPool(x, B, C, H, W, w.buffer, w.N, kh, kw, stride, pad, pk, ps, o, epilogue.scale!, epilogue.bias!,
-    epilogue.actBits ?? 4, epilogue.actRange!, inB, outB);
+    epilogue.actBits ?? 4, epilogue.actRange!, inB, outB, corr);
   return { out: o, zeros, PH, PW };
 }
 

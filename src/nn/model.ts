@@ -255,7 +255,8 @@ export class Model {
             else this.actRange[n.site] = ACT_EMA_DECAY * this.actRange[n.site]! + (1 - ACT_EMA_DECAY) * m;
           }
           let r = this.actRange[n.site]!;
-          if (bits > 0 && !(r > 0)) r = Math.max(ops.maxOf(xin.data), 1e-8);
+          // never observed (a fresh model): this batch's max; observed as 0 (collapsed): every code is 0
+          if (bits > 0 && !this.actRangeInit[n.site]) r = Math.max(ops.maxOf(xin.data), 1e-8);
           y = ops.reluFakeQuant(t, xin, bits, r).y;
           if (o.keepActs) acts[n.site] = y;
           break;

@@ -79,14 +79,46 @@ export function checkpointMeta(file: SafetensorsFile, source: string): Checkpoin
   if (raw === undefined) throw new Error(`${source}: not a flatenn file (no 'flatenn' metadata key)`);
   let meta: CheckpointMeta;
   try { meta = JSON.parse(raw) as CheckpointMeta; } catch (e) { throw new Error(`${source}: the 'flatenn' metadata is not valid JSON (${(e as Error).message})`); }
+  if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw new Error(`${source}: the 'flatenn' metadata is ${meta === null ? 'null' : Array.isArray(meta) ? 'an array' : `a ${typeof meta}`}, not an object`);
   if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`${source}: format '${String(meta.format)}' is not a flatenn checkpoint`);
-  if (meta.version !== CHECKPOINT_VERSION) throw new Error(`${source}: checkpoint version ${meta.version} is not supported (expected ${CHECKPOINT_VERSION})`);
+  if (meta.version !== CHECKPOINT_VERSION) throw new Error(`${source}: checkpoint version ${JSON.stringify(meta.version)} is not supported (this flatenn reads version ${CHECKPOINT_VERSION})`);
   // Checkpoints written before DESIGN §1's padding change carry neither field: raw-0 padding, the dataset's normalisation.
   if (meta.config && typeof meta.config === 'object') {
     if (meta.config.padding === undefined) meta.config.padding = 'raw';
     if (meta.config.inputNorm === undefined) meta.config.inputNorm = null;
   }
+  checkMetaFields(meta, source);
   return meta;
+}
+
+/** The checkpoint metadata's fields, each checked (one message naming the file, the field and the rule). */
+function checkMetaFields(meta: CheckpointMeta, source: string): void {
+  const bad = (msg: string): never => { throw new Error(`${source}: metadata ${msg}`); };
+  const int = (v: unknown, lo: number, hi: number) => typeof v === 'number' && Number.isSafeInteger(v) && v >= lo && v <= hi;
+  if (typeof meta.arch !== 'string') bad('arch must be a string');
+  if (typeof meta.dataset !== 'string') bad('dataset must be a string');
+  const inp = meta.input as unknown as Record<string, unknown> | null;
+  if (!inp || typeof inp !== 'object' || !int(inp.channels, 1, 4096) || !int(inp.height, 1, 65536) || !int(inp.width, 1, 65536)) bad(`input must be {channels, height, width} with positive integers, got ${JSON.stringify(meta.input)}`);
+  if (!int(meta.numClasses, 2, 256)) bad(`numClasses must be an integer in [2, 256], got ${JSON.stringify(meta.numClasses)}`);
+  let cfg: TrainConfig;
+  try { cfg = validateConfig(meta.config); } catch (e) { return bad(`config: ${(e as Error).message}`); }
+  if (cfg.arch !== meta.arch || cfg.dataset !== meta.dataset) bad(`config (${cfg.arch}, ${cfg.dataset}) disagrees with arch/dataset (${meta.arch}, ${meta.dataset})`);
+  if (!int(meta.trainImages, 1, 2 ** 32)) bad(`trainImages must be an integer >= 1, got ${JSON.stringify(meta.trainImages)}`);
+  if (!int(meta.epoch, 0, cfg.epochs)) bad(`epoch must be an integer in [0, ${cfg.epochs}] (the run's epochs), got ${JSON.stringify(meta.epoch)}`);
+  const spe = Math.ceil(meta.trainImages / cfg.batchSize), steps = meta.epoch * spe;
+  const pe = meta.partialEpoch as unknown;
+  if (pe === undefined || pe === null) {
+    if (meta.step !== steps) bad(`step ${JSON.stringify(meta.step)} does not match epoch ${meta.epoch} (${meta.epoch} x ${spe} steps per epoch = ${steps})`);
+  } else {
+    // stopped part way through epoch `epoch` (train --max-steps)
+    if (!int(meta.step, steps + 1, steps + spe - 1) || meta.epoch >= cfg.epochs) bad(`step ${JSON.stringify(meta.step)} is not part way through epoch ${meta.epoch + 1} (steps ${steps + 1}..${steps + spe - 1}) as partialEpoch says`);
+    const p = pe as Record<string, unknown>;
+    if (typeof p !== 'object' || typeof p.lossSum !== 'number' || !Number.isFinite(p.lossSum) || !int(p.seen, 1, meta.trainImages) || !int(p.correct, 0, p.seen as number) || !Array.isArray(p.zeros) || !Array.isArray(p.elems) || ![p.zeros, p.elems].every((a) => (a as unknown[]).every((x) => typeof x === 'number' && x >= 0))) {
+      bad(`partialEpoch must be {lossSum, correct <= seen, seen, zeros[], elems[]} with finite counts, got ${JSON.stringify(pe).slice(0, 200)}`);
+    }
+  }
+  if (typeof meta.momentumStarted !== 'boolean') bad('momentumStarted must be a boolean');
+  if (!Array.isArray(meta.history)) bad('history must be an array of epoch records');
 }
 
 /** Copies a checkpoint's model tensors into a model built from its config. */
@@ -109,6 +141,33 @@ export function loadModelTensors(model: Model, file: SafetensorsFile, source: st
   }
   model.actRange.set(wrap(() => tensorOf(file, 'act.range', 'F32', [model.actRange.length])).data);
   model.actRangeInit.set(wrap(() => tensorOf(file, 'act.range_initialized', 'U8', [model.actRangeInit.length])).data);
+  checkModelValues(model, source);
+}
+
+/**
+ * Values a checkpoint may hold: finite weights and BatchNorm state (variance >= 0), activation
+ * ranges finite and >= 0 (0 is a collapsed site: every code 0), 'initialized' flags 0 or 1 (a site
+ * never observed has flag 0, whatever its range).
+ */
+function checkModelValues(model: Model, source: string): void {
+  const bad = (msg: string): never => { throw new Error(`${source}: ${msg}`); };
+  for (const e of model.params.entries) {
+    const d = model.params.data.subarray(e.offset, e.offset + e.size);
+    const i = d.findIndex((v) => !Number.isFinite(v));
+    if (i >= 0) bad(`tensor ${e.name}[${i}] = ${d[i]}: weights must be finite`);
+  }
+  for (const [name, b] of model.bn) {
+    let i = b.runningMean.findIndex((v) => !Number.isFinite(v));
+    if (i >= 0) bad(`tensor ${name}.running_mean[${i}] = ${b.runningMean[i]}: must be finite`);
+    i = b.runningVar.findIndex((v) => !(v >= 0) || !Number.isFinite(v));
+    if (i >= 0) bad(`tensor ${name}.running_var[${i}] = ${b.runningVar[i]}: a variance must be finite and >= 0`);
+  }
+  for (let i = 0; i < model.actRange.length; i++) {
+    const f = model.actRangeInit[i]!, r = model.actRange[i]!;
+    if (f !== 0 && f !== 1) bad(`tensor act.range_initialized[${i}] = ${f}: must be 0 (never observed) or 1`);
+    if (!(r >= 0) || !Number.isFinite(r)) bad(`tensor act.range[${i}] = ${r}: an activation range must be finite and >= 0 (0: a collapsed site)`);
+    if (f === 1 && r > 0 && model.quant.actBits > 0 && !(Math.fround(r / (2 ** model.quant.actBits - 1)) >= 1.1754943508222875e-38)) bad(`tensor act.range[${i}] = ${r}: the activation scale r / (2^${model.quant.actBits} - 1) is below the smallest normal float32 (a denormal range)`);
+  }
 }
 
 export interface LoadedCheckpoint { meta: CheckpointMeta; model: Model; file: SafetensorsFile }

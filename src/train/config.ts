@@ -112,6 +112,12 @@ function fail(msg: string): never {
 
 /** Checks every field; throws RangeError naming the field. */
 export function validateConfig(c: TrainConfig): TrainConfig {
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) fail(`the training config must be an object, got ${c === null ? 'null' : Array.isArray(c) ? 'an array' : typeof c}`);
+  const num = (k: keyof TrainConfig) => { if (typeof c[k] !== 'number') fail(`${k} must be a number, got ${c[k] === null ? 'null' : typeof c[k]}`); };
+  for (const k of ['epochs', 'batchSize', 'lr', 'gamma', 'momentum', 'weightDecay', 'weightBits', 'actBits', 'saqRho', 'seed', 'valSize', 'limitTrain'] as const) num(k);
+  for (const k of ['nesterov', 'perChannel', 'saqIncludeBn', 'augment'] as const) if (typeof c[k] !== 'boolean') fail(`${k} must be a boolean, got ${c[k] === null ? 'null' : typeof c[k]}`);
+  for (const k of ['milestones', 'actL1'] as const) if (!Array.isArray(c[k]) || !(c[k] as unknown[]).every((x) => typeof x === 'number')) fail(`${k} must be an array of numbers`);
+  if (c.firstLastBits !== null && typeof c.firstLastBits !== 'number') fail(`firstLastBits must be a number or null, got ${typeof c.firstLastBits}`);
   if (!(ARCHS as readonly string[]).includes(c.arch)) fail(`arch must be one of ${ARCHS.join(', ')}, got '${c.arch}'`);
   if (!DATASETS.includes(c.dataset)) fail(`dataset must be one of ${DATASETS.join(', ')}, got '${c.dataset}'`);
   const posInt = (k: keyof TrainConfig, v: number, max = 1e9) => { if (!Number.isInteger(v) || v < 1 || v > max) fail(`${k} must be an integer in [1, ${max}], got ${v}`); };

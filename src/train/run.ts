@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadDataset } from '../data/dataset';
+import { checkOutputPath } from '../io/paths';
 import type { TrainConfig } from './config';
 import { validateConfig } from './config';
 import { type EpochRecord, loadCheckpoint, resumeTrainer, saveCheckpoint } from './checkpoint';
@@ -39,6 +40,8 @@ export interface TrainRunOptions {
   onEpoch?: (s: EpochStats & { val?: EvalResult }) => void;
   /** Evaluate on the test set at the end (default true). */
   testAtEnd?: boolean;
+  /** Overwrite an existing checkpoint at `out` when not resuming (default false: refused). */
+  force?: boolean;
   /**
    * Cancels the run: it stops between two batches (or evaluation slices) and rejects with the signal's reason.
    * The checkpoint keeps the last completed epoch (it is only ever replaced atomically); an already-aborted
@@ -53,6 +56,29 @@ export interface TrainRunOptions {
    * the configured epochs. Default: no limit.
    */
   maxSteps?: number;
+}
+
+/** Checks trainModel's options (TypeError / RangeError naming the option). */
+export function validateTrainOptions(config: TrainConfig | null, o: TrainRunOptions): void {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new TypeError(`train options must be an object, got ${o === null ? 'null' : typeof o}`);
+  if (typeof o.out !== 'string' || o.out === '') throw new TypeError('out must be the checkpoint path (a non-empty string ending in .safetensors)');
+  if (!o.out.endsWith('.safetensors')) throw new RangeError(`out must end in .safetensors, got '${o.out}'`);
+  for (const k of ['resume', 'quiet', 'testAtEnd', 'force'] as const) if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new TypeError(`${k} must be a boolean, got ${typeof o[k]}`);
+  if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) throw new TypeError('dataDir must be a non-empty string');
+  if (o.onEpoch !== undefined && typeof o.onEpoch !== 'function') throw new TypeError('onEpoch must be a function');
+  if (o.maxSteps !== undefined && !(Number.isSafeInteger(o.maxSteps) && o.maxSteps >= 0)) throw new RangeError(`maxSteps must be an integer >= 0, got ${String(o.maxSteps)}`);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new TypeError('onProgress must be a function');
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+  if (o.sliceMs !== undefined && !(typeof o.sliceMs === 'number' && o.sliceMs >= 0 && Number.isFinite(o.sliceMs))) throw new RangeError(`sliceMs must be a finite number >= 0, got ${String(o.sliceMs)}`);
+  if (o.epochs !== undefined) {
+    if (!o.resume) throw new RangeError('epochs extends a finished run: it goes with resume (a new run takes its epochs from the config)');
+    if (!(Number.isSafeInteger(o.epochs) && o.epochs >= 1)) throw new RangeError(`epochs must be an integer >= 1, got ${String(o.epochs)}`);
+  }
+  if (o.resume) {
+    if (config !== null && config !== undefined) throw new RangeError('resume continues with the checkpoint\'s config; pass null as the config');
+  } else {
+    validateConfig(config as TrainConfig);
+  }
 }
 
 export interface TrainRunResult {
@@ -108,6 +134,9 @@ export async function evaluateAsync(model: Trainer['model'], set: ImageSet, o: {
  */
 export async function trainModel(config: TrainConfig | null, o: TrainRunOptions): Promise<TrainRunResult> {
   o.signal?.throwIfAborted();
+  validateTrainOptions(config, o);
+  checkOutputPath(o.out, []);
+  if (!o.resume && !o.force && fs.existsSync(o.out)) throw new Error(`${o.out} already exists; continue it with --resume, or overwrite it with --force`);
   const t0 = Date.now();
   let cfg: TrainConfig;
   let trainer: Trainer;
@@ -137,6 +166,10 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
     val = s.val;
     trainer = new Trainer(cfg, s.train);
   }
+  if (trainer.trainIndex.length === 0) throw new Error(`the ${cfg.dataset} training split holds no images`);
+  // The test split is loaded before training: an empty or missing one fails now, not after the last epoch.
+  const testSet = o.testAtEnd !== false ? await loadDataset(cfg.dataset, 'test', o.dataDir ? { dataDir: o.dataDir } : {}) : null;
+  if (testSet && testSet.count === 0) throw new Error(`the ${cfg.dataset} test split holds no images (${testSet.source})`);
   fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
   const epochs: (EpochStats & { val?: EvalResult })[] = [];
   const sliceMs = o.sliceMs ?? 50;
@@ -180,9 +213,6 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
     o.onEpoch?.(full);
   }
   let test: EvalResult | undefined;
-  if (o.testAtEnd !== false) {
-    const ts = await loadDataset(cfg.dataset, 'test', o.dataDir ? { dataDir: o.dataDir } : {});
-    test = await evaluateAsync(trainer.model, ts, { sliceMs, ...(o.signal ? { signal: o.signal } : {}), onSlice: (done, total) => o.onProgress?.({ kind: 'eval', split: 'test', epoch: trainer.epoch, epochs: cfg.epochs, done, total }) });
-  }
+  if (testSet) test = await evaluateAsync(trainer.model, testSet, { sliceMs, ...(o.signal ? { signal: o.signal } : {}), onSlice: (done, total) => o.onProgress?.({ kind: 'eval', split: 'test', epoch: trainer.epoch, epochs: cfg.epochs, done, total }) });
   return { config: cfg, checkpoint: o.out, history, epochs, ...(test ? { test } : {}), seconds: (Date.now() - t0) / 1000, ...(stoppedAtStep !== undefined ? { stoppedAtStep } : {}) };
 }

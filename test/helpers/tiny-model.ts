@@ -40,7 +40,7 @@ export async function writeTinyModel(path: string, seed = 11, opts: TinyOptions 
   const g = new GraphBuilder('tiny');
   const C = opts.channels ?? 1, version = opts.version ?? 1;
   let x = g.input(C, 28, 28);
-  x = g.maxpool(g.relu(g.conv(x, 'conv', C, 4, 5, 2, 2, false)), 2, 2);
+  x = g.maxpool(g.relu(g.conv(x, 'conv', C, 4, 5, 2, 2, true)), 2, 2); // bias: out_bias holds a bias term
   x = g.linear(g.flatten(x), 'fc', 196, 10, true);
   const graph = g.build(x, 10);
   const conv = Int8Array.from({ length: 100 * C }, () => Math.floor(r() * 15) - 7);

@@ -486,7 +486,10 @@ FL_TEST(qconv2d_pool_equals_conv_then_maxpool_every_isa) {
   struct PoolCase { ConvCase c; size_t pk, ps; };
   const PoolCase cases[] = {{{21, 1, 28, 28, 6, 5, 5, 1, 2}, 2, 2}, {{35, 6, 14, 14, 16, 5, 5, 1, 0}, 2, 2},
                             {{3, 2, 11, 9, 5, 3, 3, 1, 1}, 3, 2},   {{16, 3, 9, 9, 12, 3, 3, 2, 1}, 2, 1},
-                            {{2, 4, 7, 6, 9, 2, 3, 1, 0}, 2, 2},     {{5, 1, 6, 6, 3, 3, 3, 1, 1}, 6, 6}};
+                            {{2, 4, 7, 6, 9, 2, 3, 1, 0}, 2, 2},     {{5, 1, 6, 6, 3, 3, 3, 1, 1}, 6, 6},
+                            // 2x2 pools over odd widths / heights (the vector pool needs an even width)
+                            {{3, 2, 9, 11, 5, 3, 3, 1, 0}, 2, 2},    {{4, 3, 12, 10, 7, 2, 1, 1, 0}, 2, 2},
+                            {{2, 5, 20, 37, 11, 3, 3, 1, 1}, 2, 2}};
   uint32_t stream = 1700;
   for (const PoolCase& pc : cases) {
     const ConvCase& t = pc.c;
@@ -666,4 +669,267 @@ FL_TEST(qconv2d_direct_repeated_calls_see_new_weights_and_scales) {
     const int64_t zb = fl::qconv2d_pool_u8(x.data(), B, C, H, W, qw.data(), k, k, 1, 0, 2, 2, o, fl::QConvPath::Direct);
     FL_CHECK(a == b && za == zb) << "round " << round;
   }
+}
+
+// ---- AVX2 kernels chosen by operand range (qgemm_avx2_run) -------------------------------------
+FL_TEST(qgemm_avx2_run_bound_is_exact) {
+  // the run length n is the largest with n * (pair bound) inside int16, on each side
+  FL_CHECK(fl::qgemm_avx2_run(15, -8, 7) == 136);   // 136 * 240 = 32640 <= 32768 < 137 * 240
+  FL_CHECK(fl::qgemm_avx2_run(255, -8, 7) == 8);    // 8 * 4080 = 32640
+  FL_CHECK(fl::qgemm_avx2_run(15, -128, 127) == 8); // 8 * 3840 = 30720 < 9 * 3840
+  FL_CHECK(fl::qgemm_avx2_run(255, -128, 127) == 0);  // one pair may saturate: widening kernel
+  FL_CHECK(fl::qgemm_avx2_run(255, -64, 63) == 1);  // 2 * 255 * 64 = 32640 <= 32768
+  FL_CHECK(fl::qgemm_avx2_run(255, -65, 0) == 0);   // 33150 > 32768
+  FL_CHECK(fl::qgemm_avx2_run(255, 0, 64) == 1 && fl::qgemm_avx2_run(255, 0, 65) == 0);  // 32640 / 33150 vs 32767
+  FL_CHECK(fl::qgemm_avx2_run(15, 0, 7) == 156);    // positive side only: 156 * 210 = 32760
+  for (int a : {1, 3, 15, 100, 255})
+    for (int lo : {-128, -64, -8, -1, 0})
+      for (int hi : {0, 1, 7, 63, 127}) {
+        const int n = fl::qgemm_avx2_run(a, lo, hi);
+        const int64_t neg = 2 * int64_t(a) * -lo, pos = 2 * int64_t(a) * hi;
+        FL_CHECK(n >= 0 && int64_t(n) * neg <= 32768 && int64_t(n) * pos <= 32767) << a << " " << lo << " " << hi;
+        if (n > 0 && n < (1 << 20)) FL_CHECK(int64_t(n + 1) * neg > 32768 || int64_t(n + 1) * pos > 32767);
+        if (n == 0) FL_CHECK(neg > 32768 || pos > 32767);
+      }
+}
+
+FL_TEST(qgemm_every_operand_range_equals_triple_loop) {
+  // activations up to 15 / 255, weights 4-bit / 8-bit / one-signed, K across the 16-bit run
+  // lengths (136 * 4 = 544 taps, 8 * 4 = 32): every AVX2 kernel against the integer triple loop,
+  // plus the extremes (every product at the most negative / positive bound) where the int16 sums
+  // sit exactly at the edge of their range before widening
+  struct Range { int amax, wlo, whi; };
+  const Range ranges[] = {{15, -8, 7}, {255, -8, 7}, {15, -128, 127}, {255, -128, 127}, {7, -2, 1}, {255, -64, 63}, {15, 0, 7}};
+  const size_t Ms[] = {1, 17, 48, 50, 97};
+  const size_t Ns[] = {1, 6, 16, 19};
+  const size_t Ks[] = {3, 25, 33, 150, 545, 1100};
+  uint32_t stream = 3000;
+  for (const Range& r : ranges)
+    for (int extreme = 0; extreme < 3; ++extreme)
+      for (size_t M : Ms)
+        for (size_t N : Ns)
+          for (size_t K : Ks) {
+            if (extreme && (M != 50 || N != 6)) continue;
+            ++stream;
+            auto A = rand_u8(M * K, stream, r.amax);
+            auto W = rand_codes(N * K, stream + 1, r.wlo, r.whi);
+            if (extreme) {  // 1: a = amax, w = wlo everywhere; 2: a = amax, w = whi
+              std::fill(A.begin(), A.end(), uint8_t(r.amax));
+              std::fill(W.begin(), W.end(), int8_t(extreme == 1 ? r.wlo : r.whi));
+            }
+            std::vector<int32_t> ref(M * N);
+            for (size_t m = 0; m < M; ++m)
+              for (size_t n = 0; n < N; ++n) {
+                int64_t s = 0;
+                for (size_t k = 0; k < K; ++k) s += int32_t(A[m * K + k]) * int32_t(W[n * K + k]);
+                ref[m * N + n] = int32_t(s);
+              }
+            for (fl::Isa isa : gemm_isas()) {
+              const auto qw = make_weights(W, N, K, isa);
+              for (int threads : {1, 2}) {
+                fl::set_num_threads(threads);
+                std::vector<int32_t> out(M * N, 0x5a5a5a5a);
+                fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Int32, out.data(), M, N, nullptr, nullptr, 1, 1),
+                               fl::QConvPath::Gemm);
+                size_t bad = 0;
+                while (bad < out.size() && out[bad] == ref[bad]) ++bad;
+                FL_CHECK(bad == out.size()) << fl::isa_name(isa) << " amax=" << r.amax << " w=[" << r.wlo << "," << r.whi
+                                            << "] run=" << fl::qgemm_avx2_run(r.amax, r.wlo, r.whi) << " extreme=" << extreme
+                                            << " M=" << M << " N=" << N << " K=" << K << " threads=" << threads << " at " << bad;
+              }
+            }
+          }
+  // one call whose panels / images differ in range (rows >= 60 raw uint8, the rest 4-bit codes;
+  // 8-bit weights): each task picks its kernel, the results are the triple loop's
+  {
+    const size_t M = 150, N = 9, K = 77;
+    auto A = rand_u8(M * K, 3901, 15);
+    const auto hiA = rand_u8(M * K, 3902, 255);
+    for (size_t i = 60 * K; i < M * K; ++i) A[i] = hiA[i];
+    const auto W = rand_codes(N * K, 3903, -128, 127);
+    std::vector<int32_t> ref(M * N);
+    for (size_t m = 0; m < M; ++m)
+      for (size_t n = 0; n < N; ++n) {
+        int32_t acc = 0;
+        for (size_t k = 0; k < K; ++k) acc += int32_t(A[m * K + k]) * W[n * K + k];
+        ref[m * N + n] = acc;
+      }
+    for (fl::Isa isa : gemm_isas()) {
+      const auto qw = make_weights(W, N, K, isa);
+      std::vector<int32_t> out(M * N);
+      fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Int32, out.data(), M, N, nullptr, nullptr, 1, 1), fl::QConvPath::Gemm);
+      FL_CHECK(out == ref) << fl::isa_name(isa) << " mixed ranges";
+      // as a 1x1 convolution of M images (tasks = image groups)
+      std::vector<int32_t> conv(M * N);
+      fl::QOut o{};
+      o.mode = fl::QOutMode::Int32; o.data = conv.data();
+      fl::qconv2d_u8(A.data(), M, K, 1, 1, qw.data(), 1, 1, 1, 0, o, fl::QConvPath::Gemm);
+      FL_CHECK(conv == ref) << fl::isa_name(isa) << " mixed ranges (conv)";
+    }
+  }
+  fl::set_num_threads(2);
+}
+
+FL_TEST(qgemm_every_operand_range_epilogues_equal_scalar) {
+  // the Float and Codes epilogues of each AVX2 kernel give the scalar kernel's bits
+  struct Range { int amax, wlo, whi; };
+  const Range ranges[] = {{15, -8, 7}, {255, -8, 7}, {15, -128, 127}, {255, -128, 127}};
+  const size_t M = 61, N = 11, K = 150;
+  uint32_t stream = 3500;
+  for (const Range& r : ranges) {
+    stream += 3;
+    const auto A = rand_u8(M * K, stream, r.amax);
+    const auto W = rand_codes(N * K, stream + 1, r.wlo, r.whi);
+    std::vector<float> scale(N), bias(N);
+    for (size_t n = 0; n < N; ++n) {
+      scale[n] = (n % 4 == 1 ? -1.0f : 1.0f) * 0.3f / float(r.amax * std::max(-r.wlo, r.whi) * 12);
+      bias[n] = (float(rbits(n, stream + 2) % 200) - 100.0f) * 0.004f;
+    }
+    std::vector<float> fref;
+    std::vector<uint8_t> cref;
+    int64_t zref = -1;
+    for (fl::Isa isa : gemm_isas()) {
+      const auto qw = make_weights(W, N, K, isa);
+      std::vector<float> f(M * N);
+      std::vector<uint8_t> c(M * N, 99);
+      fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Float, f.data(), M, N, scale.data(), bias.data(), 0.02f, 15.0f),
+                     fl::QConvPath::Gemm);
+      const int64_t z = fl::qgemm_u8s8(A.data(), M, K, K, qw.data(),
+                                       out_mn(fl::QOutMode::Codes, c.data(), M, N, scale.data(), bias.data(), 0.02f, 15.0f), fl::QConvPath::Gemm);
+      if (zref < 0) {
+        fref = f; cref = c; zref = z;
+        FL_CHECK(z > 0 && z < int64_t(M * N)) << "want a mix of zero and non-zero codes: " << z;
+        continue;
+      }
+      bool same = true;
+      for (size_t i = 0; i < f.size(); ++i) same = same && fbits(f[i]) == fbits(fref[i]);
+      FL_CHECK(same && c == cref && z == zref) << fl::isa_name(isa) << " amax=" << r.amax << " w=[" << r.wlo << "," << r.whi << "]";
+    }
+  }
+}
+
+FL_TEST(qconv2d_per_position_term_every_isa) {
+  // y = fl(fl(fl(s * acc) + b) + corr[o][p]) then codes (and a max pool of the codes): the input
+  // layer's border correction; every ISA's GEMM path (the direct kernel is not used with a term)
+  struct PoolCase { ConvCase c; size_t pk, ps; };
+  const PoolCase cases[] = {{{21, 1, 28, 28, 6, 5, 5, 1, 2}, 2, 2}, {{5, 3, 9, 11, 7, 3, 3, 1, 1}, 2, 2},
+                            {{3, 2, 10, 7, 5, 3, 3, 2, 2}, 3, 2},   {{17, 1, 6, 6, 9, 5, 5, 1, 2}, 1, 1}};
+  uint32_t stream = 4100;
+  for (const PoolCase& pc : cases) {
+    const ConvCase& t = pc.c;
+    stream += 10;
+    const size_t K = t.C * t.kh * t.kw, OH = fl::conv_out(t.H, t.kh, t.s, t.p), OW = fl::conv_out(t.W, t.kw, t.s, t.p), P = OH * OW;
+    const size_t PH = (OH - pc.pk) / pc.ps + 1, PW = (OW - pc.pk) / pc.ps + 1;
+    const auto x = rand_u8(t.B * t.C * t.H * t.W, stream, 255);
+    const auto w = rand_codes(t.O * K, stream + 1, -8, 7);
+    std::vector<float> scale, bias, corr(t.O * P);
+    conv_epilogue(t.O, stream + 2, false, &scale, &bias);
+    for (size_t i = 0; i < corr.size(); ++i) corr[i] = (float(rbits(i, stream + 3) % 2000) - 1000.0f) * 0.0007f;
+    const auto acc = conv_ref(x, t.B, t.C, t.H, t.W, w, t.O, t.kh, t.kw, t.s, t.p);
+    const float as = 0.4f / 15.0f, levels = 15.0f;
+    std::vector<float> fref(acc.size());
+    std::vector<uint8_t> cref(acc.size()), pref(t.B * t.O * PH * PW);
+    int64_t zref = 0;
+    for (size_t i = 0; i < acc.size(); ++i) {
+      const size_t o = (i / P) % t.O, p = i % P;
+      float pr = scale[o] * float(acc[i]);
+      const float y = (pr + bias[o]) + corr[o * P + p];
+      fref[i] = y;
+      float q = std::nearbyint((y > 0 ? y : 0.0f) / as);
+      cref[i] = uint8_t(std::min(q, levels));
+      zref += cref[i] == 0;
+    }
+    fl::maxpool2d_u8(cref.data(), t.B * t.O, OH, OW, pc.pk, pc.ps, pref.data());
+    for (fl::Isa isa : gemm_isas()) {
+      const auto qw = make_weights(w, t.O, K, isa);
+      for (int threads : {1, 2}) {
+        fl::set_num_threads(threads);
+        fl::QOut o{};
+        o.scale = scale.data(); o.bias = bias.data(); o.actScale = as; o.levels = levels; o.corr = corr.data();
+        std::vector<float> f(acc.size(), -7.0f);
+        o.mode = fl::QOutMode::Float; o.data = f.data();
+        fl::qconv2d_u8(x.data(), t.B, t.C, t.H, t.W, qw.data(), t.kh, t.kw, t.s, t.p, o);
+        bool same = true;
+        for (size_t i = 0; i < f.size(); ++i) same = same && fbits(f[i]) == fbits(fref[i]);
+        std::vector<uint8_t> c(acc.size(), 99), pooled(pref.size(), 99);
+        o.mode = fl::QOutMode::Codes; o.data = c.data();
+        const int64_t z = fl::qconv2d_u8(x.data(), t.B, t.C, t.H, t.W, qw.data(), t.kh, t.kw, t.s, t.p, o);
+        o.data = pooled.data();
+        const int64_t zp = fl::qconv2d_pool_u8(x.data(), t.B, t.C, t.H, t.W, qw.data(), t.kh, t.kw, t.s, t.p, pc.pk, pc.ps, o);
+        FL_CHECK(same && c == cref && z == zref && pooled == pref && zp == zref)
+            << fl::isa_name(isa) << " threads=" << threads << " C=" << t.C << " H=" << t.H << " pool " << pc.pk << " float " << same
+            << " codes " << (c == cref) << " pooled " << (pooled == pref) << " zeros " << z << "/" << zp << " vs " << zref;
+      }
+    }
+  }
+  fl::set_num_threads(2);
+}
+
+FL_TEST(qgemm_codes_thresholds_ties_and_odd_scales_every_isa) {
+  // the division-free codes of the SIMD epilogues (qrequant.h tables) against the scalar division:
+  // y / actScale on every tie (scale = actScale / 2: acc odd gives k + 0.5), just beside them, and
+  // channels with -0, +-inf scales and a NaN bias; several actScales and levels
+  const size_t M = 67, K = 3, N = 9;
+  std::vector<uint8_t> A(M * K);
+  for (size_t m = 0; m < M; ++m) { A[m * K] = uint8_t(m % 40); A[m * K + 1] = uint8_t((m * 7) % 3); A[m * K + 2] = 0; }
+  std::vector<int8_t> W(N * K, 0);
+  for (size_t n = 0; n < N; ++n) { W[n * K] = int8_t(n % 3 == 2 ? -1 : 1); W[n * K + 1] = int8_t(n % 2); }
+  for (float as : {1.0f, 0.1f, 3.0f / 7.0f, 0.37f / 15.0f, 0.9f / 15.0f, 0.41f / 15.0f})  // (the last two: q0 one too high at some thresholds)
+    for (float levels : {15.0f, 7.0f, 3.0f, 1.0f}) {
+      std::vector<float> scale(N), bias(N);
+      for (size_t n = 0; n < N; ++n) {
+        scale[n] = as * 0.5f * (n % 2 ? 1.0f : std::nextafter(1.0f, 2.0f));
+        bias[n] = n % 3 == 1 ? as * 0.25f : 0.0f;
+      }
+      scale[4] = -0.0f; scale[5] = std::numeric_limits<float>::infinity(); scale[6] = -std::numeric_limits<float>::infinity();
+      bias[7] = NAN; scale[8] = std::nextafter(as, 0.0f);
+      std::vector<uint8_t> ref;
+      int64_t zref = -1;
+      for (fl::Isa isa : gemm_isas()) {
+        const auto qw = make_weights(W, N, K, isa);
+        std::vector<uint8_t> c(M * N, 99);
+        const int64_t z = fl::qgemm_u8s8(A.data(), M, K, K, qw.data(), out_mn(fl::QOutMode::Codes, c.data(), M, N, scale.data(), bias.data(), as, levels),
+                                         fl::QConvPath::Gemm);
+        if (zref < 0) {
+          ref = c; zref = z;
+          for (size_t m = 0; m < M; ++m)  // the scalar kernel against the formula
+            for (size_t n = 0; n < N; ++n) {
+              int32_t acc = 0;
+              for (size_t k = 0; k < K; ++k) acc += int32_t(A[m * K + k]) * W[n * K + k];
+              float p = scale[n] * float(acc);
+              const float y = p + bias[n];
+              float q = std::nearbyint((y > 0 ? y : 0.0f) / as);
+              FL_CHECK(c[m * N + n] == uint8_t(std::min(q, levels))) << "scalar m=" << m << " n=" << n;
+            }
+          continue;
+        }
+        FL_CHECK(c == ref && z == zref) << fl::isa_name(isa) << " as=" << as << " levels=" << levels;
+      }
+      // y exactly at each code's threshold and one ulp either side (scale 0: y = bias per channel)
+      fl::QCodeTable tab;
+      if (!fl::qcode_table(as, levels, &tab)) continue;
+      std::vector<float> b2, s2;
+      for (int k = 1; k <= int(levels); ++k)
+        for (float v : {tab.lo[k], std::nextafter(tab.lo[k], 0.0f), std::nextafter(tab.lo[k], 1e30f), tab.lo[k] * 0.999f})
+          b2.push_back(v);
+      s2.assign(b2.size(), 0.0f);
+      const size_t N2 = b2.size(), M2 = 19;
+      std::vector<uint8_t> A2(M2, 1);
+      std::vector<int8_t> W2(N2, 1);
+      std::vector<uint8_t> r2;
+      for (fl::Isa isa : gemm_isas()) {
+        const auto qw = make_weights(W2, N2, 1, isa);
+        std::vector<uint8_t> c(M2 * N2, 99);
+        fl::qgemm_u8s8(A2.data(), M2, 1, 1, qw.data(), out_mn(fl::QOutMode::Codes, c.data(), M2, N2, s2.data(), b2.data(), as, levels), fl::QConvPath::Gemm);
+        if (r2.empty()) {
+          r2 = c;
+          for (size_t n = 0; n < N2; ++n) {
+            float q = std::nearbyint((b2[n] > 0 ? b2[n] : 0.0f) / as);
+            FL_CHECK(c[n] == uint8_t(std::min(q, levels))) << "threshold " << n;
+          }
+        } else {
+          FL_CHECK(c == r2) << fl::isa_name(isa) << " thresholds as=" << as << " levels=" << levels;
+        }
+      }
+    }
 }

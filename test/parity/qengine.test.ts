@@ -202,6 +202,55 @@ test('qconv2dPool equals the JS reference of conv + requant + max pool under eve
   }
 });
 
+test('per-position term (input layer border correction): conv float / codes and conv + pool equal the JS reference, every ISA and thread count', () => {
+  const r = lcg(41);
+  const cases = [
+    { B: 19, C: 1, H: 28, W: 28, O: 6, k: 5, s: 1, p: 2, pk: 2, ps: 2 },
+    { B: 4, C: 3, H: 9, W: 10, O: 7, k: 3, s: 2, p: 2, pk: 2, ps: 1 },
+  ];
+  for (const t of cases) {
+    const x = randU8(t.B * t.C * t.H * t.W, 255, r);
+    const w = randCodes(t.O * t.C * t.k * t.k, -8, 7, r);
+    const acc = convRef(x, t.B, t.C, t.H, t.W, w, t.O, t.k, t.s, t.p);
+    const scale = Float32Array.from({ length: t.O }, (_, o) => f((o % 3 === 1 ? -1 : 1) * (0.0005 + r() * 0.002)));
+    const bias = Float32Array.from({ length: t.O }, () => f(r() - 0.3));
+    const { OH, OW } = convOut(t.H, t.W, { kh: t.k, kw: t.k, stride: t.s, pad: t.p });
+    const P = OH * OW;
+    const corr = Float32Array.from({ length: t.O * P }, () => f((r() - 0.5) * 0.8));
+    const y = Float32Array.from(acc, (v, i) => { const o = Math.floor(i / P) % t.O; return f(affine(v, scale[o]!, bias[o]!) + corr[o * P + (i % P)]!); });
+    const codes = Uint8Array.from(y, (v) => requant(v, f(2 / 15), 15));
+    const PH = Math.floor((OH - t.pk) / t.ps) + 1, PW = Math.floor((OW - t.pk) / t.ps) + 1;
+    const pooled = new Uint8Array(t.B * t.O * PH * PW);
+    for (let pl = 0; pl < t.B * t.O; pl++) for (let a = 0; a < PH; a++) for (let b = 0; b < PW; b++) {
+      let m = 0;
+      for (let i = 0; i < t.pk; i++) for (let j = 0; j < t.pk; j++) m = Math.max(m, codes[(pl * OH + a * t.ps + i) * OW + b * t.ps + j]!);
+      pooled[(pl * PH + a) * PW + b] = m;
+    }
+    const zeros = codes.filter((v) => v === 0).length;
+    assert.ok(zeros > 0 && zeros < codes.length, 'a mix of zero and non-zero codes');
+    for (const isa of availableIsas()) {
+      withIsa(isa, () => {
+        const qw = QWeights.fromCodes(w, t.O, t.C * t.k * t.k);
+        const shape = { B: t.B, C: t.C, H: t.H, W: t.W }, conv = { kh: t.k, kw: t.k, stride: t.s, pad: t.p };
+        for (const threads of [1, 2]) {
+          withThreads(threads, () => {
+            const what = `${isa} threads=${threads} ${JSON.stringify(t)}`;
+            sameF32(qconv2d(x, shape, qw, conv, { mode: 'float', scale, bias, corr }).out as Float32Array, y, `${what} float`);
+            const c = qconv2d(x, shape, qw, conv, { mode: 'codes', scale, bias, actBits: 4, actRange: 2, corr });
+            assert.deepEqual(c.out, codes, `${what} codes`);
+            assert.equal(c.zeros, zeros, `${what} zeros`);
+            const pr = qconv2dPool(x, shape, qw, conv, { k: t.pk, stride: t.ps }, { mode: 'codes', scale, bias, actBits: 4, actRange: 2, corr });
+            assert.deepEqual(pr.out, pooled, `${what} pooled`);
+            assert.equal(pr.zeros, zeros, `${what} pooled zeros`);
+          });
+        }
+        assert.throws(() => qconv2d(x, shape, qw, conv, { mode: 'float', scale, bias, corr: corr.subarray(1) }), /epilogue\.corr/);
+        assert.throws(() => qconv2d(x, shape, qw, conv, { mode: 'int32', corr }), RangeError);
+      });
+    }
+  }
+});
+
 test('blocked layout (16 images in the lanes) in and out of conv, conv + pool, GEMM and max pool equals the plain layout', () => {
   const r = lcg(29);
   const B = 19, C = 2, H = 12, W = 12, O = 5, k = 3, N = 11;

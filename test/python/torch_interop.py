@@ -133,6 +133,101 @@ class QatLeNet(nn.Module):
         return self.fc3(self.relu4(self.fc2(x)))
 
 
+class QAct(nn.Module):
+    """flatenn's activation fake quant after a ReLU: EMA of the batch max, codes 0..15, STE."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer('r', torch.zeros(()))
+        self.register_buffer('init', torch.zeros(()))
+
+    boundary = None  # set to a list to record, per image, the least distance of a code to a rounding boundary
+
+    def forward(self, x):
+        if QAct.boundary is not None:
+            v = torch.clamp(x.detach(), min=0) / (self.r / 15).float()
+            d = torch.where(v < 15.5, (v - torch.floor(v) - 0.5).abs(), torch.full_like(v, 1.0))
+            QAct.boundary.append(d.flatten(1).min(1).values)
+        if self.training:
+            m = x.detach().clamp(min=0).max()
+            if self.init == 0:
+                self.r.copy_(m)
+                self.init.fill_(1)
+            else:
+                self.r.copy_(0.99 * self.r + 0.01 * m)
+        s = (self.r / 15).float()
+        y = torch.clamp(rhe(torch.clamp(x, min=0) / s), 0, 15) * s
+        mask = ((x >= 0) & (x <= self.r)).float()
+        return x * mask + (y - x * mask).detach()
+
+
+class QConv(nn.Conv2d):
+    fixed = False
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight if QConv.fixed else FQW.apply(self.weight), None, self.stride, self.padding)
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1, self.bn1, self.act1 = QConv(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), QAct()
+        self.conv2, self.bn2 = QConv(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.downsample = nn.Sequential(QConv(cin, cout, 1, stride, 0, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else None
+        self.act2 = QAct()
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(self.act1(F.relu(self.bn1(self.conv1(x))))))
+        return self.act2(F.relu(y + (self.downsample(x) if self.downsample is not None else x)))
+
+
+class PlainResNet(nn.Module):
+    """CIFAR ResNet-18 at a width multiplier, flatenn's fake quant, torchvision names, per-channel std."""
+    MEAN = torch.tensor([125.3, 123.0, 113.9]).view(1, 3, 1, 1)
+    STD = torch.tensor([62.99, 61.97, 66.56]).view(1, 3, 1, 1)
+
+    def __init__(self, width=0.25):
+        super().__init__()
+        w = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
+        self.conv1, self.bn1, self.act = QConv(3, w[0], 3, 1, 1, bias=False), nn.BatchNorm2d(w[0]), QAct()
+        cin = w[0]
+        for i in range(4):
+            blocks = []
+            for b in range(2):
+                blocks.append(Block(cin, w[i], 2 if i > 0 and b == 0 else 1))
+                cin = w[i]
+            setattr(self, f'layer{i + 1}', nn.Sequential(*blocks))
+        self.fc = nn.Linear(cin, 10)
+
+    def fc_forward(self, x):
+        return F.linear(x, self.fc.weight if QConv.fixed else FQW.apply(self.fc.weight), self.fc.bias)
+
+    def forward(self, x):
+        x = (x - self.MEAN) / self.STD
+        x = self.act(F.relu(self.bn1(self.conv1(x))))
+        for i in range(4):
+            x = getattr(self, f'layer{i + 1}')(x)
+        return self.fc_forward(x.mean((2, 3)))
+
+    def sites(self):
+        """The activation quantisers in flatenn's site order."""
+        out = [self.act]
+        for i in range(4):
+            for blk in getattr(self, f'layer{i + 1}'):
+                out += [blk.act1, blk.act2]
+        return out
+
+
+def cifar(split, n):
+    import tarfile
+    d = os.environ.get('FLATENN_CIFAR_TAR')
+    with tarfile.open(d, 'r:gz') as tf:
+        names = ['cifar-10-batches-bin/test_batch.bin'] if split == 'test' else ['cifar-10-batches-bin/data_batch_1.bin']
+        raw = tf.extractfile(names[0]).read()
+    a = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3073)[:n]
+    return torch.from_numpy(a[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32)), torch.from_numpy(a[:, 0].astype(np.int64))
+
+
 def qat_lenet():
     import torch.ao.quantization as Q
     m = QatLeNet()
@@ -192,6 +287,32 @@ def main():
         lg = logits_of(m, xt).numpy().astype(np.float32)
         write_st(os.path.join(out, 'logits.safetensors'), {'logits': lg})
         print(json.dumps({'accuracy': float((lg.argmax(1) == yt.numpy()).mean())}))
+    elif mode == 'resnet-plain':
+        out = sys.argv[2]
+        torch.manual_seed(1)
+        m = PlainResNet(0.25)
+        x, y = cifar('train', 10000)
+        opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        g = torch.Generator().manual_seed(1)
+        m.train()
+        for i in range(int(os.environ.get('TWIN_STEPS', '30'))):
+            idx = torch.randint(0, len(x), (64,), generator=g)
+            loss = F.cross_entropy(m(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        m.eval()
+        sd = {k: v.detach().numpy().astype(np.float32) for k, v in m.state_dict().items()
+              if not (k.endswith('.r') or k.endswith('.init') or k.endswith('num_batches_tracked'))}
+        sd['act.range'] = np.array([q.r.item() for q in m.sites()], dtype=np.float32)
+        write_st(os.path.join(out, 'torch.safetensors'), sd)
+        xt, yt = cifar('test', 1000)
+        QAct.boundary = []
+        lg = logits_of(m, xt).numpy().astype(np.float32)
+        per_site = torch.stack([torch.cat(QAct.boundary[i::len(m.sites())]) for i in range(len(m.sites()))])
+        QAct.boundary = None
+        write_st(os.path.join(out, 'logits.safetensors'), {'logits': lg, 'boundary': per_site.min(0).values.numpy().astype(np.float32)})
+        print(json.dumps({'accuracy': float((lg.argmax(1) == yt.numpy()).mean())}))
     elif mode == 'masks':
         out, kind, masks_path = sys.argv[2], sys.argv[3], sys.argv[4]
         t, _ = read_safetensors(os.path.join(out, 'torch.safetensors'))
@@ -201,17 +322,26 @@ def main():
             m.act_range.copy_(t.pop('act.range'))
             m.act_init.fill_(1)
             m.load_state_dict(t, strict=False)
+            xt, yt = fashion('test')
+        elif kind == 'resnet-plain':
+            m = PlainResNet(0.25)
+            for q, r in zip(m.sites(), t.pop('act.range')):
+                q.r.fill_(float(r))
+                q.init.fill_(1)
+            m.load_state_dict(t, strict=False)
+            xt, yt = cifar('test', 1000)
         else:
             import torch.ao.quantization as Q
             m = qat_lenet()
             m.load_state_dict(t)
             m.apply(Q.disable_observer)
+            xt, yt = fashion('test')
         m.eval()
-        xt, yt = fashion('test')
         masks, mmeta = read_safetensors(masks_path)
         layers = json.loads(mmeta['flatenn'])['layers']
+        names = [l['name'] for l in layers]
         # the model's int4 codes and scales, exactly as its forward quantises them
-        mods = {n: getattr(m, n) for n in LAYERS}
+        mods = {n: m.get_submodule(n) for n in names}
         codes, scales = {}, {}
         for n, mod in mods.items():
             w = mod.weight.detach()
@@ -226,9 +356,10 @@ def main():
         clean = {n: mod.weight.detach().clone() for n, mod in mods.items()}
         if isinstance(m, PlainLeNet):
             m.fixed = True  # weights are set to s * codes below
+        QConv.fixed = True
         res = {}
         for key in masks:
-            faulty = apply_mask({n: codes[n].numpy() for n in LAYERS}, layers, masks[key], key.split('/')[0])
+            faulty = apply_mask({n: codes[n].numpy() for n in names}, layers, masks[key], key.split('/')[0])
             with torch.no_grad():
                 for n, mod in mods.items():
                     mod.weight.copy_(torch.from_numpy(faulty[n]).float() * scales[n])

@@ -86,7 +86,9 @@ void maxpool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64
 // ---- peak probes ------------------------------------------------------------------
 // Independent-accumulator loops with no memory traffic; return the operations done
 // (FLOPs for FMA probes: 2 per lane per FMA; MACs for VNNI: 4 per 32-bit lane per vpdpbusd).
-enum class PeakKind { Fma512 = 0, Fma256 = 1, Vnni512 = 2 };
+// int8avx2: the AVX2 int8 rate without VNNI (what oneDNN's AVX2 int8 kernels run): chains of
+// vpmaddubsw (u8 x s8 -> 16 s16 pair sums, 32 MAC) + vpmaddwd with ones + vpaddd; MACs returned.
+enum class PeakKind { Fma512 = 0, Fma256 = 1, Vnni512 = 2, Int8Avx2 = 3 };
 bool peak_supported(PeakKind kind);
 struct PeakResult {
   double ops;          // total over all threads

@@ -15,7 +15,7 @@
 //   Weights: b-bit packed [N][K] (DESIGN §2) are repacked once per trial, after faults, into a
 //   QwHeader + the layout of one ISA (`qweights_repack`). Padding (n >= N, k >= K) holds zeros.
 //     scalar : int8  [N][Kp]
-//     avx2   : int16 [Np/4][Kp/4][4 channels][4 k]
+//     avx2   : int8  [Np/4][Kp/4][4 channels][4 k]   (a dword = 4 consecutive k = one vpmaddubsw pair of pairs)
 //     avx512 : int8  [Np/8][Kp/4][8 channels][4 k]   (a dword = 4 consecutive k = one vpdpbusd lane)
 //   Kp = K rounded up to 4, Np = N rounded up to the channel block.
 //   Activations are packed into panels of kPanel = 48 rows (the last panel 16, 32 or 48 wide):
@@ -53,7 +53,8 @@ struct QwHeader {
   uint32_t N, K;    // logical shape [N][K]
   uint32_t Np, Kp;  // padded shape
   uint32_t bits;    // width of the codes it was made from (informational)
-  uint32_t reserved[9];
+  int32_t wlo, whi; // least and greatest weight code (the AVX2 kernel's choice, qgemm_avx2_run)
+  uint32_t reserved[7];
 };
 static_assert(sizeof(QwHeader) == kQwHeaderBytes, "QwHeader must be 64 bytes");
 
@@ -97,7 +98,25 @@ struct QOut {
   float actScale;      // Codes
   float levels;        // Codes: 2^bits - 1
   const QCodeTable* table;  // Codes, optional (set by the drivers): SIMD epilogues skip the division
+  const float* corr = nullptr;  // optional [N][P] (Float, Codes; the GEMM path of the conv drivers): a per-position
+                                // term added after the affine, y = fl(fl(fl(scale * acc) + bias) + corr[n * P + p]),
+                                // p = m % P (the input layer's border correction, DESIGN §1)
+  int32_t aMax = 255;       // an upper bound of the activation codes A (the drivers set it per task from a scan of
+                            // that task's operands; it picks an AVX2 kernel, never changes a bit)
 };
+
+// The AVX2 kernel by operand range. vpmaddubsw (u8 x s8) sums pairs a0*w0 + a1*w1 into int16
+// with saturation; with activations in [0, aMax] and weights in [wlo, whi] every pair lies in
+// [2 aMax wlo, 2 aMax whi], so for
+//   n = min(floor(32768 / (2 aMax max(-wlo, 0))), floor(32767 / (2 aMax max(whi, 0))))   (>= 1)
+// n pair sums added with wrapping vpaddw never leave int16 (nor saturate), and the kernel sums n
+// k-steps of 4 in 16 bits before widening with vpmaddwd (exact). 4-bit codes x 4-bit weights
+// (aMax 15, [-8, 7]): n = 136; raw uint8 x 4-bit weights: n = 8; 4-bit codes x 8-bit weights
+// ([-128, 127]): n = 8. Where n would be 0 (uint8 x 8-bit weights) the widening kernel runs
+// (u8 and s8 to int16, vpmaddwd). Returns n, or 0 for the widening kernel.
+int qgemm_avx2_run(int aMax, int wlo, int whi);
+// max over n bytes (0 for n = 0).
+uint8_t max_u8(const uint8_t* x, size_t n);
 
 // Bytes of the packed activation panels for M rows of K.
 size_t qpanels_bytes(size_t M, size_t K);
@@ -149,6 +168,7 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
 // Direct is taken only where it applies (else the GEMM path runs).
 int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
                    size_t stride, size_t pad, QOut o, QConvPath path = QConvPath::Auto, QBlocked bl = {});
+// o.corr (per-position term) is taken on the im2col path (Direct is then not used).
 // Convolution + ReLU/requantise (o.mode must be Codes) + max pool over poolK x poolK windows with
 // stride poolStride (no padding): out [B][O][PH][PW], PH = (OH - poolK) / poolStride + 1.
 // Returns the zero codes of the convolution output before pooling (what sparsity counts), so
