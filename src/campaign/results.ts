@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import { summarize, type Summary } from '../stats/t';
 import type { FaultType, RateUnit, Sampling } from './faults';
-import { checkHeader, checkRecord, checkRecords } from './results-check';
+import { checkHeader, checkRecords } from './results-check';
 
 export const RESULTS_FORMAT = 'flatenn.campaign';
 export const RESULTS_VERSION = 1;
@@ -141,6 +141,7 @@ export function readResults(path: string): ResultsFile {
   if (header.version !== RESULTS_VERSION) throw new Error(`${path}: results version ${header.version} is not supported`);
   if (header.settings && typeof header.settings === 'object' && header.settings.semantics === undefined) header.settings.semantics = 1;
   let records: TrialRecord[] = [];
+  const recordLines: number[] = [];
   const clean: CleanRecord[] = [];
   for (let i = 1; i < lines.length; i++) {
     let r: TrialRecord | CleanRecord;
@@ -150,11 +151,11 @@ export function readResults(path: string): ResultsFile {
       if (!clean.some((p) => p.target === c.target)) clean.push(c);
     }
     else {
-      checkRecord(path, header, r, i + 1); // the right line number in a message, also when clean lines come before
       records.push(r as TrialRecord);
+      recordLines.push(i + 1);
     }
   }
-  records = checkRecords(path, header, records);
+  records = checkRecords(path, header, records, 2, recordLines);
   return { header, records, clean, validBytes: Buffer.byteLength(complete), tornTail };
 }
 

@@ -133,8 +133,8 @@ export async function evaluateAsync(model: Trainer['model'], set: ImageSet, o: {
  * event loop between batches and evaluation slices (see `sliceMs`); prints nothing (see `onProgress`).
  */
 export async function trainModel(config: TrainConfig | null, o: TrainRunOptions): Promise<TrainRunResult> {
-  o.signal?.throwIfAborted();
   validateTrainOptions(config, o);
+  o.signal?.throwIfAborted(); // an aborted signal: nothing read or written
   checkOutputPath(o.out, []);
   if (!o.resume && !o.force && fs.existsSync(o.out)) throw new Error(`${o.out} already exists; continue it with --resume, or overwrite it with --force`);
   const t0 = Date.now();
