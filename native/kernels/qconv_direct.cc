@@ -202,6 +202,7 @@ struct Call {
   bool inBlocked = false, outBlocked = false;  // layouts (qengine.h): blocks of 16 images
   bool table = false;           // threshold requantisation (else division)
   QCodeTable tab{};
+  std::vector<uint8_t> termAt;  // [LP], with o.corr: 1 where a position of the window has a non-zero term
 };
 
 // zero_threshold: qrequant.h (shared with the pooled GEMM path of qgemm.cc).
@@ -398,6 +399,55 @@ FL_VNNI __attribute__((noinline)) void codes_tile(const Call& cl, const uint8_t*
   }
 }
 
+// The same with a per-position term (o.corr: the input layer's border correction, DESIGN §1):
+// y = fl(fl(fl(scale * acc) + bias) + corr[n][p]) for each conv position p of each phase; the
+// term differs within a pool window, so the window's maximum is taken over y (codes are
+// non-decreasing in y for every scale sign) and zero codes are counted per phase from the codes.
+template <int NC, int NV, bool TABLE>
+FL_VNNI __attribute__((noinline)) void codes_tile_corr(const Call& cl, const uint8_t* const* pb, size_t n0, const __mmask16* real,
+                                                       size_t nvalid, size_t l0, __m512i* cnt, uint8_t* dst) {
+  const Geo& g = cl.g;
+  const size_t ng = cl.cover.groups.size(), O = g.O, P = g.OH * g.OW;
+  const __m512i ones = _mm512_set1_epi32(-1), zero = _mm512_setzero_si512();
+  alignas(64) __m512i acc[NC * NV];
+  alignas(64) __m512 best[NC * NV];
+  size_t base[NV];  // conv position of phase 0 of each tile position
+  for (int v = 0; v < NV; ++v) {
+    const size_t lp = l0 + size_t(v) < g.LP ? l0 + size_t(v) : g.LP - 1;
+    base[v] = (lp / g.LW) * g.ps * g.OW + (lp % g.LW) * g.ps;
+  }
+  for (size_t q = 0; q < g.Q; ++q) {
+    const size_t off = (q / g.pk) * g.OW + q % g.pk;
+    mac_tile<NC, NV>(pb, cl.goff.data() + q * ng, cl.wg.data() + n0, ng, O, acc);
+    __m512i cv = *cnt;
+    for (int c = 0; c < NC; ++c) {
+      const __m512 vs = _mm512_set1_ps(cl.o.scale[n0 + c]), vb = _mm512_set1_ps(cl.o.bias[n0 + c]);
+      const float* corr = cl.o.corr + (n0 + size_t(c)) * P;
+      for (int v = 0; v < NV; ++v) {
+        __m512 p = _mm512_mul_ps(vs, _mm512_cvtepi32_ps(acc[c * NV + v]));
+        __asm__("" : "+v"(p));  // no FMA contraction
+        __m512 y = _mm512_add_ps(p, vb);
+        __asm__("" : "+v"(y));
+        y = _mm512_add_ps(y, _mm512_set1_ps(corr[base[v] + off]));
+        const __m512i code = TABLE ? qrq::codes16(y, cl.tab, cl.o.levels) : qrq::codes16_div(y, cl.o.actScale, cl.o.levels);
+        cv = _mm512_mask_sub_epi32(cv, _mm512_mask_cmpeq_epi32_mask(real[v], code, zero), cv, ones);
+        best[c * NV + v] = q == 0 ? y : _mm512_max_ps(best[c * NV + v], y);
+      }
+    }
+    *cnt = cv;
+  }
+  const __m512i pt = perm_t44();
+  const __mmask16 keep = __mmask16((1u << (4 * nvalid)) - 1u);
+  for (int c = 0; c < NC; ++c) {
+    __m512i qv[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      qv[v] = TABLE ? qrq::codes16(best[c * NV + v], cl.tab, cl.o.levels) : qrq::codes16_div(best[c * NV + v], cl.o.actScale, cl.o.levels);
+    const __m512i packed = _mm512_packus_epi16(_mm512_packus_epi32(qv[0], qv[1]), _mm512_packus_epi32(qv[2], qv[3]));
+    _mm512_mask_storeu_epi32(dst + size_t(c) * g.LP * kImg, keep, _mm512_permutexvar_epi32(pt, packed));
+  }
+}
+
 // Positions [lp0, lp1) of channels [n0, n0 + NC), NV at a time ((lp1 - lp0) % NV == 0).
 // Staging: element (n, lp) of image i at (n * LP + lp) * 16 + i.
 template <int NC, int NV, bool NEG>
@@ -416,7 +466,12 @@ FL_VNNI void run_tiles(const Call& cl, const uint8_t* planes, size_t n0, __mmask
           if (cl.o.mode == QOutMode::Int32) { _mm512_storeu_si512(d, acc[c * NV + v]); continue; }
           __m512 p = _mm512_mul_ps(_mm512_set1_ps(cl.o.scale[n0 + c]), _mm512_cvtepi32_ps(acc[c * NV + v]));
           __asm__("" : "+v"(p));
-          _mm512_storeu_ps(reinterpret_cast<float*>(d), _mm512_add_ps(p, _mm512_set1_ps(cl.o.bias[n0 + c])));
+          __m512 y = _mm512_add_ps(p, _mm512_set1_ps(cl.o.bias[n0 + c]));
+          if (cl.o.corr) {  // per-position term (no pooling here: position = l + v)
+            __asm__("" : "+v"(y));
+            y = _mm512_add_ps(y, _mm512_set1_ps(cl.o.corr[(n0 + size_t(c)) * cl.g.OH * cl.g.OW + l + size_t(v)]));
+          }
+          _mm512_storeu_ps(reinterpret_cast<float*>(d), y);
         }
     }
     return;
@@ -425,10 +480,16 @@ FL_VNNI void run_tiles(const Call& cl, const uint8_t* planes, size_t n0, __mmask
   __mmask16 real[NV];
   for (int v = 0; v < NV; ++v) real[v] = valid;
   const auto tile = cl.table ? codes_tile<NC, NV, NEG, true> : codes_tile<NC, NV, NEG, false>;
+  const auto tileCorr = cl.table ? codes_tile_corr<NC, NV, true> : codes_tile_corr<NC, NV, false>;
   for (size_t l = lp0; l < lp1; l += NV) {
     const uint8_t* pb[NV];
     for (int v = 0; v < NV; ++v) pb[v] = planes + cl.lpoff[l + size_t(v)];
-    tile(cl, pb, n0, real, NV, best, cnt, st8 + (n0 * LP + l) * kImg);
+    // a per-position term that is zero over the whole tile (inside the image) changes nothing:
+    // fl(y + 0) == y, so the integer path gives the same bits
+    bool term = false;
+    if (cl.o.corr) for (int v = 0; v < NV; ++v) term = term || cl.termAt[l + size_t(v)];
+    if (term) tileCorr(cl, pb, n0, real, NV, l, cnt, st8 + (n0 * LP + l) * kImg);
+    else tile(cl, pb, n0, real, NV, best, cnt, st8 + (n0 * LP + l) * kImg);
   }
 }
 
@@ -691,6 +752,16 @@ int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t
   Call& cl = prepared(C, H, W, qw, kh, kw, stride, pad, poolK, poolStride, o);
   cl.g.B = B;
   cl.o = o;
+  if (o.corr) {
+    const Geo& g = cl.g;
+    cl.termAt.assign(g.LP, 0);
+    for (size_t lp = 0; lp < g.LP; ++lp)
+      for (size_t q = 0; q < g.Q && !cl.termAt[lp]; ++q) {
+        const size_t p = ((lp / g.LW) * g.ps + q / g.pk) * g.OW + (lp % g.LW) * g.ps + q % g.pk;
+        for (size_t n = 0; n < g.O; ++n)
+          if (o.corr[n * g.OH * g.OW + p] != 0.0f) { cl.termAt[lp] = 1; break; }
+      }
+  }
   cl.inBlocked = inBlocked;
   cl.outBlocked = outBlocked;
   const size_t tasks = (B + kImg - 1) / kImg;

@@ -999,7 +999,8 @@ int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, cons
 namespace {
 bool use_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad, size_t pk,
                 size_t ps, QOutMode mode, QConvPath path, const float* corr) {
-  if (path == QConvPath::Gemm || corr || !qconv_direct_applies(qw, C, H, W, kh, kw, stride, pad, pk, ps, mode)) return false;
+  (void)corr;  // the direct kernel takes the per-position term too
+  if (path == QConvPath::Gemm || !qconv_direct_applies(qw, C, H, W, kh, kw, stride, pad, pk, ps, mode)) return false;
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
   return path == QConvPath::Direct || h.N <= 32;

@@ -101,8 +101,8 @@ export class NativeEngine {
     this.poolOf = steps.map((st, i) => {
       const next = steps[i + 1];
       if (st.op !== 'layer' || st.node.op !== 'conv' || st.site === null || !next || next.op !== 'maxpool' || next.input !== st.out) return -1;
-      // one group off the direct kernel: the border term rides in the fused GEMM-path kernel
-      if (this.splitInput.has(st.layer) && (perChannelStd(m) || this.allDirect)) return -1;
+      // one group: the border term rides in the fused kernel (GEMM path or direct); per-channel std runs unfused
+      if (this.splitInput.has(st.layer) && perChannelStd(m)) return -1;
       return readers(st.out) === 1 ? i + 1 : -1;
     });
     this.blockable = this.blockedValues();
@@ -119,7 +119,7 @@ export class NativeEngine {
     const blocked = new Array<boolean>(n).fill(false);
     const gapOut = new Set(steps.filter((s) => s.op === 'gap').map((s) => s.out));
     steps.forEach((st, i) => {
-      if (st.op === 'layer' && !gapOut.has(root(st.input)) && !this.splitInput.has(st.layer)) blocked[this.poolOf[i]! >= 0 ? (steps[this.poolOf[i]!] as { out: number }).out : st.out] = true;
+      if (st.op === 'layer' && !gapOut.has(root(st.input)) && !(this.splitInput.has(st.layer) && perChannelStd(this.m))) blocked[this.poolOf[i]! >= 0 ? (steps[this.poolOf[i]!] as { out: number }).out : st.out] = true;
       if (st.op === 'maxpool') blocked[st.out] = true;
     });
     for (let changed = true; changed;) {
@@ -197,21 +197,19 @@ export class NativeEngine {
    * An input layer that cannot run as one fused kernel: a float convolution per channel group, summed,
    * plus the border correction, then ReLU + requantise (or float out). Returns the zero codes.
    */
-  private runSplitInput(si: number, st: LayerStep, x: U8, n: number, out: F32 | U8): number {
+  private runSplitInput(si: number, st: LayerStep, x: U8, n: number, out: F32 | U8, outBlocked: boolean): number {
     const fold = this.folds.get(st.layer)!, q = this.q, node = st.node as Extract<LayerStep['node'], { op: 'conv' }>;
     const [C, H, W] = st.inShape as [number, number, number];
     const O = st.outShape[0]!, total = n * st.outShape.reduce((a, b) => a * b, 1);
     const k = node.kernel;
     const groups = fold.groupScale.length;
-    if (groups === 1 && !this.allDirect) {  // one GEMM-path kernel: the border term and the requantisation in its epilogue
+    if (groups === 1) {  // one kernel: the border term and the requantisation in its epilogue (GEMM path or direct)
       const codes = out instanceof Uint8Array;
       return q.qconv2d(x, n, C, H, W, this.qw[st.layer]!, O, k, k, node.stride, node.pad, codes ? 'codes' : 'float', out, fold.groupScale[0]!, fold.bias,
-        this.m.meta.actBits, codes ? this.m.actRange[st.site!]! : 1, false, false, fold.corr);
+        this.m.meta.actBits, codes ? this.m.actRange[st.site!]! : 1, false, outBlocked, fold.corr);
     }
     const y = out instanceof Float32Array ? out : this.buffer<F32>(si, 'f32', total);
-    if (groups === 1) {  // the direct kernel (AVX-512 VNNI): float out, then the border term and requantisation
-      q.qconv2d(x, n, C, H, W, this.qw[st.layer]!, O, k, k, node.stride, node.pad, 'float', y, fold.groupScale[0]!, fold.bias, 1, 1, false, false);
-    } else {
+    {  // per-channel std: one float convolution per input channel, summed in channel order
       const qws = this.groupQw.get(st.layer)!, hw = H * W;
       const plane = this.buffer<U8>(si, 'plane', n * hw);
       const part = this.buffer<F32>(si, 'part', total);
@@ -268,7 +266,7 @@ export class NativeEngine {
             : mode === 'float' ? this.buffer<F32>(si, 'f32', cap) : this.buffer<U8>(si, 'u8', cap);
           let zeros: number;
           if (this.splitInput.has(st.layer)) {
-            zeros = this.runSplitInput(si, st, x as U8, n, out);
+            zeros = this.runSplitInput(si, st, x as U8, n, out, isB(st.out));
           } else if (st.node.op === 'conv') {
             const [C, H, W] = st.inShape as [number, number, number];
             zeros = q.qconv2d(x as U8, n, C, H, W, this.qw[st.layer]!, l.shape[0]!, st.node.kernel, st.node.kernel, st.node.stride, st.node.pad, mode, out, scale, bias, bits, range, isB(st.input), isB(st.out));

@@ -195,7 +195,8 @@ export async function importTorch(o: ImportOptions): Promise<ImportReport> {
   const meta: CheckpointMeta & { imported: unknown } = {
     format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, arch: cfg.arch, dataset: cfg.dataset,
     input: { channels, height: size, width: size }, numClasses: 10, config: cfg, epoch: 0, step: 0, momentumStarted: false,
-    trainImages: 0, history: [],
+    // the training images per epoch a `train --resume` from this checkpoint will see (the official split sizes)
+    trainImages: (cfg.dataset === 'cifar10' ? 50000 : 60000) - cfg.valSize, history: [],
     imported: { from: 'torch', file: o.file, sha256, weightScales, actRanges, ignoredKeys: ignored.length },
   };
   await writeSafetensors(o.out, out, { flatenn: JSON.stringify(meta) });

@@ -107,7 +107,7 @@ test('a quarter-width CIFAR ResNet-18 with BatchNorm and a per-channel std train
   const tar = path.join(CIFAR_DIR, 'cifar-10-binary.tar.gz');
   if (!fs.existsSync(tar)) { if (process.env.CI === 'true') assert.fail(`${tar} is missing`); t.skip('CIFAR-10 copy not found'); return; }
   const dir = tmpDir('interop-resnet');
-  const env = { FLATENN_CIFAR_TAR: tar, TWIN_STEPS: '25' };
+  const env = { FLATENN_CIFAR_TAR: tar, TWIN_STEPS: FULL ? '200' : '10' };  // the acceptance run trains the twin further (larger logit margins)
   const twin = JSON.parse(py(['resnet-plain', dir], env)) as { accuracy: number };
   const ck = path.join(dir, 'ck.safetensors'), dep = path.join(dir, 'm.int4.safetensors');
   const std = [62.99, 61.97, 66.56];
@@ -143,18 +143,26 @@ test('a quarter-width CIFAR ResNet-18 with BatchNorm and a per-channel std train
     else assert.ok(want[i * 10 + aw]! - want[i * 10 + ag]! <= 2 * d, `resnet: image ${i} disagrees beyond its logit difference`);
   }
   assert.ok(agree >= 0.999 * N, `resnet: top-1 agreement ${agree} of ${N}`);
+  // against the same model in float64: flatenn's integer engine is at least as close as PyTorch's float32
+  const exact = tensorOf(lf, 'logits64', 'F64', [N, 10]).data;
+  const within = (a: ArrayLike<number>) => { let k = 0; for (let i = 0; i < N; i++) { let d = 0; for (let j = 0; j < 10; j++) d = Math.max(d, Math.abs(a[i * 10 + j]! - exact[i * 10 + j]!)); if (d <= 1e-4 * maxAbs) k++; } return k; };
+  const [closeF, closeT] = [within(got), within(want)];
+  assert.ok(closeF >= closeT, `resnet: flatenn within 1e-4 of float64 on ${closeF} images, PyTorch float32 on ${closeT}`);
   // the issue's goal is >= 99.9% of images within 1e-4 x max|logit|; with 17 quantised sites the measured share is
   // lower (reported below), every other image explained by a code at a rounding boundary (asserted above)
   const masks = path.join(dir, 'masks.safetensors');
   const c = await runCampaign({ model: dep, faults: ['bitflip', 'sa0', 'sa1'], rates: FULL ? [0.01, 0.02, 0.05] : [0.01], trials: FULL ? 5 : 1, out: path.join(dir, 'r.jsonl'), saveMasks: masks, limit: N, dataDir: CIFAR_DIR, quiet: true });
   const torchAcc = JSON.parse(py(['masks', dir, 'resnet-plain', masks], env)) as Record<string, number>;
   let worst = 0;
+  const off: string[] = [];
   for (const rec of c.records) {
     const k = `${rec.fault}/${rec.rate}/${rec.trial}`;
     worst = Math.max(worst, Math.abs(100 * (torchAcc[k]! - rec.accuracy)));
-    assert.ok(Math.abs(100 * (torchAcc[k]! - rec.accuracy)) <= 0.05, `resnet ${k}: flatenn ${rec.accuracy} vs torch ${torchAcc[k]}`);
+    if (Math.abs(100 * (torchAcc[k]! - rec.accuracy)) > 0.05) off.push(`${k}: flatenn ${rec.accuracy} vs torch ${torchAcc[k]}`);
   }
-  t.diagnostic(`resnet18 x0.25: torch accuracy ${(100 * twin.accuracy).toFixed(1)}%, flatenn ${(100 * r.accuracy).toFixed(1)}% on ${N}; agreement ${agree}/${N}; ${close}/${N} within 1e-4 x max|logit|, ${explained} beyond it with a code < 1e-4 steps from a rounding boundary; ${c.records.length} masked trials, worst |dacc| ${worst.toFixed(4)} points`);
+  t.diagnostic(`resnet masked trials beyond 0.05 points: ${off.length} of ${c.records.length}${off.length ? ` (${off.join('; ')})` : ''}`);
+  assert.equal(off.length, 0, `resnet: trials beyond 0.05 points: ${off.join('; ')}`);
+  t.diagnostic(`resnet18 x0.25: torch accuracy ${(100 * twin.accuracy).toFixed(1)}%, flatenn ${(100 * r.accuracy).toFixed(1)}% on ${N}; agreement ${agree}/${N}; ${close}/${N} within 1e-4 x max|logit| of PyTorch float32, ${explained} beyond it with a code < 1e-4 steps from a rounding boundary; ${c.records.length} masked trials, worst |dacc| ${worst.toFixed(4)} points; of the float64 model: flatenn within 1e-4 on ${closeF}, PyTorch float32 on ${closeT}`);
   fs.rmSync(dir, { recursive: true });
 });
 

@@ -311,7 +311,13 @@ def main():
         lg = logits_of(m, xt).numpy().astype(np.float32)
         per_site = torch.stack([torch.cat(QAct.boundary[i::len(m.sites())]) for i in range(len(m.sites()))])
         QAct.boundary = None
-        write_st(os.path.join(out, 'logits.safetensors'), {'logits': lg, 'boundary': per_site.min(0).values.numpy().astype(np.float32)})
+        # the same model evaluated in float64: how far PyTorch's own float32 evaluation is from exact arithmetic
+        m64 = m.double()
+        PlainResNet.MEAN, PlainResNet.STD = PlainResNet.MEAN.double(), PlainResNet.STD.double()
+        with torch.no_grad():
+            lg64 = m64(xt.double()).numpy()
+        write_st(os.path.join(out, 'logits.safetensors'), {'logits': lg, 'logits64': lg64,
+                                                          'boundary': per_site.min(0).values.numpy().astype(np.float32)})
         print(json.dumps({'accuracy': float((lg.argmax(1) == yt.numpy()).mean())}))
     elif mode == 'masks':
         out, kind, masks_path = sys.argv[2], sys.argv[3], sys.argv[4]

@@ -98,7 +98,7 @@ struct QOut {
   float actScale;      // Codes
   float levels;        // Codes: 2^bits - 1
   const QCodeTable* table;  // Codes, optional (set by the drivers): SIMD epilogues skip the division
-  const float* corr = nullptr;  // optional [N][P] (Float, Codes; the GEMM path of the conv drivers): a per-position
+  const float* corr = nullptr;  // optional [N][P] (Float, Codes; conv drivers, GEMM and direct paths): a per-position
                                 // term added after the affine, y = fl(fl(fl(scale * acc) + bias) + corr[n * P + p]),
                                 // p = m % P (the input layer's border correction, DESIGN §1)
   int32_t aMax = 255;       // an upper bound of the activation codes A (the drivers set it per task from a scan of
@@ -168,7 +168,7 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
 // Direct is taken only where it applies (else the GEMM path runs).
 int64_t qconv2d_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
                    size_t stride, size_t pad, QOut o, QConvPath path = QConvPath::Auto, QBlocked bl = {});
-// o.corr (per-position term) is taken on the im2col path (Direct is then not used).
+// o.corr (per-position term) is taken on both paths (the direct kernel pools over y when it is set).
 // Convolution + ReLU/requantise (o.mode must be Codes) + max pool over poolK x poolK windows with
 // stride poolStride (no padding): out [B][O][PH][PW], PH = (OH - poolK) / poolStride + 1.
 // Returns the zero codes of the convolution output before pooling (what sparsity counts), so
