@@ -2,7 +2,7 @@
 """PyTorch twin of flatenn's LeNet-5 benchmarks (bench/train.ts, bench/campaign.ts).
 
 The same network and quantisation as flatenn (DESIGN.md section 1):
-  conv 6@5x5 pad 2 (zero padding in raw pixel space), ReLU, maxpool 2,
+  conv 6@5x5 pad 2 (PyTorch's padding: zeros after normalisation, DESIGN §1), ReLU, maxpool 2,
   conv 16@5x5, ReLU, maxpool 2, fc 120, ReLU, fc 84, ReLU, fc 10;
   weights: signed int4 per tensor, s = max|w| / 7, q = clamp(round_half_even(w / s), -8, 7),
            straight-through gradient;
@@ -99,7 +99,7 @@ class ReluFakeQuant(torch.autograd.Function):
 class QLeNet5(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv1 = torch.nn.Conv2d(1, 6, 5, padding=0)  # padding done in raw pixel space
+        self.conv1 = torch.nn.Conv2d(1, 6, 5, padding=2)  # pads the normalised input with 0
         self.conv2 = torch.nn.Conv2d(6, 16, 5)
         self.fc1 = torch.nn.Linear(16 * 5 * 5, 120)
         self.fc2 = torch.nn.Linear(120, 84)
@@ -129,8 +129,8 @@ class QLeNet5(torch.nn.Module):
         if weights is None:
             weights = {n: FakeQuantWeight.apply(getattr(self, n).weight) for n in LAYERS}
         # (x - m) * (1 / s) in float64, then float32: the same values as flatenn's Model.normalize.
-        x = ((F.pad(raw, (2, 2, 2, 2)).double() - MEAN) * (1.0 / STD)).float()
-        x = F.max_pool2d(self.act(F.conv2d(x, weights["conv1"], self.conv1.bias), 0), 2)
+        x = ((raw.double() - MEAN) * (1.0 / STD)).float()
+        x = F.max_pool2d(self.act(F.conv2d(x, weights["conv1"], self.conv1.bias, padding=2), 0), 2)
         x = F.max_pool2d(self.act(F.conv2d(x, weights["conv2"], self.conv2.bias), 1), 2)
         x = x.flatten(1)
         x = self.act(F.linear(x, weights["fc1"], self.fc1.bias), 2)

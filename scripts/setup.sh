@@ -13,6 +13,9 @@ command -v qemu-x86_64 >/dev/null || need_apt+=(qemu-user)
 command -v aarch64-linux-gnu-g++ >/dev/null || need_apt+=(g++-aarch64-linux-gnu)
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || need_apt+=(dataset-fashion-mnist)
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need_apt+=(python3-numpy)
+# the report test opens the HTML report in a real headless browser (driven by puppeteer-core from npm)
+command -v chromium >/dev/null || [ "${FLATENN_SETUP_BROWSER:-1}" = 0 ] || need_apt+=(chromium)
+command -v redis-server >/dev/null || need_apt+=(redis-server) # queue-mode tests (test/queue) start their own
 if [ "${FLATENN_SETUP_TORCH:-0}" = 1 ]; then
   /usr/bin/python3 -c 'import torch' 2>/dev/null || need_apt+=(python3-torch)
   # the benchmark's fair peer: PyTorch with OpenBLAS (picked per PyTorch process with

@@ -44,3 +44,16 @@ export { summaryCsv, pairedCsv, recordsCsv } from './campaign/csv';
 export { fetchDataset } from './data/fetch';
 export type { FetchOptions, FetchEvent, ProxyEnv } from './data/fetch';
 export { summarize, tQuantile } from './stats/t';
+
+// collapse detection, landscapes, reports, the study pipeline
+export { detectCollapse, TrainingDivergedError } from './train/collapse';
+export type { CollapseFlag } from './train/collapse';
+export { computeLandscape, writeLandscape, readLandscape, landscapeDirection, rawDirection, filterNormalize } from './landscape/landscape';
+export type { LandscapeFile, LandscapeModel, LandscapeOptions } from './landscape/landscape';
+export { buildReport } from './report/report';
+export type { ReportOptions, ReportResult } from './report/report';
+export { reproduce, FULL_BUDGET, QUICK_BUDGET } from './reproduce/pipeline';
+export type { Budget, ReproduceOptions, ReproduceResult } from './reproduce/pipeline';
+// queue mode (BullMQ over Redis; loaded only when used)
+export { enqueueCampaign, collectCampaign, runWorker, campaignStatus, cancelCampaign, listCampaigns, parseRedisUrl, campaignId, CampaignFailed } from './queue';
+export type { EnqueueOptions, EnqueueResult, CollectOptions, CollectResult, CollectProgress, CampaignStatus, WorkerOptions, WorkerSummary } from './queue';

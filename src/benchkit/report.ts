@@ -117,8 +117,14 @@ export function validateReport(doc: unknown, what = 'the report'): KernelBenchRe
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new ReportError(`${what} is not a JSON object`);
   const d = doc as Record<string, unknown>;
   if (d.schema !== SCHEMA) throw new ReportError(`${what} has schema ${JSON.stringify(d.schema)}; expected "${SCHEMA}" (the output of 'flatenn bench kernels --json')`);
-  if (!Array.isArray(d.rows)) throw new ReportError(`${what} has no "rows" array`);
-  d.rows.forEach((r: unknown, i: number) => {
+  for (const k of ['flatenn', 'machine', 'load', 'cpu', 'benchmark']) {
+    if (d[k] === null || typeof d[k] !== 'object' || Array.isArray(d[k])) throw new ReportError(`${what} has no "${k}" object`);
+  }
+  for (const k of ['isas', 'threads', 'peaks', 'rows']) if (!Array.isArray(d[k])) throw new ReportError(`${what} has no "${k}" array`);
+  const load = d.load as Record<string, unknown>;
+  if (!Array.isArray(load.before) || !Array.isArray(load.after)) throw new ReportError(`${what}: "load" needs "before" and "after" arrays`);
+  if (typeof (d.machine as Record<string, unknown>).cpu !== 'string') throw new ReportError(`${what}: "machine.cpu" must be a string`);
+  (d.rows as unknown[]).forEach((r: unknown, i: number) => {
     const row = r as Record<string, unknown>;
     if (row === null || typeof row !== 'object') throw new ReportError(`${what}: rows[${i}] is not an object`);
     for (const k of ['kernel', 'shape', 'isa', 'status']) if (typeof row[k] !== 'string') throw new ReportError(`${what}: rows[${i}].${k} must be a string`);

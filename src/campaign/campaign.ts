@@ -1,14 +1,15 @@
 // Library API for fault campaigns. Trials run in a worker thread (the host's
 // event loop stays free); this thread appends each finished trial to the
 // results file as it arrives, so a killed run loses at most the trial in flight.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { readDeployed } from '../deploy/format';
+import { readDeployed, type DeployedModel } from '../deploy/format';
 import { Engine } from '../engine/engine';
 import { loadDataset } from '../data/dataset';
 import { FAULT_TYPES, type FaultType, type RateUnit, type Sampling } from './faults';
-import { campaignJobCount, campaignJobs, FaultMapper, MAX_TRIALS, targetsOf, type TrialJob } from './runner';
+import { campaignJobCount, campaignJobs, FaultMapper, MAX_TRIALS, targetsOf, type TrialData, type TrialJob } from './runner';
 import { maskKey, readMasks, writeMasks, type FaultMasks } from './masks';
 import { checkOutputPath } from '../io/paths';
 import { pidAlive, registerCleanup, unregisterCleanup } from '../io/cleanup';
@@ -131,12 +132,37 @@ function checkAborted(o: CampaignOptions): void {
   if (o.signal?.aborted) throw abortError(o.signal);
 }
 
+/** Everything a campaign needs before its trials run: settings, header, the model and the test images. */
+export interface PreparedCampaign {
+  settings: CampaignSettings;
+  header: ResultsHeader;
+  shard: { index: number; count: number };
+  model: DeployedModel;
+  data: TrialData;
+  /** Where the test images came from (for messages). */
+  dataSource: string;
+  /** The options after a masks replay set faults, rates and trials. */
+  options: CampaignOptions;
+}
+
 /**
- * Runs (or resumes) a Monte Carlo fault-injection campaign into `o.out` (JSON Lines, DESIGN §5): trials in a worker
- * thread, each appended as it ends; the clean model evaluated once per run. Prints nothing (see `onTrial`).
+ * sha256 (hex) of the test data a campaign evaluates: the first `count` images and labels and their shape.
+ * Two copies with the same layout but other pixels (CIFAR-10 and its JPEG-derived stand-in) differ.
  */
-export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
-  const t0 = Date.now();
+export function testDataHash(ds: { channels: number; height: number; width: number; images: Uint8Array; labels: Uint8Array }, count: number): string {
+  const per = ds.channels * ds.height * ds.width;
+  const h = createHash('sha256');
+  h.update(`flatenn.testdata ${count}x${ds.channels}x${ds.height}x${ds.width}\n`);
+  h.update(ds.labels.subarray(0, count));
+  h.update(ds.images.subarray(0, count * per));
+  return h.digest('hex');
+}
+
+/**
+ * Validates the options, reads the model and the test images, and builds the settings and header (saving
+ * masks if asked). With `withOut: false` (queue mode without a results file yet) `o.out` is not needed.
+ */
+export async function prepareCampaign(o: CampaignOptions, { withOut = true }: { withOut?: boolean } = {}): Promise<PreparedCampaign> {
   let replay: FaultMasks | null = null;
   if (isObj(o) && o.masks !== undefined) {
     if (typeof o.masks !== 'string' || o.masks === '') throw new TypeError('masks must be the path of a masks file (a non-empty string)');
@@ -147,9 +173,9 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     replay = await readMasks(o.masks, m.meta);
     o = { ...o, faults: replay.meta.faults, rates: replay.meta.rates, trials: replay.meta.trials, seed: replay.meta.source?.seed ?? 0, sampling: 'exact', rateUnit: 'bit', targets: ['all'] };
   }
-  validateCampaignOptions(o);
+  validateCampaignOptions(withOut ? o : { ...o, out: '(no results file)' });
   checkAborted(o);
-  checkOutputPath(o.out, [o.model, o.masks]);
+  if (withOut) checkOutputPath(o.out, [o.model, o.masks]);
   if (o.saveMasks !== undefined) checkOutputPath(o.saveMasks, [o.model, o.out], 'saveMasks');
   const model = await readDeployed(o.model);
   checkAborted(o);
@@ -164,7 +190,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const images = o.limit ? Math.min(o.limit, ds.count) : ds.count;
   const settings: CampaignSettings = {
     model: path.resolve(o.model), modelSha256: model.hash, layoutHash: model.meta.layoutHash, arch: model.meta.arch,
-    dataset: model.meta.dataset, split: 'test', images, faults: o.faults, rates: o.rates, trials: o.trials,
+    dataset: model.meta.dataset, split: 'test', images, dataSha256: testDataHash(ds, images), faults: o.faults, rates: o.rates, trials: o.trials,
     seed: o.seed ?? 1, sampling: o.sampling ?? 'exact', rateUnit: o.rateUnit ?? 'bit', targets,
     semantics: SEMANTICS,
     ...(replay ? { masksSha256: replay.sha256 } : {}),
@@ -180,9 +206,34 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     }, (f, r, t) => mapper.cellsOf(jobs.get(maskKey(f, r, t))!).slice());
   }
   const header: ResultsHeader = { type: 'header', format: RESULTS_FORMAT, version: RESULTS_VERSION, settings, shard };
+  return { settings, header, shard, model, data: { images: ds.images, labels: ds.labels, count: images }, dataSource: ds.source, options: o };
+}
+
+/**
+ * Opens (or creates) a results file for a campaign: checks that an existing file holds the same campaign and
+ * shard, drops a torn last line, writes the header to a new file. Returns the records already there.
+ */
+export function openResults(out: string, header: ResultsHeader): TrialRecord[] {
+  const { settings, shard } = header;
+  if (fs.existsSync(out) && fs.statSync(out).size > 0) {
+    const f = readResults(out);
+    const d = settingsDiff(f.header.settings, settings);
+    if (d) throw new Error(`${out} holds results of a different campaign (${d}); choose another --out or remove the file`);
+    if (f.header.shard.index !== shard.index || f.header.shard.count !== shard.count) throw new Error(`${out} holds shard ${f.header.shard.index}/${f.header.shard.count}, not ${shard.index}/${shard.count}`);
+    if (f.tornTail) fs.truncateSync(out, f.validBytes); // drop the line a killed run left half-written
+    return f.records;
+  }
+  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
+  fs.writeFileSync(out, JSON.stringify(header) + '\n');
+  return [];
+}
+
+export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
+  const t0 = Date.now();
+  const p = await prepareCampaign(o);
   const unlock = lockResults(o.out);
   try {
-    return await runLocked(o, settings, header, shard, t0, { model, images: ds.images, labels: ds.labels });
+    return await runLocked(p.options, p.settings, p.header, p.shard, t0, { model: p.model, images: p.data.images, labels: p.data.labels });
   } finally {
     unlock();
   }
@@ -192,7 +243,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
  * One writer per results file: a lock file beside it (created exclusively,
  * holding the pid). A lock whose process is gone (killed run) is taken over.
  */
-function lockResults(out: string): () => void {
+export function lockResults(out: string): () => void {
   const lock = out + '.lock';
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
   for (let attempt = 0; attempt < 2; attempt++) {
@@ -213,21 +264,9 @@ function lockResults(out: string): () => void {
 }
 
 async function runLocked(o: CampaignOptions, settings: CampaignSettings, header: ResultsHeader, shard: { index: number; count: number }, t0: number,
-  data: { model: Awaited<ReturnType<typeof readDeployed>>; images: Uint8Array; labels: Uint8Array }): Promise<CampaignResult> {
-  let existing: TrialRecord[] = [];
-  let clean: CleanRecord[] = [];
-  if (fs.existsSync(o.out) && fs.statSync(o.out).size > 0) {
-    const f = readResults(o.out);
-    const d = settingsDiff(f.header.settings, settings);
-    if (d) throw new Error(`${o.out} holds results of a different campaign (${d}); choose another --out or remove the file`);
-    if (f.header.shard.index !== shard.index || f.header.shard.count !== shard.count) throw new Error(`${o.out} holds shard ${f.header.shard.index}/${f.header.shard.count}, not ${shard.index}/${shard.count}`);
-    if (f.tornTail) fs.truncateSync(o.out, f.validBytes); // drop the line a killed run left half-written
-    existing = f.records;
-    clean = f.clean;
-  } else {
-    fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-    fs.writeFileSync(o.out, JSON.stringify(header) + '\n');
-  }
+  data: { model: DeployedModel; images: Uint8Array; labels: Uint8Array }): Promise<CampaignResult> {
+  const existing = openResults(o.out, header);
+  const clean: CleanRecord[] = readResults(o.out).clean;
   const done = new Set(existing.map(trialKey));
   // Rate 0 leaves the memory unchanged: the clean record below stands for those trials (older files may
   // hold rate-0 trial records; they are kept and not re-run).

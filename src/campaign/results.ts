@@ -24,6 +24,8 @@ export interface CampaignSettings {
   dataset: string;
   split: 'test';
   images: number;
+  /** sha256 of the test images and labels evaluated (testDataHash); absent in files written before it existed. */
+  dataSha256?: string;
   faults: FaultType[];
   rates: number[];
   trials: number;
@@ -110,6 +112,7 @@ export function settingsDiff(a: CampaignSettings, b: CampaignSettings): string {
   if (sem) return sem;
   for (const k of Object.keys({ ...a, ...b }) as (keyof CampaignSettings)[]) {
     if (k === 'model') continue;
+    if (k === 'dataSha256' && (a[k] === undefined || b[k] === undefined)) continue; // older files lack it
     if (canonical(a[k]) !== canonical(b[k])) return `${k}: ${canonical(a[k])} vs ${canonical(b[k])}`;
   }
   return '';

@@ -84,6 +84,7 @@ export const benchKernelsCommand: CommandSpec = {
     out: { type: 'string', arg: '<file>', description: 'also write the JSON report to this file (a base for --compare)' },
     compare: { type: 'string', arg: '<base.json>', description: 'compare with a saved report; exit 3 if a kernel is slower beyond the margin of error' },
     'min-change': { type: 'string', arg: '<pct>', description: 'with --compare: flag only changes of at least this many percent too', default: '0' },
+    against: { type: 'string', arg: '<run.json>', description: 'with --compare: compare this saved report instead of running the kernels' },
     list: { type: 'boolean', description: 'list the kernels and built-in shapes, run nothing' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress lines on stderr' },
   },
@@ -92,6 +93,7 @@ export const benchKernelsCommand: CommandSpec = {
     'flatenn bench kernels --filter sgemm,qgemm --isa avx2,avx512 --threads 1,2',
     'flatenn bench kernels --out base.json          # later, on another commit or machine:',
     'flatenn bench kernels --compare base.json --min-change 5',
+    'flatenn bench kernels --compare base.json --against new.json   # two saved runs, nothing timed',
     'flatenn bench kernels --filter qgemm --shapes my-shapes.json --json > run.json',
   ],
   async run(v) {
@@ -121,13 +123,27 @@ export const benchKernelsCommand: CommandSpec = {
       if (e instanceof ReportError) throw new UsageError(`--compare: ${e.message}`);
       throw e;
     }
+    const againstFile = str(v, 'against');
+    if (againstFile !== undefined) {
+      if (!base) throw new UsageError('--against needs --compare <base.json>');
+      const runOptions = ['filter', 'threads', 'shapes', 'quick', 'max-time', 'min-samples', 'out'].filter((k) => v[k] !== undefined && v[k] !== false);
+      if (v.isa !== undefined && v.isa !== 'all') runOptions.push('isa');
+      if (runOptions.length) throw new UsageError(`--against compares two saved reports: --${runOptions.join(', --')} would not be used`);
+    }
+    let against;
+    try {
+      if (againstFile !== undefined) against = readReport(againstFile);
+    } catch (e) {
+      if (e instanceof ReportError) throw new UsageError(`--against: ${e.message}`);
+      throw e;
+    }
     const out = str(v, 'out');
     if (out !== undefined && out === '') throw new UsageError('--out expects a file name');
     if (shapes && kernels && !shapes.some((s) => kernels.some((k) => KERNELS.find((d) => d.name === k)!.shapeKind === s.kind))) {
       throw new UsageError(`--shapes: none of its shapes is of a kind the chosen kernels run on (${kernels.map((k) => `${k}: ${KERNELS.find((d) => d.name === k)!.shapeKind}`).join(', ')})`);
     }
     const quiet = flag(v, 'quiet');
-    const report = await runKernelBench({
+    const report = against ?? await runKernelBench({
       quick, timing, ...(kernels ? { kernels } : {}), ...(isas ? { isas } : {}), ...(threads ? { threads } : {}), ...(shapes ? { shapes } : {}),
       log: quiet ? () => {} : (s) => process.stderr.write(s + '\n'),
     });
@@ -142,7 +158,7 @@ export const benchKernelsCommand: CommandSpec = {
       if (!quiet) process.stderr.write(`bench kernels: wrote ${out}\n`);
     }
     if (flag(v, 'json')) {
-      process.stdout.write(JSON.stringify(cmp ? { ...report, compare: { base: compareFile, minChange, ...cmp } } : report, null, 2) + '\n');
+      process.stdout.write(JSON.stringify(cmp ? { ...report, compare: { base: compareFile, ...(againstFile ? { against: againstFile } : {}), minChange, ...cmp } } : report, null, 2) + '\n');
     } else {
       process.stdout.write(formatReport(report) + '\n');
       if (cmp) {

@@ -9,6 +9,7 @@ import { choice, explicitOptions, flag, int, requireStr, str, UsageError, type C
 import type { TrialRecord } from '../campaign/results';
 import { pairedCsv, recordsCsv, summaryCsv } from '../campaign/csv';
 import { Progress } from '../util/progress';
+import { QUEUE_INJECT_OPTIONS } from './queue';
 
 export const exportCommand: CommandSpec = {
   name: 'export',
@@ -53,7 +54,8 @@ function parseShard(sh: string): { index: number; count: number } {
 export const injectCommand: CommandSpec = {
   name: 'inject',
   summary: 'Monte Carlo fault-injection campaign on a deployed model: one JSON line per finished trial; re-running resumes.',
-  usage: 'flatenn inject --model M.safetensors --faults bitflip,sa0,sa1 --rates 0,1%,2%,3%,4%,5% --trials N --out results.jsonl',
+  usage: 'flatenn inject --model M.safetensors --faults bitflip,sa0,sa1 --rates 0,1%,2%,3%,4%,5% --trials N --out results.jsonl [--queue redis://host:6379/0 [--detach]]\n\n' +
+    'With --queue the trials run on `flatenn worker`s (any number of machines) and are gathered into the same --out as a local run.',
   examples: [
     'flatenn inject --model runs/as.int4.safetensors --trials 100 --out runs/as.jsonl',
     'flatenn inject --model m.int4.safetensors --faults bitflip --rates 1%,5% --trials 50 --by-layer --out layers.jsonl',
@@ -78,10 +80,15 @@ export const injectCommand: CommandSpec = {
     masks: { type: 'string', arg: '<file>', description: 'replay saved masks instead of drawing (faults, rates and trials come from the file)' },
     json: { type: 'boolean', description: 'print the summary as JSON' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress output' },
+    ...QUEUE_INJECT_OPTIONS,
   },
   async run(v) {
-    const model = requireStr(v, 'model'), out = requireStr(v, 'out');
+    const queued = str(v, 'queue') !== undefined;
+    if (!queued) for (const k of ['detach', 'chunk'] as const) if (v[k] !== undefined) throw new UsageError(`--${k} needs --queue`);
+    const model = requireStr(v, 'model');
+    const out = queued && flag(v, 'detach') ? (str(v, 'out') ?? '') : requireStr(v, 'out');
     const masks = str(v, 'masks'), saveMasks = str(v, 'save-masks');
+    if (queued && (masks !== undefined || saveMasks !== undefined)) throw new UsageError('--masks and --save-masks work in local runs only, not with --queue');
     if (masks !== undefined) {
       const clash = ['faults', 'rates', 'trials', 'seed', 'sampling', 'rate-unit', 'fault-targets', 'by-layer', 'by-bit', 'save-masks'].filter((k) => explicitOptions(v).includes(k));
       if (clash.length) throw new UsageError(`--masks replays the file's faults, rates and trials: drop ${clash.map((k) => '--' + k).join(', ')}`);
@@ -129,9 +136,10 @@ export const injectCommand: CommandSpec = {
     const dataDir = str(v, 'data-dir');
     if (saveMasks !== undefined && (byLayer || byBit)) throw new UsageError('--save-masks saves one target: not with --by-layer or --by-bit');
     const opts: CampaignOptions = { model, faults, rates, trials, out, seed, sampling, rateUnit, targets, byLayer, byBit, shard, ...(saveMasks !== undefined ? { saveMasks } : {}), onTrial: trialBar(flag(v, 'quiet')), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) };
-    try { validateCampaignOptions(opts); } catch (e) { throw new UsageError((e as Error).message); }
-    usagePath(out, [model]);
+    try { validateCampaignOptions(out === '' ? { ...opts, out: '(no results file)' } : opts); } catch (e) { throw new UsageError((e as Error).message); }
+    if (out !== '') usagePath(out, [model]);
     if (saveMasks !== undefined) usagePath(saveMasks, [model, out], '--save-masks');
+    if (queued) return (require('./queue') as typeof import('./queue')).injectQueued(v, opts);
     const r = await runCampaign(opts);
     if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: r.settings, ran: r.ran, skipped: r.skipped, summary: r.rows }, null, 2) + '\n');
     else process.stdout.write(`${r.ran} trials run, ${r.skipped} already in ${out} (${r.seconds.toFixed(1)} s)\n${formatSummary(r.rows)}\n`);

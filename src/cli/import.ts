@@ -3,6 +3,7 @@ import { importTorch } from '../interop/torch-import';
 import { ARCHS, type Arch } from '../nn/graph';
 import { DATASETS } from '../train/config';
 import { choice, flag, int, num, parseNumber, requireStr, str, UsageError, type CommandSpec } from './args';
+import { usagePath } from './campaign';
 
 function numbers(s: string, name: string, lo: number, hi: number): number[] {
   const parts = s.split(',').map((x) => x.trim());
@@ -36,6 +37,7 @@ export const importCommand: CommandSpec = {
     const arch = choice<Arch>(v, 'arch', ARCHS);
     if (str(v, 'arch') === undefined) throw new UsageError('--arch is required');
     const out = requireStr(v, 'out');
+    usagePath(out, [files[0], str(v, 'map')]);
     let map: Record<string, string> | undefined;
     const mp = str(v, 'map');
     if (mp !== undefined) {

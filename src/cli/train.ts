@@ -7,7 +7,7 @@ import { trainModel, type TrainProgress } from '../train/run';
 import { Progress } from '../util/progress';
 import { choice, explicitOptions, flag, int, num, parseNumber, str, UsageError, type CommandSpec, type Values } from './args';
 
-const TRAIN_FLAGS = ['arch', 'dataset', 'epochs', 'batch-size', 'lr', 'schedule', 'milestones', 'gamma', 'momentum', 'nesterov', 'weight-decay', 'weight-bits', 'act-bits', 'per-channel', 'first-last-bits', 'act-l1', 'saq-rho', 'saq-include-bn', 'seed', 'val-size', 'augment', 'no-augment', 'limit-train', 'padding', 'width'];
+const TRAIN_FLAGS = ['arch', 'dataset', 'epochs', 'batch-size', 'lr', 'schedule', 'milestones', 'gamma', 'momentum', 'nesterov', 'weight-decay', 'weight-bits', 'act-bits', 'per-channel', 'first-last-bits', 'act-l1', 'saq-rho', 'saq-include-bn', 'saq-warmup', 'seed', 'val-size', 'augment', 'no-augment', 'limit-train', 'padding', 'width'];
 
 function list(v: string, name: string, lo: number, hi: number): number[] {
   const parts = v.split(',').map((s) => s.trim());
@@ -38,6 +38,7 @@ export function configFromFlags(v: Values): TrainConfig {
     actL1: str(v, 'act-l1') !== undefined ? list(str(v, 'act-l1')!, 'act-l1', 0, 1e3) : d.actL1,
     saqRho: num(v, 'saq-rho', 0, 100, d.saqRho),
     saqIncludeBn: flag(v, 'saq-include-bn'),
+    saqWarmup: int(v, 'saq-warmup', 0, 100000, d.saqWarmup),
     seed: int(v, 'seed', 0, Number.MAX_SAFE_INTEGER, d.seed),
     valSize: int(v, 'val-size', 0, 1e9, d.valSize),
     augment: flag(v, 'no-augment') ? false : flag(v, 'augment') ? true : d.augment,
@@ -81,6 +82,7 @@ export const trainCommand: CommandSpec = {
     'act-l1': { type: 'string', arg: '<λ[,λ...]>', description: 'activation-sparse training: L1 coefficient, one value or one per ReLU layer', default: '0' },
     'saq-rho': { type: 'string', arg: '<ρ>', description: 'SAQ neighbourhood size (0 = conventional training)', default: '0' },
     'saq-include-bn': { type: 'boolean', description: 'SAQ: perturb BatchNorm affine parameters too' },
+    'saq-warmup': { type: 'string', arg: '<E>', description: 'SAQ: ramp rho linearly from 0 over the first E epochs (0 = off, the paper\'s recipe; recorded in the config)', default: '0' },
     seed: { type: 'string', arg: '<n>', description: 'seed (initialisation, data order, augmentation)', default: '1' },
     'val-size': { type: 'string', arg: '<n>', description: 'images held out from the end of the training set for validation', default: '5000' },
     augment: { type: 'boolean', description: 'random crop + flip (default on for cifar10)' },
@@ -119,8 +121,9 @@ export const trainCommand: CommandSpec = {
     const maxSteps = v['max-steps'] !== undefined ? int(v, 'max-steps', 0, Number.MAX_SAFE_INTEGER) : undefined;
     const r = await trainModel(cfg, { out: path.resolve(out), resume, force, ...(extendTo !== undefined ? { epochs: extendTo } : {}), onProgress: trainBars(quiet), testAtEnd: !flag(v, 'no-test'), ...(dataDir ? { dataDir } : {}), ...(maxSteps !== undefined ? { maxSteps } : {}) });
     if (flag(v, 'json')) {
-      process.stdout.write(JSON.stringify({ checkpoint: r.checkpoint, config: r.config, history: r.history, test: r.test && { accuracy: r.test.accuracy, loss: r.test.loss, sparsity: r.test.sparsity, sparsityWeighted: r.test.sparsityWeighted, perLayerSparsity: r.test.perLayerSparsity }, seconds: r.seconds, ...(r.stoppedAtStep !== undefined ? { stoppedAtStep: r.stoppedAtStep } : {}) }, null, 2) + '\n');
+      process.stdout.write(JSON.stringify({ checkpoint: r.checkpoint, config: r.config, history: r.history, test: r.test && { accuracy: r.test.accuracy, loss: r.test.loss, sparsity: r.test.sparsity, sparsityWeighted: r.test.sparsityWeighted, perLayerSparsity: r.test.perLayerSparsity }, collapse: r.collapse, collapsed: r.collapse.length > 0, seconds: r.seconds, ...(r.stoppedAtStep !== undefined ? { stoppedAtStep: r.stoppedAtStep } : {}) }, null, 2) + '\n');
     } else {
+      if (r.collapse.length) process.stdout.write(`COLLAPSE FLAGGED in ${r.collapse.length} epoch(s) (see the warnings above): do not select or average this run silently\n`);
       if (r.stoppedAtStep !== undefined) process.stdout.write(`stopped after ${r.stoppedAtStep} steps (--max-steps); continue with: flatenn train --resume --out ${out}\n`);
       if (r.test) process.stdout.write(`test accuracy ${(100 * r.test.accuracy).toFixed(2)}%  loss ${r.test.loss.toFixed(4)}  sparsity ${(100 * r.test.sparsity).toFixed(2)}% (element-weighted ${(100 * r.test.sparsityWeighted).toFixed(2)}%)  time ${r.seconds.toFixed(1)} s\n`);
       process.stdout.write(`checkpoint ${r.checkpoint}\n`);
@@ -135,7 +138,7 @@ export function trainBars(quiet: boolean, stream?: NodeJS.WriteStream): (p: Trai
   let barEpoch = 0;
   const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
   return (p) => {
-    if (quiet) return;
+    if (quiet && p.kind !== 'warning') return;
     if (p.kind === 'batch') {
       if (!bar || barEpoch !== p.epoch) {
         // created at the first batch's end: the rate counts from there (that batch's own time is unknown)
@@ -143,6 +146,8 @@ export function trainBars(quiet: boolean, stream?: NodeJS.WriteStream): (p: Trai
         barEpoch = p.epoch;
       }
       bar.update(p.done, `loss ${p.loss.toFixed(4)} acc ${pct(p.accuracy)} sparsity ${(100 * p.sparsity).toFixed(1)}%`);
+    } else if (p.kind === 'warning') {
+      (stream ?? process.stderr).write(`flatenn: warning: ${p.message}\n`); // also with --quiet
     } else if (p.kind === 'stopped') {
       const msg = `stopped after step ${p.step} (--max-steps ${p.maxSteps}); continue with --resume`;
       const out = stream ?? process.stderr;

@@ -6,6 +6,7 @@ import type { Model } from '../nn/model';
 import type { TrainConfig } from './config';
 import { validateConfig } from './config';
 import { createModel, Trainer, type ImageSet, type PartialEpoch } from './trainer';
+import type { CollapseFlag } from './collapse';
 
 export const CHECKPOINT_FORMAT = 'flatenn.checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -21,6 +22,8 @@ export interface EpochRecord {
   valSparsity?: number;
   /** On epochs trained after the run was extended: which extension (1 = the first `--resume --epochs N`). */
   extension?: number;
+  /** Set when collapse detection flagged this epoch (DESIGN §3). */
+  collapse?: CollapseFlag;
 }
 
 export interface CheckpointMeta {
@@ -103,7 +106,8 @@ function checkMetaFields(meta: CheckpointMeta, source: string): void {
   let cfg: TrainConfig;
   try { cfg = validateConfig(meta.config); } catch (e) { return bad(`config: ${(e as Error).message}`); }
   if (cfg.arch !== meta.arch || cfg.dataset !== meta.dataset) bad(`config (${cfg.arch}, ${cfg.dataset}) disagrees with arch/dataset (${meta.arch}, ${meta.dataset})`);
-  if (!int(meta.trainImages, 1, 2 ** 32)) bad(`trainImages must be an integer >= 1, got ${JSON.stringify(meta.trainImages)}`);
+  // 0: never trained by flatenn (an imported checkpoint)
+  if (!int(meta.trainImages, 0, 2 ** 32)) bad(`trainImages must be an integer >= 0, got ${JSON.stringify(meta.trainImages)}`);
   if (!int(meta.epoch, 0, cfg.epochs)) bad(`epoch must be an integer in [0, ${cfg.epochs}] (the run's epochs), got ${JSON.stringify(meta.epoch)}`);
   const spe = Math.ceil(meta.trainImages / cfg.batchSize), steps = meta.epoch * spe;
   const pe = meta.partialEpoch as unknown;

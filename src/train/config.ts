@@ -46,6 +46,8 @@ export interface TrainConfig {
   /** SAQ also perturbs batch-norm parameters (default false). */
   saqIncludeBn: boolean;
   /** Seed of initialisation, data order and augmentation (default 1). */
+  /** SAQ: rho ramps linearly from 0 over the first this-many epochs (0 = off, the paper's recipe). */
+  saqWarmup: number;
   seed: number;
   /** Images held out from the end of the training set for validation (default 5000). */
   valSize: number;
@@ -96,6 +98,7 @@ export function defaultConfig(arch: Arch = 'lenet5'): TrainConfig {
     actL1: [0],
     saqRho: 0,
     saqIncludeBn: false,
+    saqWarmup: 0,
     seed: 1,
     valSize: 5000,
     augment: !lenet,
@@ -127,6 +130,8 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   nonneg('lr', c.lr);
   nonneg('weightDecay', c.weightDecay);
   nonneg('saqRho', c.saqRho);
+  if (c.saqWarmup === undefined) c.saqWarmup = 0; // checkpoints written before the option existed
+  nonneg('saqWarmup', c.saqWarmup);
   if (!(c.momentum >= 0 && c.momentum < 1)) fail(`momentum must be in [0, 1), got ${c.momentum}`);
   if (!(c.gamma > 0 && c.gamma <= 1)) fail(`gamma must be in (0, 1], got ${c.gamma}`);
   if (!['cosine', 'step', 'constant'].includes(c.schedule)) fail(`schedule must be cosine, step or constant, got '${c.schedule}'`);

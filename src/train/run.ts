@@ -7,6 +7,7 @@ import type { TrainConfig } from './config';
 import { validateConfig } from './config';
 import { type EpochRecord, loadCheckpoint, resumeTrainer, saveCheckpoint } from './checkpoint';
 import { evaluate, evalBatchSize, type EvalResult, type EpochStats, type ImageSet, Trainer } from './trainer';
+import { type CollapseFlag, detectCollapse } from './collapse';
 
 /** A progress event of {@link trainModel} (the library prints nothing; the CLI draws these as bars/lines). */
 export type TrainProgress =
@@ -17,7 +18,9 @@ export type TrainProgress =
   /** An epoch ended and its checkpoint was written; `stats.val` is the validation result (when valSize > 0). */
   | { kind: 'epoch'; epoch: number; epochs: number; stats: EpochStats & { val?: EvalResult } }
   /** `maxSteps` reached: a checkpoint at optimiser step `step` was written (resume continues from it). */
-  | { kind: 'stopped'; epoch: number; epochs: number; step: number; maxSteps: number };
+  | { kind: 'stopped'; epoch: number; epochs: number; step: number; maxSteps: number }
+  /** Something the user should see (e.g. collapse detection flagged an epoch); the CLI prints it as a warning. */
+  | { kind: 'warning'; epoch: number; epochs: number; message: string };
 
 export interface TrainRunOptions {
   /** Checkpoint path (.safetensors), rewritten atomically after every epoch; the epoch log goes beside it (.log.jsonl). */
@@ -87,6 +90,8 @@ export interface TrainRunResult {
   history: EpochRecord[];
   epochs: (EpochStats & { val?: EvalResult })[];
   test?: EvalResult;
+  /** Epochs flagged by collapse detection (DESIGN §3), this run and any earlier part of it; empty when none. */
+  collapse: CollapseFlag[];
   seconds: number;
   /** The optimiser steps done when maxSteps stopped the run before its last epoch ended. */
   stoppedAtStep?: number;
@@ -204,6 +209,13 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
       const k = cfg.extendedFrom.filter((e) => st.epoch > e).length;
       if (k > 0) rec.extension = k;
     }
+    const flagged = detectCollapse(v
+      ? { epoch: st.epoch, accuracy: v.accuracy, loss: v.loss, perLayerSparsity: v.perLayerSparsity, numClasses: trainer.model.graph.numClasses, on: 'validation' }
+      : { epoch: st.epoch, accuracy: st.accuracy, loss: st.loss, perLayerSparsity: st.perLayerSparsity, numClasses: trainer.model.graph.numClasses, on: 'training' });
+    if (flagged) {
+      rec.collapse = flagged;
+      o.onProgress?.({ kind: 'warning', epoch: st.epoch, epochs: cfg.epochs, message: `${o.out}: ${flagged.message}` });
+    }
     history.push(rec);
     await saveCheckpoint(o.out, trainer, history);
     fs.appendFileSync(logPath, JSON.stringify({ ...rec, seconds: st.seconds, imagesPerSecond: st.imagesPerSecond, time: new Date().toISOString() }) + '\n');
@@ -214,5 +226,6 @@ export async function trainModel(config: TrainConfig | null, o: TrainRunOptions)
   }
   let test: EvalResult | undefined;
   if (testSet) test = await evaluateAsync(trainer.model, testSet, { sliceMs, ...(o.signal ? { signal: o.signal } : {}), onSlice: (done, total) => o.onProgress?.({ kind: 'eval', split: 'test', epoch: trainer.epoch, epochs: cfg.epochs, done, total }) });
-  return { config: cfg, checkpoint: o.out, history, epochs, ...(test ? { test } : {}), seconds: (Date.now() - t0) / 1000, ...(stoppedAtStep !== undefined ? { stoppedAtStep } : {}) };
+  const collapse = history.flatMap((h) => (h.collapse ? [h.collapse] : []));
+  return { config: cfg, checkpoint: o.out, history, epochs, ...(test ? { test } : {}), collapse, seconds: (Date.now() - t0) / 1000, ...(stoppedAtStep !== undefined ? { stoppedAtStep } : {}) };
 }

@@ -9,6 +9,7 @@ import { permutation, uniforms, RngPurpose } from '../util/rng';
 import type { TrainConfig } from './config';
 import type { ImageDataset } from '../data/dataset';
 import { validateConfig } from './config';
+import { TrainingDivergedError } from './collapse';
 
 /** Raw images (uint8, N x C x H x W) with labels: what the trainer consumes. */
 export type ImageSet = Pick<ImageDataset, 'count' | 'channels' | 'height' | 'width' | 'images' | 'labels'>;
@@ -34,6 +35,8 @@ export interface EpochStats {
   /** Mean over ReLU sites of the fraction of zeros (DESIGN §4), on training batches. */
   sparsity: number;
   sparsityWeighted: number;
+  /** Fraction of zeros per ReLU site on the epoch's training batches. */
+  perLayerSparsity: number[];
   images: number;
   seconds: number;
   imagesPerSecond: number;
@@ -140,6 +143,21 @@ export class Trainer {
    * schedule segment per stage: [0, e1), [e1, e2), ..., [ek, epochs) epochs; each segment runs the configured
    * schedule afresh over its own length (cosine from lr down to 0; step milestones as fractions of the segment).
    */
+  /** SAQ's rho at a step: ramped linearly from 0 over the first saqWarmup epochs (DESIGN §3). */
+  rhoAt(step: number): number {
+    const w = this.cfg.saqWarmup * this.stepsPerEpoch;
+    return w > 0 ? this.cfg.saqRho * Math.min(1, step / w) : this.cfg.saqRho;
+  }
+
+  /** Stops the run on a non-finite loss or gradient (DESIGN §3 collapse detection). */
+  private checkFinite(loss: number): void {
+    if (!Number.isFinite(loss)) throw new TrainingDivergedError('loss', ...this.where());
+    const g = this.model.params.grad;
+    let s = 0;
+    for (let i = 0; i < g.length; i++) s += g[i]! * 0; // 0 unless some g[i] is NaN or infinite
+    if (!Number.isFinite(s)) throw new TrainingDivergedError('gradient', ...this.where());
+  }
+
   learningRate(step: number): number {
     const c = this.cfg;
     let T = this.totalSteps;
@@ -174,8 +192,25 @@ export class Trainer {
     return { loss, ce, acts: r.acts };
   }
 
-  /** One optimiser step on a batch of raw images. */
+  /**
+   * One optimiser step on a batch of raw images. A non-finite loss, gradient or
+   * weight, or a non-finite value refused by a kernel, stops the run with a
+   * TrainingDivergedError (DESIGN §3).
+   */
   trainStep(images: Uint8Array, labels: Uint8Array, n: number): StepStats {
+    try {
+      return this.trainStepUnchecked(images, labels, n);
+    } catch (e) {
+      if (e instanceof RangeError && /finite/i.test(e.message)) throw new TrainingDivergedError('value', ...this.where(), e.message);
+      throw e;
+    }
+  }
+
+  private where(): [number, number, number] {
+    return [this.epoch + 1, this.step + 1, this.step - this.epoch * this.stepsPerEpoch + 1];
+  }
+
+  private trainStepUnchecked(images: Uint8Array, labels: Uint8Array, n: number): StepStats {
     const m = this.model, p = m.params, cfg = this.cfg;
     const x = m.normalize(images, n);
     const lab = labels.subarray(0, n);
@@ -188,6 +223,7 @@ export class Trainer {
     const k = kernels();
     first.acts.forEach((a, i) => { zeros[i] = k.countZeros(a.data); elems[i] = a.numel; });
     const stats: StepStats = { loss: first.loss.data[0]!, correct: first.ce.correct, count: n, zeros, elems };
+    this.checkFinite(stats.loss);
 
     if (cfg.saqRho > 0) {
       // SAQ (DESIGN §3): eps = rho * g / ||g|| from the gradient at Q(w), over all
@@ -199,7 +235,7 @@ export class Trainer {
       let sq = 0;
       for (const name of names) { const g = p.v(name).grad!; for (let i = 0; i < g.length; i++) sq += g[i]! * g[i]!; }
       for (const e of bnEntries) { const g = p.v(e.name).grad!; for (let i = 0; i < g.length; i++) sq += g[i]! * g[i]!; }
-      const scale = sq > 0 ? cfg.saqRho / Math.sqrt(sq) : 0;
+      const scale = sq > 0 ? this.rhoAt(this.step) / Math.sqrt(sq) : 0;
       for (const name of names) {
         const g = p.v(name).grad!;
         const eps = new Float32Array(g.length);
@@ -216,8 +252,13 @@ export class Trainer {
       const second = this.lossOf(tape, x, lab, true, false, perturb);
       tape.backward(second.loss);
       bnEntries.forEach((e, j) => p.data.set(saved[j]!, e.offset));
+      this.checkFinite(second.loss.data[0]!);
     }
     this.optimizerStep(this.learningRate(this.step));
+    const w = this.model.params.data;
+    let s = 0;
+    for (let i = 0; i < w.length; i++) s += w[i]! * 0;
+    if (!Number.isFinite(s)) throw new TrainingDivergedError('weights', ...this.where());
     this.step++;
     return stats;
   }
@@ -312,7 +353,7 @@ export class Trainer {
     return {
       epoch: this.epoch, loss: lossSum / seen, accuracy: correct / seen,
       sparsity: sites ? mean / sites : 0, sparsityWeighted: es ? zs / es : 0,
-      images: seen, seconds, imagesPerSecond: seen / seconds,
+      perLayerSparsity: Array.from(zeros, (z, i) => z / elems[i]!), images: seen, seconds, imagesPerSecond: seen / seconds,
     };
   }
 }

@@ -212,6 +212,21 @@ test('bench kernels --compare: exit 3 on a kernel slower beyond the margin of er
     assert.equal(r1.status, 3, r1.stderr);
     assert.match(r1.stdout, /\| sgemm \| tiny-gemm \| scalar \| 1 \|.*\| SLOWER \|/);
     assert.match(r1.stdout, /1 slower and 0 faster beyond the margin of error/);
+    // two saved reports, nothing timed: the saved run against the faster base, and the other way round
+    const savedFile = path.join(dir, 'saved.json');
+    fs.writeFileSync(savedFile, JSON.stringify(saved));
+    const a1 = cli(['--compare', base, '--against', savedFile, '--json']);
+    assert.equal(a1.status, 3, a1.stderr);
+    assert.deepEqual((JSON.parse(a1.stdout) as { compare: { rows: { verdict: string }[] } }).compare.rows.map((x) => x.verdict), ['slower']);
+    const a2 = cli(['--compare', savedFile, '--against', base]);
+    assert.equal(a2.status, 0, a2.stderr);
+    assert.match(a2.stdout, /0 slower and 1 faster beyond the margin of error/);
+    const a3 = cli(['--against', savedFile]);
+    assert.equal(a3.status, 2);
+    assert.match(a3.stderr, /--against needs --compare/);
+    const a4 = cli(['--compare', base, '--against', savedFile, '--filter', 'sgemm']);
+    assert.equal(a4.status, 2);
+    assert.match(a4.stderr, /--filter would not be used/);
     // 1000 times slower: no regression, exit 0 (an improvement unless this run's own margin passes 100%)
     const slow = { ...saved, rows: saved.rows.map((x) => ({ ...x, hz: x.hz! / 1000, rate: x.rate! / 1000, rme: 1 })) };
     fs.writeFileSync(base, JSON.stringify(slow));

@@ -59,7 +59,7 @@ test('training output off a terminal: each epoch ends with a line holding the va
   const draw = trainBars(false, stream);
   for (const epoch of [1, 2]) {
     for (let done = 32; done <= 128; done += 32) draw({ kind: 'batch', epoch, epochs: 2, done, total: 128, loss: 1, accuracy: 0.5, sparsity: 0.25 });
-    draw({ kind: 'epoch', epoch, epochs: 2, stats: { epoch, loss: 0.9, accuracy: 0.6, sparsity: 0.3, sparsityWeighted: 0.3, images: 128, seconds: 1, imagesPerSecond: 128, val: { accuracy: 0.5 + epoch / 10, loss: 1, sparsity: 0, sparsityWeighted: 0, perLayerSparsity: [], count: 10, predictions: new Uint8Array(10) } } });
+    draw({ kind: 'epoch', epoch, epochs: 2, stats: { epoch, loss: 0.9, accuracy: 0.6, sparsity: 0.3, sparsityWeighted: 0.3, perLayerSparsity: [0.3], images: 128, seconds: 1, imagesPerSecond: 128, val: { accuracy: 0.5 + epoch / 10, loss: 1, sparsity: 0, sparsityWeighted: 0, perLayerSparsity: [], count: 10, predictions: new Uint8Array(10) } } });
   }
   const ends = lines.filter((l) => /val acc/.test(l));
   assert.equal(ends.length, 2);

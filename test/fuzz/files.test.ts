@@ -36,7 +36,7 @@ test('random command lines: exit 0, 1 or 2 with a message, never a crash or a JS
     '--sampling': ['exact', 'bernoulli'], '--rate-unit': ['bit', 'weight'], '--fault-targets': ['layers=conv', 'bits=0', 'layers=conv1;bits=0+1'], '--shard': ['0/2', '1/2'],
     '--arch': ['lenet5'], '--dataset': ['fashion-mnist'], '--epochs': ['1'], '--batch-size': ['32'], '--lr': ['0.01'], '--schedule': ['cosine', 'step', 'constant'],
     '--act-l1': ['1e-5'], '--saq-rho': ['0.1'], '--weight-bits': ['2', '4', '8'], '--act-bits': ['2', '4', '8', '0'], '--val-size': ['16'], '--limit-train': ['64'],
-    '--threads': ['1', '2'], '--isa': ['scalar', 'avx2'],
+    '--threads': ['1', '2'], '--isa': ['scalar', 'avx2'], '--from': ['torch'], '--mean': ['0.5'], '--std': ['0.25'], '--calibrate': ['4'],
   };
   // train and inject get small budgets (fixture data, few trials) so a valid random line ends quickly
   const COMMANDS: Record<string, string[]> = {
@@ -46,6 +46,7 @@ test('random command lines: exit 0, 1 or 2 with a message, never a crash or a JS
     inject: ['--model', '--faults', '--rates', '--trials', '--seed', '--sampling', '--rate-unit', '--fault-targets', '--by-layer', '--by-bit', '--shard', '--limit', '--out', '--json'],
     summary: ['--baseline', '--json'],
     'data info': ['--json'],
+    import: ['--from', '--arch', '--out', '--map', '--mean', '--std', '--dataset', '--calibrate', '--json'],
     info: ['--json'],
   };
   const outDir = path.join(fixtures, 'cli-out');
@@ -61,7 +62,7 @@ test('random command lines: exit 0, 1 or 2 with a message, never a crash or a JS
       const fresh = (ext: string) => path.join(outDir, `o${i}${ext}`);
       const base: Record<string, string[]> = {
         train: ['--out', fresh('.safetensors')], eval: ['--model', R.pick(FILES.slice(0, 3))], export: ['--model', FILES[1]!, '--out', fresh('.safetensors')],
-        inject: ['--model', R.pick([FILES[0]!, FILES[2]!]), '--out', fresh('.jsonl')], summary: [FILES[3]!], 'data info': [], info: [],
+        inject: ['--model', R.pick([FILES[0]!, FILES[2]!]), '--out', fresh('.jsonl')], summary: [FILES[3]!], 'data info': [], info: [], import: ['--from', 'torch', FILES[1]!, '--arch', 'lenet5', '--out', fresh('.safetensors')],
       };
       argv.push(...base[cmd]!);
     }
@@ -74,7 +75,7 @@ test('random command lines: exit 0, 1 or 2 with a message, never a crash or a JS
         else argv.push(R.pick(VALUES));
       }
     }
-    if (cmd === 'summary' && R.chance(0.8)) argv.push(R.pick(FILES));
+    if ((cmd === 'summary' || cmd === 'import') && R.chance(0.8)) argv.push(R.pick(FILES));
     if (cmd === 'train') argv.push('--epochs', '1', '--limit-train', '64', '--val-size', '16');
     if (cmd === 'inject') argv.push('--trials', R.pick(['1', '2']), '--limit', '4');
     if (cmd !== 'info' && cmd !== 'summary') argv.push('--data-dir', mnist);

@@ -62,7 +62,8 @@ test('train --resume refuses a checkpoint whose epoch or step is not valid; empt
     [{ step: 1e18 }, /step 1000000000000000000 does not match/],
     [{ epoch: 5 }, /epoch must be an integer in \[0, 1\]/],
     [{ config: null }, /config: the training config must be an object, got null/],
-    [{ trainImages: 0 }, /trainImages must be an integer >= 1/],
+    [{ trainImages: -1 }, /trainImages must be an integer >= 0/],
+    [{ trainImages: 0 }, /step 2 does not match epoch 1 \(1 x 0 steps per epoch = 0\)/],
   ] as [Record<string, unknown>, RegExp][]) {
     fs.writeFileSync(bad, encodeSafetensors(file.tensors, { flatenn: JSON.stringify({ ...meta, ...patch }) }));
     await assert.rejects(loadCheckpoint(bad), (e: Error) => re.test(e.message) && e.message.includes(bad), JSON.stringify(patch));
@@ -105,24 +106,26 @@ test('data --help lists the subcommands; a closed pipe ends output quietly', asy
   assert.doesNotMatch(err, /EPIPE|at |Error/);
 });
 
-test('SIGINT removes the results lock; stale temporary files of a killed writer are removed', { timeout: 120_000 }, async () => {
+test('SIGINT and SIGTERM remove the results lock; stale temporary files of a killed writer are removed', { timeout: 120_000 }, async () => {
   const dir = tmpDir('sig');
   writeMnist(dir, 'test', 20, false);
   const model = path.join(dir, 'tiny.safetensors');
   await writeTinyModel(model);
-  const out = path.join(dir, 'r.jsonl');
-  const child = spawn(process.execPath, [CLI, 'inject', '--model', model, '--data-dir', dir, '--trials', '100000', '--rates', '0.01', '--faults', 'bitflip', '--out', out, '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-  const t0 = Date.now();
-  while (!(fs.existsSync(out + '.lock') && fs.existsSync(out) && fs.readFileSync(out, 'utf8').split('\n').length > 3)) {
-    if (Date.now() - t0 > 60_000) throw new Error(`no trial within 60 s: ${err}`);
-    await new Promise((r) => setTimeout(r, 50));
+  for (const [sig, want] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    const out = path.join(dir, `r-${sig}.jsonl`);
+    const child = spawn(process.execPath, [CLI, 'inject', '--model', model, '--data-dir', dir, '--trials', '100000', '--rates', '0.01', '--faults', 'bitflip', '--out', out, '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const t0 = Date.now();
+    while (!(fs.existsSync(out + '.lock') && fs.existsSync(out) && fs.readFileSync(out, 'utf8').split('\n').length > 3)) {
+      if (Date.now() - t0 > 60_000) throw new Error(`no trial within 60 s: ${err}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill(sig);
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    assert.equal(code, want, err);
+    assert.equal(fs.existsSync(out + '.lock'), false, `lock removed on ${sig}`);
   }
-  child.kill('SIGINT');
-  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
-  assert.equal(code, 130, err);
-  assert.equal(fs.existsSync(out + '.lock'), false, 'lock removed on SIGINT');
   // a temporary file of a writer killed with -9 (its pid is gone) is removed by the next write
   const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
   const dest = path.join(dir, 'd.safetensors');

@@ -125,7 +125,7 @@ test('width 0.25: the same augmented batches and the same weights with 1 or 2 th
 test('width 0.25: stopped part way (stopAtStep) and resumed from its checkpoint equals an uninterrupted run, bit for bit', async () => {
   const dir = tmpDir('r18-resume');
   try {
-    const set = images(48, 5), c = cfg({ epochs: 2, limitTrain: 48, saqRho: 0.05, actL1: [1e-5] }); // 3 steps per epoch
+    const set = images(24, 5), c = cfg({ epochs: 2, limitTrain: 24, batchSize: 8, saqRho: 0.05, actL1: [1e-5] }); // 3 steps per epoch
     const full = new Trainer(c, set);
     const history: unknown[] = [];
     while (full.epoch < c.epochs) history.push((await full.runEpochAsync())!.loss);
