@@ -228,6 +228,10 @@ export function openResults(out: string, header: ResultsHeader): TrialRecord[] {
   return [];
 }
 
+/**
+ * Runs (or resumes) a Monte Carlo fault-injection campaign into `o.out` (JSON Lines, DESIGN §5): trials in a worker
+ * thread, each appended as it ends; the clean model evaluated once per run. Prints nothing (see `onTrial`).
+ */
 export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const t0 = Date.now();
   const p = await prepareCampaign(o);

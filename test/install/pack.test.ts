@@ -169,7 +169,7 @@ if (isMainThread) {
   fs.writeFileSync(path.join(consumer, 'use.ts'), [
     "import { runCampaign, trainModel, defaultConfig, type CampaignOptions, type TrainProgress } from 'flatenn';",
     "const o: CampaignOptions = { model: 'm.safetensors', faults: ['bitflip'], rates: [0, 0.01], trials: 2, out: 'r.jsonl', signal: new AbortController().signal };",
-    "const cb = (p: TrainProgress): number => (p.kind === 'epoch' ? p.stats.epoch : p.kind === 'stopped' ? p.step : p.done);",
+    "const cb = (p: TrainProgress): number => (p.kind === 'epoch' ? p.stats.epoch : 'done' in p ? p.done : 0);",
     "export const f = async () => { await runCampaign(o); await trainModel(defaultConfig('lenet5'), { out: 'x.safetensors', onProgress: (p) => { cb(p); } }); };",
   ].join('\n') + '\n');
   const tsc = sh(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', consumer], { cwd: consumer, env });
