@@ -1,17 +1,46 @@
 // `npm run bench`: every benchmark module that exists (kernel benchmarks
 // bench/gemm.ts `gemmBench`, bench/qgemm.ts `qgemmBench`, then training and
-// campaigns beside PyTorch), all rows written to bench/results/latest.json
-// with the machine they ran on, and printed as markdown tables.
+// campaigns beside PyTorch), all rows written to bench/results/local/latest.json
+// (git-ignored; --out writes elsewhere, e.g. the tracked bench/results/latest.json
+// when results are to be published) with the machine they ran on, and printed as
+// markdown tables. A heartbeat line every 10 s names the module running; goals
+// that need CPU features this machine lacks are reported as "n/a on this CPU".
 //   node dist/bench/run.js [--quick] [--threads N] [--only train,campaign] [--out file.json] [--no-torch]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { describeMachine, formatLoad, gitCommit, loadAverage, machineInfo, type MachineInfo } from '../src/benchkit/machine';
 import { nativeEngineAvailable } from '../src/engine/native-engine';
 import { engineInfo, setIsa, setThreads } from '../src/native/info';
 import { campaignBench } from './campaign';
 import { markdownTable, messageOf, parseArgs, positiveInt, printRows, ROOT, type Row } from './common';
 import { trainBench } from './train';
+import { startHeartbeat } from './heartbeat';
+
+/** Where results go unless --out says otherwise: git-ignored, so a run never dirties tracked files. */
+export const DEFAULT_OUT = path.join(ROOT, 'bench', 'results', 'local', 'latest.json');
+
+/** CPU features a goal's wording refers to (a goal is judged only where the CPU has them). */
+const GOAL_FEATURES: { re: RegExp; has: (c: Record<string, unknown>) => boolean; name: string }[] = [
+  { re: /VNNI/i, has: (c) => !!c.avx512vnni, name: 'AVX-512 VNNI' },
+  { re: /AVX-?512/i, has: (c) => !!c.avx512f, name: 'AVX-512' },
+  { re: /AVX2|FMA peak/i, has: (c) => !!c.avx2, name: 'AVX2' },
+];
+
+/** Marks rows whose goal needs a feature this CPU lacks: no pass/fail, `goalStatus: 'n/a on this CPU'`. */
+export function markGoalApplicability(rows: Row[], cpu: Record<string, unknown> | null): Row[] {
+  for (const r of rows) {
+    if (!r.goal || !cpu) continue;
+    const missing = GOAL_FEATURES.find((f) => f.re.test(r.goal!) && !f.has(cpu));
+    if (missing) {
+      delete r.pass;
+      r.goalStatus = 'n/a on this CPU';
+      r.notes = `n/a on this CPU (no ${missing.name})${r.notes ? '; ' + r.notes : ''}`;
+    }
+  }
+  return rows;
+}
 
 export interface RunOptions {
   quick?: boolean;
@@ -38,7 +67,8 @@ export interface BenchReport {
   addon: string | null;
   int4Engine: 'native' | 'reference';
   commit: string | null;
-  modules: { name: string; status: 'ran' | 'missing' | 'failed'; seconds?: number; error?: string }[];
+  /** eventLoopMaxStallMs: the longest event-loop stall while the module ran (kernel timing loops block on purpose). */
+  modules: { name: string; status: 'ran' | 'missing' | 'failed'; seconds?: number; eventLoopMaxStallMs?: number; error?: string }[];
   rows: Row[];
 }
 
@@ -88,25 +118,35 @@ export async function runBenchmarks(o: RunOptions = {}): Promise<BenchReport> {
     { name: 'train', run: (x) => trainBench({ ...common, ...x }) },
     { name: 'campaign', run: (x) => campaignBench({ ...common, ...x }) },
   ];
+  const beat = startHeartbeat();
+  try {
   for (const m of modules) {
     if (!want(m.name)) continue;
     if (m.run === 'missing') { report.modules.push({ name: m.name, status: 'missing' }); log(`bench: ${m.name}: no module, skipped`); continue; }
     if (m.run instanceof Error) { report.modules.push({ name: m.name, status: 'failed', error: m.run.message }); log(`bench: ${m.name}: ${m.run.message}`); continue; }
     log(`bench: ${m.name} ...`);
+    beat.set(m.name);
     const t0 = Date.now();
+    const stall = monitorEventLoopDelay({ resolution: 10 });
+    stall.enable();
+    const maxStall = () => { stall.disable(); return +(stall.max / 1e6).toFixed(1); };
     try {
       const rows = asRows(m.name, await m.run({ threads, quick, log }));
       report.rows.push(...rows);
-      report.modules.push({ name: m.name, status: 'ran', seconds: (Date.now() - t0) / 1000 });
+      report.modules.push({ name: m.name, status: 'ran', seconds: (Date.now() - t0) / 1000, eventLoopMaxStallMs: maxStall() });
     } catch (e) {
-      report.modules.push({ name: m.name, status: 'failed', seconds: (Date.now() - t0) / 1000, error: messageOf(e) });
+      report.modules.push({ name: m.name, status: 'failed', seconds: (Date.now() - t0) / 1000, eventLoopMaxStallMs: maxStall(), error: messageOf(e) });
       log(`bench: ${m.name} failed: ${messageOf(e)}`);
     }
     // A module may leave another ISA or thread count selected: the next one starts from the same state.
     try { if (info) setIsa(info.isa); setThreads(threads); } catch { /* no addon: nothing to restore */ }
   }
+  } finally {
+    beat.stop();
+  }
+  markGoalApplicability(report.rows, (info?.cpu as unknown as Record<string, unknown>) ?? null);
   report.loadAverage.after = loadAverage();
-  const out = o.out ?? path.join(ROOT, 'bench', 'results', 'latest.json');
+  const out = o.out ?? DEFAULT_OUT;
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify(report, null, 2) + '\n');
@@ -128,6 +168,7 @@ export function printReport(r: BenchReport, print: (s: string) => void = console
     ['int4 engine backend', r.int4Engine],
     ['commit', r.commit ?? '?'],
     ['modules', r.modules.map((m) => `${m.name}: ${m.status}${m.seconds !== undefined ? ` (${m.seconds.toFixed(0)} s)` : ''}`).join(', ')],
+    ['longest event-loop stall', r.modules.filter((m) => m.eventLoopMaxStallMs !== undefined).map((m) => `${m.name} ${m.eventLoopMaxStallMs} ms`).join(', ') || '-'],
   ]));
   printRows(r.rows, print);
   for (const m of r.modules) if (m.error) print(`- ${m.name}: ${m.error}`);

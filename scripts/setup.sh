@@ -9,6 +9,8 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v g++ >/dev/null || need_apt+=(g++)
 command -v ninja >/dev/null || need_apt+=(ninja-build)
 command -v qemu-x86_64 >/dev/null || need_apt+=(qemu-user)
+# arm64 prebuild (cross-compiled) and its smoke test under qemu-aarch64
+command -v aarch64-linux-gnu-g++ >/dev/null || need_apt+=(g++-aarch64-linux-gnu)
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || need_apt+=(dataset-fashion-mnist)
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need_apt+=(python3-numpy)
 # the report test opens the HTML report in a real headless browser (driven by puppeteer-core from npm)
@@ -32,7 +34,8 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
-elif [ ! -f build/Release/flatenn.node ]; then
-  npx cmake-js compile
 fi
+# The install script (node-gyp-build-test || cmake-js compile) skips the build when a binary already loads,
+# so compile here too: incremental, a no-op when build/ is up to date with the C++ sources.
+npx cmake-js compile
 npx tsc -p tsconfig.json

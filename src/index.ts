@@ -20,8 +20,8 @@ export { defaultConfig, validateConfig } from './train/config';
 export type { TrainConfig } from './train/config';
 export { Trainer, createModel, evaluate } from './train/trainer';
 export type { EpochStats, EvalResult } from './train/trainer';
-export { trainModel } from './train/run';
-export type { TrainRunOptions, TrainRunResult } from './train/run';
+export { trainModel, evaluateAsync } from './train/run';
+export type { TrainRunOptions, TrainRunResult, TrainProgress } from './train/run';
 export { saveCheckpoint, loadCheckpoint, resumeTrainer } from './train/checkpoint';
 
 // int4 engine, export and campaigns
@@ -38,7 +38,11 @@ export { runCampaign } from './campaign/campaign';
 export type { CampaignOptions, CampaignResult } from './campaign/campaign';
 export { FaultSpace, parseRate, FAULT_TYPES } from './campaign/faults';
 export type { FaultType, FaultTargets } from './campaign/faults';
-export { readResults, mergeResults, summaryRows, pairedRows, SEMANTICS } from './campaign/results';
+export { readResults, mergeResults, summaryRows, pairedRows, formatSummary, formatPaired, SEMANTICS } from './campaign/results';
+export type { TrialRecord, CleanRecord, SummaryRow, PairedRow, CampaignSettings, ResultsFile } from './campaign/results';
+export { summaryCsv, pairedCsv, recordsCsv } from './campaign/csv';
+export { fetchDataset } from './data/fetch';
+export type { FetchOptions, FetchEvent, ProxyEnv } from './data/fetch';
 export { summarize, tQuantile } from './stats/t';
 
 // collapse detection, landscapes, reports, the study pipeline

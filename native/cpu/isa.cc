@@ -2,12 +2,16 @@
 #include "flatenn/core.h"
 
 #include <atomic>
-#include <cpuid.h>
 #include <cstring>
 #include <mutex>
+#if FL_X86
+#include <cpuid.h>
+#endif
 
 namespace fl {
 namespace {
+
+#if FL_X86
 
 void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4]) { __cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]); }
 
@@ -63,6 +67,15 @@ CpuFeatures detect() {
   if (!f.os_zmm) f.avx512f = f.avx512bw = f.avx512dq = f.avx512vl = f.avx512vnni = f.avx512bf16 = f.avx512fp16 = false;
   return f;
 }
+#else
+CpuFeatures detect() {  // no x86 features; scalar kernels only
+  CpuFeatures f;
+#if defined(__aarch64__)
+  f.vendor = "arm64";
+#endif
+  return f;
+}
+#endif
 
 std::atomic<int> g_isa{-1};
 std::mutex g_isa_mu;

@@ -179,9 +179,9 @@ void conv2d_backward_impl(const float* x, const float* w, const float* dy, float
 }
 
 Kernel<Conv2dForwardFn> k_conv2d_forward("conv2d_forward", conv2d_forward_impl<Isa::Scalar>,
-                                         conv2d_forward_impl<Isa::Avx2>, conv2d_forward_impl<Isa::Avx512>);
+                                         FL_X86_ONLY((conv2d_forward_impl<Isa::Avx2>)), FL_X86_ONLY((conv2d_forward_impl<Isa::Avx512>)));
 Kernel<Conv2dBackwardFn> k_conv2d_backward("conv2d_backward", conv2d_backward_impl<Isa::Scalar>,
-                                           conv2d_backward_impl<Isa::Avx2>, conv2d_backward_impl<Isa::Avx512>);
+                                           FL_X86_ONLY((conv2d_backward_impl<Isa::Avx2>)), FL_X86_ONLY((conv2d_backward_impl<Isa::Avx512>)));
 
 }  // namespace
 

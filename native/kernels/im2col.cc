@@ -11,7 +11,10 @@
 //   col2im: AVX-512 accumulates each x row in a register over (kh, kw) (the scalar order of
 //           additions, so the result is bit-identical); AVX2 adds segment by segment (also in
 //           the scalar order).
+#include "flatenn/core.h"  // FL_X86
+#if FL_X86
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -97,6 +100,7 @@ inline const float* lane0(const float* rowp, int64_t iw0) {
   return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(rowp) + uintptr_t(iw0 * int64_t(sizeof(float))));
 }
 
+#if FL_X86
 // Lane l of the result is all ones when bit l of bits is set.
 __attribute__((target("avx2,fma"))) inline __m256i bits_to_mask(uint32_t bits) {
   const __m256i b = _mm256_set1_epi32(int(bits));
@@ -240,8 +244,9 @@ __attribute__((target("avx2,fma"))) void col2im_avx2(const float* col, int64_t l
       }
 }
 
-Kernel<Im2colFn> k_im2col("im2col", im2col_scalar, im2col_avx2, im2col_avx512);
-Kernel<Col2imFn> k_col2im("col2im", col2im_scalar, col2im_avx2, col2im_avx512);
+#endif  // FL_X86
+Kernel<Im2colFn> k_im2col("im2col", im2col_scalar, FL_X86_ONLY(im2col_avx2), FL_X86_ONLY(im2col_avx512));
+Kernel<Col2imFn> k_col2im("col2im", col2im_scalar, FL_X86_ONLY(col2im_avx2), FL_X86_ONLY(col2im_avx512));
 
 }  // namespace
 

@@ -9,7 +9,10 @@
 // Variants: scalar (any k, s); avx2 / avx512 vectorise over 8 / 16 output columns for the
 // common k = 2, s = 2 (even and odd input columns split with permutes) and fall back to scalar
 // otherwise. Backward is a scatter-add, scalar only.
+#include "flatenn/core.h"  // FL_X86
+#if FL_X86
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -52,6 +55,7 @@ void maxpool2d_forward_scalar(const float* x, float* y, int32_t* argmax, int64_t
   });
 }
 
+#if FL_X86
 // ---- AVX-512, k = s = 2: 16 output columns per step ----------------------------------------
 #define FL_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
 
@@ -170,6 +174,7 @@ void maxpool2d_forward_avx2(const float* x, float* y, int32_t* argmax, int64_t N
   });
 }
 
+#endif  // FL_X86
 // ---- backward: dx = 0, then dx[plane][argmax] += dy in output order (per plane) ----------------
 void maxpool2d_backward_scalar(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t C, int64_t H,
                                int64_t W, int64_t k, int64_t s) {
@@ -188,8 +193,8 @@ void maxpool2d_backward_scalar(const float* dy, const int32_t* argmax, float* dx
 
 using MaxpoolBackwardFn = void (*)(const float*, const int32_t*, float*, int64_t, int64_t, int64_t, int64_t, int64_t,
                                    int64_t);
-Kernel<MaxpoolForwardFn> k_maxpool2d_forward("maxpool2d_forward", maxpool2d_forward_scalar, maxpool2d_forward_avx2,
-                                             maxpool2d_forward_avx512);
+Kernel<MaxpoolForwardFn> k_maxpool2d_forward("maxpool2d_forward", maxpool2d_forward_scalar, FL_X86_ONLY(maxpool2d_forward_avx2),
+                                             FL_X86_ONLY(maxpool2d_forward_avx512));
 Kernel<MaxpoolBackwardFn> k_maxpool2d_backward("maxpool2d_backward", maxpool2d_backward_scalar, nullptr, nullptr);
 
 }  // namespace

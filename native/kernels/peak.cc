@@ -7,7 +7,10 @@
 //             ops = iters * 8 acc * 32 MAC (the AVX2 int8 peak without VNNI)
 // Each probe is timed by the caller with the wall clock and CLOCK_THREAD_CPUTIME_ID: on a
 // shared VM the CPU-time rate is the core's ceiling, the wall rate what was actually had.
+#include "flatenn/core.h"  // FL_X86
+#if FL_X86
 #include <immintrin.h>
+#endif
 #include <time.h>
 
 #include <atomic>
@@ -25,6 +28,7 @@ namespace {
 volatile float g_sink_f;
 volatile int32_t g_sink_i;
 
+#if FL_X86
 __attribute__((target("avx512f,fma"))) double probe_fma512(uint64_t iters) {
   const __m512 m = _mm512_set1_ps(1.0f), z = _mm512_set1_ps(0.0f);
   __m512 c0 = _mm512_set1_ps(0.5f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
@@ -137,6 +141,7 @@ __attribute__((target("avx2,fma"))) double probe_int8avx2(uint64_t iters) {
   return double(iters) * 8 * 32;
 }
 
+#endif  // FL_X86
 double thread_cpu_seconds() {
   timespec t;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
@@ -144,12 +149,16 @@ double thread_cpu_seconds() {
 }
 
 double run_probe(PeakKind kind, uint64_t iters) {
+#if !FL_X86
+  (void)kind; (void)iters;  // no x86 probes here: peak_supported() is false for every kind
+#else
   switch (kind) {
     case PeakKind::Fma512: return probe_fma512(iters);
     case PeakKind::Fma256: return probe_fma256(iters);
     case PeakKind::Vnni512: return probe_vnni512(iters);
     case PeakKind::Int8Avx2: return probe_int8avx2(iters);
   }
+#endif
   return 0.0;
 }
 

@@ -29,11 +29,15 @@
 // code) are counted per phase with an integer threshold: code == 0  <=>  acc ^ m < Zt[n].
 //
 // Codes without a division: the thresholds of qrequant.h.
+#include "flatenn/core.h"  // FL_X86
+#if FL_X86
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <array>
 #include <memory>
+#include <stdexcept>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -204,6 +208,7 @@ struct Call {
 // zero_threshold: qrequant.h (shared with the pooled GEMM path of qgemm.cc).
 using qrq::zero_threshold;
 
+#if FL_X86
 // ---- kernels ------------------------------------------------------------------------------------
 alignas(64) const uint8_t kT44[64] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,  // per 128-bit lane
                                       0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
@@ -597,6 +602,7 @@ FL_VNNI void run_task(const Call& cl, const uint8_t* x, size_t t, size_t nimg, i
   }
 }
 
+#endif  // FL_X86
 }  // namespace
 
 bool qconv_direct_applies(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
@@ -760,7 +766,12 @@ int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t
   cl.outBlocked = outBlocked;
   const size_t tasks = (B + kImg - 1) / kImg;
   std::vector<int64_t> zeros(tasks, 0);
+#if FL_X86
   parallel_for(tasks, [&](size_t t) { run_task(cl, x, t, std::min(kImg, B - t * kImg), &zeros[t]); });
+#else
+  (void)x;
+  throw std::logic_error("qconv2d_direct_u8: the direct kernel needs AVX-512 VNNI (qconv_direct_applies() is false here)");
+#endif
   int64_t z = 0;
   for (int64_t v : zeros) z += v;
   return z;

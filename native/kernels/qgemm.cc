@@ -12,7 +12,12 @@
 //            |255 * 128 * 2| < 2^31)
 //   avx512 : AVX-512 VNNI, 8 channels x 16*MV rows (MV = 1..3) per tile, vpdpbusd
 //            (u8 x s8 with an exact int32 sum of 4 products), 24 zmm accumulators
+#include "flatenn/core.h"  // FL_X86
+#if FL_X86
 #include <immintrin.h>
+#else
+#include "sse2_portable.h"  // the SSE2 baseline code below
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -104,6 +109,7 @@ void panel_scalar(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const Qw
     }
 }
 
+#if FL_X86
 // ---- AVX2 -----------------------------------------------------------------------
 // The per-position terms of lanes [0, valid) of rows m, m + 1, ... (zeros past valid).
 inline void corr_lanes(const QOut& o, size_t m, size_t n, size_t valid, float* t) {
@@ -461,6 +467,7 @@ FL_VNNI double vnni_probe(uint64_t iters) {
   return double(iters) * 24 * 64;
 }
 
+#endif  // FL_X86
 
 // ---- pooled requantisation (conv + max pool on the GEMM path) ----------------------------------
 // One channel plane of int32 accumulators acc [OH][OW] -> y [PH][PW] codes of the max pool of the
@@ -498,6 +505,7 @@ int64_t pool_requant_scalar(const int32_t* acc, const PoolRq& r, int32_t* pooled
   return z;
 }
 
+#if FL_X86
 FL_AVX2 int64_t pool_requant_avx2(const int32_t* acc, const PoolRq& r, int32_t* pooled, uint8_t* y) {
   const size_t n = r.OH * r.OW, np = r.PH * r.PW;
   const __m256i vm = _mm256_set1_epi32(r.m), vzt = _mm256_set1_epi32(r.zt);
@@ -548,6 +556,7 @@ FL_AVX2 int64_t pool_requant_avx2(const int32_t* acc, const PoolRq& r, int32_t* 
   for (; i < np; ++i) y[i] = uint8_t(qrq::code_of(qrq::affine_spec(pooled[i] ^ r.m, r.scale, r.bias), r.actScale, r.levels));
   return z;
 }
+#endif  // FL_X86
 
 #undef FL_AVX2
 #undef FL_VNNI
@@ -592,7 +601,7 @@ size_t elem_bytes(QOutMode m) { return m == QOutMode::Codes ? 1 : 4; }
 }  // namespace
 
 namespace kern {
-Kernel<QPanelFn> u8s8_qgemm_panel("u8s8_qgemm_panel", panel_scalar, panel_avx2, panel_avx512);
+Kernel<QPanelFn> u8s8_qgemm_panel("u8s8_qgemm_panel", panel_scalar, FL_X86_ONLY(panel_avx2), FL_X86_ONLY(panel_avx512));
 }
 
 bool qcode_table(float actScale, float levels, QCodeTable* out) {
@@ -633,8 +642,13 @@ bool qcode_table(float actScale, float levels, QCodeTable* out) {
 }
 
 double qgemm_peak_probe(uint64_t iters) {
+#if FL_X86
   if (!(best_isa() == Isa::Avx512 && cpu_features().avx512vnni)) return 0.0;
   return vnni_probe(iters);
+#else
+  (void)iters;
+  return 0.0;
+#endif
 }
 
 Isa qgemm_isa() {
@@ -655,7 +669,9 @@ int qgemm_avx2_run(int aMax, int wlo, int whi) {
 }
 
 uint8_t max_u8(const uint8_t* x, size_t n) {
+#if FL_X86
   if (current_isa() != Isa::Scalar) return max_u8_avx2(x, n);
+#endif
   uint8_t r = 0;
   for (size_t i = 0; i < n; ++i) r = std::max(r, x[i]);
   return r;
@@ -943,7 +959,11 @@ int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, cons
     negm[n] = o.scale[n] < 0.0f ? -1 : 0;
     zt[n] = qrq::zero_threshold(o.scale[n], o.bias[n], negm[n], o, int64_t(K) * 255 * 128, o.table);
   }
+#if FL_X86
   const auto poolFn = static_cast<Isa>(h.isa) == Isa::Scalar ? pool_requant_scalar : pool_requant_avx2;
+#else
+  const auto poolFn = pool_requant_scalar;  // weights packed for the scalar layout (the only one off x86)
+#endif
   parallel_for(groups, [&](size_t t) {
     const size_t g0 = t * G, gi = std::min(G, B - g0), M = gi * P, Mp = round_up(M, 16);
     uint8_t* panels = tls_buffer(0, qpanels_bytes(M, K));

@@ -3,7 +3,12 @@
 // and the linear layer on int32 activations. Scalar reference + SIMD where it pays off; the
 // SIMD variants perform the same IEEE operations (exact conversions, one multiply, one add,
 // one division, round-to-nearest-even, min/max), so results are bit-identical.
+#include "flatenn/core.h"  // FL_X86
+#if FL_X86
 #include <immintrin.h>
+#else
+#include "sse2_portable.h"  // the SSE2 baseline code below
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -67,6 +72,7 @@ void maxpool_scalar(const uint8_t* x, size_t H, size_t W, size_t k, size_t s, ui
     }
 }
 
+#if FL_X86
 // ---- AVX2 -------------------------------------------------------------------------------
 FL_AVX2 inline __m256i requant8_avx2(__m256 y, __m256 vas, __m256 vl) {
   const __m256 a = _mm256_max_ps(y, _mm256_setzero_ps());
@@ -178,6 +184,7 @@ FL_AVX512 int64_t add_requant_avx512(AddIn a, AddIn b, size_t n, float as, float
   return z;
 }
 
+#endif  // FL_X86
 #undef FL_AVX2
 #undef FL_AVX512
 
@@ -185,9 +192,9 @@ using RequantFn = int64_t (*)(const float*, size_t, float, float, uint8_t*);
 using AddRequantFn = int64_t (*)(AddIn, AddIn, size_t, float, float, uint8_t*);
 using MaxpoolFn = void (*)(const uint8_t*, size_t, size_t, size_t, size_t, uint8_t*);
 
-Kernel<RequantFn> k_requant("f32_u8_requant", requant_scalar, requant_avx2, requant_avx512);
-Kernel<AddRequantFn> k_add_requant("u8_add_requant", add_requant_scalar, add_requant_avx2, add_requant_avx512);
-Kernel<MaxpoolFn> k_maxpool("u8_maxpool2d", maxpool_scalar, maxpool_avx2, nullptr);
+Kernel<RequantFn> k_requant("f32_u8_requant", requant_scalar, FL_X86_ONLY(requant_avx2), FL_X86_ONLY(requant_avx512));
+Kernel<AddRequantFn> k_add_requant("u8_add_requant", add_requant_scalar, FL_X86_ONLY(add_requant_avx2), FL_X86_ONLY(add_requant_avx512));
+Kernel<MaxpoolFn> k_maxpool("u8_maxpool2d", maxpool_scalar, FL_X86_ONLY(maxpool_avx2), nullptr);
 
 int64_t sum_parts(const std::vector<int64_t>& v) {
   int64_t s = 0;

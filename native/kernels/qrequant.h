@@ -11,7 +11,10 @@
 // Bit-identical to the division by construction. Only for L <= 15 (one 16-entry vpermps) and
 // actScale in [2^-100, 2^100] (1 / actScale normal, the product never overflows before clipping).
 #pragma once
+#include "flatenn/core.h"  // FL_X86
+#if FL_X86
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -61,6 +64,7 @@ inline int32_t zero_threshold(float s, float b, int32_t m, const QOut& o, int64_
   return int32_t(lo);
 }
 
+#if FL_X86
 // 16 codes from 16 floats y with the table (AVX-512).
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline __m512i codes16(__m512 y, const QCodeTable& t, float levels) {
   const __m512 a = _mm512_max_ps(y, _mm512_setzero_ps());  // NaN, -0 -> +0 (second operand)
@@ -94,5 +98,6 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) inline __m512i cod
   return _mm512_cvtps_epi32(_mm512_min_ps(q, _mm512_set1_ps(levels)));
 }
 
+#endif  // FL_X86
 }  // namespace qrq
 }  // namespace fl

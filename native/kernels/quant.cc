@@ -3,7 +3,10 @@
 // application. Contracts in flatenn/quant.h; the scalar functions are the spec,
 // the AVX2 / AVX-512 variants perform the same IEEE operations in the same order
 // (division, round-to-nearest-even, min/max, multiplication), so they are bit-identical.
+#include "flatenn/core.h"  // FL_X86
+#if FL_X86
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -119,6 +122,7 @@ void fault_mask_scalar(const uint8_t* src, const uint8_t* flip, const uint8_t* s
   }
 }
 
+#if FL_X86
 // ================================== AVX2 =====================================
 
 FL_AVX2 uint32_t absmax_bits_avx2(const float* w, size_t n) {
@@ -383,6 +387,7 @@ FL_AVX512 void fault_mask_avx512(const uint8_t* src, const uint8_t* flip, const 
   }
 }
 
+#endif  // FL_X86
 #undef FL_AVX2
 #undef FL_AVX512
 
@@ -391,15 +396,15 @@ constexpr size_t kBlock = size_t(1) << 16;  // elements per parallel task (shape
 }  // namespace
 
 namespace kern {
-Kernel<AbsMaxBitsFn> f32_absmax_bits("f32_absmax_bits", absmax_bits_scalar, absmax_bits_avx2, absmax_bits_avx512);
-Kernel<QuantSymFn> f32_quant_sym("f32_quant_sym", quant_sym_scalar, quant_sym_avx2, quant_sym_avx512);
-Kernel<ReluFqFn> f32_relu_fakequant("f32_relu_fakequant", relu_fq_scalar, relu_fq_avx2, relu_fq_avx512);
-Kernel<MaskedGradFn> f32_masked_grad("f32_masked_grad", masked_grad_scalar, masked_grad_avx2, masked_grad_avx512);
-Kernel<CountZerosFn> f32_count_zeros("f32_count_zeros", count_zeros_scalar, count_zeros_avx2, count_zeros_avx512);
-Kernel<CodeRangeFn> s8_code_range("s8_code_range", code_range_scalar, code_range_avx2, nullptr);
-Kernel<PackIntFn> s8_pack_int("s8_pack_int", pack_int_scalar, pack_int_avx2, nullptr);
-Kernel<UnpackIntFn> u8_unpack_int("u8_unpack_int", unpack_int_scalar, unpack_int_avx2, nullptr);
-Kernel<FaultMaskFn> u8_fault_mask_apply("u8_fault_mask_apply", fault_mask_scalar, fault_mask_avx2, fault_mask_avx512);
+Kernel<AbsMaxBitsFn> f32_absmax_bits("f32_absmax_bits", absmax_bits_scalar, FL_X86_ONLY(absmax_bits_avx2), FL_X86_ONLY(absmax_bits_avx512));
+Kernel<QuantSymFn> f32_quant_sym("f32_quant_sym", quant_sym_scalar, FL_X86_ONLY(quant_sym_avx2), FL_X86_ONLY(quant_sym_avx512));
+Kernel<ReluFqFn> f32_relu_fakequant("f32_relu_fakequant", relu_fq_scalar, FL_X86_ONLY(relu_fq_avx2), FL_X86_ONLY(relu_fq_avx512));
+Kernel<MaskedGradFn> f32_masked_grad("f32_masked_grad", masked_grad_scalar, FL_X86_ONLY(masked_grad_avx2), FL_X86_ONLY(masked_grad_avx512));
+Kernel<CountZerosFn> f32_count_zeros("f32_count_zeros", count_zeros_scalar, FL_X86_ONLY(count_zeros_avx2), FL_X86_ONLY(count_zeros_avx512));
+Kernel<CodeRangeFn> s8_code_range("s8_code_range", code_range_scalar, FL_X86_ONLY(code_range_avx2), nullptr);
+Kernel<PackIntFn> s8_pack_int("s8_pack_int", pack_int_scalar, FL_X86_ONLY(pack_int_avx2), nullptr);
+Kernel<UnpackIntFn> u8_unpack_int("u8_unpack_int", unpack_int_scalar, FL_X86_ONLY(unpack_int_avx2), nullptr);
+Kernel<FaultMaskFn> u8_fault_mask_apply("u8_fault_mask_apply", fault_mask_scalar, FL_X86_ONLY(fault_mask_avx2), FL_X86_ONLY(fault_mask_avx512));
 }  // namespace kern
 
 float order_key_to_float(int32_t key) {

@@ -18,7 +18,10 @@
 // K split: when C has few micro-tiles and K is large (weight gradients: M=16, N=150, K=12800),
 // K is cut into chunks whose size depends on (M, N, K) only; chunks run in parallel into private
 // partial products that are then summed in chunk order: deterministic for any thread count.
+#include "flatenn/core.h"  // FL_X86
+#if FL_X86
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstdlib>
@@ -77,6 +80,7 @@ void sgemm_scalar(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha
 }
 
 // ============================================================================
+#if FL_X86
 // Packed driver, shared by the SIMD variants through a traits class Tr:
 //   Tr::MR, Tr::NR (micro-tile), Tr::VL (floats per vector), Tr::KC (K block), Tr::MC (tile rows),
 //   Tr::NP (tile column panels)
@@ -452,7 +456,8 @@ void sgemm_avx512(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha
   Driver<TrAvx512>::run(Args{tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc});
 }
 
-Kernel<SgemmFn> k_sgemm("sgemm", sgemm_scalar, sgemm_avx2, sgemm_avx512);
+#endif  // FL_X86
+Kernel<SgemmFn> k_sgemm("sgemm", sgemm_scalar, FL_X86_ONLY(sgemm_avx2), FL_X86_ONLY(sgemm_avx512));
 
 }  // namespace
 

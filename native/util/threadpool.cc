@@ -6,7 +6,10 @@
 // std::terminate the process): the first one is kept, the remaining tasks are skipped, and run()
 // rethrows it on the calling thread once every worker is idle, where the Node-API glue turns it
 // into a JavaScript error.
+#include "flatenn/core.h"  // FL_X86
+#if FL_X86
 #include <immintrin.h>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -29,7 +32,11 @@ bool spin_until(const Pred& pred) {
   const auto t0 = std::chrono::steady_clock::now();
   for (unsigned i = 1;; ++i) {
     if (pred()) return true;
+#if FL_X86
     _mm_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
     if (i % 64 == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kSpinUs)) return pred();
   }
 }

@@ -6,8 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { readDeployed, type DeployedModel } from '../deploy/format';
+import { Engine } from '../engine/engine';
 import { loadDataset } from '../data/dataset';
-import { Progress } from '../util/progress';
 import { FAULT_TYPES, type FaultType, type RateUnit, type Sampling } from './faults';
 import { campaignJobCount, campaignJobs, FaultMapper, MAX_TRIALS, targetsOf, type TrialData, type TrialJob } from './runner';
 import { maskKey, readMasks, writeMasks, type FaultMasks } from './masks';
@@ -15,30 +15,43 @@ import { checkOutputPath } from '../io/paths';
 import { pidAlive, registerCleanup, unregisterCleanup } from '../io/cleanup';
 import {
   readResults, RESULTS_FORMAT, RESULTS_VERSION, SEMANTICS, ResultsWriter, settingsDiff, summaryRows, trialKey,
-  type CampaignSettings, type ResultsHeader, type SummaryRow, type TrialRecord,
+  type CampaignSettings, type CleanRecord, type ResultsHeader, type SummaryRow, type TrialRecord,
 } from './results';
 
 export interface CampaignOptions {
   /** Deployed model file (.safetensors from `flatenn export`). */
   model: string;
+  /** Fault types to inject (FAULT_TYPES), each at every rate. */
   faults: FaultType[];
   /** Fractions of eligible cells, in [0, 1]. */
   rates: number[];
+  /** Trials (independent fault maps) per (target, fault type, rate), >= 1. */
   trials: number;
+  /** Results file (.jsonl): created with a header, or resumed when it holds the same campaign. */
   out: string;
+  /** Fault-map seed (default 1): common random numbers across fault types, rates and models of one layout. */
   seed?: number;
+  /** 'exact' (default): exactly round(rate x cells) faulty cells, nested across rates; 'bernoulli': each cell faulty with probability rate. */
   sampling?: Sampling;
+  /** What a rate counts (default 'bit'): a fraction of stored bits, or of weights ('weight': one random bit per faulty weight). */
   rateUnit?: RateUnit;
   /** Target sets (default ['all']); see targetsOf(). byLayer / byBit expand to one target per layer / bit. */
   targets?: string[];
+  /** One target per weight layer (default false): a per-layer vulnerability table. */
   byLayer?: boolean;
+  /** One target per bit position, 0 = LSB (default false). */
   byBit?: boolean;
+  /** Run only trials t with t % count == index (default 0/1); merge the shards' files with mergeResults / `flatenn summary`. */
   shard?: { index: number; count: number };
+  /** Dataset folder (default: the standard search, see `flatenn data info`). */
   dataDir?: string;
   /** Evaluate only the first n test images (quick runs); recorded in the settings. */
   limit?: number;
+  /** @deprecated The library never prints; kept so old callers compile. Progress goes to `onTrial`. */
   quiet?: boolean;
+  /** Called after each finished trial (already appended to `out`): `done` counts trials in the file, of `total`. */
   onTrial?: (r: TrialRecord, done: number, total: number) => void;
+  /** Cancels the campaign: the worker stops, finished trials stay in `out`; an already-aborted signal runs nothing. */
   signal?: AbortSignal;
   /** Write each trial's faulty cells of this run's trials (one target only) to this masks file (see masks.ts). */
   saveMasks?: string;
@@ -46,9 +59,13 @@ export interface CampaignOptions {
   masks?: string;
 }
 
+/** What runCampaign returns: the settings, every record in the file (also those of earlier runs) and the summary. */
 export interface CampaignResult {
   settings: CampaignSettings;
+  /** Trial records (file order); rate-0 trials are not run: see `clean`. */
   records: TrialRecord[];
+  /** The clean model's record per target (evaluated once per run, or read back on resume). */
+  clean: CleanRecord[];
   rows: SummaryRow[];
   ran: number;
   skipped: number;
@@ -211,12 +228,16 @@ export function openResults(out: string, header: ResultsHeader): TrialRecord[] {
   return [];
 }
 
+/**
+ * Runs (or resumes) a Monte Carlo fault-injection campaign into `o.out` (JSON Lines, DESIGN §5): trials in a worker
+ * thread, each appended as it ends; the clean model evaluated once per run. Prints nothing (see `onTrial`).
+ */
 export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const t0 = Date.now();
   const p = await prepareCampaign(o);
   const unlock = lockResults(o.out);
   try {
-    return await runLocked(p.options, p.settings, p.header, p.shard, t0);
+    return await runLocked(p.options, p.settings, p.header, p.shard, t0, { model: p.model, images: p.data.images, labels: p.data.labels });
   } finally {
     unlock();
   }
@@ -246,32 +267,46 @@ export function lockResults(out: string): () => void {
   throw new Error(`cannot lock ${out}: ${lock} keeps reappearing`);
 }
 
-async function runLocked(o: CampaignOptions, settings: CampaignSettings, header: ResultsHeader, shard: { index: number; count: number }, t0: number): Promise<CampaignResult> {
+async function runLocked(o: CampaignOptions, settings: CampaignSettings, header: ResultsHeader, shard: { index: number; count: number }, t0: number,
+  data: { model: DeployedModel; images: Uint8Array; labels: Uint8Array }): Promise<CampaignResult> {
   const existing = openResults(o.out, header);
+  const clean: CleanRecord[] = readResults(o.out).clean;
   const done = new Set(existing.map(trialKey));
-  const total = campaignJobCount(settings, shard);
-  const pending = (function* () { for (const j of campaignJobs(settings, shard)) if (!done.has(trialKey(j))) yield j; })();
+  // Rate 0 leaves the memory unchanged: the clean record below stands for those trials (older files may
+  // hold rate-0 trial records; they are kept and not re-run).
+  const zeroDone = existing.filter((r) => r.rate === 0).length;
+  const total = campaignJobCount({ ...settings, rates: settings.rates.filter((r) => r !== 0) }, shard) + zeroDone;
+  const pending = (function* () { for (const j of campaignJobs(settings, shard)) if (j.rate !== 0 && !done.has(trialKey(j))) yield j; })();
   const records = existing.slice();
   let ran = 0;
-  const bar = new Progress({ label: 'trials', total, unit: 'trial', quiet: !!o.quiet });
   checkAborted(o);
-  if (records.length < total) {
+  const missingClean = settings.targets.filter((t) => !clean.some((c) => c.target === t));
+  if (records.length < total || missingClean.length > 0) {
     const writer = new ResultsWriter(o.out);
     try {
-      await runInWorker(o, settings, pending, (r) => {
-        writer.write(r);
-        records.push(r);
-        ran++;
-        bar.update(records.length, `last ${r.fault}@${+(100 * r.rate).toPrecision(4)}% acc ${(100 * r.accuracy).toFixed(2)}%`);
-        o.onTrial?.(r, records.length, total);
-      });
+      if (missingClean.length > 0) {
+        // one evaluation of the clean model (the same memory for every target), yielding between batches
+        const r = await new Engine(data.model).evaluate({ images: data.images, labels: data.labels, count: settings.images, ...(o.signal ? { signal: o.signal } : {}) });
+        for (const target of missingClean) {
+          const c: CleanRecord = { type: 'clean', target, accuracy: r.accuracy, loss: r.loss, sparsity: r.sparsity, sparsityWeighted: r.sparsityWeighted, images: settings.images };
+          writer.write(c);
+          clean.push(c);
+        }
+      }
+      if (records.length < total) {
+        await runInWorker(o, settings, pending, (r) => {
+          writer.write(r);
+          records.push(r);
+          ran++;
+          o.onTrial?.(r, records.length, total);
+        });
+      }
       writer.sync();
     } finally {
       writer.close();
     }
-    bar.finish();
   }
-  return { settings, records, rows: summaryRows(settings, records), ran, skipped: total - ran, seconds: (Date.now() - t0) / 1000 };
+  return { settings, records, clean, rows: summaryRows(settings, records, clean), ran, skipped: total - ran, seconds: (Date.now() - t0) / 1000 };
 }
 
 /** Jobs are sent to the worker in chunks as it asks for them (the job list is never built whole). */

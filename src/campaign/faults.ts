@@ -5,6 +5,7 @@
 import { nativeFn } from '../native/binding';
 import type { DeployedMeta } from '../deploy/format';
 
+/** Fault types in stored int4 weight codes: bit flip, stuck-at-0, stuck-at-1 (DESIGN §2). */
 export const FAULT_TYPES = ['bitflip', 'sa0', 'sa1'] as const;
 export type FaultType = (typeof FAULT_TYPES)[number];
 export type Sampling = 'exact' | 'bernoulli';
@@ -38,6 +39,7 @@ export function parseRate(s: string): number {
   return v;
 }
 
+/** The cells a campaign may hit (all, or confined to layers / bit positions) and the seeded draw of faulty cells (DESIGN §2). */
 export class FaultSpace {
   readonly meta: DeployedMeta;
   readonly targets: FaultTargets;

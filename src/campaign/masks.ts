@@ -35,6 +35,7 @@ export interface FaultMasks {
   cells: Map<string, Uint32Array>;
 }
 
+/** The key of one trial's cells in a masks file: `<fault>/<rate>/<trial>`. */
 export const maskKey = (fault: FaultType, rate: number, trial: number): string => `${fault}/${rate}/${trial}`;
 
 /** Writes masks: `get(fault, rate, trial)` gives each trial's faulty cells. */

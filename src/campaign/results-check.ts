@@ -63,12 +63,12 @@ export function checkRecord(path: string, h: ResultsHeader, r: unknown, line: nu
  * Checks every record and drops exact duplicates (a record written twice);
  * two different records of one trial are refused.
  */
-export function checkRecords(path: string, h: ResultsHeader, records: TrialRecord[], firstLine = 2): TrialRecord[] {
+export function checkRecords(path: string, h: ResultsHeader, records: TrialRecord[], firstLine = 2, lines?: number[]): TrialRecord[] {
   checkHeader(path, h);
   const seen = new Map<string, { canon: string; line: number }>();
   const out: TrialRecord[] = [];
   records.forEach((r, i) => {
-    const line = firstLine + i;
+    const line = lines?.[i] ?? firstLine + i; // `lines`: the file lines of the records (clean lines in between)
     const k = checkRecord(path, h, r, line);
     const c = canonical(r);
     const prev = seen.get(k);

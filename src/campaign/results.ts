@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import { summarize, type Summary } from '../stats/t';
 import type { FaultType, RateUnit, Sampling } from './faults';
-import { checkRecords } from './results-check';
+import { checkHeader, checkRecords } from './results-check';
 
 export const RESULTS_FORMAT = 'flatenn.campaign';
 export const RESULTS_VERSION = 1;
@@ -62,6 +62,35 @@ export interface TrialRecord {
   changedCodes: number;
 }
 
+/**
+ * The clean (fault-free) model's result on the campaign's images: written once per target by each run
+ * (shard) before its trials, instead of evaluating the unchanged model once per trial at rate 0. Summaries
+ * take their 0% rows from it. Fields as in a trial record, plus the number of images.
+ */
+export interface CleanRecord {
+  type: 'clean';
+  target: string;
+  accuracy: number;
+  loss: number;
+  sparsity: number;
+  sparsityWeighted: number;
+  images: number;
+}
+
+/** Checks a clean record against the header (target listed, figures in range, the header's image count; one per target). */
+function checkClean(path: string, h: ResultsHeader, c: CleanRecord, line: number, seen: CleanRecord[]): CleanRecord {
+  checkHeader(path, h);
+  const bad = (msg: string): never => { throw new Error(`${path}: line ${line}: clean record: ${msg}`); };
+  const num = (x: unknown) => typeof x === 'number' && Number.isFinite(x);
+  if (typeof c.target !== 'string' || !h.settings.targets.includes(c.target)) bad(`target ${JSON.stringify(c.target)} is not one of the header's targets (${h.settings.targets.join(', ')})`);
+  for (const k of ['accuracy', 'sparsity', 'sparsityWeighted'] as const) if (!num(c[k]) || c[k] < 0 || c[k] > 1) bad(`${k} ${JSON.stringify(c[k])} is not a number in [0, 1]`);
+  if (!num(c.loss) || c.loss < 0) bad(`loss ${JSON.stringify(c.loss)} is not a finite number >= 0`);
+  if (c.images !== h.settings.images) bad(`images ${JSON.stringify(c.images)} differs from the header's ${h.settings.images}`);
+  const prev = seen.find((p) => p.target === c.target);
+  if (prev && JSON.stringify(prev) !== JSON.stringify(c)) bad(`a second, different clean record of target ${c.target}`);
+  return c;
+}
+
 export const trialKey = (r: Pick<TrialRecord, 'target' | 'fault' | 'rate' | 'trial'>) => `${r.target}|${r.fault}|${r.rate}|${r.trial}`;
 
 function canonical(v: unknown): string {
@@ -91,7 +120,10 @@ export function settingsDiff(a: CampaignSettings, b: CampaignSettings): string {
 
 export interface ResultsFile {
   header: ResultsHeader;
+  /** The trial records (type 'trial'). */
   records: TrialRecord[];
+  /** The clean-model records (type 'clean'), one per target; none in files written before they existed. */
+  clean: CleanRecord[];
   /** Bytes of complete lines (a torn last line after a kill is beyond this). */
   validBytes: number;
   tornTail: boolean;
@@ -112,13 +144,22 @@ export function readResults(path: string): ResultsFile {
   if (header.version !== RESULTS_VERSION) throw new Error(`${path}: results version ${header.version} is not supported`);
   if (header.settings && typeof header.settings === 'object' && header.settings.semantics === undefined) header.settings.semantics = 1;
   let records: TrialRecord[] = [];
+  const recordLines: number[] = [];
+  const clean: CleanRecord[] = [];
   for (let i = 1; i < lines.length; i++) {
-    let r: TrialRecord;
-    try { r = JSON.parse(lines[i]!) as TrialRecord; } catch { throw new Error(`${path}: line ${i + 1} is not valid JSON`); }
-    records.push(r);
+    let r: TrialRecord | CleanRecord;
+    try { r = JSON.parse(lines[i]!) as TrialRecord | CleanRecord; } catch { throw new Error(`${path}: line ${i + 1} is not valid JSON`); }
+    if (r && typeof r === 'object' && (r as { type?: unknown }).type === 'clean') {
+      const c = checkClean(path, header, r as CleanRecord, i + 1, clean);
+      if (!clean.some((p) => p.target === c.target)) clean.push(c);
+    }
+    else {
+      records.push(r as TrialRecord);
+      recordLines.push(i + 1);
+    }
   }
-  records = checkRecords(path, header, records);
-  return { header, records, validBytes: Buffer.byteLength(complete), tornTail };
+  records = checkRecords(path, header, records, 2, recordLines);
+  return { header, records, clean, validBytes: Buffer.byteLength(complete), tornTail };
 }
 
 /** Appends lines with one write each (no buffering in this process). */
@@ -134,6 +175,8 @@ export interface SummaryRow {
   target: string;
   fault: FaultType;
   rate: number;
+  /** True for a 0% row taken from the clean record (accuracy.n is then 1: one evaluation, no trials). */
+  clean?: boolean;
   accuracy: Summary;
   sparsity: Summary;
   faultyCells: number;
@@ -147,10 +190,11 @@ const cmpRows = (settings: CampaignSettings) => (a: { target: string; fault: Fau
  * Merges result files (shards) after checking that their settings agree;
  * a trial present twice must be identical (then it counts once).
  */
-export function mergeResults(files: { path: string; file: ResultsFile }[]): { settings: CampaignSettings; records: TrialRecord[] } {
+export function mergeResults(files: { path: string; file: ResultsFile }[]): { settings: CampaignSettings; records: TrialRecord[]; clean: CleanRecord[] } {
   if (files.length === 0) throw new Error('no results files');
   const settings = files[0]!.file.header.settings;
   const byKey = new Map<string, TrialRecord>();
+  const clean = new Map<string, CleanRecord>();
   for (const { path, file } of files) {
     const d = settingsDiff(settings, file.header.settings);
     if (d) throw new Error(`${path}: settings differ from ${files[0]!.path} (${d})`);
@@ -160,11 +204,17 @@ export function mergeResults(files: { path: string; file: ResultsFile }[]): { se
       if (prev && canonical(prev) !== canonical(r)) throw new Error(`${path}: trial ${k} disagrees with another file's record of it`);
       byKey.set(k, r);
     }
+    for (const c of file.clean ?? []) {
+      const prev = clean.get(c.target);
+      if (prev && canonical(prev) !== canonical(c)) throw new Error(`${path}: the clean record of target ${c.target} disagrees with another file's`);
+      clean.set(c.target, c);
+    }
   }
-  return { settings, records: [...byKey.values()] };
+  return { settings, records: [...byKey.values()], clean: [...clean.values()] };
 }
 
-export function summaryRows(settings: CampaignSettings, records: TrialRecord[]): SummaryRow[] {
+/** Rows per (target, fault type, rate); a 0% rate without trial records gets its row from the clean record. */
+export function summaryRows(settings: CampaignSettings, records: TrialRecord[], clean: CleanRecord[] = []): SummaryRow[] {
   const groups = new Map<string, TrialRecord[]>();
   for (const r of records) {
     const k = `${r.target}|${r.fault}|${r.rate}`;
@@ -183,13 +233,21 @@ export function summaryRows(settings: CampaignSettings, records: TrialRecord[]):
       meanChangedCodes: g.reduce((a, r) => a + r.changedCodes, 0) / g.length,
     });
   }
+  if (settings.rates.includes(0)) {
+    for (const c of clean) {
+      for (const fault of settings.faults) {
+        if (groups.has(`${c.target}|${fault}|0`)) continue; // an older file: trials at rate 0
+        rows.push({ target: c.target, fault, rate: 0, clean: true, accuracy: summarize([c.accuracy]), sparsity: summarize([c.sparsity]), faultyCells: 0, meanChangedCodes: 0 });
+      }
+    }
+  }
   return rows.sort(cmpRows(settings));
 }
 
 export interface PairedRow { target: string; fault: FaultType; rate: number; pairs: number; diff: Summary; a: number; b: number }
 
 /** Paired differences a - b of accuracy per (target, type, rate) over the trials both files have. */
-export function pairedRows(a: { settings: CampaignSettings; records: TrialRecord[] }, b: { settings: CampaignSettings; records: TrialRecord[] }): PairedRow[] {
+export function pairedRows(a: { settings: CampaignSettings; records: TrialRecord[]; clean?: CleanRecord[] }, b: { settings: CampaignSettings; records: TrialRecord[]; clean?: CleanRecord[] }): PairedRow[] {
   const sem = semanticsMismatch(a.settings, b.settings);
   if (sem) throw new Error(sem);
   const bm = new Map(b.records.map((r) => [trialKey(r), r]));
@@ -211,18 +269,32 @@ export function pairedRows(a: { settings: CampaignSettings; records: TrialRecord
       a: g.reduce((s, p) => s + p.ra.accuracy, 0) / g.length, b: g.reduce((s, p) => s + p.rb.accuracy, 0) / g.length,
     });
   }
+  // the 0% rows of campaigns with clean records: the two clean models, one "pair"
+  if (a.settings.rates.includes(0) && b.settings.rates.includes(0)) {
+    const bc = new Map((b.clean ?? []).map((c) => [c.target, c]));
+    for (const ca of a.clean ?? []) {
+      const cb = bc.get(ca.target);
+      if (!cb) continue;
+      for (const fault of a.settings.faults) {
+        if (groups.has(`${ca.target}|${fault}|0`) || !b.settings.faults.includes(fault)) continue;
+        rows.push({ target: ca.target, fault, rate: 0, pairs: 1, diff: summarize([ca.accuracy - cb.accuracy]), a: ca.accuracy, b: cb.accuracy });
+      }
+    }
+  }
   return rows.sort(cmpRows(a.settings));
 }
 
 const pct = (x: number, d = 2) => (Number.isFinite(x) ? (100 * x).toFixed(d) : 'n/a');
 export const fmtRate = (r: number) => `${+(100 * r).toPrecision(6)}%`;
 
+/** The summary table `flatenn summary` / `inject` print (Markdown-style; percentages; 0% rows from clean records say 'clean'). */
 export function formatSummary(rows: SummaryRow[]): string {
   const head = ['target', 'fault', 'rate', 'trials', 'acc mean %', 'std', '95% CI', 'min', 'max', 'sparsity %', 'faulty cells', 'changed codes'];
-  const body = rows.map((r) => [r.target, r.fault, fmtRate(r.rate), String(r.accuracy.n), pct(r.accuracy.mean), pct(r.accuracy.std), `[${pct(r.accuracy.ciLow)}, ${pct(r.accuracy.ciHigh)}]`, pct(r.accuracy.min), pct(r.accuracy.max), pct(r.sparsity.mean), r.faultyCells.toFixed(0), r.meanChangedCodes.toFixed(1)]);
+  const body = rows.map((r) => [r.target, r.fault, fmtRate(r.rate), r.clean ? 'clean' : String(r.accuracy.n), pct(r.accuracy.mean), pct(r.accuracy.std), `[${pct(r.accuracy.ciLow)}, ${pct(r.accuracy.ciHigh)}]`, pct(r.accuracy.min), pct(r.accuracy.max), pct(r.sparsity.mean), r.faultyCells.toFixed(0), r.meanChangedCodes.toFixed(1)]);
   return table(head, body);
 }
 
+/** The paired-difference table `flatenn summary --baseline` prints (Markdown-style; percentages). */
 export function formatPaired(rows: PairedRow[]): string {
   const head = ['target', 'fault', 'rate', 'pairs', 'acc A %', 'acc B %', 'A-B (pts)', '95% CI (pts)', 'std'];
   const body = rows.map((r) => [r.target, r.fault, fmtRate(r.rate), String(r.pairs), pct(r.a), pct(r.b), pct(r.diff.mean), `[${pct(r.diff.ciLow)}, ${pct(r.diff.ciHigh)}]`, pct(r.diff.std)]);

@@ -14,6 +14,8 @@ export interface OptionSpec {
   multiple?: boolean;
   /** Shown in help, e.g. '<n>' */
   arg?: string;
+  /** Marked "(required)" in help (the command itself checks it). */
+  required?: boolean;
 }
 
 export type Values = Record<string, string | boolean | string[] | undefined>;
@@ -25,6 +27,8 @@ export interface CommandSpec {
   options: Record<string, OptionSpec>;
   /** Allow positional arguments (named in usage). */
   positionals?: boolean;
+  /** Which of COMMON_OPTIONS (--threads, --isa) mean something for this command (default: both). */
+  common?: ('threads' | 'isa')[];
   /**
    * The command reads --threads / --isa itself (e.g. lists of them); the common handling, which
    * sets one ISA and one thread count before the command runs, is skipped.
@@ -41,20 +45,25 @@ export const COMMON_OPTIONS: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h', description: 'show this help' },
 };
 
-/** The command's options, then the common ones it does not define itself. */
-function allOptions(cmd: CommandSpec): Record<string, OptionSpec> {
-  const opts = { ...cmd.options };
-  for (const [k, o] of Object.entries(COMMON_OPTIONS)) if (!(k in opts)) opts[k] = o;
-  return opts;
+/**
+ * The options a command accepts: its own, then the common ones that apply to it (see `common`) and that it
+ * does not define itself, and --help.
+ */
+export function commandOptions(cmd: CommandSpec): Record<string, OptionSpec> {
+  const common = cmd.common ?? ['threads', 'isa'];
+  const out: Record<string, OptionSpec> = { ...cmd.options };
+  for (const [k, o] of Object.entries(COMMON_OPTIONS)) if (!(k in out) && (k === 'help' || (common as string[]).includes(k))) out[k] = o;
+  return out;
 }
 
 export function helpText(cmd: CommandSpec): string {
-  const opts = allOptions(cmd);
+  const opts = commandOptions(cmd);
   const lines = [`Usage: ${cmd.usage}`, '', cmd.summary, '', 'Options:'];
-  const rows = Object.entries(opts).map(([k, o]) => {
+  const entries = Object.entries(opts).sort(([, a], [, b]) => Number(!!b.required) - Number(!!a.required));
+  const rows = entries.map(([k, o]) => {
     const flag = `${o.short ? `-${o.short}, ` : '    '}--${k}${o.type === 'string' ? ' ' + (o.arg ?? '<value>') : ''}`;
     const def = o.default !== undefined && o.default !== false ? ` (default: ${String(o.default)})` : '';
-    return [flag, o.description + def] as const;
+    return [flag, (o.required ? '(required) ' : '') + o.description + def] as const;
   });
   const w = Math.max(...rows.map((r) => r[0].length)) + 2;
   for (const [f, d] of rows) lines.push(`  ${f.padEnd(w)}${d}`);
@@ -69,7 +78,7 @@ export function explicitOptions(values: Values): string[] {
 }
 
 export function parseCommand(cmd: CommandSpec, argv: string[]): { values: Values; positionals: string[] } {
-  const all = allOptions(cmd);
+  const all = commandOptions(cmd);
   const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string | boolean }> = {};
   for (const [k, o] of Object.entries(all)) {
     options[k] = { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.multiple ? { multiple: true } : {}) };

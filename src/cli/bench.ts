@@ -4,15 +4,21 @@ import * as path from 'node:path';
 import { packageRoot } from '../native/binding';
 import { flag, str, type CommandSpec } from './args';
 
+/** The benchmarks ship only in a source checkout; an installed package has no `bench` command. */
+export function benchAvailable(): boolean {
+  return fs.existsSync(path.join(packageRoot, 'dist', 'bench', 'run.js'));
+}
+
 export const benchCommand: CommandSpec = {
   name: 'bench',
-  summary: "Run the benchmarks of a source checkout (kernels, training and campaigns beside PyTorch); writes bench/results/latest.json.\nKernel speed per ISA and thread count, from any installation: 'flatenn bench kernels'.",
+  summary: "Run the benchmarks of a source checkout (kernels, training and campaigns beside PyTorch); writes bench/results/local/latest.json (git-ignored) unless --out.\nKernel speed per ISA and thread count, from any installation: 'flatenn bench kernels'.",
   usage: 'flatenn bench [--quick] [--only gemm,qgemm,train,campaign] [--no-torch] [--out file.json]',
+  examples: ['flatenn bench --quick --no-torch'],
   options: {
     quick: { type: 'boolean', description: 'a short version' },
     only: { type: 'string', arg: '<list>', description: 'run only these modules' },
     'no-torch': { type: 'boolean', description: 'skip the PyTorch side-by-side runs' },
-    out: { type: 'string', arg: '<file>', description: 'results JSON (default bench/results/latest.json)' },
+    out: { type: 'string', arg: '<file>', description: 'results JSON (default bench/results/local/latest.json, git-ignored)' },
   },
   run(v) {
     const runner = path.join(packageRoot, 'dist', 'bench', 'run.js');

@@ -6,15 +6,19 @@ import { FAULT_TYPES, parseRate, type FaultType } from '../campaign/faults';
 import { formatPaired, formatSummary, mergeResults, pairedRows, readResults, summaryRows } from '../campaign/results';
 import { exportCheckpoint } from '../deploy/export';
 import { choice, explicitOptions, flag, int, requireStr, str, UsageError, type CommandSpec } from './args';
+import type { TrialRecord } from '../campaign/results';
+import { pairedCsv, recordsCsv, summaryCsv } from '../campaign/csv';
+import { Progress } from '../util/progress';
 import { QUEUE_INJECT_OPTIONS } from './queue';
 
 export const exportCommand: CommandSpec = {
   name: 'export',
   summary: 'Turn a training checkpoint into a deployed int4 model (weight memory, folded scales/biases, ranges, topology).',
   usage: 'flatenn export --model checkpoint.safetensors --out deployed.safetensors',
+  examples: ['flatenn export --model runs/as.safetensors --out runs/as.int4.safetensors'],
   options: {
-    model: { type: 'string', arg: '<file>', description: 'training checkpoint' },
-    out: { type: 'string', arg: '<file>', description: 'deployed model to write (.safetensors)' },
+    model: { type: 'string', arg: '<file>', description: 'training checkpoint', required: true },
+    out: { type: 'string', arg: '<file>', description: 'deployed model to write (.safetensors)', required: true },
     json: { type: 'boolean', description: 'print the layout as JSON' },
   },
   async run(v) {
@@ -52,11 +56,16 @@ export const injectCommand: CommandSpec = {
   summary: 'Monte Carlo fault-injection campaign on a deployed model: one JSON line per finished trial; re-running resumes.',
   usage: 'flatenn inject --model M.safetensors --faults bitflip,sa0,sa1 --rates 0,1%,2%,3%,4%,5% --trials N --out results.jsonl [--queue redis://host:6379/0 [--detach]]\n\n' +
     'With --queue the trials run on `flatenn worker`s (any number of machines) and are gathered into the same --out as a local run.',
+  examples: [
+    'flatenn inject --model runs/as.int4.safetensors --trials 100 --out runs/as.jsonl',
+    'flatenn inject --model m.int4.safetensors --faults bitflip --rates 1%,5% --trials 50 --by-layer --out layers.jsonl',
+    'flatenn inject --model m.int4.safetensors --trials 100 --shard 0/4 --out part0.jsonl   # one of 4 machines',
+  ],
   options: {
-    model: { type: 'string', arg: '<file>', description: 'deployed model (flatenn export)' },
+    model: { type: 'string', arg: '<file>', description: 'deployed model (flatenn export)', required: true },
     faults: { type: 'string', arg: '<types>', description: `fault types: ${FAULT_TYPES.join(', ')}`, default: 'bitflip,sa0,sa1' },
     rates: { type: 'string', arg: '<rates>', description: 'fault rates: fractions (0.01) or percentages (1%)', default: '0,1%,2%,3%,4%,5%' },
-    trials: { type: 'string', arg: '<n>', description: 'trials per (fault type, rate)' },
+    trials: { type: 'string', arg: '<n>', description: 'trials per (fault type, rate)', required: true },
     seed: { type: 'string', arg: '<n>', description: 'fault-map seed (common random numbers across types, rates and models)', default: '1' },
     sampling: { type: 'string', arg: '<s>', description: 'exact (k = round(p * cells) distinct cells) or bernoulli', default: 'exact' },
     'rate-unit': { type: 'string', arg: '<u>', description: 'bit (rate over cells) or weight (rate over weights, one bit each)', default: 'bit' },
@@ -66,7 +75,7 @@ export const injectCommand: CommandSpec = {
     shard: { type: 'string', arg: '<i/N>', description: 'run only trials t with t % N == i (merge with flatenn summary)' },
     limit: { type: 'string', arg: '<n>', description: 'evaluate only the first n test images (quick runs)' },
     'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder' },
-    out: { type: 'string', arg: '<file>', description: 'results file (.jsonl); appended, resumable' },
+    out: { type: 'string', arg: '<file>', description: 'results file (.jsonl); appended, resumable', required: true },
     'save-masks': { type: 'string', arg: '<file>', description: "also write each trial's faulty cells (safetensors, <fault>/<rate>/<trial> uint32 cell indices)" },
     masks: { type: 'string', arg: '<file>', description: 'replay saved masks instead of drawing (faults, rates and trials come from the file)' },
     json: { type: 'boolean', description: 'print the summary as JSON' },
@@ -89,7 +98,7 @@ export const injectCommand: CommandSpec = {
       const limit = v.limit !== undefined ? int(v, 'limit', 1, 1e9) : undefined;
       const dataDir = str(v, 'data-dir');
       usagePath(out, [model, masks]);
-      const r = await runCampaign({ model, masks, faults: [], rates: [], trials: 0, out, shard, quiet: flag(v, 'quiet'), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) });
+      const r = await runCampaign({ model, masks, faults: [], rates: [], trials: 0, out, shard, onTrial: trialBar(flag(v, 'quiet')), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) });
       if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: r.settings, ran: r.ran, skipped: r.skipped, summary: r.rows }, null, 2) + '\n');
       else process.stdout.write(`${r.ran} trials run, ${r.skipped} already in ${out} (${r.seconds.toFixed(1)} s)\n${formatSummary(r.rows)}\n`);
       return 0;
@@ -126,7 +135,7 @@ export const injectCommand: CommandSpec = {
     const limit = v.limit !== undefined ? int(v, 'limit', 1, 1e9) : undefined;
     const dataDir = str(v, 'data-dir');
     if (saveMasks !== undefined && (byLayer || byBit)) throw new UsageError('--save-masks saves one target: not with --by-layer or --by-bit');
-    const opts: CampaignOptions = { model, faults, rates, trials, out, seed, sampling, rateUnit, targets, byLayer, byBit, shard, ...(saveMasks !== undefined ? { saveMasks } : {}), quiet: flag(v, 'quiet'), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) };
+    const opts: CampaignOptions = { model, faults, rates, trials, out, seed, sampling, rateUnit, targets, byLayer, byBit, shard, ...(saveMasks !== undefined ? { saveMasks } : {}), onTrial: trialBar(flag(v, 'quiet')), ...(limit ? { limit } : {}), ...(dataDir ? { dataDir } : {}) };
     try { validateCampaignOptions(out === '' ? { ...opts, out: '(no results file)' } : opts); } catch (e) { throw new UsageError((e as Error).message); }
     if (out !== '') usagePath(out, [model]);
     if (saveMasks !== undefined) usagePath(saveMasks, [model, out], '--save-masks');
@@ -141,30 +150,64 @@ export const injectCommand: CommandSpec = {
 export const summaryCommand: CommandSpec = {
   name: 'summary',
   summary: 'Summarise campaign results (merging shards): per (fault type, rate) mean, std, 95% t-interval, min, max; --baseline gives paired differences.',
-  usage: 'flatenn summary results.jsonl [more.jsonl ...] [--baseline other.jsonl] [--json]',
+  usage: 'flatenn summary results.jsonl [more.jsonl ...] [--baseline other.jsonl] [--json | --csv] [--records-only]',
+  common: [],
+  examples: [
+    'flatenn summary runs/as.jsonl',
+    'flatenn summary part0.jsonl part1.jsonl part2.jsonl part3.jsonl --csv > summary.csv',
+    'flatenn summary runs/saq.jsonl --baseline runs/qat.jsonl   # paired differences',
+    'flatenn summary runs/as.jsonl --records-only --csv > trials.csv   # pandas.read_csv',
+  ],
   positionals: true,
   options: {
     baseline: { type: 'string', arg: '<file>', description: 'paired comparison against another campaign with the same fault maps' },
     json: { type: 'boolean', description: 'print as JSON' },
+    csv: { type: 'boolean', description: 'print as CSV (fractions, one header line)' },
+    'records-only': { type: 'boolean', description: 'print the trial records of all files without the header line: JSON lines, or CSV with --csv (e.g. for pandas)' },
   },
   run(v, files) {
     if (files.length === 0) throw new UsageError('give at least one results file');
+    if (flag(v, 'json') && flag(v, 'csv')) throw new UsageError('--json and --csv exclude each other');
     for (const f of files) if (!fs.existsSync(f)) throw new Error(`${f}: no such file`);
     const a = mergeResults(files.map((p) => ({ path: p, file: readResults(p) })));
     const base = str(v, 'baseline');
+    if (flag(v, 'records-only')) {
+      if (base !== undefined) throw new UsageError('--records-only prints records; it takes no --baseline');
+      if (flag(v, 'json')) throw new UsageError('--records-only prints JSON lines already; drop --json');
+      process.stdout.write(flag(v, 'csv') ? recordsCsv(a.records) : a.records.map((r) => JSON.stringify(r) + '\n').join(''));
+      return 0;
+    }
     if (base !== undefined) {
       const b = mergeResults([{ path: base, file: readResults(base) }]);
       if (a.settings.layoutHash !== b.settings.layoutHash) throw new Error(`${base}: layout ${b.settings.layoutHash} differs from ${a.settings.layoutHash}: the fault maps are not shared, so trials cannot be paired`);
       for (const k of ['seed', 'sampling', 'rateUnit', 'images'] as const) if (a.settings[k] !== b.settings[k]) throw new Error(`${base}: ${k} differs (${a.settings[k]} vs ${b.settings[k]}): trials cannot be paired`);
       const rows = pairedRows(a, b);
-      if (flag(v, 'json')) process.stdout.write(JSON.stringify({ a: files, b: base, paired: rows }, null, 2) + '\n');
+      if (rows.length === 0) throw new Error(`no trial of ${files.join(', ')} has a partner in ${base} (same target, fault type, rate and trial): nothing to pair`);
+      if (flag(v, 'csv')) process.stdout.write(pairedCsv(rows));
+      else if (flag(v, 'json')) process.stdout.write(JSON.stringify({ a: files, b: base, paired: rows }, null, 2) + '\n');
       else process.stdout.write(`A = ${files.join(', ')} (${a.settings.model})\nB = ${base} (${b.settings.model})\n${formatPaired(rows)}\n`);
       return 0;
     }
-    const rows = summaryRows(a.settings, a.records);
-    const expected = a.settings.targets.length * a.settings.faults.length * a.settings.rates.length * a.settings.trials;
-    if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: a.settings, trials: a.records.length, expected, summary: rows }, null, 2) + '\n');
-    else process.stdout.write(`${a.settings.arch} ${a.settings.model}\n${a.records.length} of ${expected} trials\n${formatSummary(rows)}\n`);
+    const rows = summaryRows(a.settings, a.records, a.clean);
+    // rate-0 trials are not run when the file has clean records (older files hold them as trials)
+    const zeroTrials = a.records.filter((r) => r.rate === 0).length;
+    const ratesRun = a.settings.rates.filter((r) => r !== 0).length;
+    const expected = a.settings.targets.length * a.settings.faults.length * ratesRun * a.settings.trials + zeroTrials;
+    if (flag(v, 'csv')) process.stdout.write(summaryCsv(rows));
+    else if (flag(v, 'json')) process.stdout.write(JSON.stringify({ settings: a.settings, trials: a.records.length, expected, clean: a.clean, summary: rows }, null, 2) + '\n');
+    else process.stdout.write(`${a.settings.arch} ${a.settings.model}\n${a.records.length} of ${expected} trials${a.clean.length ? `; clean model ${(100 * a.clean[0]!.accuracy).toFixed(2)}% (the 0% rows)` : ''}\n${formatSummary(rows)}\n`);
     return 0;
   },
 };
+
+/** The CLI's drawing of runCampaign's progress; the rate counts only trials run now (not those a resumed file held). */
+export function trialBar(quiet: boolean, stream?: NodeJS.WriteStream): (r: TrialRecord, done: number, total: number) => void {
+  let bar: Progress | null = null;
+  return (r, done, total) => {
+    if (quiet) return;
+    bar ??= new Progress({ label: 'trials', total, unit: 'trial', initial: done, ...(stream ? { stream } : {}) });
+    const info = `last ${r.fault}@${+(100 * r.rate).toPrecision(4)}% acc ${(100 * r.accuracy).toFixed(2)}%`;
+    if (done >= total) bar.finish(info);
+    else bar.update(done, info);
+  };
+}

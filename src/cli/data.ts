@@ -2,7 +2,7 @@
 import { classCounts, DATASET_NAMES, loadDataset, SPLITS, type DatasetName } from '../data/dataset';
 import { DatasetNotFoundError } from '../data/dirs';
 import { fetchDataset, type FetchEvent } from '../data/fetch';
-import { num, str, UsageError, type CommandSpec } from './args';
+import { int, num, str, UsageError, type CommandSpec } from './args';
 
 function datasetArg(positionals: string[], required: boolean): DatasetName | undefined {
   if (positionals.length > 1) throw new UsageError(`expected one dataset, got ${positionals.length}: ${positionals.join(' ')}`);
@@ -43,6 +43,9 @@ function progressPrinter(): (e: FetchEvent) => void {
       case 'done':
         process.stderr.write(`${tty ? '\r\x1b[K' : ''}${e.name}: ${mb(e.bytes)}, md5 verified, saved as ${e.path}\n`);
         break;
+      case 'retry':
+        process.stderr.write(`${tty ? '\r\x1b[K' : ''}${e.name}: ${e.error}; attempt ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s${e.resumeAt > 0 ? `, continuing from ${mb(e.resumeAt)}` : ''}\n`);
+        break;
     }
   };
 }
@@ -51,14 +54,18 @@ export const dataFetchCommand: CommandSpec = {
   name: 'data fetch',
   summary:
     'Download a dataset\'s official files (md5-checked) into the user cache folder ($XDG_CACHE_HOME/flatenn, else ~/.cache/flatenn).\n' +
-    'FashionMNIST can also come from Debian: apt-get install dataset-fashion-mnist.',
+    'FashionMNIST can also come from Debian: apt-get install dataset-fashion-mnist.\n' +
+    'Honours HTTPS_PROXY / HTTP_PROXY / NO_PROXY; retries network failures and continues a partial download (also one left by an earlier run).',
   usage: 'flatenn data fetch <fashion-mnist|cifar10> [--out <dir>] [--mirror <base-url>] [--checksums <file>] [--timeout <s>]',
+  common: [],
+  examples: ['flatenn data fetch cifar10', 'HTTPS_PROXY=http://proxy:3128 flatenn data fetch fashion-mnist --out ~/data/fashion-mnist'],
   positionals: true,
   options: {
     out: { type: 'string', arg: '<dir>', description: 'folder to download into (default: the user cache folder for the dataset)' },
     mirror: { type: 'string', arg: '<base-url>', description: 'fetch <base-url>/<official file name> instead of the official host (env FLATENN_DATA_MIRROR)' },
     checksums: { type: 'string', arg: '<file>', description: 'md5sum-style "md5  name" lines replacing the official md5s of the files they name (for mirrors of fixtures)' },
     timeout: { type: 'string', arg: '<s>', description: 'give up after this many seconds without a connection or data', default: '30' },
+    retries: { type: 'string', arg: '<n>', description: 'attempts after a network failure or HTTP 5xx, each continuing the partial file (back-off 1, 2, 4, ... s)', default: '4' },
     json: { type: 'boolean', description: 'print the result as JSON' },
   },
   async run(values, positionals) {
@@ -71,6 +78,7 @@ export const dataFetchCommand: CommandSpec = {
       mirror,
       checksums: str(values, 'checksums'),
       timeoutMs: timeoutS * 1000,
+      retries: int(values, 'retries', 0, 100, 4),
       onEvent: progressPrinter(),
     });
     if (values.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
@@ -83,6 +91,8 @@ export const dataInfoCommand: CommandSpec = {
   name: 'data info',
   summary: 'Show where each dataset is found, its image and per-class counts (loading and checking every file).',
   usage: 'flatenn data info [fashion-mnist|cifar10] [--data-dir <dir>] [--json]',
+  common: [],
+  examples: ['flatenn data info', 'flatenn data info cifar10 --json'],
   positionals: true,
   options: {
     'data-dir': { type: 'string', arg: '<dir>', description: 'look only in this folder (default: FLATENN_DATA, then the standard places)' },

@@ -13,8 +13,9 @@ export const evalCommand: CommandSpec = {
   name: 'eval',
   summary: 'Accuracy, loss and activation sparsity of a checkpoint (fake-quant float model) or a deployed int4 model.',
   usage: 'flatenn eval --model M.safetensors [--split test|val|train] [--data-dir D] [--json]',
+  examples: ['flatenn eval --model runs/qat.safetensors', 'flatenn eval --model runs/qat.int4.safetensors --split test --json'],
   options: {
-    model: { type: 'string', arg: '<file>', description: 'checkpoint or deployed model (.safetensors)' },
+    model: { type: 'string', arg: '<file>', description: 'checkpoint or deployed model (.safetensors)', required: true },
     split: { type: 'string', arg: '<s>', description: 'test, val (the held-out end of the training set) or train', default: 'test' },
     limit: { type: 'string', arg: '<n>', description: 'evaluate only the first n images of the split' },
     'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder (else FLATENN_DATA, then standard places)' },

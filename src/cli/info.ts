@@ -5,6 +5,7 @@ export const infoCommand: CommandSpec = {
   name: 'info',
   summary: 'Print the version, CPU features, the ISA chosen per kernel, the thread count and the build type.',
   usage: 'flatenn info [--json] [--isa <isa>] [--threads <n>]',
+  examples: ['flatenn info', 'flatenn info --isa avx2 --json'],
   options: { json: { type: 'boolean', description: 'print as JSON' } },
   run(values) {
     const info = engineInfo();
@@ -19,7 +20,7 @@ export const infoCommand: CommandSpec = {
       `flatenn ${info.version} (${info.buildType} build, node ${info.node})`,
       `addon:     ${info.addonPath}`,
       `cpu:       ${c.brand || c.vendor}`,
-      `features:  ${feats.join(' ') || '(baseline x86-64 only)'}`,
+      `features:  ${feats.join(' ') || (process.arch === 'x64' ? '(baseline x86-64 only)' : `(none: ${process.arch}, scalar kernels only)`)}`,
       `os state:  ymm=${c.osYmm ? 'yes' : 'no'} zmm=${c.osZmm ? 'yes' : 'no'}`,
       `isa:       ${info.isa} (best available: ${info.bestIsa})`,
       `threads:   ${info.threads}`,

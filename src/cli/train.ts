@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import { usagePath } from './campaign';
 import { ARCHS, MAX_WIDTH, type Arch } from '../nn/graph';
 import { DATASETS, defaultConfig, type TrainConfig } from '../train/config';
-import { trainModel } from '../train/run';
+import { trainModel, type TrainProgress } from '../train/run';
+import { Progress } from '../util/progress';
 import { choice, explicitOptions, flag, int, num, parseNumber, str, UsageError, type CommandSpec, type Values } from './args';
 
 const TRAIN_FLAGS = ['arch', 'dataset', 'epochs', 'batch-size', 'lr', 'schedule', 'milestones', 'gamma', 'momentum', 'nesterov', 'weight-decay', 'weight-bits', 'act-bits', 'per-channel', 'first-last-bits', 'act-l1', 'saq-rho', 'saq-include-bn', 'saq-warmup', 'seed', 'val-size', 'augment', 'no-augment', 'limit-train', 'padding', 'width'];
@@ -53,7 +54,14 @@ export function configFromFlags(v: Values): TrainConfig {
 export const trainCommand: CommandSpec = {
   name: 'train',
   summary: 'Train a quantised model (standard QAT, activation-sparse with --act-l1, SAQ with --saq-rho); a checkpoint after every epoch.',
-  usage: 'flatenn train [--arch lenet5|resnet18] [--width 0.25] [--dataset fashion-mnist] [--epochs 20] [--act-l1 3e-5] [--saq-rho 0.1] [--max-steps N] [--no-test] --out run.safetensors (required)',
+  usage: 'flatenn train [--arch lenet5|resnet18] [--width 0.25] [--dataset fashion-mnist] [--epochs 20] [--act-l1 3e-5] [--saq-rho 0.1] [--max-steps N] [--no-test] --out run.safetensors',
+  examples: [
+    'flatenn train --out runs/qat.safetensors',
+    'flatenn train --act-l1 3e-5 --saq-rho 0.1 --out runs/saq.safetensors',
+    'flatenn train --arch resnet18 --dataset cifar10 --epochs 60 --out runs/r18.safetensors',
+    'flatenn train --resume --out runs/qat.safetensors   # continue an interrupted run',
+    'flatenn train --resume --epochs 30 --out runs/qat.safetensors   # extend a finished 20-epoch run by 10 epochs',
+  ],
   options: {
     arch: { type: 'string', arg: '<arch>', description: `architecture: ${ARCHS.join(', ')}`, default: 'lenet5' },
     dataset: { type: 'string', arg: '<name>', description: `dataset: ${DATASETS.join(', ')} (default: fashion-mnist for lenet5, cifar10 for resnet18)` },
@@ -84,8 +92,8 @@ export const trainCommand: CommandSpec = {
     'max-steps': { type: 'string', arg: '<n>', description: 'stop after n optimiser steps in all (a checkpoint that --resume continues bit for bit; the schedule still spans --epochs)' },
     'no-test': { type: 'boolean', description: 'skip the final evaluation on the test set' },
     'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder (else FLATENN_DATA, then standard places)' },
-    out: { type: 'string', arg: '<file>', description: 'checkpoint path (.safetensors); a JSON-lines log goes beside it' },
-    resume: { type: 'boolean', description: 'continue the run saved at --out (its settings are used; give no training flags)' },
+    out: { type: 'string', arg: '<file>', description: 'checkpoint path (.safetensors); a JSON-lines log goes beside it', required: true },
+    resume: { type: 'boolean', description: 'continue the run saved at --out (its settings are used; give no training flags except --epochs N, which extends a finished run to N epochs with a new schedule segment)' },
     force: { type: 'boolean', description: 'overwrite an existing checkpoint at --out (without it, an existing --out needs --resume)' },
     json: { type: 'boolean', description: 'print the final result as JSON' },
     quiet: { type: 'boolean', short: 'q', description: 'no progress output' },
@@ -99,17 +107,19 @@ export const trainCommand: CommandSpec = {
     usagePath(out, []);
     if (!resume && !force && fs.existsSync(out)) throw new UsageError(`${out} already exists: continue that run with --resume, or overwrite it with --force`);
     let cfg: TrainConfig | null = null;
+    let extendTo: number | undefined;
     if (resume) {
       const explicit = explicitOptions(v);
-      const given = TRAIN_FLAGS.filter((f) => explicit.includes(f));
-      if (given.length) throw new UsageError(`--resume continues with the checkpoint's settings; do not give --${given.join(', --')}`);
+      const given = TRAIN_FLAGS.filter((f) => f !== 'epochs' && explicit.includes(f));
+      if (given.length) throw new UsageError(`--resume continues with the checkpoint's settings; do not give --${given.join(', --')} (only --epochs, to extend a finished run)`);
+      if (explicit.includes('epochs')) extendTo = int(v, 'epochs', 1, 100000);
     } else {
       cfg = configFromFlags(v);
     }
     const quiet = flag(v, 'quiet');
     const dataDir = str(v, 'data-dir');
     const maxSteps = v['max-steps'] !== undefined ? int(v, 'max-steps', 0, Number.MAX_SAFE_INTEGER) : undefined;
-    const r = await trainModel(cfg, { out: path.resolve(out), resume, force, quiet, testAtEnd: !flag(v, 'no-test'), ...(dataDir ? { dataDir } : {}), ...(maxSteps !== undefined ? { maxSteps } : {}) });
+    const r = await trainModel(cfg, { out: path.resolve(out), resume, force, ...(extendTo !== undefined ? { epochs: extendTo } : {}), onProgress: trainBars(quiet), testAtEnd: !flag(v, 'no-test'), ...(dataDir ? { dataDir } : {}), ...(maxSteps !== undefined ? { maxSteps } : {}) });
     if (flag(v, 'json')) {
       process.stdout.write(JSON.stringify({ checkpoint: r.checkpoint, config: r.config, history: r.history, test: r.test && { accuracy: r.test.accuracy, loss: r.test.loss, sparsity: r.test.sparsity, sparsityWeighted: r.test.sparsityWeighted, perLayerSparsity: r.test.perLayerSparsity }, collapse: r.collapse, collapsed: r.collapse.length > 0, seconds: r.seconds, ...(r.stoppedAtStep !== undefined ? { stoppedAtStep: r.stoppedAtStep } : {}) }, null, 2) + '\n');
     } else {
@@ -121,3 +131,32 @@ export const trainCommand: CommandSpec = {
     return 0;
   },
 };
+
+/** The CLI's drawing of trainModel's progress: a bar per epoch (a line every ~10 s off a terminal) ending with the validation accuracy. */
+export function trainBars(quiet: boolean, stream?: NodeJS.WriteStream): (p: TrainProgress) => void {
+  let bar: Progress | null = null;
+  let barEpoch = 0;
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  return (p) => {
+    if (quiet && p.kind !== 'warning') return;
+    if (p.kind === 'batch') {
+      if (!bar || barEpoch !== p.epoch) {
+        // created at the first batch's end: the rate counts from there (that batch's own time is unknown)
+        bar = new Progress({ label: `epoch ${p.epoch}/${p.epochs}`, total: p.total, unit: 'img', initial: p.done, ...(stream ? { stream } : {}) });
+        barEpoch = p.epoch;
+      }
+      bar.update(p.done, `loss ${p.loss.toFixed(4)} acc ${pct(p.accuracy)} sparsity ${(100 * p.sparsity).toFixed(1)}%`);
+    } else if (p.kind === 'warning') {
+      (stream ?? process.stderr).write(`flatenn: warning: ${p.message}\n`); // also with --quiet
+    } else if (p.kind === 'stopped') {
+      const msg = `stopped after step ${p.step} (--max-steps ${p.maxSteps}); continue with --resume`;
+      const out = stream ?? process.stderr;
+      out.write((bar && out.isTTY ? '\n' : '') + msg + '\n'); // not the bar's 100% line: the epoch is unfinished
+      bar = null;
+    } else if (p.kind === 'epoch') {
+      const st = p.stats;
+      bar?.finish(`loss ${st.loss.toFixed(4)} acc ${pct(st.accuracy)} sparsity ${(100 * st.sparsity).toFixed(1)}%` + (st.val ? ` | val acc ${pct(st.val.accuracy)}` : ''));
+      bar = null;
+    }
+  };
+}

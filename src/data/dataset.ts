@@ -42,6 +42,7 @@ export interface DatasetInfo {
   validationCount: number;
 }
 
+/** Per dataset: image shape, class names, split sizes and the validation hold-out used by training. */
 export const datasetInfo: Record<DatasetName, DatasetInfo> = {
   'fashion-mnist': {
     channels: 1, height: 28, width: 28, classes: FASHION_MNIST_CLASSES,

@@ -165,6 +165,7 @@ function checkTopology(g: Graph, meta: DeployedMeta, src: string): void {
   if (!Number.isInteger(g.output) || g.output < 0 || g.output >= g.nodes.length) fail(src, 'topology output is not a node');
 }
 
+/** Reads and checks a deployed int4 model (`flatenn export` output); `hash` is the file's sha256. */
 export async function readDeployed(path: string): Promise<DeployedModel> {
   let buf: Buffer;
   try { buf = await fsp.readFile(path); } catch (e) { throw new Error(`${path}: cannot read the model file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`); }

@@ -62,6 +62,10 @@ function checkBatchSize(b: unknown): number {
   return b;
 }
 
+/**
+ * The int4 inference engine for a deployed model: `evaluate()` (async, yields between batches, AbortSignal),
+ * `evaluateSync()`, `forward()`. Backend 'native' (the addon; default) or 'reference' (plain TypeScript, the spec).
+ */
 export class Engine {
   readonly model: DeployedModel;
   readonly plan: Plan;

@@ -91,6 +91,7 @@ function layerOfSite(nodes: GraphNode[], site: number): string | null {
   return n.op === 'conv' || n.op === 'linear' ? n.name : null;
 }
 
+/** Converts a PyTorch state_dict (.safetensors) of a flatenn architecture into a flatenn checkpoint (`flatenn import --from torch`); the report names what was mapped, calibrated or missing. */
 export async function importTorch(o: ImportOptions): Promise<ImportReport> {
   if (!(ARCHS as readonly string[]).includes(o.arch)) throw new RangeError(`arch must be one of ${ARCHS.join(', ')}, got '${String(o.arch)}'`);
   if (o.calibrate !== undefined && (!Number.isInteger(o.calibrate) || o.calibrate < 1)) throw new RangeError(`calibrate must be an integer >= 1, got ${o.calibrate}`);

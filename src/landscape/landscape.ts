@@ -216,11 +216,13 @@ export async function computeLandscape(files: string[], o: LandscapeOptions): Pr
   };
 }
 
+/** Writes a loss-landscape file atomically (JSON). */
 export async function writeLandscape(out: string, l: LandscapeFile): Promise<void> {
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
   await writeFileAtomic(out, Buffer.from(JSON.stringify(l, null, 1) + '\n'));
 }
 
+/** Reads and checks a loss-landscape file written by writeLandscape. */
 export function readLandscape(file: string): LandscapeFile {
   let j: LandscapeFile;
   try { j = JSON.parse(fs.readFileSync(file, 'utf8')) as LandscapeFile; } catch (e) { throw new Error(`${file}: cannot read a landscape (${(e as Error).message})`); }

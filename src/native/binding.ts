@@ -38,6 +38,25 @@ function findRoot(dir: string): string {
 
 export const packageRoot = findRoot(__dirname);
 
+/** What a consumer project can do when no binary fits (shown in the load error). */
+function loadHelp(): string {
+  let shipped: string[] = [];
+  try {
+    shipped = fs.readdirSync(path.join(packageRoot, 'prebuilds'));
+  } catch {
+    /* none shipped */
+  }
+  const libc = process.report?.getReport ? ((process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime ?? 'not glibc') : 'unknown';
+  return [
+    `flatenn: no native addon for this system (${process.platform}-${process.arch}, glibc ${libc}, Node ${process.version}).`,
+    `Shipped prebuilds: ${shipped.length ? shipped.join(', ') + ' (glibc >= 2.18)' : 'none'}; no local build in ${path.join(packageRoot, 'build', 'Release')}.`,
+    'To build it from source in your project: install CMake >= 3.15 and a C++17 compiler',
+    "(Debian/Ubuntu: 'sudo apt-get install cmake g++'), then run 'npm rebuild flatenn'",
+    "(pnpm: 'pnpm rebuild flatenn'; installs made with --ignore-scripts skip the build: rebuild as above).",
+    'Or set FLATENN_NATIVE=/path/to/flatenn.node to use a binary built elsewhere.',
+  ].join('\n');
+}
+
 function resolveAddon(): string {
   const override = process.env.FLATENN_NATIVE;
   if (override) return path.resolve(override);
@@ -45,15 +64,21 @@ function resolveAddon(): string {
   try {
     return ngb.path(packageRoot);
   } catch (e) {
-    throw new Error(
-      `flatenn: the native addon was not found under ${packageRoot} (build/Release or prebuilds/). ` +
-        `Build it with 'npm run build:native' (needs cmake and g++). Cause: ${(e as Error).message}`,
-    );
+    throw new Error(`${loadHelp()}\nCause: ${(e as Error).message}`);
+  }
+}
+
+function loadAddon(file: string): NativeBinding {
+  try {
+    return require(file) as NativeBinding;
+  } catch (e) {
+    // found but not loadable (e.g. a prebuild needing a newer glibc than this system has)
+    throw new Error(`${loadHelp()}\nCause: loading ${file} failed: ${(e as Error).message}`);
   }
 }
 
 export const addonPath: string = resolveAddon();
-export const native: NativeBinding = require(addonPath) as NativeBinding;
+export const native: NativeBinding = loadAddon(addonPath);
 
 /** Typed access to a native function registered by one of the bindings/*.cc files. */
 export function nativeFn<F extends (...args: never[]) => unknown>(name: string): F {

@@ -111,9 +111,12 @@ export function resnet18(inChannels = 3, numClasses = 10, width = 1): Graph {
   return g.build(x, numClasses);
 }
 
+/** The architectures flatenn builds: 'lenet5' (FashionMNIST, 1x28x28) and 'resnet18' (CIFAR-10, 3x32x32). */
 export const ARCHS = ['lenet5', 'resnet18'] as const;
+/** One of {@link ARCHS}. */
 export type Arch = (typeof ARCHS)[number];
 
+/** The layer graph of `arch` for inputs of `inChannels` x `size` x `size` and `numClasses` outputs; `width` scales resnet18's channels (default 1). */
 export function buildGraph(arch: Arch, inChannels: number, size: number, numClasses: number, width = 1): Graph {
   switch (arch) {
     case 'lenet5':

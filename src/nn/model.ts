@@ -119,6 +119,7 @@ export const ACT_EMA_DECAY = 0.99;
 export const BN_MOMENTUM = 0.1;
 export const BN_EPS = 1e-5;
 
+/** A quantised network built from a graph: latent float weights, batch-norm state, activation ranges; forward/backward on the autograd tape. */
 export class Model {
   readonly graph: Graph;
   readonly quant: QuantConfig;

@@ -54,6 +54,7 @@ export interface Budget {
   landscapePoints2d: number;
 }
 
+/** The budget of a full reproduction run (epochs, trials, landscape points); `--quick` uses a smaller one. */
 export const FULL_BUDGET: Budget = {
   epochs: 20, limitTrain: 0, batchSize: 128, valSize: 5000, lambdas: [1e-5, 3e-5, 1e-4], rhos: [0.05, 0.1, 0.2, 0.5], saqWarmup: 0,
   faults: ['bitflip', 'sa0', 'sa1'], rates: [0, 0.01, 0.02, 0.03, 0.04, 0.05], trials: 50, weightTrials: 100, byRate: 0.01, byTrials: 50,
@@ -132,6 +133,7 @@ interface TrainOutcome {
 
 const num = (x: number) => String(+x.toPrecision(6));
 
+/** Runs the paper-reproduction pipeline (train, export, campaigns, landscape, report) with a budget. */
 export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
   const t0 = Date.now();
   if (o.arch !== 'lenet5') throw new RangeError(`reproduce supports lenet5 so far, got '${String(o.arch)}'`);

@@ -71,6 +71,7 @@ export interface Summary {
   max: number;
 }
 
+/** Mean, sample std, Student-t confidence interval of the mean at `level` (default 0.95), min and max. */
 export function summarize(xs: readonly number[], level = 0.95): Summary {
   const n = xs.length;
   if (n === 0) return { n: 0, mean: NaN, std: NaN, ciLow: NaN, ciHigh: NaN, min: NaN, max: NaN };

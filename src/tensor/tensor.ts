@@ -28,6 +28,7 @@ function dtypeOf(a: Float32Array | Uint8Array | Int32Array): DType {
   throw new TypeError('Expected a Float32Array, Uint8Array or Int32Array');
 }
 
+/** A typed n-dimensional array (shape + flat typed-array data, row-major). */
 export class Tensor<D extends DType = DType> {
   readonly shape: readonly number[];
   readonly dtype: D;

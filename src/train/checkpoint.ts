@@ -20,6 +20,8 @@ export interface EpochRecord {
   valAccuracy?: number;
   valLoss?: number;
   valSparsity?: number;
+  /** On epochs trained after the run was extended: which extension (1 = the first `--resume --epochs N`). */
+  extension?: number;
   /** Set when collapse detection flagged this epoch (DESIGN §3). */
   collapse?: CollapseFlag;
 }
@@ -60,6 +62,7 @@ export function modelTensors(model: Model): Record<string, Tensor> {
   return out;
 }
 
+/** Writes the trainer's full state (weights, BN, ranges, momentum, step/epoch, config, history) atomically to `path`. */
 export async function saveCheckpoint(path: string, tr: Trainer, history: EpochRecord[]): Promise<void> {
   const m = tr.model;
   const tensors = modelTensors(m);
@@ -173,6 +176,7 @@ function checkModelValues(model: Model, source: string): void {
 
 export interface LoadedCheckpoint { meta: CheckpointMeta; model: Model; file: SafetensorsFile }
 
+/** Reads a training checkpoint (meta, model with its weights, the raw file); throws naming the file on any mismatch. */
 export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   const file = await readSafetensors(path);
   const meta = checkpointMeta(file, path);
@@ -183,9 +187,14 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
 }
 
 /** A trainer positioned exactly where the checkpoint left off (resumed runs equal uninterrupted ones bit for bit). */
-export async function resumeTrainer(path: string, train: ImageSet): Promise<{ trainer: Trainer; history: EpochRecord[] }> {
+export async function resumeTrainer(path: string, train: ImageSet, extendTo?: number): Promise<{ trainer: Trainer; history: EpochRecord[] }> {
   const { meta, model, file } = await loadCheckpoint(path);
-  const tr = new Trainer(meta.config, train, model);
+  let cfg = meta.config;
+  if (extendTo !== undefined && extendTo !== cfg.epochs) {
+    // a finished run extended: the schedule gets a new segment from here (TrainConfig.extendedFrom)
+    cfg = validateConfig({ ...cfg, epochs: extendTo, extendedFrom: [...(cfg.extendedFrom ?? []), cfg.epochs] });
+  }
+  const tr = new Trainer(cfg, train, model);
   if (tr.trainIndex.length !== meta.trainImages) throw new Error(`${path}: the checkpoint trained on ${meta.trainImages} images per epoch but the data gives ${tr.trainIndex.length}`);
   for (const e of model.params.entries) {
     tr.momentum.set(tensorOf(file, `optimizer.momentum.${e.name}`, 'F32', e.shape).data, e.offset);

@@ -5,6 +5,7 @@
 
 export const DIVERGED_HINT = 'lower --lr; with SAQ a smaller --saq-rho or --saq-warmup E (ramps rho over the first E epochs); with AS a smaller --act-l1';
 
+/** Thrown when training meets a non-finite loss or gradient (DESIGN §3 collapse detection); the message says what to change. */
 export class TrainingDivergedError extends Error {
   override name = 'TrainingDivergedError';
   constructor(readonly what: 'loss' | 'gradient' | 'weights' | 'value', readonly epoch: number, readonly step: number, readonly batch: number, detail = '') {
@@ -31,6 +32,7 @@ export const CHANCE_FACTOR = 1.5;
 /** |loss - ln(classes)| within this fraction of ln(classes) counts as "near". */
 export const LOSS_TOLERANCE = 0.1;
 
+/** Flags an epoch whose accuracy/loss look like chance or whose activations are all zero (DESIGN §3); null when healthy. */
 export function detectCollapse(s: { epoch: number; accuracy: number; loss: number; perLayerSparsity: readonly number[]; numClasses: number; on: 'validation' | 'training' }): CollapseFlag | null {
   const lnC = Math.log(s.numClasses);
   const kinds: CollapseFlag['kinds'] = [];

@@ -7,34 +7,51 @@ export type Schedule = 'cosine' | 'step' | 'constant';
 export type DatasetName = 'fashion-mnist' | 'cifar10';
 export const DATASETS: readonly DatasetName[] = ['fashion-mnist', 'cifar10'];
 
+/** Training settings; `defaultConfig(arch)` fills every field (defaults below: lenet5 / resnet18). */
 export interface TrainConfig {
+  /** 'lenet5' or 'resnet18'. */
   arch: Arch;
+  /** Default: 'fashion-mnist' for lenet5, 'cifar10' for resnet18. */
   dataset: DatasetName;
+  /** Epochs (default 20 / 60). */
   epochs: number;
+  /** Images per SGD step (default 128). */
   batchSize: number;
+  /** Peak learning rate (default 0.05 / 0.1). */
   lr: number;
+  /** Learning-rate schedule over the run (default 'cosine' to 0; 'step'; 'constant'). */
   schedule: Schedule;
-  /** step schedule: fractions of the run at which lr *= gamma. */
+  /** step schedule: fractions of the run at which lr *= gamma (default [0.5, 0.75]). */
   milestones: number[];
+  /** step schedule factor (default 0.1). */
   gamma: number;
+  /** SGD momentum (default 0.9). */
   momentum: number;
+  /** Nesterov momentum (default false). */
   nesterov: boolean;
+  /** L2 weight decay (default 5e-4). */
   weightDecay: number;
+  /** Weight bits: 2, 4 or 8, or 32 for float (default 4). */
   weightBits: number;
+  /** Activation bits: 2, 4 or 8, or 0 for none (default 4). */
   actBits: number;
+  /** Per-output-channel weight scales (default false: per tensor). */
   perChannel: boolean;
+  /** Bits of the first and last layer when they differ from weightBits (default null: the same). */
   firstLastBits: number | null;
-  /** AS penalty: one value for all ReLU sites, or one per site. */
+  /** AS penalty: one value for all ReLU sites, or one per site (default [0]: none). */
   actL1: number[];
-  /** SAQ neighbourhood size; 0 = conventional training. */
+  /** SAQ neighbourhood size; 0 = conventional training (default 0). */
   saqRho: number;
+  /** SAQ also perturbs batch-norm parameters (default false). */
   saqIncludeBn: boolean;
+  /** Seed of initialisation, data order and augmentation (default 1). */
   /** SAQ: rho ramps linearly from 0 over the first this-many epochs (0 = off, the paper's recipe). */
   saqWarmup: number;
   seed: number;
-  /** Images held out from the end of the training set for validation. */
+  /** Images held out from the end of the training set for validation (default 5000). */
   valSize: number;
-  /** Random crop (pad 4) + horizontal flip (CIFAR-10). */
+  /** Random crop (pad 4) + horizontal flip (default false / true: CIFAR-10). */
   augment: boolean;
   /** Stop after this many training images (a budget for tests); 0 = no limit. */
   limitTrain: number;
@@ -47,8 +64,19 @@ export interface TrainConfig {
   padding: InputPadding;
   /** Input normalisation; null = the dataset's (DESIGN §1). Imported models carry their own (per-channel std allowed). */
   inputNorm: InputNorm | null;
+  /**
+   * Set only on runs extended after they finished (`train --resume --epochs N`): the epoch counts at which the
+   * run was extended, ascending. The learning-rate schedule restarts at each (README, "Extending a finished run"),
+   * so an extended run is a different setting from an uninterrupted run of the same length.
+   */
+  extendedFrom?: number[];
 }
 
+/**
+ * The defaults of DESIGN §3 for `arch` (default 'lenet5'): lenet5 = FashionMNIST, 20 epochs, lr 0.05, no augmentation;
+ * resnet18 = CIFAR-10, 60 epochs, lr 0.1, crop+flip. Both: batch 128, cosine schedule, momentum 0.9, weight decay
+ * 5e-4, 4-bit weights and activations, per-tensor scales, actL1 [0], saqRho 0, seed 1, valSize 5000.
+ */
 export function defaultConfig(arch: Arch = 'lenet5'): TrainConfig {
   const lenet = arch === 'lenet5';
   return {
@@ -122,5 +150,11 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   if (c.arch === 'lenet5' && c.width !== 1) fail(`width applies to resnet18 only, got ${c.width} for lenet5`);
   if (!INPUT_PADDINGS.includes(c.padding)) fail(`padding must be 'normalized' or 'raw', got '${String(c.padding)}'`);
   if (c.inputNorm !== null && (typeof c.inputNorm !== 'object' || !Array.isArray(c.inputNorm.mean))) fail('inputNorm must be null or { mean: number[], std: number | number[] }');
+  if (c.extendedFrom !== undefined) {
+    if (!Array.isArray(c.extendedFrom) || c.extendedFrom.length === 0) fail('extendedFrom must be a non-empty list of epoch counts (or absent)');
+    c.extendedFrom.forEach((e, i) => {
+      if (!Number.isInteger(e) || e < 1 || e >= c.epochs || (i > 0 && e <= c.extendedFrom![i - 1]!)) fail(`extendedFrom must ascend within [1, epochs), got ${JSON.stringify(c.extendedFrom)}`);
+    });
+  }
   return c;
 }

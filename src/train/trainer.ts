@@ -19,6 +19,7 @@ export const NORMALISATION: Record<string, { mean: number[]; std: number }> = {
   cifar10: { mean: [125.3, 123.0, 113.9], std: 64.0 },
 };
 
+/** A fresh (uninitialised) Model of `cfg.arch` for `channels` x `size` x `size` inputs and `numClasses` classes (default 10). */
 export function createModel(cfg: TrainConfig, channels: number, size: number, numClasses = 10): Model {
   const graph = buildGraph(cfg.arch, channels, size, numClasses, cfg.width ?? 1);
   const norm = cfg.inputNorm ?? NORMALISATION[cfg.dataset]!;
@@ -99,6 +100,7 @@ export function augmentCropFlip(images: Uint8Array, n: number, C: number, H: num
   }
 }
 
+/** SGD training of a Model on an image set: epochs, learning-rate schedule, QAT/AS/SAQ steps; deterministic for a seed. */
 export class Trainer {
   readonly cfg: TrainConfig;
   readonly model: Model;
@@ -136,6 +138,11 @@ export class Trainer {
 
   get totalSteps(): number { return this.cfg.epochs * this.stepsPerEpoch; }
 
+  /**
+   * The learning rate at optimiser step `step`. A run extended after it finished (cfg.extendedFrom) has one
+   * schedule segment per stage: [0, e1), [e1, e2), ..., [ek, epochs) epochs; each segment runs the configured
+   * schedule afresh over its own length (cosine from lr down to 0; step milestones as fractions of the segment).
+   */
   /** SAQ's rho at a step: ramped linearly from 0 over the first saqWarmup epochs (DESIGN §3). */
   rhoAt(step: number): number {
     const w = this.cfg.saqWarmup * this.stepsPerEpoch;
@@ -152,7 +159,15 @@ export class Trainer {
   }
 
   learningRate(step: number): number {
-    const c = this.cfg, T = this.totalSteps;
+    const c = this.cfg;
+    let T = this.totalSteps;
+    if (c.extendedFrom?.length) {
+      const bounds = [0, ...c.extendedFrom.map((e) => e * this.stepsPerEpoch), T];
+      let k = 0;
+      while (k + 2 < bounds.length && step >= bounds[k + 1]!) k++;
+      step -= bounds[k]!;
+      T = bounds[k + 1]! - bounds[k]!;
+    }
     switch (c.schedule) {
       case 'constant': return c.lr;
       case 'cosine': return 0.5 * c.lr * (1 + Math.cos((Math.PI * Math.min(step, T)) / T));

@@ -1,4 +1,6 @@
-// Progress reporting: a redrawn bar on a terminal, plain lines otherwise.
+// Progress reporting for the CLI (the library itself never prints): a redrawn bar
+// on a terminal; otherwise (Slurm, nohup, CI logs) one plain line every
+// `intervalMs` (default 10 s, FLATENN_PROGRESS_INTERVAL=<seconds>) and a last line.
 
 export interface ProgressOptions {
   label: string;
@@ -9,6 +11,15 @@ export interface ProgressOptions {
   plain?: boolean;
   /** Silence entirely. */
   quiet?: boolean;
+  /** Units already done before this run started (a resumed run): the rate and ETA count only new work. */
+  initial?: number;
+  /** Plain-line mode: at most one line per this many ms (default 10000, or FLATENN_PROGRESS_INTERVAL seconds). */
+  intervalMs?: number;
+}
+
+function defaultInterval(): number {
+  const s = Number(process.env.FLATENN_PROGRESS_INTERVAL);
+  return Number.isFinite(s) && s >= 0 ? s * 1000 : 10_000;
 }
 
 export function formatDuration(s: number): string {
@@ -21,7 +32,8 @@ export class Progress {
   private readonly start = process.hrtime.bigint();
   private done = 0;
   private lastDraw = 0;
-  private lastPlainPct = -1;
+  private lastPlain = 0;
+  private finished = false;
   private readonly tty: boolean;
   private readonly stream: NodeJS.WriteStream;
 
@@ -34,10 +46,15 @@ export class Progress {
 
   /** Advance to `done` units; `info` is appended (e.g. "loss 0.41 acc 86.2%"). */
   update(done: number, info = ''): void {
+    this.draw(done, info, false);
+  }
+
+  private draw(done: number, info: string, final: boolean): void {
     if (this.o.quiet) return;
     this.done = done;
     const t = this.elapsed();
-    const rate = t > 0 ? done / t : 0;
+    const fresh = done - (this.o.initial ?? 0);
+    const rate = t > 0 && fresh > 0 ? fresh / t : 0;
     const eta = rate > 0 ? (this.o.total - done) / rate : NaN;
     const pct = this.o.total > 0 ? Math.min(100, (100 * done) / this.o.total) : 100;
     const unit = this.o.unit ?? 'it';
@@ -51,12 +68,11 @@ export class Progress {
       const cols = this.stream.columns || 120;
       this.stream.write('\r' + line.slice(0, cols - 1).padEnd(Math.min(cols - 1, line.length)) + '\x1b[K');
     } else {
-      const step = Math.floor(pct / 25);
-      if (step > this.lastPlainPct || done >= this.o.total) {
-        if (done >= this.o.total && this.lastPlainPct === 4) return;
-        this.lastPlainPct = done >= this.o.total ? 4 : step;
-        this.stream.write(`${pct.toFixed(0).padStart(3)}% ${text}\n`);
-      }
+      const now = Date.now();
+      if (final ? this.finished : now - this.lastPlain < (this.o.intervalMs ?? defaultInterval())) return;
+      if (final) this.finished = true;
+      this.lastPlain = now;
+      this.stream.write(`${new Date(now).toISOString().slice(11, 19)} ${pct.toFixed(0).padStart(3)}% ${text}\n`);
     }
   }
 
@@ -64,10 +80,10 @@ export class Progress {
   finish(info = ''): void {
     if (this.o.quiet) return;
     if (this.tty) {
-      this.update(this.o.total, info);
+      this.draw(this.o.total, info, true);
       this.stream.write('\n');
-    } else if (this.lastPlainPct < 4) {
-      this.update(this.o.total, info);
+    } else {
+      this.draw(this.o.total, info, true);
     }
     void this.done;
   }

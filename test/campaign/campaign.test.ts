@@ -9,6 +9,8 @@ import { runCampaign } from '../../src/campaign/campaign';
 import { mergeResults, readResults, summaryRows, trialKey } from '../../src/campaign/results';
 import { FaultSpace, parseRate } from '../../src/campaign/faults';
 import { readDeployed } from '../../src/deploy/format';
+import { Engine } from '../../src/engine/engine';
+import { loadDataset } from '../../src/data/dataset';
 import { setThreads, getThreads } from '../../src/native/info';
 import { writeTinyModel } from '../helpers/tiny-model';
 import { tmpDir, writeMnist } from '../data/fixtures';
@@ -64,21 +66,32 @@ test('campaign: one line per trial, same results for 1 and 2 threads and for any
   setThreads(2);
   const b = await runCampaign({ ...base, model, out: path.join(dir, 'b.jsonl'), dataDir: dir });
   setThreads(prev);
-  assert.equal(a.records.length, 3 * 3 * 4);
+  assert.equal(a.records.length, 3 * 2 * 4, 'rate 0 runs no trials: the clean record stands for them');
   assert.deepEqual(strip(path.join(dir, 'a.jsonl')), strip(path.join(dir, 'b.jsonl')));
   for (let i = 0; i < 3; i++) await runCampaign({ ...base, model, out: path.join(dir, `s${i}.jsonl`), dataDir: dir, shard: { index: i, count: 3 } });
   const merged = mergeResults([0, 1, 2].map((i) => ({ path: `s${i}`, file: readResults(path.join(dir, `s${i}.jsonl`)) })));
-  assert.deepEqual(JSON.stringify(summaryRows(merged.settings, merged.records)), JSON.stringify(a.rows));
+  assert.deepEqual(JSON.stringify(summaryRows(merged.settings, merged.records, merged.clean)), JSON.stringify(a.rows));
   // CRN: identical fault cells across types; stuck-at changes no more codes than there are faulty cells
   const recs = a.records.filter((r) => r.rate === 0.05 && r.trial === 1);
   assert.equal(new Set(recs.map((r) => r.faultyCells)).size, 1);
   for (const r of recs) assert.ok(r.changedCodes <= r.faultyCells && r.changedCodes > 0);
-  const zero = a.records.filter((r) => r.rate === 0);
-  assert.ok(zero.every((r) => r.accuracy === zero[0]!.accuracy && r.faultyCells === 0 && r.changedCodes === 0));
+  // the clean model: evaluated once, one record of its own kind, the source of the 0% rows
+  assert.equal(a.records.filter((r) => r.rate === 0).length, 0);
+  assert.equal(a.clean.length, 1);
+  const file = readResults(path.join(dir, 'a.jsonl'));
+  assert.deepEqual(file.clean, a.clean);
+  const m = await readDeployed(model);
+  const ds = await loadDataset('fashion-mnist', 'test', { dataDir: dir });
+  const ref = new Engine(m).evaluateSync({ images: ds.images, labels: ds.labels, count: a.settings.images });
+  assert.deepEqual(a.clean[0], { type: 'clean', target: 'all', accuracy: ref.accuracy, loss: ref.loss, sparsity: ref.sparsity, sparsityWeighted: ref.sparsityWeighted, images: a.settings.images });
+  const zeroRows = a.rows.filter((r) => r.rate === 0);
+  assert.equal(zeroRows.length, 3, 'a 0% row per fault type');
+  assert.ok(zeroRows.every((r) => r.clean === true && r.accuracy.mean === ref.accuracy && r.accuracy.n === 1 && r.faultyCells === 0));
   // re-running the finished campaign runs nothing and duplicates nothing
   const again = await runCampaign({ ...base, model, out: path.join(dir, 'a.jsonl'), dataDir: dir });
   assert.equal(again.ran, 0);
-  assert.equal(readResults(path.join(dir, 'a.jsonl')).records.length, 36);
+  assert.equal(readResults(path.join(dir, 'a.jsonl')).records.length, 24);
+  assert.equal(readResults(path.join(dir, 'a.jsonl')).clean.length, 1, 'the clean record is not written again');
   // a header that differs is refused
   await assert.rejects(runCampaign({ ...base, trials: 5, model, out: path.join(dir, 'a.jsonl'), dataDir: dir }), /different campaign \(trials/);
   fs.rmSync(dir, { recursive: true });
@@ -87,7 +100,7 @@ test('campaign: one line per trial, same results for 1 and 2 threads and for any
 test('campaign: resume after kill -9 loses and duplicates nothing', async () => {
   const { dir, model } = await setup('kill');
   const out = path.join(dir, 'k.jsonl');
-  const args = [CLI, 'inject', '--model', model, '--faults', 'bitflip,sa1', '--rates', '0,2%,5%', '--trials', '30', '--out', out, '--data-dir', dir, '--quiet'];
+  const args = [CLI, 'inject', '--model', model, '--faults', 'bitflip,sa1', '--rates', '0,2%,5%', '--trials', '45', '--out', out, '--data-dir', dir, '--quiet'];
   const child = spawn(process.execPath, args, { stdio: 'ignore' });
   // wait until some trials are written, then kill hard
   await new Promise<void>((resolve) => {
@@ -106,8 +119,9 @@ test('campaign: resume after kill -9 loses and duplicates nothing', async () => 
   const f = readResults(out);
   assert.equal(f.tornTail, false);
   const keys = f.records.map(trialKey);
-  assert.equal(keys.length, 180);
+  assert.equal(keys.length, 180, '2 faults x 2 non-zero rates x 45 trials');
   assert.equal(new Set(keys).size, 180, 'no duplicates');
+  assert.equal(f.clean.length, 1, 'one clean record');
   const ref = path.join(dir, 'ref.jsonl');
   const r2 = spawnSync(process.execPath, [...args.slice(0, args.indexOf('--out') + 1), ref, '--data-dir', dir, '--quiet'], { encoding: 'utf8' });
   assert.equal(r2.status, 0, r2.stderr);
@@ -145,16 +159,22 @@ test('summary: merges shards, refuses mismatched headers, paired baseline', asyn
   await runCampaign({ ...o, out: path.join(dir, 'p1.jsonl'), shard: { index: 1, count: 2 } });
   const r = spawnSync(process.execPath, [CLI, 'summary', path.join(dir, 'p0.jsonl'), path.join(dir, 'p1.jsonl'), '--json'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
-  const js = JSON.parse(r.stdout) as { trials: number; summary: { accuracy: { n: number } }[] };
-  assert.equal(js.trials, 36);
-  assert.ok(js.summary.every((row) => row.accuracy.n === 4));
+  const js = JSON.parse(r.stdout) as { trials: number; expected: number; clean: { accuracy: number }[]; summary: { rate: number; clean?: boolean; accuracy: { n: number; mean: number } }[] };
+  assert.equal(js.trials, 24);
+  assert.equal(js.expected, 24);
+  assert.ok(js.summary.every((row) => (row.rate === 0 ? row.clean === true && row.accuracy.n === 1 && row.accuracy.mean === js.clean[0]!.accuracy : row.accuracy.n === 4)));
+  assert.equal(js.summary.filter((row) => row.rate === 0).length, 3, 'the 0% rows come from the clean record');
+  const text = spawnSync(process.execPath, [CLI, 'summary', path.join(dir, 'p0.jsonl'), path.join(dir, 'p1.jsonl')], { encoding: 'utf8' });
+  assert.match(text.stdout, /24 of 24 trials; clean model \d+\.\d\d% \(the 0% rows\)/);
+  assert.match(text.stdout, /\| all +\| bitflip +\| 0% +\| clean +\|/);
   await runCampaign({ ...o, seed: 9, out: path.join(dir, 'other.jsonl') });
   const bad = spawnSync(process.execPath, [CLI, 'summary', path.join(dir, 'p0.jsonl'), path.join(dir, 'other.jsonl')], { encoding: 'utf8' });
   assert.equal(bad.status, 1); assert.match(bad.stderr, /settings differ .*seed/);
   const paired = spawnSync(process.execPath, [CLI, 'summary', path.join(dir, 'p0.jsonl'), path.join(dir, 'p1.jsonl'), '--baseline', path.join(dir, 'p0.jsonl'), '--json'], { encoding: 'utf8' });
   assert.equal(paired.status, 0, paired.stderr);
   const pj = JSON.parse(paired.stdout) as { paired: { pairs: number; diff: { mean: number } }[] };
-  assert.ok(pj.paired.every((p) => p.pairs === 2 && p.diff.mean === 0));
+  assert.ok(pj.paired.every((p) => (p.pairs === 2 || (p.pairs === 1 && (p as unknown as { rate: number }).rate === 0)) && p.diff.mean === 0));
+  assert.equal(pj.paired.filter((p) => (p as unknown as { rate: number }).rate === 0).length, 3, 'the 0% rows pair the clean records');
   fs.rmSync(dir, { recursive: true });
 });
 
@@ -172,6 +192,6 @@ test('one writer per results file: a concurrent run is refused, a stale lock is 
   fs.writeFileSync(out + '.lock', dead);
   const again = await runCampaign({ ...base, model, out, dataDir: dir });
   assert.equal(again.ran, 0);
-  assert.equal(readResults(out).records.length, 36);
+  assert.equal(readResults(out).records.length, 24);
   fs.rmSync(dir, { recursive: true });
 });

@@ -101,20 +101,4 @@ test('one binary for any x86-64: under qemu without AVX it picks scalar and refu
   assert.match(env.stderr, /FLATENN_ISA=avx512 is not supported by this CPU/);
 });
 
-test('the package loads from prebuilds/ when build/ is absent (in a temporary copy)', { timeout: 600_000, skip: process.env.FLATENN_NATIVE ? 'FLATENN_NATIVE overrides the loader' : false }, () => {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flatenn-prebuild-'));
-  for (const f of ['package.json', 'CMakeLists.txt']) fs.copyFileSync(path.join(packageRoot, f), path.join(tmp, f));
-  for (const d of ['native', 'bindings', 'dist']) fs.cpSync(path.join(packageRoot, d), path.join(tmp, d), { recursive: true });
-  fs.symlinkSync(path.join(packageRoot, 'node_modules'), path.join(tmp, 'node_modules'));
-  const pb = spawnSync('npm', ['run', 'prebuildify'], { cwd: tmp, encoding: 'utf8' });
-  assert.equal(pb.status, 0, pb.stdout + pb.stderr);
-  const files = fs.readdirSync(path.join(tmp, 'prebuilds', `${process.platform}-${process.arch}`));
-  assert.ok(files.some((f) => f.endsWith('.node')), `prebuild written: ${files}`);
-  fs.rmSync(path.join(tmp, 'build'), { recursive: true, force: true });
-  const env = { ...process.env };
-  delete env.FLATENN_NATIVE;
-  const r = spawnSync(process.execPath, ['-e', `const b = require('./dist/src/native/binding.js'); console.log(b.addonPath); console.log(b.native.isa());`], { cwd: tmp, encoding: 'utf8', env });
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /prebuilds/);
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+// Loading from prebuilds/ (made by prebuildify in a staging copy) is tested by test/install/pack.test.ts.

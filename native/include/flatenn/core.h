@@ -7,6 +7,16 @@
 #include <string>
 #include <vector>
 
+// x86 SIMD code (intrinsics, target attributes, cpuid) is compiled only on x86;
+// elsewhere (arm64) every kernel has its scalar variant only.
+#if defined(__x86_64__) || defined(__i386__)
+#define FL_X86 1
+#define FL_X86_ONLY(f) (f)
+#else
+#define FL_X86 0
+#define FL_X86_ONLY(f) nullptr
+#endif
+
 namespace fl {
 
 // Instruction-set levels, ordered: a higher level implies every lower one.
