@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { lockResults, openResults, prepareCampaign, type CampaignOptions, type PreparedCampaign } from '../campaign/campaign';
-import { readResults, ResultsWriter, summaryRows, trialKey, type CampaignSettings, type ResultsHeader, type SummaryRow, type TrialRecord } from '../campaign/results';
+import { readResults, ResultsWriter, summaryRows, trialKey, type CampaignSettings, type CleanRecord, type ResultsHeader, type SummaryRow, type TrialRecord } from '../campaign/results';
 import { campaignJobCount, campaignJobs, type TrialJob } from '../campaign/runner';
 import { Engine } from '../engine/engine';
 import { formatDuration } from '../util/progress';
@@ -179,6 +179,25 @@ async function addChunks(q: Queue, id: string, gen: number, trials: TrialJob[], 
 }
 
 /**
+ * The queue's jobs, as a local run computes them: every trial at a non-zero rate, plus one rate-0 probe per
+ * target (the first trial of the shard, the first fault type) whose result becomes that target's clean record
+ * (rate 0 leaves the memory unchanged, so a local run evaluates the clean model once instead of trials).
+ */
+export function queueJobs(settings: CampaignSettings, shard: { index: number; count: number }): TrialJob[] {
+  const out: TrialJob[] = [];
+  if (shard.index < settings.trials) for (const target of settings.targets) out.push(probeOf(settings, shard, target));
+  for (const j of campaignJobs(settings, shard)) if (j.rate !== 0) out.push(j);
+  return out;
+}
+function probeOf(settings: CampaignSettings, shard: { index: number }, target: string): TrialJob {
+  return { target, trial: shard.index, fault: settings.faults[0]!, rate: 0 };
+}
+/** The probe keys already answered by clean records in a results file. */
+function cleanProbeKeys(settings: CampaignSettings, shard: { index: number }, clean: CleanRecord[]): string[] {
+  return clean.map((c) => trialKey(probeOf(settings, shard, c.target)));
+}
+
+/**
  * Puts the campaign (meta, model) in Redis and enqueues each trial that is neither done nor in a job.
  * Failed jobs are dropped first, so their trials get fresh attempts.
  */
@@ -193,7 +212,7 @@ async function reconcile(ctx: Ctx, q: Queue, meta: CampaignMeta, modelBytes: Buf
   const jobs = await q.getJobs(['wait', 'active', 'delayed', 'prioritized', 'waiting-children', 'completed'], 0, -1);
   const covered = new Set<string>();
   for (const j of jobs) for (const t of (j?.data as ChunkData | undefined)?.trials ?? []) covered.add(trialKey(t));
-  const all = Array.from(campaignJobs(meta.header.settings, meta.header.shard));
+  const all = queueJobs(meta.header.settings, meta.header.shard);
   const missing = all.filter((t) => !done.has(trialKey(t)) && !covered.has(trialKey(t)));
   const stored = readMeta(await r.hget(campaignKey(meta.id), 'meta'));
   const next: CampaignMeta = { ...meta, gen: Math.max(meta.gen, stored?.gen ?? 0) + (missing.length > 0 ? 1 : 0) };
@@ -205,7 +224,7 @@ async function reconcile(ctx: Ctx, q: Queue, meta: CampaignMeta, modelBytes: Buf
 
 async function enqueuePrepared(ctx: Ctx, p: PreparedCampaign, modelBytes: Buffer, done: Set<string>, o: { chunk?: number; attempts?: number }): Promise<EnqueueResult & { meta: CampaignMeta }> {
   const id = campaignId(p.header);
-  const total = campaignJobCount(p.settings, p.shard);
+  const total = queueJobs(p.settings, p.shard).length;
   const attempts = o.attempts ?? 3;
   if (!Number.isInteger(attempts) || attempts < 1 || attempts > 100) throw new RangeError(`attempts must be an integer in [1, 100], got ${attempts}`);
   if (o.chunk !== undefined && (!Number.isInteger(o.chunk) || o.chunk < 1)) throw new RangeError(`chunk must be an integer >= 1, got ${o.chunk}`);
@@ -232,7 +251,10 @@ export async function enqueueCampaign(o: EnqueueOptions): Promise<EnqueueResult>
     const done = new Set(o.done ?? []);
     if (o.out !== undefined) {
       const unlock = lockResults(o.out);
-      try { for (const r of openResults(o.out, p.header)) done.add(trialKey(r)); } finally { unlock(); }
+      try {
+        for (const r of openResults(o.out, p.header)) done.add(trialKey(r));
+        for (const k of cleanProbeKeys(p.settings, p.shard, readResults(o.out).clean)) done.add(k);
+      } finally { unlock(); }
     }
     const { meta: _m, ...r } = await enqueuePrepared(ctx, p, bytes, done, o);
     void _m;
@@ -315,7 +337,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
     const modelPath = o.model ?? settings.model;
     let modelBytes: Buffer | null = null;
     const needModel = (): Buffer | null => (modelBytes ??= modelFileBytes(modelPath, sha));
-    const all = Array.from(campaignJobs(settings, header.shard));
+    const all = queueJobs(settings, header.shard);
     const total = all.length;
     meta ??= { id, header, total, chunk: Math.max(1, Math.ceil(total / 64)), attempts: 3, created: Date.now(), gen: 0 };
 
@@ -334,7 +356,10 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
     const done = new Map<string, string>();
     for (const rec of existing) done.set(recordKey(rec as unknown as { type: string } & Record<string, unknown>), canonical(rec));
     const records: TrialRecord[] = existing.slice();
-    const skipped = existing.filter((x) => x.type === 'trial').length;
+    const clean: CleanRecord[] = fs.existsSync(o.out) ? readResults(o.out).clean : [];
+    for (const k of cleanProbeKeys(settings, header.shard, clean)) done.set(k, 'clean');
+    const allKeys = new Set(all.map(trialKey));
+    const skipped = [...done.keys()].filter((k) => allKeys.has(k)).length;
     let trialsDone = skipped;
     await claim(true);
     release = async () => { const cur = await r.get(collectorKey(id)); if (cur && (JSON.parse(cur) as { id: string }).id === me) await r.del(collectorKey(id)); };
@@ -405,6 +430,17 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
           if (!res || !Array.isArray(res.records)) continue;
           jobTimes.push({ id: String(job.id), worker: res.worker, trials: res.records.length, seconds: res.seconds, processedOn: job.processedOn ?? 0, finishedOn: job.finishedOn ?? 0 });
           for (const rec of res.records) {
+            if (rec.type === 'trial' && rec.rate === 0) {
+              // a probe: its result is the target's clean record (written once, as a local run does)
+              const pk = trialKey(rec);
+              if (done.has(pk)) { duplicates++; continue; }
+              const c: CleanRecord = { type: 'clean', target: rec.target, accuracy: rec.accuracy, loss: rec.loss, sparsity: rec.sparsity, sparsityWeighted: rec.sparsityWeighted, images: settings.images };
+              writer.write(c);
+              done.set(pk, 'clean');
+              clean.push(c);
+              trialsDone++;
+              continue;
+            }
             const key = recordKey(rec as unknown as { type: string } & Record<string, unknown>);
             const c = canonical(rec);
             const prev = done.get(key);
@@ -461,7 +497,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
       await dropCampaign(ctx, id, q, sha).catch(() => {});
     }
     const trials = records.filter((x) => x.type === 'trial');
-    return { id, settings, records, rows: summaryRows(settings, trials), ran, skipped, seconds: (Date.now() - t0) / 1000, duplicates, reenqueued, byWorker, jobs: jobTimes, complete };
+    return { id, settings, records, rows: summaryRows(settings, trials, clean), ran, skipped, seconds: (Date.now() - t0) / 1000, duplicates, reenqueued, byWorker, jobs: jobTimes, complete };
   } finally {
     if (heartbeat) clearInterval(heartbeat);
     if (release) await withTimeout(release(), 2000, () => new Error('timeout')).catch(() => {});

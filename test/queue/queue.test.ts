@@ -21,7 +21,10 @@ import { CLI, haveRedis, start, startRedis, stop, stopAll, worker, type Proc, ty
 const skip = haveRedis() ? false : 'redis-server is not installed (scripts/setup.sh installs it)';
 const IMAGES = 2000;
 const camp = { faults: ['bitflip', 'sa0', 'sa1'] as ('bitflip' | 'sa0' | 'sa1')[], rates: [0, 0.01, 0.03, 0.05], trials: 15 };
-const TOTAL = 3 * 4 * 15;
+// trial records of a local run: rate 0 is not run as trials (one clean record per target stands for it)
+const TOTAL = 3 * 3 * 15;
+// the queue's jobs: those trials plus one rate-0 probe per target, whose result becomes the clean record
+const JOBS = TOTAL + 1;
 
 let dir = '', data = '', badData = '', model = '', ref = '';
 let redis: RedisServer;
@@ -40,6 +43,7 @@ function checkAgainstLocal(out: string): void {
   assert.equal(f.tornTail, false);
   assert.deepEqual(f.header, readResults(ref).header, 'same header as a local run');
   assert.deepEqual(lines(out), lines(ref), 'same records (accuracy, sparsity, changed codes) as a local run');
+  assert.deepEqual(f.clean, readResults(ref).clean, 'the same clean record as a local run');
 }
 
 before(async () => {
@@ -94,7 +98,7 @@ test('3 workers (scalar, avx2, default ISA with 2 jobs at once) gather the same 
   // the finished campaign is gone from Redis; running it again finds everything in the file
   const again = spawnSync(process.execPath, injectArgs(url, out, ['--chunk', '4']), { encoding: 'utf8' });
   assert.equal(again.status, 0, again.stderr);
-  assert.match(again.stdout, new RegExp(`^0 trials run, ${TOTAL} already in`));
+  assert.match(again.stdout, new RegExp(`^0 trials run, ${JOBS} already in`));
 });
 
 test('a worker killed with kill -9 mid-job: its job is retried by another worker, nothing lost or duplicated', { skip }, async () => {
@@ -122,7 +126,7 @@ test('Redis restarted without persistence mid-campaign: workers and collector re
     await Promise.all(ws.map((w) => w.waitFor(/ready on/)));
     const out = path.join(dir, 'restart.jsonl');
     const e = await enqueueCampaign({ ...camp, model, dataDir: data, queue: url, chunk: 4, out });
-    assert.equal(e.enqueued, TOTAL);
+    assert.equal(e.enqueued, JOBS);
     let restarted: Promise<void> | null = null;
     const r = await collectCampaign({
       queue: url, out, quiet: true, pollMs: 100,
@@ -130,7 +134,7 @@ test('Redis restarted without persistence mid-campaign: workers and collector re
     });
     assert.ok(restarted, 'Redis was restarted during the campaign');
     assert.ok(r.complete);
-    assert.ok(r.reenqueued > 0 && r.reenqueued < TOTAL, `re-enqueued ${r.reenqueued}`);
+    assert.ok(r.reenqueued > 0 && r.reenqueued < JOBS, `re-enqueued ${r.reenqueued}`);
     checkAgainstLocal(out);
     for (const w of ws) assert.equal(await stop(w), 0, w.out());
   } finally {
@@ -193,7 +197,7 @@ test('a worker refuses a model whose bytes do not hash to the campaign\'s model 
   assert.ok(err instanceof CampaignFailed, String(err));
   assert.match(err.message, /refused: the model in Redis hashes to [0-9a-f]{12}, the campaign wants [0-9a-f]{12}/);
   assert.equal(readResults(out).records.length, 0, 'no trial ran on the wrong model');
-  assert.equal(e.total, 12);
+  assert.equal(e.total, 3 * 3 + 1, 'the trials at non-zero rates and one clean probe');
   assert.equal(await stop(w), 0);
 });
 
@@ -237,8 +241,8 @@ test('CLI: --detach, campaign status --json, collect, cancel; bad URL and unreac
   const st = spawnSync(process.execPath, [CLI, 'campaign', 'status', id, '--queue', url, '--json'], { encoding: 'utf8' });
   assert.equal(st.status, 0, st.stderr);
   const s = JSON.parse(st.stdout);
-  assert.equal(s.total, TOTAL);
-  assert.equal(s.waiting, TOTAL);
+  assert.equal(s.total, JOBS);
+  assert.equal(s.waiting, JOBS);
   assert.equal(s.state, 'running');
   assert.ok(Array.isArray(s.workers));
   const list = spawnSync(process.execPath, [CLI, 'campaign', 'status', '--queue', url], { encoding: 'utf8' });
@@ -248,7 +252,7 @@ test('CLI: --detach, campaign status --json, collect, cancel; bad URL and unreac
   const col = spawnSync(process.execPath, [CLI, 'campaign', 'collect', id, '--queue', url, '--out', out], { encoding: 'utf8' });
   assert.equal(col.status, 0, col.stderr);
   assert.match(col.stdout, /\| all +\| bitflip \| 0%/);
-  assert.match(col.stderr, /\d+\/180 trials \(\d+%\), [\d.]+ trials\/s, ETA [\d:-]+, workers alive 1/);
+  assert.match(col.stderr, /\d+\/136 trials \(\d+%\), [\d.]+ trials\/s, ETA [\d:-]+, workers alive 1/);
   checkAgainstLocal(out);
   assert.equal(await stop(w), 0);
   // cancel
