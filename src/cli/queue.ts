@@ -88,7 +88,7 @@ async function collectAndPrint(v: Values, c: { queue: string; out: string; id?: 
   const stop = stopSignal(() => process.stderr.write(`flatenn: stopping the collector (the campaign goes on in Redis; resume with: flatenn campaign collect ${id} --queue ${c.queue} --out ${c.out})\n`));
   try {
     const reconnectTimeoutMs = num(v, 'reconnect-timeout', 1, 1e7) * 1000;
-    const r = await l.collectCampaign({ queue: c.queue, out: c.out, ...(c.id ? { id: c.id } : {}), ...(c.model ? { model: c.model } : {}), quiet: c.quiet, signal: stop.signal, connectTimeoutMs: connectTimeout(v), reconnectTimeoutMs });
+    const r = await l.collectCampaign({ queue: c.queue, out: c.out, ...(c.id ? { id: c.id } : {}), ...(c.model ? { model: c.model } : {}), quiet: c.quiet, write: (t: string) => process.stderr.write(t), tty: !!process.stderr.isTTY && process.env.FLATENN_PROGRESS !== 'plain', signal: stop.signal, connectTimeoutMs: connectTimeout(v), reconnectTimeoutMs });
     id = r.id;
     if (!r.complete) return 130;
     if (flag(v, 'json')) process.stdout.write(JSON.stringify({ id: r.id, settings: r.settings, ran: r.ran, skipped: r.skipped, duplicates: r.duplicates, reenqueued: r.reenqueued, byWorker: r.byWorker, summary: r.rows }, null, 2) + '\n');

@@ -17,7 +17,7 @@ export const reportCommand: CommandSpec = {
   async run(v, files) {
     if (files.length === 0) throw new UsageError('give campaign results (.jsonl) and/or landscape files (.json)');
     const out = requireStr(v, 'out');
-    const r = await buildReport(files, { out, title: str(v, 'title')!, quiet: flag(v, 'quiet') });
+    const r = await buildReport(files, { out, title: str(v, 'title')!, quiet: flag(v, 'quiet'), log: (l: string) => process.stderr.write(l + '\n') });
     process.stdout.write(`${r.figures.length} figures\nreport ${r.html}\n`);
     return 0;
   },

@@ -45,7 +45,7 @@ export const reproduceCommand: CommandSpec = {
     try {
       checkBudget({ ...(quick ? QUICK_BUDGET : FULL_BUDGET), ...budget });
     } catch (e) { throw new UsageError(`--budget: ${(e as Error).message}`); }
-    const r = await reproduce({ arch: 'lenet5', out, seeds, quick, budget, quiet: flag(v, 'quiet'), ...(dataDir ? { dataDir } : {}) });
+    const r = await reproduce({ arch: 'lenet5', out, seeds, quick, budget, quiet: flag(v, 'quiet'), log: (s: string) => process.stderr.write(`[reproduce] ${s}\n`), ...(dataDir ? { dataDir } : {}) });
     if (flag(v, 'json')) process.stdout.write(JSON.stringify({ report: r.report, seconds: r.seconds, stagesRun: r.stagesRun.length, stagesSkipped: r.stagesSkipped.length, lambda: r.study.lambda, rho: r.study.rho }, null, 2) + '\n');
     else process.stdout.write(`${r.stagesRun.length} stages run, ${r.stagesSkipped.length} already done, ${r.seconds.toFixed(0)} s\nλ = ${r.study.lambda.chosen ?? 'none'}, ρ = ${r.study.rho.chosen ?? 'none'}${r.study.rho.ineligible.length ? ` (ineligible: ${r.study.rho.ineligible.map((x) => x.value).join(', ')})` : ''}\nreport ${r.report}\n`);
     return 0;

@@ -62,7 +62,15 @@ export interface CollectOptions {
   id?: string;
   /** Model file to upload again if Redis lost the campaign (default: the path in the header). */
   model?: string;
+  /** No messages (the `write` sink is not called). */
   quiet?: boolean;
+  /**
+   * Where progress lines and messages go (default: nowhere; the library prints nothing). The CLI passes
+   * stderr's writer.
+   */
+  write?: (text: string) => void;
+  /** Redraw one progress line (a terminal) instead of a line every 10 s. Default false. */
+  tty?: boolean;
   /** Called about once a second while waiting. */
   onProgress?: (s: CollectProgress) => void;
   /** Aborting stops collecting; the campaign stays in Redis and `collect` resumes it. */
@@ -367,7 +375,8 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
     q = newQueue(ctx, id);
     writer = new ResultsWriter(o.out);
     const doneKeys = () => new Set(done.keys());
-    const ttyErr = !!process.stderr.isTTY && process.env.FLATENN_PROGRESS !== 'plain';
+    const ttyErr = !!o.tty;
+    const write = (text: string) => { if (!o.quiet) o.write?.(text); };
 
     let duplicates = 0, reenqueued = 0, ran = 0;
     const byWorker: Record<string, number> = {};
@@ -379,7 +388,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
       meta = res.meta;
       if (!first && res.enqueued > 0) {
         reenqueued += res.enqueued;
-        if (!o.quiet) process.stderr.write(`${ttyErr ? '\n' : ''}campaign ${id}: ${why}; enqueued again the ${res.enqueued} trials missing from ${o.out} (${res.jobs} jobs)\n`);
+        write(`${ttyErr ? '\n' : ''}campaign ${id}: ${why}; enqueued again the ${res.enqueued} trials missing from ${o.out} (${res.jobs} jobs)\n`);
       }
     };
     if (trialsDone < total) await restore('resumed', true);
@@ -390,7 +399,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
     let lastReport = 0;
     const rateStart = { t: Date.now(), n: trialsDone };
     // a redrawn line on a terminal (every second), else a line every 10 s
-    const tty = !!process.stderr.isTTY && process.env.FLATENN_PROGRESS !== 'plain';
+    const tty = ttyErr;
     let lastPrinted = 0;
     let noWorkersSince = 0, hinted = false;
     const report = async (now: number) => {
@@ -406,12 +415,12 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
       else if (!noWorkersSince) noWorkersSince = now;
       else if (now - noWorkersSince > 15_000 && !hinted && !o.quiet) {
         hinted = true;
-        process.stderr.write(`${tty ? '\n' : ''}campaign ${id}: no worker is alive; start some with: flatenn worker --queue ${o.queue.replace(/:[^:@/]*@/, ':***@')}\n`);
+        write(`${tty ? '\n' : ''}campaign ${id}: no worker is alive; start some with: flatenn worker --queue ${o.queue.replace(/:[^:@/]*@/, ':***@')}\n`);
       }
       o.onProgress?.(prog);
       if (!o.quiet && (tty || now - lastPrinted >= 10_000 || prog.done >= total)) {
         lastPrinted = now;
-        process.stderr.write(tty ? `\r${formatProgress(prog)}\x1b[K${prog.done >= total ? '\n' : ''}` : `${formatProgress(prog)}\n`);
+        write(tty ? `\r${formatProgress(prog)}\x1b[K${prog.done >= total ? '\n' : ''}` : `${formatProgress(prog)}\n`);
       }
     };
     while (trialsDone < total) {
@@ -483,7 +492,7 @@ export async function collectCampaign(o: CollectOptions): Promise<CollectResult>
         const msg = (e as Error).message;
         if (!troubleSince) {
           troubleSince = Date.now();
-          if (!o.quiet) process.stderr.write(`${ttyErr ? '\n' : ''}campaign ${id}: lost Redis at ${ctx.conn.display} (${msg}); reconnecting (giving up after ${Math.round(reconnectMs / 1000)} s)\n`);
+          write(`${ttyErr ? '\n' : ''}campaign ${id}: lost Redis at ${ctx.conn.display} (${msg}); reconnecting (giving up after ${Math.round(reconnectMs / 1000)} s)\n`);
         } else if (Date.now() - troubleSince > reconnectMs) {
           throw new Error(`Redis at ${ctx.conn.display} has been unreachable for ${Math.round((Date.now() - troubleSince) / 1000)} s (${msg}); ${trialsDone} of ${total} trials are in ${o.out}; run the same command again to resume`);
         }

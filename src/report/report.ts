@@ -14,6 +14,8 @@ export interface ReportOptions {
   /** PNG scale factor (default 2). */
   pngScale?: number;
   quiet?: boolean;
+  /** Where progress lines go (default: nowhere; the CLI passes stderr). */
+  log?: (line: string) => void;
 }
 
 export interface ReportResult {
@@ -106,7 +108,7 @@ export async function buildReport(files: string[], o: ReportOptions): Promise<Re
   const out: ReportResult['figures'] = [];
   const blocks: string[] = [];
   for (const f of figs) {
-    if (!o.quiet) process.stderr.write(`report: rendering ${f.id}\n`);
+    if (!o.quiet) o.log?.(`report: rendering ${f.id}`);
     const svg = await renderSvg(f.spec);
     const svgPath = path.join(o.out, `${f.id}.svg`), pngPath = path.join(o.out, `${f.id}.png`);
     await writeFileAtomic(svgPath, Buffer.from(svg));

@@ -143,7 +143,7 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
   const out = path.resolve(o.out);
   if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new Error(`--out ${o.out} exists and is not a folder`);
   fs.mkdirSync(out, { recursive: true });
-  const log = o.log ?? ((s: string) => process.stderr.write(`[reproduce] ${s}\n`));
+  const log = o.log ?? (() => {});  // silent by default; the CLI passes stderr
   const st = new Stages(path.join(out, 'stages'), log, t0);
   const quiet = o.quiet ?? false;
   const half = Math.max(1, Math.round(b.epochs / 2));
