@@ -118,12 +118,11 @@ export class Engine {
    * engine (or the reference one). Yields to the event loop between batches.
    */
   async evaluate(o: EvaluateOptions): Promise<EvaluateResult> {
-    const { it, n, logits } = this.start(o);
+    const run = this.start(o);
     o.signal?.throwIfAborted();
     for (;;) {
-      const r = it.next();
-      if (r.done) return logits ? { ...r.value, logits } : r.value;
-      o.onProgress?.(r.value, n);
+      const r = this.advance(run, o);
+      if (r) return r;
       await new Promise<void>((res) => setImmediate(res));
       o.signal?.throwIfAborted();
     }
@@ -131,14 +130,21 @@ export class Engine {
 
   /** {@link evaluate} without yielding (for worker threads and benchmarks). */
   evaluateSync(o: EvaluateOptions): EvaluateResult {
-    const { it, n, logits } = this.start(o);
+    const run = this.start(o);
     o.signal?.throwIfAborted();
     for (;;) {
-      const r = it.next();
-      if (r.done) return logits ? { ...r.value, logits } : r.value;
-      o.onProgress?.(r.value, n);
+      const r = this.advance(run, o);
+      if (r) return r;
       o.signal?.throwIfAborted();
     }
+  }
+
+  /** Runs one batch: the result once every batch is done, else null (after reporting progress). */
+  private advance(run: ReturnType<Engine['start']>, o: EvaluateOptions): EvaluateResult | null {
+    const r = run.it.next();
+    if (r.done) return run.logits ? { ...r.value, logits: run.logits } : r.value;
+    o.onProgress?.(r.value, run.n);
+    return null;
   }
 
   private start(o: EvaluateOptions) {
