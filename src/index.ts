@@ -52,8 +52,8 @@ export { computeLandscape, writeLandscape, readLandscape, landscapeDirection, ra
 export type { LandscapeFile, LandscapeModel, LandscapeOptions } from './landscape/landscape';
 export { buildReport } from './report/report';
 export type { ReportOptions, ReportResult } from './report/report';
-export { reproduce, FULL_BUDGET, QUICK_BUDGET } from './reproduce/pipeline';
-export type { Budget, ReproduceOptions, ReproduceResult } from './reproduce/pipeline';
+export { reproduce, FULL_BUDGET, QUICK_BUDGET, RESNET18_FULL_BUDGET, RESNET18_QUICK_BUDGET, baseBudget, defaultSeeds } from './reproduce/pipeline';
+export type { Budget, ReproduceArch, ReproduceOptions, ReproduceResult } from './reproduce/pipeline';
 // queue mode (BullMQ over Redis; loaded only when used)
 export { enqueueCampaign, collectCampaign, runWorker, campaignStatus, cancelCampaign, listCampaigns, parseRedisUrl, campaignId, CampaignFailed } from './queue';
 export type { EnqueueOptions, EnqueueResult, CollectOptions, CollectResult, CollectProgress, CampaignStatus, WorkerOptions, WorkerSummary } from './queue';

@@ -45,6 +45,8 @@ export interface StudyFile {
   format: typeof STUDY_FORMAT;
   version: number;
   arch: string;
+  /** The data's display name ('FashionMNIST', 'CIFAR-10', or 'CIFAR-10-JPEG' for the lossy stand-in); absent in older files. */
+  dataset?: string;
   quick: boolean;
   seeds: number;
   lambda: { chosen: number | null; grid: number[]; rule: string; ineligible: { value: number; why: string }[] };

@@ -6,6 +6,7 @@ import { writeFileAtomic } from '../io/atomic';
 import { accuracyFigure, heatFigure, landscape1dFigure, landscape2dFigure, sparsityFigure, type Figure } from './charts';
 import { gainRows, groupName, heatCells, loadInputs, orderGroups, pointRows, spreadRows, type ReportInputs } from './data';
 import { renderSvg, svgToPng } from './render';
+import { claimChecks, claimsMarkdown, gainsMarkdown, type ClaimCheck } from './claims';
 
 export interface ReportOptions {
   /** Output folder (created). */
@@ -60,6 +61,13 @@ function gainsSection(inp: ReportInputs): string {
   return parts.join('\n') + '<p class="note">Gain = accuracy of A minus accuracy of B in percentage points, paired trial by trial (the same fault maps, seed by seed) and pooled over the training seeds both have; min and max of the mean gain over the non-zero rates, each with its 95% t-interval.</p>';
 }
 
+function claimsSection(cs: ClaimCheck[]): string {
+  if (!cs.length) return '';
+  const rows = cs.map((c) => [c.claim, c.unit || '—', c.verdict, c.parts.map((p) => `${p.fault ? `${p.fault} ${p.verdict}: ` : ''}${p.text}`).join(' | ')]);
+  return '<h2 id="claims">The paper\'s claims</h2>' + table(['claim', 'rate unit', 'verdict', 'evidence (95% intervals)'], rows, 'claims') +
+    '<p class="note">holds: the 95% interval lies on the claimed side of 0; opposite: on the other side; inconclusive: it spans 0; mixed: the fault types disagree. Fault-rate claims use the paired gain at the top rate; sparsity and sharpness compare the models seed by seed (interval over seeds). Also in claims.md beside this page.</p>';
+}
+
 function spreadSection(inp: ReportInputs): string {
   const rows = spreadRows(inp.campaigns).filter((r) => r.rate > 0 && r.unit === 'bit');
   if (!rows.length) return '';
@@ -87,7 +95,7 @@ function studySection(inp: ReportInputs): string {
   const runs = s.runs.map((r) => [r.name, groupName(r.group), r.role, String(r.seed), String(r.epochs), String(r.actL1), String(r.saqRho), String(r.saqWarmup), r.valAccuracy === null ? 'n/a' : pct(r.valAccuracy), r.testAccuracy === null ? 'n/a' : pct(r.testAccuracy), r.testSparsity === null ? 'n/a' : pct(r.testSparsity), (r.collapsed ? 'COLLAPSED: ' : r.collapse.length ? 'flagged earlier, not at the end: ' : '') + r.collapse.join(' | ')]);
   const inel = (x: { ineligible: { value: number; why: string }[] }) => (x.ineligible.length ? x.ineligible.map((i) => `${i.value} (${i.why})`).join('; ') : 'none');
   return `<h2 id="study">Training runs</h2>
-<p>${esc(s.arch)}, ${s.seeds} seed(s)${s.quick ? ', <strong>--quick budget</strong> (a smoke run: its numbers are not the study\'s)' : ''}.
+<p>${esc(s.arch)}${s.dataset ? ` on ${esc(s.dataset)}${s.dataset === 'CIFAR-10-JPEG' ? ' (a lossy JPEG-derived stand-in for CIFAR-10: accuracies are not comparable with published CIFAR-10 figures)' : ''}` : ''}, ${s.seeds} seed(s)${s.quick ? ', <strong>--quick budget</strong> (a smoke run: its numbers are not the study\'s)' : ''}.
 λ = ${s.lambda.chosen ?? 'none'} from grid {${s.lambda.grid.join(', ')}}, rule: ${esc(s.lambda.rule)}; ineligible: ${esc(inel(s.lambda))}.
 ρ = ${s.rho.chosen ?? 'none'} from grid {${s.rho.grid.join(', ')}}, rule: ${esc(s.rho.rule)}; ineligible: ${esc(inel(s.rho))}.</p>` +
     table(['run', 'model', 'role', 'seed', 'epochs', 'λ', 'ρ', 'ρ warm-up (epochs)', 'val acc %', 'test acc %', 'test sparsity %', 'collapse'], runs);
@@ -117,11 +125,14 @@ export async function buildReport(files: string[], o: ReportOptions): Promise<Re
     blocks.push(`<figure class="chart" id="fig-${f.id}" data-figure="${esc(f.id)}">${svg.replace(/^<\?xml[^>]*>/, '')}<figcaption><strong>${esc(f.title)}.</strong> ${esc(f.caption)} Files: <a href="${esc(f.id)}.svg">SVG</a>, <a href="${esc(f.id)}.png">PNG</a>.</figcaption></figure>`);
   }
   const title = o.title ?? 'flatenn study report';
+  const claims = claimChecks(inp);
+  await writeFileAtomic(path.join(o.out, 'claims.md'), Buffer.from(claimsMarkdown(claims)));
+  await writeFileAtomic(path.join(o.out, 'gains.md'), Buffer.from(gainsMarkdown(gainRows(inp.campaigns))));
   const sources = [...inp.campaigns.flatMap((c) => c.files), ...inp.landscapes.map((l) => l.file)];
   const html = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head>
 <body><h1>${esc(title)}</h1>
-<nav><a href="#figures">Figures</a><a href="#gains">Gains</a><a href="#spread">Spread</a><a href="#sharpness">Sharpness</a><a href="#study">Runs</a></nav>
+<nav><a href="#figures">Figures</a><a href="#gains">Gains</a><a href="#claims">Claims</a><a href="#spread">Spread</a><a href="#sharpness">Sharpness</a><a href="#study">Runs</a></nav>
 <p class="note">${inp.campaigns.length} campaign(s), ${inp.landscapes.length} landscape file(s). Accuracy and sparsity in % of the test set; gains in percentage points.
 Models: standard and AS (activation-sparse) trained conventionally; SAQ and SAQ-AS with SAQ (half the epochs); control and control-AS: conventional, with SAQ's shorter schedule (the equal-schedule controls).</p>
 ${studySection(inp)}
@@ -129,6 +140,7 @@ ${studySection(inp)}
 ${blocks.join('\n')}
 <h2 id="gains">Gains</h2>
 ${gainsSection(inp)}
+${claimsSection(claims)}
 ${spreadSection(inp)}
 ${landscapeSection(inp)}
 <h2>Sources</h2><ul class="note">${sources.map((s) => `<li>${esc(s)}</li>`).join('')}</ul>
@@ -136,7 +148,7 @@ ${landscapeSection(inp)}
 `;
   const htmlPath = path.join(o.out, 'index.html');
   await writeFileAtomic(htmlPath, Buffer.from(html));
-  return { html: htmlPath, figures: out, tables: ['gains', 'spread', 'sharpness'] };
+  return { html: htmlPath, figures: out, tables: ['gains', 'claims', 'spread', 'sharpness'] };
 }
 
 export { loadInputs };

@@ -1,4 +1,4 @@
-// flatenn reproduce lenet5: the paper's pipeline end to end (DESIGN §3-§5).
+// flatenn reproduce lenet5|resnet18: the paper's pipeline end to end (DESIGN §3-§5).
 // Seed-1 grids for lambda (AS) and rho (SAQ), chosen on the validation split;
 // the four paper models and two equal-schedule controls over every seed; export;
 // campaigns (bitflip/sa0/sa1 x rates, the same fault maps for every model) in the
@@ -16,6 +16,7 @@ import { readResults } from '../campaign/results';
 import { FAULT_TYPES, type FaultType } from '../campaign/faults';
 import { exportCheckpoint } from '../deploy/export';
 import { writeFileAtomic } from '../io/atomic';
+import { loadDataset } from '../data/dataset';
 import { computeLandscape, writeLandscape } from '../landscape/landscape';
 import { buildReport } from '../report/report';
 import { STUDY_FORMAT, type StudyFile, type StudyRun } from '../report/data';
@@ -25,6 +26,10 @@ import { defaultConfig, validateConfig, type TrainConfig } from '../train/config
 import { trainModel } from '../train/run';
 
 export interface Budget {
+  /** resnet18: channel multiplier of the final models (lenet5: 1). */
+  width: number;
+  /** resnet18: channel multiplier of the seed-1 lambda and rho grids (lenet5: 1); a grid at another width than the finals trains its own standard reference. */
+  gridWidth: number;
   /** Epochs of the conventional models; SAQ models and the controls get half (rounded, at least 1). */
   epochs: number;
   /** Training images used (0 = all but the validation split). */
@@ -54,22 +59,54 @@ export interface Budget {
   landscapePoints2d: number;
 }
 
-/** The budget of a full reproduction run (epochs, trials, landscape points); `--quick` uses a smaller one. */
+/** The budget of a full LeNet-5 reproduction run (epochs, trials, landscape points); `--quick` uses a smaller one. */
 export const FULL_BUDGET: Budget = {
-  epochs: 20, limitTrain: 0, batchSize: 128, valSize: 5000, lambdas: [1e-5, 3e-5, 1e-4], rhos: [0.05, 0.1, 0.2, 0.5], saqWarmup: 0,
+  width: 1, gridWidth: 1, epochs: 20, limitTrain: 0, batchSize: 128, valSize: 5000, lambdas: [1e-5, 3e-5, 1e-4], rhos: [0.05, 0.1, 0.2, 0.5], saqWarmup: 0,
   faults: ['bitflip', 'sa0', 'sa1'], rates: [0, 0.01, 0.02, 0.03, 0.04, 0.05], trials: 50, weightTrials: 100, byRate: 0.01, byTrials: 50,
   testImages: 0, faultSeed: 1, landscapeImages: 5000, landscapePoints1d: 51, landscapeDirections: 3, landscapePoints2d: 25,
 };
 
 /** Every stage on a small budget: a smoke run whose numbers are not the study's. */
 export const QUICK_BUDGET: Budget = {
-  epochs: 4, limitTrain: 8000, batchSize: 128, valSize: 5000, lambdas: [1e-5, 3e-5], rhos: [0.05, 0.1], saqWarmup: 0,
+  width: 1, gridWidth: 1, epochs: 4, limitTrain: 8000, batchSize: 128, valSize: 5000, lambdas: [1e-5, 3e-5], rhos: [0.05, 0.1], saqWarmup: 0,
   faults: ['bitflip', 'sa0', 'sa1'], rates: [0, 0.01, 0.02, 0.03, 0.04, 0.05], trials: 10, weightTrials: 10, byRate: 0.01, byTrials: 5,
   testImages: 2000, faultSeed: 1, landscapeImages: 1000, landscapePoints1d: 21, landscapeDirections: 2, landscapePoints2d: 11,
 };
 
+/**
+ * The budget of a full ResNet-18 run: this project's choice, since the paper gives no ResNet epochs, trial counts or
+ * grids (README, "Reproducing the ResNet-18 study"): the paper's width, 60 conventional / 30 SAQ epochs, lambda and
+ * rho grids on a quarter-width model, rates 0.5-3%, 50 trials per point on the whole test set.
+ */
+export const RESNET18_FULL_BUDGET: Budget = {
+  width: 1, gridWidth: 0.25, epochs: 60, limitTrain: 0, batchSize: 128, valSize: 5000, lambdas: [1e-6, 3e-6, 1e-5], rhos: [0.05, 0.1, 0.2, 0.5], saqWarmup: 0,
+  faults: ['bitflip', 'sa0', 'sa1'], rates: [0, 0.005, 0.01, 0.015, 0.02, 0.03], trials: 50, weightTrials: 50, byRate: 0.01, byTrials: 20,
+  testImages: 0, faultSeed: 1, landscapeImages: 2000, landscapePoints1d: 41, landscapeDirections: 2, landscapePoints2d: 15,
+};
+
+/** ResNet-18 on a small budget (1/8 width, 2,000 training images, 500 test images): every stage, made to finish within 15 minutes on 2 cores. */
+export const RESNET18_QUICK_BUDGET: Budget = {
+  width: 0.125, gridWidth: 0.125, epochs: 2, limitTrain: 2000, batchSize: 64, valSize: 500, lambdas: [1e-6, 1e-5], rhos: [0.05, 0.1], saqWarmup: 0,
+  faults: ['bitflip', 'sa0', 'sa1'], rates: [0, 0.005, 0.01, 0.02, 0.03], trials: 4, weightTrials: 4, byRate: 0.01, byTrials: 2,
+  testImages: 500, faultSeed: 1, landscapeImages: 200, landscapePoints1d: 11, landscapeDirections: 1, landscapePoints2d: 5,
+};
+
+export type ReproduceArch = 'lenet5' | 'resnet18';
+
+/** The budget `reproduce` starts from for an architecture (before `--budget` overrides). */
+export function baseBudget(arch: ReproduceArch, quick: boolean): Budget {
+  if (arch === 'resnet18') return { ...(quick ? RESNET18_QUICK_BUDGET : RESNET18_FULL_BUDGET) };
+  return { ...(quick ? QUICK_BUDGET : FULL_BUDGET) };
+}
+
+/** Training seeds per model when `--seeds` is not given: lenet5 3 (2 with --quick), resnet18 1 (each seed of the full study costs days here). */
+export function defaultSeeds(arch: ReproduceArch, quick: boolean): number {
+  if (arch === 'resnet18') return 1;
+  return quick ? 2 : 3;
+}
+
 export interface ReproduceOptions {
-  arch: 'lenet5';
+  arch: ReproduceArch;
   out: string;
   seeds: number;
   quick: boolean;
@@ -136,10 +173,10 @@ const num = (x: number) => String(+x.toPrecision(6));
 /** Runs the paper-reproduction pipeline (train, export, campaigns, landscape, report) with a budget. */
 export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
   const t0 = Date.now();
-  if (o.arch !== 'lenet5') throw new RangeError(`reproduce supports lenet5 so far, got '${String(o.arch)}'`);
+  if (o.arch !== 'lenet5' && o.arch !== 'resnet18') throw new RangeError(`reproduce supports lenet5 and resnet18, got '${String(o.arch)}'`);
   if (!Number.isInteger(o.seeds) || o.seeds < 1 || o.seeds > 100) throw new RangeError(`seeds must be an integer in [1, 100], got ${o.seeds}`);
-  const b: Budget = { ...(o.quick ? QUICK_BUDGET : FULL_BUDGET), ...(o.budget ?? {}) };
-  checkBudget(b);
+  const b: Budget = { ...baseBudget(o.arch, o.quick), ...(o.budget ?? {}) };
+  checkBudget(b, o.arch);
   const out = path.resolve(o.out);
   if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new Error(`--out ${o.out} exists and is not a folder`);
   fs.mkdirSync(out, { recursive: true });
@@ -150,10 +187,10 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
   const seeds = Array.from({ length: o.seeds }, (_, i) => i + 1);
   const dd = o.dataDir ? { dataDir: o.dataDir } : {};
 
-  const configOf = (epochs: number, l1: number, rho: number, seed: number): TrainConfig => validateConfig({
-    ...defaultConfig('lenet5'), epochs, actL1: [l1], saqRho: rho, saqWarmup: rho > 0 ? b.saqWarmup : 0, seed, limitTrain: b.limitTrain, batchSize: b.batchSize, valSize: b.valSize,
+  const configOf = (epochs: number, l1: number, rho: number, seed: number, width = b.width): TrainConfig => validateConfig({
+    ...defaultConfig(o.arch), epochs, actL1: [l1], saqRho: rho, saqWarmup: rho > 0 ? b.saqWarmup : 0, seed, limitTrain: b.limitTrain, batchSize: b.batchSize, valSize: b.valSize, width,
   });
-  const runName = (c: TrainConfig) => `e${c.epochs}_l${num(c.actL1[0]!)}_r${num(c.saqRho)}${c.saqWarmup ? `_w${c.saqWarmup}` : ''}_s${c.seed}`;
+  const runName = (c: TrainConfig) => `e${c.epochs}_l${num(c.actL1[0]!)}_r${num(c.saqRho)}${c.saqWarmup ? `_w${c.saqWarmup}` : ''}${c.width !== 1 ? `_x${num(c.width)}` : ''}_s${c.seed}`;
 
   const train = (c: TrainConfig): Promise<TrainOutcome> => st.run(`train-${runName(c)}`, c, async () => {
     const ckpt = path.join(out, 'train', `${runName(c)}.safetensors`);
@@ -186,14 +223,14 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
     runMap.set(name, toRun(name, group, role, c, r));
   };
 
-  // 1. Seed-1 grids.
-  const stdCfg1 = configOf(b.epochs, 0, 0, 1);
+  // 1. Seed-1 grids (at the grid width; a grid narrower than the finals has its own standard reference).
+  const stdCfg1 = configOf(b.epochs, 0, 0, 1, b.gridWidth);
   const std1 = await train(stdCfg1);
-  record(runName(stdCfg1), 'standard', 'final', stdCfg1, std1);
+  record(runName(stdCfg1), 'standard', b.gridWidth === b.width ? 'final' : 'lambda-grid', stdCfg1, std1);
   const lamRuns: { l: number; r: TrainOutcome; c: TrainConfig }[] = [];
-  for (const l of b.lambdas) { const c = configOf(b.epochs, l, 0, 1); lamRuns.push({ l, r: await train(c), c }); }
+  for (const l of b.lambdas) { const c = configOf(b.epochs, l, 0, 1, b.gridWidth); lamRuns.push({ l, r: await train(c), c }); }
   const rhoRuns: { rho: number; r: TrainOutcome; c: TrainConfig }[] = [];
-  for (const rho of b.rhos) { const c = configOf(half, 0, rho, 1); rhoRuns.push({ rho, r: await train(c), c }); }
+  for (const rho of b.rhos) { const c = configOf(half, 0, rho, 1, b.gridWidth); rhoRuns.push({ rho, r: await train(c), c }); }
   for (const x of lamRuns) record(runName(x.c), 'as', 'lambda-grid', x.c, x.r);
   for (const x of rhoRuns) record(runName(x.c), 'saq', 'rho-grid', x.c, x.r);
 
@@ -308,8 +345,9 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
   }
 
   // 7. Study summary and report.
+  const dataset = (await loadDataset(o.arch === 'lenet5' ? 'fashion-mnist' : 'cifar10', 'test', dd)).displayName;
   const study: StudyFile = {
-    format: STUDY_FORMAT, version: 1, arch: o.arch, quick: o.quick, seeds: o.seeds,
+    format: STUDY_FORMAT, version: 1, arch: o.arch, dataset, quick: o.quick, seeds: o.seeds,
     lambda: { chosen: lambda, grid: b.lambdas, rule: LAMBDA_RULE, ineligible: lamIneligible },
     rho: { chosen: rho, grid: b.rhos, rule: RHO_RULE, ineligible: rhoIneligible },
     runs: [...runMap.values()].sort((p, q) => p.seed - q.seed || p.name.localeCompare(q.name)),
@@ -321,7 +359,7 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
   const inputs = [...campaignFiles, ...landscapeFiles, studyFile];
   const trialsIn = campaignFiles.map((f) => readResults(f).records.length);
   const rep = await st.run('report', { inputs: inputs.map((f) => path.relative(out, f)), trials: trialsIn, study: canonical(study) }, async () => {
-    const r = await buildReport(inputs, { out: reportDir, title: `flatenn reproduce ${o.arch}${o.quick ? ' --quick' : ''}: ${o.seeds} seed(s)`, quiet });
+    const r = await buildReport(inputs, { out: reportDir, title: `flatenn reproduce ${o.arch}${o.quick ? ' --quick' : ''}: ${o.arch === 'lenet5' ? 'LeNet-5' : 'ResNet-18'} on ${dataset}, ${o.seeds} seed(s)`, quiet });
     return { html: r.html };
   }, true);
   return { report: rep.html, study, stagesRun: st.ran, stagesSkipped: st.skipped, seconds: (Date.now() - t0) / 1000 };
@@ -332,7 +370,11 @@ function toRun(name: string, group: string, role: StudyRun['role'], c: TrainConf
 }
 
 /** Throws RangeError naming the first bad budget field. */
-export function checkBudget(b: Budget): void {
+export function checkBudget(b: Budget, arch: ReproduceArch = 'lenet5'): void {
+  for (const k of ['width', 'gridWidth'] as const) {
+    const v = b[k];
+    if (arch === 'lenet5' ? v !== 1 : !(typeof v === 'number' && v > 0 && v <= 4 && Number.isFinite(v))) throw new RangeError(`budget ${k} must be ${arch === 'lenet5' ? '1 for lenet5' : 'in (0, 4] for resnet18'}, got ${String(v)}`);
+  }
   const int = (k: keyof Budget, lo: number) => { const v = b[k] as number; if (!Number.isInteger(v) || v < lo) throw new RangeError(`budget ${k} must be an integer >= ${lo}, got ${String(v)}`); };
   int('epochs', 1); int('limitTrain', 0); int('batchSize', 1); int('valSize', 1); int('trials', 1); int('weightTrials', 0); int('byTrials', 0); int('testImages', 0);
   int('faultSeed', 0); int('landscapeImages', 1); int('landscapePoints1d', 3); int('landscapeDirections', 1); int('landscapePoints2d', 0);

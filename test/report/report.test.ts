@@ -11,6 +11,7 @@ import { buildReport } from '../../src/report/report';
 import { gainRows, loadInputs, spreadRows } from '../../src/report/data';
 import { LANDSCAPE_FORMAT, LANDSCAPE_VERSION, type LandscapeFile } from '../../src/landscape/landscape';
 import { RESULTS_FORMAT, RESULTS_VERSION, SEMANTICS, type CampaignSettings, type TrialRecord } from '../../src/campaign/results';
+import { claimChecks, claimsMarkdown } from '../../src/report/claims';
 import { tmpDir } from '../data/fixtures';
 
 const CLI = path.resolve(__dirname, '../../src/cli/main.js');
@@ -101,6 +102,24 @@ test('report data: paired gains pooled over seeds, spread across seeds beside sp
   assert.ok(Math.abs(sp.seedSd - sd(per.map(mean))) < 1e-12);
   assert.ok(Math.abs(sp.faultMapSd - (sd(per[0]!) + sd(per[1]!)) / 2) < 1e-12);
   assert.deepEqual(sp.seedMeans, per.map(mean));
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('report claims: verdicts follow the sign of the paired interval (fixture: AS worse, SAQ better, SAQ-AS below standard)', () => {
+  const dir = tmpDir('report-claims');
+  const cs = claimChecks(loadInputs(fixtures(dir)));
+  const v = (id: string, unit: string) => cs.find((c) => c.id === id && c.unit === unit)?.verdict;
+  assert.equal(v('sparsity-rise', ''), 'holds');  // AS 70% vs standard 50% clean sparsity on both seeds
+  assert.equal(v('as-sharper', ''), 'holds');  // sharpness 0.04 vs 0.025 (one seed)
+  for (const unit of ['bit', 'weight']) {
+    assert.equal(v('as-less-tolerant', unit), 'holds', unit);  // -1 pt - 0.6 x 5% at the top rate
+    assert.equal(v('saq-standard', unit), 'holds', unit);
+    assert.equal(v('saq-as', unit), 'holds', unit);
+    assert.equal(v('saq-as-vs-standard', unit), 'opposite', unit);  // 0.895 vs 0.9 clean, equal slopes: -0.5 pt
+    assert.equal(v('saq-vs-control', unit), 'holds', unit);
+  }
+  const md = claimsMarkdown(cs);
+  assert.match(md, /\| SAQ-AS is above the conventional standard model at the top fault rate \| bit \| \*\*opposite\*\* \| \*\*bitflip\*\* opposite: -0\.50 pts/);
   fs.rmSync(dir, { recursive: true });
 });
 
