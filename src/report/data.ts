@@ -3,7 +3,7 @@
 // spread across seeds beside the spread across fault maps, paired gains.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readResults, mergeResults, semanticsMismatch, summaryRows, trialKey, type CampaignSettings, type TrialRecord } from '../campaign/results';
+import { readResults, mergeResults, semanticsMismatch, summaryRows, trialKey, type CampaignSettings, type CleanRecord, type TrialRecord } from '../campaign/results';
 import { readLandscape, type LandscapeFile } from '../landscape/landscape';
 import { summarize, type Summary } from '../stats/t';
 
@@ -106,9 +106,24 @@ export function loadInputs(files: string[]): ReportInputs {
   for (const fs_ of groups.values()) {
     const m = mergeResults(fs_.map((p) => ({ path: p, file: parsed.get(p)! })));
     const label = labelOfModel(m.settings.model);
-    campaigns.push({ files: fs_, settings: m.settings, records: m.records, label, ...seedOf(label), kind: kindOf(m.settings.targets) });
+    campaigns.push({ files: fs_, settings: m.settings, records: withCleanRecords(m.settings, m.records, m.clean), label, ...seedOf(label), kind: kindOf(m.settings.targets) });
   }
   return { campaigns, landscapes, study };
+}
+
+/**
+ * The 0% point from the clean record (a campaign evaluates the clean model once per target and runs no rate-0
+ * trials): one rate-0 record per fault type, trial 0, as `summary` does; older files with rate-0 trials keep theirs.
+ */
+function withCleanRecords(settings: CampaignSettings, records: TrialRecord[], clean: CleanRecord[]): TrialRecord[] {
+  if (!settings.rates.includes(0) || !clean.length) return records;
+  const have = new Set(records.filter((r) => r.rate === 0).map((r) => `${r.target}|${r.fault}`));
+  const extra: TrialRecord[] = [];
+  for (const c of clean) for (const fault of settings.faults) {
+    if (have.has(`${c.target}|${fault}`)) continue;
+    extra.push({ type: 'trial', target: c.target, fault, rate: 0, trial: 0, accuracy: c.accuracy, loss: c.loss, sparsity: c.sparsity, sparsityWeighted: c.sparsityWeighted, faultyCells: 0, changedCodes: 0 });
+  }
+  return extra.length ? [...extra, ...records] : records;
 }
 
 /** Groups in a stable, meaningful order (the paper's models first, then the controls, then the rest). */

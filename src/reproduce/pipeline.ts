@@ -86,7 +86,7 @@ export const RESNET18_FULL_BUDGET: Budget = {
 
 /** ResNet-18 on a small budget (1/8 width, 2,000 training images, 500 test images): every stage, made to finish within 15 minutes on 2 cores. */
 export const RESNET18_QUICK_BUDGET: Budget = {
-  width: 0.125, gridWidth: 0.125, epochs: 2, limitTrain: 2000, batchSize: 64, valSize: 500, lambdas: [1e-6, 1e-5], rhos: [0.05, 0.1], saqWarmup: 0,
+  width: 0.125, gridWidth: 0.125, epochs: 4, limitTrain: 2000, batchSize: 64, valSize: 500, lambdas: [1e-6, 1e-5], rhos: [0.05, 0.1], saqWarmup: 0,
   faults: ['bitflip', 'sa0', 'sa1'], rates: [0, 0.005, 0.01, 0.02, 0.03], trials: 4, weightTrials: 4, byRate: 0.01, byTrials: 2,
   testImages: 500, faultSeed: 1, landscapeImages: 200, landscapePoints1d: 11, landscapeDirections: 1, landscapePoints2d: 5,
 };

@@ -105,6 +105,21 @@ test('report data: paired gains pooled over seeds, spread across seeds beside sp
   fs.rmSync(dir, { recursive: true });
 });
 
+test('report data: the 0% point comes from the clean record (no rate-0 trials in current files)', () => {
+  const dir = tmpDir('report-clean');
+  const f = path.join(dir, 'standard-s1.bit.jsonl');
+  writeCampaign(f, 'standard-s1', { base: 0.9, slope: 1, seed: 1 });
+  // drop the rate-0 trials and add the clean record a current campaign writes instead
+  const lines = fs.readFileSync(f, 'utf8').trim().split('\n').filter((l) => !/"rate":0,/.test(l));
+  lines.splice(1, 0, JSON.stringify({ type: 'clean', target: 'all', accuracy: 0.9123, loss: 0.3, sparsity: 0.61, sparsityWeighted: 0.6, images: 1000 }));
+  fs.writeFileSync(f, lines.join('\n') + '\n');
+  const c = loadInputs([f]).campaigns[0]!;
+  const zero = c.records.filter((r) => r.rate === 0);
+  assert.deepEqual(zero.map((r) => r.fault).sort(), [...FAULTS].sort());
+  assert.ok(zero.every((r) => r.accuracy === 0.9123 && r.sparsity === 0.61));
+  fs.rmSync(dir, { recursive: true });
+});
+
 test('report claims: verdicts follow the sign of the paired interval (fixture: AS worse, SAQ better, SAQ-AS below standard)', () => {
   const dir = tmpDir('report-claims');
   const cs = claimChecks(loadInputs(fixtures(dir)));
