@@ -11,6 +11,7 @@ import { readResults, trialKey } from '../../src/campaign/results';
 import type { StudyFile } from '../../src/report/data';
 import { DEBIAN_FASHION_MNIST } from '../../src/data/dirs';
 import { tmpDir } from '../data/fixtures';
+import { baseBudget, checkBudget, defaultSeeds, FULL_BUDGET } from '../../src/reproduce/pipeline';
 
 const CLI = path.resolve(__dirname, '../../src/cli/main.js');
 const haveData = fs.existsSync(path.join(DEBIAN_FASHION_MNIST, 't10k-images-idx3-ubyte.gz'));
@@ -86,6 +87,31 @@ test('reproduce: resume after kill -9, stages skipped on re-run, other settings 
   const r4 = runCli(args);
   assert.equal(r4.status, 1);
   assert.match(r4.stderr, /was run with other settings/);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('reproduce resnet18: its own budgets (width, grid width, rates 0.5-3%, one seed) and their checks', () => {
+  const full = baseBudget('resnet18', false), quick = baseBudget('resnet18', true);
+  assert.equal(full.width, 1);
+  assert.equal(full.gridWidth, 0.25);
+  assert.equal(full.epochs, 60);
+  assert.deepEqual(full.rates.filter((r) => r > 0), [0.005, 0.01, 0.015, 0.02, 0.03]);
+  assert.ok(quick.width < 1 && quick.limitTrain > 0 && quick.testImages > 0);
+  assert.equal(defaultSeeds('resnet18', false), 1);
+  assert.equal(defaultSeeds('lenet5', false), 3);
+  assert.deepEqual(baseBudget('lenet5', false), FULL_BUDGET);
+  assert.throws(() => checkBudget({ ...FULL_BUDGET, width: 0.5 }, 'lenet5'), /width must be 1 for lenet5/);
+  assert.throws(() => checkBudget({ ...full, gridWidth: 0 }, 'resnet18'), /gridWidth must be in \(0, 4\] for resnet18/);
+  checkBudget(full, 'resnet18');
+  checkBudget(quick, 'resnet18');
+  const h = spawnSync(process.execPath, [CLI, 'reproduce', '--help'], { encoding: 'utf8' });
+  assert.match(h.stdout, /reproduce resnet18 --quick/);
+  const dir = tmpDir('repro-r18');
+  const bad = path.join(dir, 'b.json');
+  fs.writeFileSync(bad, '{"width":-1}');
+  const b = spawnSync(process.execPath, [CLI, 'reproduce', 'resnet18', '--budget', bad, '--out', path.join(dir, 'o')], { encoding: 'utf8' });
+  assert.equal(b.status, 2, b.stderr);
+  assert.match(b.stderr, /budget width must be in \(0, 4\]/);
   fs.rmSync(dir, { recursive: true });
 });
 
