@@ -12,7 +12,7 @@ import { writeFileAtomic } from '../io/atomic';
 import type { Model } from '../nn/model';
 import { checkpointMeta, CHECKPOINT_FORMAT, loadModelTensors } from '../train/checkpoint';
 import { validateConfig } from '../train/config';
-import { createModel, evaluate, type ImageSet } from '../train/trainer';
+import { createModel, evalBatchSize, evaluate, type ImageSet } from '../train/trainer';
 import { normals, RngPurpose } from '../util/rng';
 import { Progress } from '../util/progress';
 
@@ -32,6 +32,7 @@ export interface LandscapeOptions {
   seed?: number;
   /** Training images evaluated: the first n (default 5000). */
   images?: number;
+  /** Images per evaluation batch (default: as `eval`, at most 500; the loss does not depend on it beyond float rounding). */
   batchSize?: number;
   dataDir?: string;
   quiet?: boolean;
@@ -150,7 +151,7 @@ export async function computeLandscape(files: string[], o: LandscapeOptions): Pr
   if (o.dim !== 1 && o.dim !== 2) throw new RangeError(`dim must be 1 or 2, got ${String(o.dim)}`);
   const dirs = o.directions ?? (o.dim === 1 ? 3 : 1);
   const points = o.points ?? (o.dim === 1 ? 51 : 25);
-  const seed = o.seed ?? 1, want = o.images ?? 5000, bs = o.batchSize ?? 500;
+  const seed = o.seed ?? 1, want = o.images ?? 5000;
   if (!Number.isInteger(dirs) || dirs < 1 || dirs > 100) throw new RangeError(`directions must be an integer in [1, 100], got ${dirs}`);
   if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${seed}`);
   if (!Number.isInteger(want) || want < 1) throw new RangeError(`images must be an integer >= 1, got ${want}`);
@@ -158,6 +159,8 @@ export async function computeLandscape(files: string[], o: LandscapeOptions): Pr
   if (o.labels && o.labels.length !== files.length) throw new RangeError(`${o.labels.length} labels for ${files.length} models`);
   const loaded: { file: string; l: LoadedForLandscape }[] = [];
   for (const f of files) loaded.push({ file: f, l: await loadLandscapeModel(f) });
+  // the evaluation batch: eval's (at most 500; fewer for a wide ResNet-18, so memory stays bounded)
+  const bs = o.batchSize ?? Math.min(...loaded.map((x) => evalBatchSize(x.l.model.graph)));
   const dataset = loaded[0]!.l.meta.dataset;
   for (const x of loaded) if (x.l.meta.dataset !== dataset) throw new Error(`${x.file} was trained on ${x.l.meta.dataset}, ${loaded[0]!.file} on ${dataset}: give models of one dataset`);
   const set = await loadDataset(dataset as 'fashion-mnist', 'train', o.dataDir ? { dataDir: o.dataDir } : {});
