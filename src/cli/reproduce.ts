@@ -26,6 +26,7 @@ export const reproduceCommand: CommandSpec = {
     'saq-warmup': { type: 'string', arg: '<E>', description: 'SAQ: ramp rho from 0 over the first E epochs (0 = off, the paper\'s recipe); recorded' },
     budget: { type: 'string', arg: '<file.json>', description: `advanced: override budget fields (${Object.keys(FULL_BUDGET).join(', ')})` },
     'data-dir': { type: 'string', arg: '<dir>', description: 'dataset folder (else FLATENN_DATA, then standard places)' },
+    queue: { type: 'string', arg: '<redis-url>', description: 'run the campaign stages on `flatenn worker`s through Redis (redis://host:6379/0); the same results files' },
     json: { type: 'boolean', description: 'print the result as JSON' },
     quiet: { type: 'boolean', short: 'q', description: 'only stage lines, no progress bars' },
   },
@@ -46,10 +47,12 @@ export const reproduceCommand: CommandSpec = {
     }
     if (v['saq-warmup'] !== undefined) budget.saqWarmup = int(v, 'saq-warmup', 0, 10000);
     const dataDir = str(v, 'data-dir');
+    const queue = str(v, 'queue');
+    if (queue !== undefined && !/^rediss?:\/\/[^\s]+$/.test(queue)) throw new UsageError(`--queue must be a redis:// URL, got '${queue}'`);
     try {
       checkBudget({ ...baseBudget(arch, quick), ...budget }, arch);
     } catch (e) { throw new UsageError(`--budget: ${(e as Error).message}`); }
-    const r = await reproduce({ arch, out, seeds, quick, budget, quiet: flag(v, 'quiet'), log: (s: string) => process.stderr.write(`[reproduce] ${s}\n`), ...(dataDir ? { dataDir } : {}) });
+    const r = await reproduce({ arch, out, seeds, quick, budget, quiet: flag(v, 'quiet'), log: (s: string) => process.stderr.write(`[reproduce] ${s}\n`), ...(dataDir ? { dataDir } : {}), ...(queue ? { queue } : {}) });
     if (flag(v, 'json')) process.stdout.write(JSON.stringify({ report: r.report, seconds: r.seconds, stagesRun: r.stagesRun.length, stagesSkipped: r.stagesSkipped.length, lambda: r.study.lambda, rho: r.study.rho }, null, 2) + '\n');
     else process.stdout.write(`${r.stagesRun.length} stages run, ${r.stagesSkipped.length} already done, ${r.seconds.toFixed(0)} s\nλ = ${r.study.lambda.chosen ?? 'none'}, ρ = ${r.study.rho.chosen ?? 'none'}${r.study.rho.ineligible.length ? ` (ineligible: ${r.study.rho.ineligible.map((x) => x.value).join(', ')})` : ''}\nreport ${r.report}\n`);
     return 0;

@@ -17,15 +17,17 @@ export interface RunMessage {
   data: { key: string; images: SharedArrayBuffer; labels: SharedArrayBuffer; count: number };
   trials: TrialJob[];
 }
-export type ThreadReply = { kind: 'done'; id: number; records: ReturnType<CampaignExecutor['run']>[] } | { kind: 'error'; id: number; message: string };
+/** Every reply names the models the thread holds now (it keeps two): the worker sends a model's bytes again once it was dropped. */
+type Reply = { kind: 'done'; id: number; records: ReturnType<CampaignExecutor['run']>[] } | { kind: 'error'; id: number; message: string } | { kind: 'need-model'; id: number };
+export type ThreadReply = Reply & { held: string[] };
 
 const models = new Map<string, DeployedModel>();
 const executors = new Map<string, CampaignExecutor>();
 
-function handle(m: RunMessage): ThreadReply {
+function handle(m: RunMessage): Reply {
   let model = models.get(m.modelSha);
   if (!model) {
-    if (!m.modelBytes) throw new Error(`model ${m.modelSha.slice(0, 12)} was not sent to the trial thread`);
+    if (!m.modelBytes) return { kind: 'need-model', id: m.id };
     model = deployedFromFile(decodeSafetensors(m.modelBytes, `model ${m.modelSha.slice(0, 12)}`), `model ${m.modelSha.slice(0, 12)}`, m.modelSha);
     if (models.size >= 2) models.delete(models.keys().next().value!);
     models.set(m.modelSha, model);
@@ -41,7 +43,7 @@ function handle(m: RunMessage): ThreadReply {
 }
 
 parentPort!.on('message', (m: RunMessage) => {
-  let reply: ThreadReply;
+  let reply: Reply;
   try { reply = handle(m); } catch (e) { reply = { kind: 'error', id: m.id, message: (e as Error).message }; }
-  parentPort!.postMessage(reply);
+  parentPort!.postMessage({ ...reply, held: [...models.keys()] });
 });

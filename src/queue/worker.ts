@@ -68,11 +68,17 @@ class TrialPool {
     while (!slot) { await new Promise<void>((r) => this.waiters.push(r)); slot = this.threads.find((s) => !s.busy); }
     slot.busy = true;
     try {
-      const id = this.nextId++;
-      const msg: RunMessage = { kind: 'run', id, ...m };
-      if (!slot.models.has(m.modelSha)) msg.modelBytes = modelBytes;
-      const reply = await new Promise<ThreadReply>((resolve, reject) => { this.pending.set(id, { resolve, reject }); slot!.t.postMessage(msg); });
-      slot.models.add(m.modelSha);
+      const send = (withBytes: boolean) => {
+        const id = this.nextId++;
+        const msg: RunMessage = { kind: 'run', id, ...m };
+        if (withBytes) msg.modelBytes = modelBytes;
+        return new Promise<ThreadReply>((resolve, reject) => { this.pending.set(id, { resolve, reject }); slot!.t.postMessage(msg); });
+      };
+      let reply = await send(!slot.models.has(m.modelSha));
+      // the thread dropped the model since (it keeps two): send it again
+      if (reply.kind === 'need-model') reply = await send(true);
+      slot.models = new Set(reply.held);
+      if (reply.kind === 'need-model') return { kind: 'error', id: reply.id, message: `model ${m.modelSha.slice(0, 12)} was sent but the trial thread did not keep it`, held: reply.held };
       return reply;
     } finally {
       slot.busy = false;
@@ -169,6 +175,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       const t1 = Date.now();
       const reply = await pool.run({ campaign: data.campaign, settings: s, modelSha: s.modelSha256, data: { key: d.key, images: d.images, labels: d.labels, count: d.count }, trials: data.trials }, bytes);
       if (reply.kind === 'error') throw new Error(`trials ${describeTrials(data.trials)}: ${reply.message}`);
+      if (reply.kind !== 'done') throw new Error(`trials ${describeTrials(data.trials)}: the trial thread answered ${reply.kind}`);
       const seconds = (Date.now() - t1) / 1000;
       stats.jobs++;
       stats.trials += reply.records.length;

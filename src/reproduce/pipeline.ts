@@ -113,6 +113,11 @@ export interface ReproduceOptions {
   /** Overrides of the budget's fields. */
   budget?: Partial<Budget>;
   dataDir?: string;
+  /**
+   * redis://host:port/db: the campaign stages run as queued campaigns on `flatenn worker`s (any number of machines)
+   * and are gathered into the same results files; training, landscapes and the report stay in this process.
+   */
+  queue?: string;
   quiet?: boolean;
   /** Progress lines (default: stderr). */
   log?: (line: string) => void;
@@ -307,10 +312,20 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
       const file = path.join(out, 'campaigns', `${label}.${suffix}.jsonl`);
       const settings = { checkpoint: runName(f.c), faults: b.faults, seed: b.faultSeed, testImages: b.testImages, ...extra };
       await st.run(`campaign-${label}-${suffix}`, settings, async () => {
-        const r = await runCampaign({
-          model: deployed, faults: b.faults, rates: extra.rates, trials: extra.trials, out: file, seed: b.faultSeed, rateUnit: extra.rateUnit ?? 'bit',
+        const co = {
+          model: deployed, faults: b.faults, rates: extra.rates, trials: extra.trials, seed: b.faultSeed, rateUnit: extra.rateUnit ?? 'bit',
           byLayer: !!extra.byLayer, byBit: !!extra.byBit, quiet, ...(b.testImages > 0 ? { limit: b.testImages } : {}), ...dd,
-        });
+        } as const;
+        if (o.queue) {
+          // on `flatenn worker`s: the same results file as a local run (loaded only in queue mode)
+          const q = require('../queue') as typeof import('../queue');
+          const e = await q.enqueueCampaign({ ...co, queue: o.queue, out: file });
+          log(`campaign-${label}-${suffix}: ${e.total} trials in ${e.jobs} jobs on ${o.queue} (campaign ${e.id})`);
+          const r = await q.collectCampaign({ queue: o.queue, out: file, id: e.id, quiet, write: (t) => log(t.replace(/\s+$/, '')) });
+          if (!r.complete) throw new Error(`campaign ${e.id} was not collected completely; re-run the same command to resume`);
+          return { file, trials: r.records.length };
+        }
+        const r = await runCampaign({ ...co, out: file });
         return { file, trials: r.records.length };
       });
       campaignFiles.push(file);

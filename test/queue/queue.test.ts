@@ -201,6 +201,23 @@ test('a worker refuses a model whose bytes do not hash to the campaign\'s model 
   assert.equal(await stop(w), 0);
 });
 
+test('one worker through campaigns on models A, B, C and then A again (its trial thread keeps two models): the same results as local runs', { skip }, async () => {
+  const url = redis.url(7);
+  const w = worker(url, data);
+  const small = { faults: ['bitflip'] as 'bitflip'[], rates: [0.05], trials: 2 };
+  const models = [11, 12, 13].map((seed) => path.join(dir, `m${seed}.safetensors`));
+  for (const [i, m] of models.entries()) await writeTinyModel(m, 11 + i);
+  // A, B, C, then A under another fault seed (another campaign): the thread dropped A after C arrived
+  for (const [k, [m, seed]] of ([[models[0]!, 1], [models[1]!, 1], [models[2]!, 1], [models[0]!, 2]] as const).entries()) {
+    const out = path.join(dir, `abca-${k}.jsonl`), local = path.join(dir, `abca-${k}-local.jsonl`);
+    await runCampaign({ ...small, seed, model: m, out: local, dataDir: data, quiet: true });
+    await enqueueCampaign({ ...small, seed, model: m, dataDir: data, queue: url, chunk: 1, attempts: 1, out });
+    await collectCampaign({ queue: url, out, quiet: true, pollMs: 100 });
+    assert.deepEqual(lines(out), lines(local), `campaign ${k}`);
+  }
+  assert.equal(await stop(w), 0);
+});
+
 test('a worker refuses a campaign of another semantics version', { skip }, async () => {
   const url = redis.url(6);
   const out = path.join(dir, 'sem.jsonl');
