@@ -24,6 +24,10 @@ export interface CostReport {
   load: { before: number[]; after: number[] };
   stepSeconds: number; saqStepSeconds: number | null; epochImages: number; epochSeconds: number; saqEpochSeconds: number | null;
   inferenceImages: number; inferenceSecondsPerImage: number; trialImages: number; trialSeconds: number; engine: string;
+  /** Peak RSS of this process after the conventional training steps (MiB; random images, no dataset loaded). */
+  trainPeakRssMiB: number;
+  /** Peak RSS at the end (SAQ steps and inference included, MiB). */
+  peakRssMiB: number;
 }
 
 /** Random 3x32x32 images (the speed does not depend on the pixels' meaning). */
@@ -60,6 +64,7 @@ export async function resnet18Cost(o: CostOptions = {}): Promise<CostReport> {
     const cfg = { ...defaultConfig('resnet18'), width, batchSize: batch };
     const tr = new Trainer(cfg, set);
     const step = stepSeconds(tr, set, batch, steps, log, 'conventional');
+    const trainPeakRssMiB = process.resourceUsage().maxRSS / 1024;
     let saq: number | null = null;
     if (o.saq !== false) saq = stepSeconds(new Trainer({ ...cfg, saqRho: 0.1 }, set, tr.model), set, batch, steps, log, 'SAQ');
     const d = deployModel(tr.model, 'cifar10');
@@ -76,6 +81,7 @@ export async function resnet18Cost(o: CostOptions = {}): Promise<CostReport> {
       stepSeconds: step, saqStepSeconds: saq, epochImages, epochSeconds: step * Math.ceil(epochImages / batch),
       saqEpochSeconds: saq === null ? null : saq * Math.ceil(epochImages / batch),
       inferenceImages: images, inferenceSecondsPerImage: perImage, trialImages: 10000, trialSeconds: perImage * 10000, engine: engine.backend,
+      trainPeakRssMiB, peakRssMiB: process.resourceUsage().maxRSS / 1024,
     };
   } finally {
     setThreads(prev);
@@ -92,6 +98,7 @@ function table(r: CostReport): string {
     ...(r.saqStepSeconds !== null ? [['training step / epoch (SAQ)', `${r.saqStepSeconds.toFixed(2)} s / ${min(r.saqEpochSeconds!)}`]] : []),
     ['int4 inference', `${(1000 * r.inferenceSecondsPerImage).toFixed(2)} ms per image (${r.engine} engine, ${r.inferenceImages} images)`],
     ['campaign trial (10,000 test images)', `${r.trialSeconds.toFixed(1)} s`],
+    ['peak RSS', `${r.trainPeakRssMiB.toFixed(0)} MiB after the conventional steps, ${r.peakRssMiB.toFixed(0)} MiB at the end`],
   ]);
 }
 
