@@ -2,7 +2,7 @@
 // which do not, with the numbers and 95% intervals behind each verdict, per rate unit.
 // Nothing here is tuned: a verdict follows from the sign of an interval.
 import { summarize, type Summary } from '../stats/t';
-import { gainRows, groupName, seedOf, type GainRow, type ReportInputs } from './data';
+import { gainRows, groupName, orderGroups, seedOf, type GainRow, type ReportInputs } from './data';
 
 /** 'holds': the interval lies on the claimed side of 0; 'opposite': on the other side; 'inconclusive': it spans 0. */
 export type Verdict = 'holds' | 'opposite' | 'inconclusive' | 'n/a';
@@ -140,4 +140,26 @@ export function gainsMarkdown(rows: GainRow[]): string {
     out.push('');
   }
   return out.join('\n');
+}
+
+/** The final models of a study as a Markdown table: per model, its seeds, schedule, test accuracy and sparsity (mean ± sd over seeds) and sharpness. */
+export function modelsMarkdown(inp: ReportInputs): string {
+  const s = inp.study;
+  if (!s) return '';
+  const sharp = new Map<string, number[]>();
+  for (const l of inp.landscapes) if (l.data.dim === 1) for (const m of l.data.models) { const g = seedOf(m.label).group; sharp.set(g, [...(sharp.get(g) ?? []), m.sharpness]); }
+  const finals = s.runs.filter((r) => r.role === 'final' && !r.collapsed);
+  const groups = orderGroups(finals.map((r) => r.group));
+  const ms = (xs: number[], f: (x: number) => string) => {
+    if (!xs.length) return 'n/a';
+    const m = summarize(xs);
+    return xs.length > 1 ? `${f(m.mean)} ± ${f(m.std)}` : f(m.mean);
+  };
+  const lines = [`| model | seeds | epochs | λ | ρ | test accuracy % | activation sparsity % | sharpness |`, '|---|---|---|---|---|---|---|---|'];
+  for (const g of groups) {
+    const rs = finals.filter((r) => r.group === g).sort((a, b) => a.seed - b.seed);
+    const acc = rs.map((r) => r.testAccuracy).filter((x): x is number => x !== null), sp = rs.map((r) => r.testSparsity).filter((x): x is number => x !== null);
+    lines.push(`| ${groupName(g)} | ${rs.map((r) => r.seed).join(',')} | ${[...new Set(rs.map((r) => r.epochs))].join('/')} | ${rs[0]!.actL1} | ${rs[0]!.saqRho} | ${ms(acc, (x) => (100 * x).toFixed(2))} | ${ms(sp, (x) => (100 * x).toFixed(2))} | ${ms(sharp.get(g) ?? [], (x) => x.toFixed(4))} |`);
+  }
+  return lines.join('\n') + '\n\nTest accuracy and activation sparsity (zero 4-bit activation codes, mean over the ReLU layers) of the fake-quant float models on the test set, mean ± sd over seeds; sharpness from the 1D landscapes (DESIGN §4). Collapsed runs are left out.\n';
 }

@@ -6,7 +6,7 @@ import { writeFileAtomic } from '../io/atomic';
 import { accuracyFigure, heatFigure, landscape1dFigure, landscape2dFigure, sparsityFigure, type Figure } from './charts';
 import { gainRows, groupName, heatCells, loadInputs, orderGroups, pointRows, spreadRows, type ReportInputs } from './data';
 import { renderSvg, svgToPng } from './render';
-import { claimChecks, claimsMarkdown, gainsMarkdown, type ClaimCheck } from './claims';
+import { claimChecks, claimsMarkdown, gainsMarkdown, modelsMarkdown, type ClaimCheck } from './claims';
 
 export interface ReportOptions {
   /** Output folder (created). */
@@ -128,6 +128,7 @@ export async function buildReport(files: string[], o: ReportOptions): Promise<Re
   const claims = claimChecks(inp);
   await writeFileAtomic(path.join(o.out, 'claims.md'), Buffer.from(claimsMarkdown(claims)));
   await writeFileAtomic(path.join(o.out, 'gains.md'), Buffer.from(gainsMarkdown(gainRows(inp.campaigns))));
+  if (inp.study) await writeFileAtomic(path.join(o.out, 'models.md'), Buffer.from(modelsMarkdown(inp)));
   const sources = [...inp.campaigns.flatMap((c) => c.files), ...inp.landscapes.map((l) => l.file)];
   const html = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head>

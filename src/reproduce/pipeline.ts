@@ -223,9 +223,11 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
 
   // Every training run, by name; a run used as a final model is recorded with that role.
   const runMap = new Map<string, StudyRun>();
+  // keyed by run and group: one run can serve two groups (with a 1-epoch budget the control is the standard run)
   const record = (name: string, group: string, role: StudyRun['role'], c: TrainConfig, r: TrainOutcome) => {
-    if (runMap.get(name)?.role === 'final' && role !== 'final') return;
-    runMap.set(name, toRun(name, group, role, c, r));
+    const key = `${name}|${group}`;
+    if (runMap.get(key)?.role === 'final' && role !== 'final') return;
+    runMap.set(key, toRun(name, group, role, c, r));
   };
 
   // 1. Seed-1 grids (at the grid width; a grid narrower than the finals has its own standard reference).
@@ -365,7 +367,7 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
     format: STUDY_FORMAT, version: 1, arch: o.arch, dataset, quick: o.quick, seeds: o.seeds,
     lambda: { chosen: lambda, grid: b.lambdas, rule: LAMBDA_RULE, ineligible: lamIneligible },
     rho: { chosen: rho, grid: b.rhos, rule: RHO_RULE, ineligible: rhoIneligible },
-    runs: [...runMap.values()].sort((p, q) => p.seed - q.seed || p.name.localeCompare(q.name)),
+    runs: [...runMap.values()].sort((p, q) => p.seed - q.seed || p.name.localeCompare(q.name) || p.group.localeCompare(q.group)),
     budget: b as unknown as Record<string, unknown>,
   };
   const studyFile = path.join(out, 'study.json');

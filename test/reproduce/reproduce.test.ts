@@ -71,6 +71,10 @@ test('reproduce: resume after kill -9, stages skipped on re-run, other settings 
   assert.deepEqual(study.rho.ineligible.map((x) => x.value), [50]);
   assert.ok(study.runs.filter((r) => r.collapsed).length >= 2);
   assert.ok(study.runs.filter((r) => r.role === 'final').every((r) => !r.collapsed), 'no collapsed run among the final models');
+  // every model group has its final run, also where one run serves two groups (1 epoch: the control is the standard run)
+  assert.deepEqual([...new Set(study.runs.filter((r) => r.role === 'final').map((r) => r.group))].sort(), ['as', 'control', 'control-as', 'saq', 'saq-as', 'standard']);
+  for (const f of ['claims.md', 'gains.md', 'models.md']) assert.ok(fs.existsSync(path.join(out, 'report', f)), f);
+  assert.match(fs.readFileSync(path.join(out, 'report', 'models.md'), 'utf8'), /^\| standard \| 1 \| 1 \|/m);
   const deployed = fs.readdirSync(path.join(out, 'deployed')).sort();
   assert.deepEqual(deployed, ['as-s1.safetensors', 'control-as-s1.safetensors', 'control-s1.safetensors', 'saq-as-s1.safetensors', 'saq-s1.safetensors', 'standard-s1.safetensors']);
   const html = fs.readFileSync(path.join(out, 'report', 'index.html'), 'utf8');
