@@ -39,7 +39,7 @@ export function accuracyFigure(rows: PointRow[], unit: string): Figure | null {
   if (!rs.length) return null;
   const groups = orderGroups(rs.map((r) => r.group));
   const data = rs.map((r) => ({
-    model: groupName(r.group), fault: r.fault, rate: 100 * r.rate, acc: 100 * r.acc.mean, lo: 100 * r.acc.ciLow, hi: 100 * r.acc.ciHigh, trials: r.acc.n, seeds: r.seeds,
+    model: groupName(r.group), fault: r.fault, rate: 100 * r.rate, acc: 100 * r.acc.mean, lo: Math.max(0, 100 * r.acc.ciLow), hi: Math.min(100, 100 * r.acc.ciHigh), trials: r.acc.n, seeds: r.seeds,
   }));
   const colour = modelColour(groups);
   const x = { field: 'rate', type: 'quantitative', title: `fault rate (% of ${unit === 'bit' ? 'weight-memory bits' : 'weights'})` };
@@ -54,7 +54,7 @@ export function accuracyFigure(rows: PointRow[], unit: string): Figure | null {
       ],
     },
   };
-  return { id: `accuracy-${unit}`, title: `Accuracy vs fault rate (${unit} unit)`, caption: `Mean test accuracy over all trials (fault maps) of all training seeds; band: 95% t-interval of that mean. Rate unit: ${unit === 'bit' ? 'fraction of weight-memory bits' : 'fraction of weights, one bit each'}. Cf. paper Fig. 4.`, spec };
+  return { id: `accuracy-${unit}`, title: `Accuracy vs fault rate (${unit} unit)`, caption: `Mean test accuracy over all trials (fault maps) of all training seeds; band: 95% t-interval of that mean (clipped to 0-100%). Rate unit: ${unit === 'bit' ? 'fraction of weight-memory bits' : 'fraction of weights, one bit each'}. Cf. paper Fig. 4.`, spec };
 }
 
 /** Fig. 2: activation sparsity clean and under the highest fault rate of each type. */

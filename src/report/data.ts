@@ -92,14 +92,15 @@ export function loadInputs(files: string[]): ReportInputs {
     else if (j.format === STUDY_FORMAT) { if (study) throw new Error(`${f}: a second study file`); study = j as StudyFile; }
     else throw new Error(`${f}: not a flatenn campaign results, landscape or study file`);
   }
-  // Merge shards of one campaign: same settings (model hash included) = one campaign.
+  // Merge shards of one campaign: same settings (model hash included) and the same model name = one campaign
+  // (two names for one model file, as a 1-epoch control that equals the standard run, stay two models).
   const groups = new Map<string, string[]>();
   const parsed = new Map<string, ReturnType<typeof readResults>>();
   for (const f of results) {
     const r = readResults(f);
     parsed.set(f, r);
     const { model: _m, ...rest } = r.header.settings;
-    const key = JSON.stringify(rest);
+    const key = JSON.stringify([labelOfModel(r.header.settings.model), rest]);
     groups.set(key, [...(groups.get(key) ?? []), f]);
   }
   const campaigns: Campaign[] = [];
