@@ -79,7 +79,7 @@ export const QUICK_BUDGET: Budget = {
  * rho grids on a quarter-width model, rates 0.5-3%, 50 trials per point on the whole test set.
  */
 export const RESNET18_FULL_BUDGET: Budget = {
-  width: 1, gridWidth: 0.25, epochs: 60, limitTrain: 0, batchSize: 128, valSize: 5000, lambdas: [1e-6, 3e-6, 1e-5], rhos: [0.05, 0.1, 0.2, 0.5], saqWarmup: 0,
+  width: 1, gridWidth: 0.25, epochs: 60, limitTrain: 0, batchSize: 128, valSize: 5000, lambdas: [3e-6, 1e-5, 3e-5], rhos: [0.05, 0.1, 0.2, 0.5], saqWarmup: 0,
   faults: ['bitflip', 'sa0', 'sa1'], rates: [0, 0.005, 0.01, 0.015, 0.02, 0.03], trials: 50, weightTrials: 50, byRate: 0.01, byTrials: 20,
   testImages: 0, faultSeed: 1, landscapeImages: 2000, landscapePoints1d: 41, landscapeDirections: 2, landscapePoints2d: 15,
 };
