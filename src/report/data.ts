@@ -29,6 +29,8 @@ export interface StudyRun {
   group: string;
   seed: number;
   epochs: number;
+  /** resnet18 channel multiplier (absent in older study files: 1). */
+  width?: number;
   actL1: number;
   saqRho: number;
   saqWarmup: number;

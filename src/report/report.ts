@@ -92,13 +92,13 @@ function landscapeSection(inp: ReportInputs): string {
 function studySection(inp: ReportInputs): string {
   const s = inp.study;
   if (!s) return '';
-  const runs = s.runs.map((r) => [r.name, groupName(r.group), r.role, String(r.seed), String(r.epochs), String(r.actL1), String(r.saqRho), String(r.saqWarmup), r.valAccuracy === null ? 'n/a' : pct(r.valAccuracy), r.testAccuracy === null ? 'n/a' : pct(r.testAccuracy), r.testSparsity === null ? 'n/a' : pct(r.testSparsity), (r.collapsed ? 'COLLAPSED: ' : r.collapse.length ? 'flagged earlier, not at the end: ' : '') + r.collapse.join(' | ')]);
+  const runs = s.runs.map((r) => [r.name, groupName(r.group), r.role, String(r.seed), String(r.epochs), String(r.width ?? 1), String(r.actL1), String(r.saqRho), String(r.saqWarmup), r.valAccuracy === null ? 'n/a' : pct(r.valAccuracy), r.testAccuracy === null ? 'n/a' : pct(r.testAccuracy), r.testSparsity === null ? 'n/a' : pct(r.testSparsity), (r.collapsed ? 'COLLAPSED: ' : r.collapse.length ? 'flagged earlier, not at the end: ' : '') + r.collapse.join(' | ')]);
   const inel = (x: { ineligible: { value: number; why: string }[] }) => (x.ineligible.length ? x.ineligible.map((i) => `${i.value} (${i.why})`).join('; ') : 'none');
   return `<h2 id="study">Training runs</h2>
 <p>${esc(s.arch)}${s.dataset ? ` on ${esc(s.dataset)}${s.dataset === 'CIFAR-10-JPEG' ? ' (a lossy JPEG-derived stand-in for CIFAR-10: accuracies are not comparable with published CIFAR-10 figures)' : ''}` : ''}, ${s.seeds} seed(s)${s.quick ? ', <strong>--quick budget</strong> (a smoke run: its numbers are not the study\'s)' : ''}.
 λ = ${s.lambda.chosen ?? 'none'} from grid {${s.lambda.grid.join(', ')}}, rule: ${esc(s.lambda.rule)}; ineligible: ${esc(inel(s.lambda))}.
 ρ = ${s.rho.chosen ?? 'none'} from grid {${s.rho.grid.join(', ')}}, rule: ${esc(s.rho.rule)}; ineligible: ${esc(inel(s.rho))}.</p>` +
-    table(['run', 'model', 'role', 'seed', 'epochs', 'λ', 'ρ', 'ρ warm-up (epochs)', 'val acc %', 'test acc %', 'test sparsity %', 'collapse'], runs);
+    table(['run', 'model', 'role', 'seed', 'epochs', 'width', 'λ', 'ρ', 'ρ warm-up (epochs)', 'val acc %', 'test acc %', 'test sparsity %', 'collapse'], runs);
 }
 
 const CSS = `body{font-family:"DejaVu Sans",Arial,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}

@@ -383,7 +383,7 @@ export async function reproduce(o: ReproduceOptions): Promise<ReproduceResult> {
 }
 
 function toRun(name: string, group: string, role: StudyRun['role'], c: TrainConfig, r: TrainOutcome): StudyRun {
-  return { name, group, seed: c.seed, epochs: c.epochs, actL1: c.actL1[0]!, saqRho: c.saqRho, saqWarmup: c.saqWarmup, testAccuracy: r.testAccuracy, testSparsity: r.testSparsity, valAccuracy: r.valAccuracy, collapsed: r.collapsed, collapse: r.collapse, role };
+  return { name, group, seed: c.seed, epochs: c.epochs, width: c.width, actL1: c.actL1[0]!, saqRho: c.saqRho, saqWarmup: c.saqWarmup, testAccuracy: r.testAccuracy, testSparsity: r.testSparsity, valAccuracy: r.valAccuracy, collapsed: r.collapsed, collapse: r.collapse, role };
 }
 
 /** Throws RangeError naming the first bad budget field. */
