@@ -10,6 +10,7 @@
 //   conv2dBackward(x, w, dy, dx|null, dw|null, db|null, N, C, H, W, O, KH, KW, stride, pad, padValues|null)
 //   maxpool2dForward(x, y, argmax, N, C, H, W, k, stride)
 //   maxpool2dBackward(dy, argmax, dx, N, C, H, W, k, stride)
+//   bn2dSums / bn2dApply / bn2dBackwardSums / bn2dBackwardDx: BatchNorm2d in float64 (flatenn/f32.h)
 //   peakProbe(kind: 'fma512'|'fma256'|'vnni512'|'int8avx2', iters, threads) -> {ops, wallSeconds, cpuSeconds}
 #include <napi.h>
 
@@ -263,6 +264,89 @@ PoolGeo pool_geometry(const Napi::CallbackInfo& info, size_t i) {
   return p;
 }
 
+// ---- BatchNorm2d ---------------------------------------------------------------------
+// Shapes (N, C, HW) from args i..i+2; every buffer's length is checked against them.
+struct BnGeo {
+  int64_t N, C, HW, n;
+};
+BnGeo bn_geometry(const Napi::CallbackInfo& info, size_t i) {
+  BnGeo g{dim(info, i, "N"), dim(info, i + 1, "C"), dim(info, i + 2, "HW"), 0};
+  g.n = mul(info.Env(), mul(info.Env(), g.N, g.C, "x"), g.HW, "x");
+  return g;
+}
+
+//   bn2dSums(x, N, C, HW, sum: F64[C], sumsq: F64[C])
+Napi::Value Bn2dSums(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32 x = f32(info, 0, "x");
+  const BnGeo g = bn_geometry(info, 1);
+  F64 sum = f64(info, 4, "sum"), sq = f64(info, 5, "sumsq");
+  need(env, x, size_t(g.n), "x");
+  need(env, sum, size_t(g.C), "sum");
+  need(env, sq, size_t(g.C), "sumsq");
+  const std::vector<Span> all = {span(x, g.n, "x"), span(sum, g.C, "sum"), span(sq, g.C, "sumsq")};
+  no_overlap(env, {all[1], all[2]}, all);
+  fl::bn2d_sums(x.data, g.N, g.C, g.HW, sum.data, sq.data);
+  return env.Undefined();
+}
+
+//   bn2dApply(x, y, N, C, HW, mean: F64[C], invstd: F64[C], gamma: F32[C], beta: F32[C])
+Napi::Value Bn2dApply(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32 x = f32(info, 0, "x"), y = f32(info, 1, "y");
+  const BnGeo g = bn_geometry(info, 2);
+  F64 mean = f64(info, 5, "mean"), is = f64(info, 6, "invstd");
+  F32 gamma = f32(info, 7, "gamma"), beta = f32(info, 8, "beta");
+  need(env, x, size_t(g.n), "x");
+  need(env, y, size_t(g.n), "y");
+  need(env, mean, size_t(g.C), "mean");
+  need(env, is, size_t(g.C), "invstd");
+  need(env, gamma, size_t(g.C), "gamma");
+  need(env, beta, size_t(g.C), "beta");
+  const std::vector<Span> all = {span(y, g.n, "y"), span(x, g.n, "x"), span(mean, g.C, "mean"), span(is, g.C, "invstd"), span(gamma, g.C, "gamma"), span(beta, g.C, "beta")};
+  no_overlap(env, {all[0]}, all);
+  fl::bn2d_apply(x.data, y.data, g.N, g.C, g.HW, mean.data, is.data, gamma.data, beta.data);
+  return env.Undefined();
+}
+
+//   bn2dBackwardSums(x, dy, N, C, HW, mean, invstd, sumdy: F64[C], sumdyxhat: F64[C])
+Napi::Value Bn2dBackwardSums(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32 x = f32(info, 0, "x"), dy = f32(info, 1, "dy");
+  const BnGeo g = bn_geometry(info, 2);
+  F64 mean = f64(info, 5, "mean"), is = f64(info, 6, "invstd"), sa = f64(info, 7, "sumdy"), sb = f64(info, 8, "sumdyxhat");
+  need(env, x, size_t(g.n), "x");
+  need(env, dy, size_t(g.n), "dy");
+  for (auto* v : {&mean, &is, &sa, &sb}) need(env, *v, size_t(g.C), v == &mean ? "mean" : v == &is ? "invstd" : v == &sa ? "sumdy" : "sumdyxhat");
+  const std::vector<Span> all = {span(sa, g.C, "sumdy"), span(sb, g.C, "sumdyxhat"), span(x, g.n, "x"), span(dy, g.n, "dy"), span(mean, g.C, "mean"), span(is, g.C, "invstd")};
+  no_overlap(env, {all[0], all[1]}, all);
+  fl::bn2d_backward_sums(x.data, dy.data, g.N, g.C, g.HW, mean.data, is.data, sa.data, sb.data);
+  return env.Undefined();
+}
+
+//   bn2dBackwardDx(x, dy, dx, N, C, HW, mean, invstd, gamma, sumdy, sumdyxhat, training)
+Napi::Value Bn2dBackwardDx(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32 x = f32(info, 0, "x"), dy = f32(info, 1, "dy"), dx = f32(info, 2, "dx");
+  const BnGeo g = bn_geometry(info, 3);
+  F64 mean = f64(info, 6, "mean"), is = f64(info, 7, "invstd");
+  F32 gamma = f32(info, 8, "gamma");
+  F64 sa = f64(info, 9, "sumdy"), sb = f64(info, 10, "sumdyxhat");
+  const bool training = boolean(info, 11, "training");
+  need(env, x, size_t(g.n), "x");
+  need(env, dy, size_t(g.n), "dy");
+  need(env, dx, size_t(g.n), "dx");
+  need(env, mean, size_t(g.C), "mean");
+  need(env, is, size_t(g.C), "invstd");
+  need(env, gamma, size_t(g.C), "gamma");
+  need(env, sa, size_t(g.C), "sumdy");
+  need(env, sb, size_t(g.C), "sumdyxhat");
+  const std::vector<Span> all = {span(dx, g.n, "dx"), span(x, g.n, "x"), span(dy, g.n, "dy"), span(mean, g.C, "mean"), span(is, g.C, "invstd"), span(gamma, g.C, "gamma"), span(sa, g.C, "sumdy"), span(sb, g.C, "sumdyxhat")};
+  no_overlap(env, {all[0]}, all);
+  fl::bn2d_backward_dx(x.data, dy.data, dx.data, g.N, g.C, g.HW, mean.data, is.data, gamma.data, sa.data, sb.data, training);
+  return env.Undefined();
+}
+
 Napi::Value MaxpoolForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   F32 x = f32(info, 0, "x");
@@ -328,6 +412,10 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("conv2dForward", flb::fn(env, Conv2dForward, "conv2dForward"));
   exports.Set("conv2dBackward", flb::fn(env, Conv2dBackward, "conv2dBackward"));
   exports.Set("maxpool2dForward", flb::fn(env, MaxpoolForward, "maxpool2dForward"));
+  exports.Set("bn2dSums", flb::fn(env, Bn2dSums, "bn2dSums"));
+  exports.Set("bn2dApply", flb::fn(env, Bn2dApply, "bn2dApply"));
+  exports.Set("bn2dBackwardSums", flb::fn(env, Bn2dBackwardSums, "bn2dBackwardSums"));
+  exports.Set("bn2dBackwardDx", flb::fn(env, Bn2dBackwardDx, "bn2dBackwardDx"));
   exports.Set("maxpool2dBackward", flb::fn(env, MaxpoolBackward, "maxpool2dBackward"));
   exports.Set("peakProbe", flb::fn(env, PeakProbe, "peakProbe"));
 }

@@ -14,6 +14,10 @@ export interface NativeKernels {
   reluFakeQuant(x: F32, y: F32, mask: Uint8Array, bits: number, range: number): number;
   maskedGrad(dy: F32, mask: Uint8Array, dx: F32): void;
   countZeros(x: F32): number;
+  bn2dSums(x: F32, N: number, C: number, HW: number, sum: Float64Array, sumsq: Float64Array): void;
+  bn2dApply(x: F32, y: F32, N: number, C: number, HW: number, mean: Float64Array, invstd: Float64Array, gamma: F32, beta: F32): void;
+  bn2dBackwardSums(x: F32, dy: F32, N: number, C: number, HW: number, mean: Float64Array, invstd: Float64Array, sumdy: Float64Array, sumdyxhat: Float64Array): void;
+  bn2dBackwardDx(x: F32, dy: F32, dx: F32, N: number, C: number, HW: number, mean: Float64Array, invstd: Float64Array, gamma: F32, sumdy: Float64Array, sumdyxhat: Float64Array, training: boolean): void;
 }
 
 let cached: NativeKernels | null = null;
@@ -21,7 +25,7 @@ let cached: NativeKernels | null = null;
 /** Resolved lazily so that modules load even before every kernel is present. */
 export function kernels(): NativeKernels {
   if (cached) return cached;
-  const names: (keyof NativeKernels)[] = ['sgemm', 'conv2dForward', 'conv2dBackward', 'maxpool2dForward', 'maxpool2dBackward', 'fakeQuantWeight', 'reluFakeQuant', 'maskedGrad', 'countZeros'];
+  const names: (keyof NativeKernels)[] = ['sgemm', 'conv2dForward', 'conv2dBackward', 'maxpool2dForward', 'maxpool2dBackward', 'fakeQuantWeight', 'reluFakeQuant', 'maskedGrad', 'countZeros', 'bn2dSums', 'bn2dApply', 'bn2dBackwardSums', 'bn2dBackwardDx'];
   const k: Partial<NativeKernels> = {};
   for (const n of names) (k as Record<string, unknown>)[n] = nativeFn(n);
   cached = k as NativeKernels;

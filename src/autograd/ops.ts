@@ -245,15 +245,14 @@ export function batchNorm2d(t: Tape, x: Var, gamma: Var, beta: Var, st: BatchNor
   check(gamma.numel === C && beta.numel === C, `batchNorm2d: ${C} channels but gamma/beta have ${gamma.numel}/${beta.numel}`);
   const y = out(t, [...x.shape], x, gamma, beta);
   const hw = H * W, m = N * hw;
-  const xd = x.data, yd = y.data;
+  const kern = kernels();
   const mean = new Float64Array(C), invStd = new Float64Array(C);
   if (training) {
+    // per-channel sums in double (native, one fixed order per channel: bit-identical for any thread count)
+    const sum = new Float64Array(C), sumsq = new Float64Array(C);
+    kern.bn2dSums(x.data, N, C, hw, sum, sumsq);
     for (let c = 0; c < C; c++) {
-      let s = 0, s2 = 0;
-      for (let n = 0; n < N; n++) {
-        const o = (n * C + c) * hw;
-        for (let j = 0; j < hw; j++) { const v = xd[o + j]!; s += v; s2 += v * v; }
-      }
+      const s = sum[c]!, s2 = sumsq[c]!;
       const mu = s / m;
       const v = Math.max(s2 / m - mu * mu, 0);
       mean[c] = mu;
@@ -266,41 +265,17 @@ export function batchNorm2d(t: Tape, x: Var, gamma: Var, beta: Var, st: BatchNor
   } else {
     for (let c = 0; c < C; c++) { mean[c] = st.runningMean[c]!; invStd[c] = 1 / Math.sqrt(st.runningVar[c]! + st.eps); }
   }
-  const gd = gamma.data, bd = beta.data;
-  for (let n = 0; n < N; n++) {
-    for (let c = 0; c < C; c++) {
-      const o = (n * C + c) * hw, mu = mean[c]!, is = invStd[c]!, g = gd[c]!, b = bd[c]!;
-      for (let j = 0; j < hw; j++) yd[o + j] = (xd[o + j]! - mu) * is * g + b;
-    }
-  }
+  // y = ((x - mean) * invStd) * gamma + beta, in double
+  kern.bn2dApply(x.data, y.data, N, C, hw, mean, invStd, gamma.data, beta.data);
   if (y.requiresGrad) {
     t.record(() => {
       if (!y.grad) return;
       const dy = y.grad;
       const sumDy = new Float64Array(C), sumDyXhat = new Float64Array(C);
-      for (let n = 0; n < N; n++) {
-        for (let c = 0; c < C; c++) {
-          const o = (n * C + c) * hw, mu = mean[c]!, is = invStd[c]!;
-          let a = 0, b2 = 0;
-          for (let j = 0; j < hw; j++) { const g = dy[o + j]!; a += g; b2 += g * (xd[o + j]! - mu) * is; }
-          sumDy[c]! += a; sumDyXhat[c]! += b2;
-        }
-      }
+      kern.bn2dBackwardSums(x.data, dy, N, C, hw, mean, invStd, sumDy, sumDyXhat);
       contributeGrad(gamma, (dg) => { for (let c = 0; c < C; c++) dg[c] = sumDyXhat[c]!; });
       contributeGrad(beta, (dbt) => { for (let c = 0; c < C; c++) dbt[c] = sumDy[c]!; });
-      contributeGrad(x, (dx) => {
-        for (let n = 0; n < N; n++) {
-          for (let c = 0; c < C; c++) {
-            const o = (n * C + c) * hw, mu = mean[c]!, is = invStd[c]!, g = gd[c]!;
-            if (training) {
-              const a = sumDy[c]! / m, b2 = sumDyXhat[c]! / m;
-              for (let j = 0; j < hw; j++) dx[o + j] = g * is * (dy[o + j]! - a - (xd[o + j]! - mu) * is * b2);
-            } else {
-              for (let j = 0; j < hw; j++) dx[o + j] = g * is * dy[o + j]!;
-            }
-          }
-        }
-      });
+      contributeGrad(x, (dx) => kern.bn2dBackwardDx(x.data, dy, dx, N, C, hw, mean, invStd, gamma.data, sumDy, sumDyXhat, training));
     });
   }
   return y;

@@ -69,6 +69,21 @@ void conv2d_backward(const float* x, const float* w, const float* dy, float* dx,
                      const ConvShape& s, const float* pad_values);
 Kernel<Conv2dBackwardFn>& conv2d_backward_kernel();
 
+// ---- BatchNorm2d (float64 arithmetic, bit-identical for any thread count) ---------------
+// x, y, dy, dx: (N, C, HW) planes; mean, invstd, sums: [C] doubles; gamma, beta: [C] floats.
+// sum[c] = sum of x, sumsq[c] = sum of x*x (order: n, then the plane), in double.
+void bn2d_sums(const float* x, int64_t N, int64_t C, int64_t HW, double* sum, double* sumsq);
+// y = float(((x - mean) * invstd) * gamma + beta), in double.
+void bn2d_apply(const float* x, float* y, int64_t N, int64_t C, int64_t HW, const double* mean, const double* invstd,
+                const float* gamma, const float* beta);
+// sumdy[c] = sum over n of (sum of the plane's dy); sumdyxhat[c] likewise of dy * (x - mean) * invstd.
+void bn2d_backward_sums(const float* x, const float* dy, int64_t N, int64_t C, int64_t HW, const double* mean,
+                        const double* invstd, double* sumdy, double* sumdyxhat);
+// training: dx = float(gamma * invstd * (dy - sumdy / m - (x - mean) * invstd * (sumdyxhat / m))), m = N * HW;
+// eval: dx = float(gamma * invstd * dy). dx is overwritten.
+void bn2d_backward_dx(const float* x, const float* dy, float* dx, int64_t N, int64_t C, int64_t HW, const double* mean,
+                      const double* invstd, const float* gamma, const double* sumdy, const double* sumdyxhat, bool training);
+
 // ---- max pooling (kernel k, stride s, no padding) --------------------------------
 // x: (N, C, H, W) -> y: (N, C, OH, OW), OH = (H - k) / s + 1, OW = (W - k) / s + 1.
 // argmax[n][c][oh][ow] = h * W + w (index inside the (n, c) plane) of the first maximum in
