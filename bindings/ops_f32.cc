@@ -317,7 +317,10 @@ Napi::Value Bn2dBackwardSums(const Napi::CallbackInfo& info) {
   F64 mean = f64(info, 5, "mean"), is = f64(info, 6, "invstd"), sa = f64(info, 7, "sumdy"), sb = f64(info, 8, "sumdyxhat");
   need(env, x, size_t(g.n), "x");
   need(env, dy, size_t(g.n), "dy");
-  for (auto* v : {&mean, &is, &sa, &sb}) need(env, *v, size_t(g.C), v == &mean ? "mean" : v == &is ? "invstd" : v == &sa ? "sumdy" : "sumdyxhat");
+  need(env, mean, size_t(g.C), "mean");
+  need(env, is, size_t(g.C), "invstd");
+  need(env, sa, size_t(g.C), "sumdy");
+  need(env, sb, size_t(g.C), "sumdyxhat");
   const std::vector<Span> all = {span(sa, g.C, "sumdy"), span(sb, g.C, "sumdyxhat"), span(x, g.n, "x"), span(dy, g.n, "dy"), span(mean, g.C, "mean"), span(is, g.C, "invstd")};
   no_overlap(env, {all[0], all[1]}, all);
   fl::bn2d_backward_sums(x.data, dy.data, g.N, g.C, g.HW, mean.data, is.data, sa.data, sb.data);

@@ -2,7 +2,7 @@
 // which do not, with the numbers and 95% intervals behind each verdict, per rate unit.
 // Nothing here is tuned: a verdict follows from the sign of an interval.
 import { summarize, type Summary } from '../stats/t';
-import { gainRows, groupName, orderGroups, seedOf, type GainRow, type ReportInputs } from './data';
+import { gainRows, groupName, orderGroups, rateTxt, seedOf, type GainRow, type ReportInputs } from './data';
 
 /** 'holds': the interval lies on the claimed side of 0; 'opposite': on the other side; 'inconclusive': it spans 0. */
 export type Verdict = 'holds' | 'opposite' | 'inconclusive' | 'n/a';
@@ -21,7 +21,6 @@ export interface ClaimCheck {
 
 const pts = (x: number) => (Number.isFinite(x) ? (100 * x).toFixed(2) : 'n/a');
 const signed = (x: number) => (x >= 0 ? '+' : '') + pts(x);
-const rateTxt = (r: number) => `${+(100 * r).toPrecision(4)}%`;
 
 function verdictOf(s: Summary, sign: 1 | -1): Verdict {
   if (!(s.n >= 2)) return 'n/a';
@@ -50,6 +49,20 @@ function gainClaim(rows: GainRow[], a: string, b: string, unit: string, sign: 1 
     return { fault: c.fault, verdict: v, text: `${signed(top.diff.mean)} pts [${signed(top.diff.ciLow)}, ${signed(top.diff.ciHigh)}] at ${rateTxt(top.rate)} (${top.pairs} paired trials, seeds ${row.seeds.join(',')})${range}` };
   });
   return { id, claim, unit, parts, verdict: overall(parts) };
+}
+
+/** Sharpness per model group and training seed, from the 1D landscapes. */
+function sharpnessBySeed(inp: ReportInputs): Map<string, Map<number, number>> {
+  const out = new Map<string, Map<number, number>>();
+  for (const l of inp.landscapes) {
+    if (l.data.dim !== 1) continue;
+    for (const m of l.data.models) {
+      const { group, seed } = seedOf(m.label);
+      if (!out.has(group)) out.set(group, new Map());
+      out.get(group)!.set(seed, m.sharpness);
+    }
+  }
+  return out;
 }
 
 /** Per-seed values of a clean-model quantity (from the campaigns' clean records, bit unit). */
@@ -89,16 +102,7 @@ export function claimChecks(inp: ReportInputs): ClaimCheck[] {
   const out: ClaimCheck[] = [];
   const push = (c: ClaimCheck | null) => { if (c) out.push(c); };
   push(seedClaim(cleanBySeed(inp, 'sparsity'), 'as', 'standard', 'sparsity-rise', 'AS training raises activation sparsity (clean model)', 'clean sparsity (pts)', pts));
-  const sharp = new Map<string, Map<number, number>>();
-  for (const l of inp.landscapes) {
-    if (l.data.dim !== 1) continue;
-    for (const m of l.data.models) {
-      const { group, seed } = seedOf(m.label);
-      if (!sharp.has(group)) sharp.set(group, new Map());
-      sharp.get(group)!.set(seed, m.sharpness);
-    }
-  }
-  push(seedClaim(sharp, 'as', 'standard', 'as-sharper', 'AS models sit in a sharper minimum than standard ones', 'sharpness', (x) => x.toFixed(4)));
+  push(seedClaim(sharpnessBySeed(inp), 'as', 'standard', 'as-sharper', 'AS models sit in a sharper minimum than standard ones', 'sharpness', (x) => x.toFixed(4)));
   const rows = gainRows(inp.campaigns);
   for (const unit of ['bit', 'weight']) {
     push(gainClaim(rows, 'as', 'standard', unit, -1, 'as-less-tolerant', 'AS models are less fault-tolerant than standard ones (AS − standard < 0 under faults)'));
@@ -146,8 +150,7 @@ export function gainsMarkdown(rows: GainRow[]): string {
 export function modelsMarkdown(inp: ReportInputs): string {
   const s = inp.study;
   if (!s) return '';
-  const sharp = new Map<string, number[]>();
-  for (const l of inp.landscapes) if (l.data.dim === 1) for (const m of l.data.models) { const g = seedOf(m.label).group; sharp.set(g, [...(sharp.get(g) ?? []), m.sharpness]); }
+  const sharp = sharpnessBySeed(inp);
   const finals = s.runs.filter((r) => r.role === 'final' && !r.collapsed);
   const groups = orderGroups(finals.map((r) => r.group));
   const ms = (xs: number[], f: (x: number) => string) => {
@@ -159,7 +162,7 @@ export function modelsMarkdown(inp: ReportInputs): string {
   for (const g of groups) {
     const rs = finals.filter((r) => r.group === g).sort((a, b) => a.seed - b.seed);
     const acc = rs.map((r) => r.testAccuracy).filter((x): x is number => x !== null), sp = rs.map((r) => r.testSparsity).filter((x): x is number => x !== null);
-    lines.push(`| ${groupName(g)} | ${rs.map((r) => r.seed).join(',')} | ${[...new Set(rs.map((r) => r.epochs))].join('/')} | ${rs[0]!.actL1} | ${rs[0]!.saqRho} | ${ms(acc, (x) => (100 * x).toFixed(2))} | ${ms(sp, (x) => (100 * x).toFixed(2))} | ${ms(sharp.get(g) ?? [], (x) => x.toFixed(4))} |`);
+    lines.push(`| ${groupName(g)} | ${rs.map((r) => r.seed).join(',')} | ${[...new Set(rs.map((r) => r.epochs))].join('/')} | ${rs[0]!.actL1} | ${rs[0]!.saqRho} | ${ms(acc, (x) => (100 * x).toFixed(2))} | ${ms(sp, (x) => (100 * x).toFixed(2))} | ${ms([...(sharp.get(g)?.values() ?? [])], (x) => x.toFixed(4))} |`);
   }
   return lines.join('\n') + '\n\nTest accuracy and activation sparsity (zero 4-bit activation codes, mean over the ReLU layers) of the fake-quant float models on the test set, mean ± sd over seeds; sharpness from the 1D landscapes (DESIGN §4). Collapsed runs are left out.\n';
 }

@@ -9,6 +9,9 @@ import { summarize, type Summary } from '../stats/t';
 
 export const STUDY_FORMAT = 'flatenn.study';
 
+/** A fault rate as a percentage ('0.5%'). */
+export const rateTxt = (r: number) => `${+(100 * r).toPrecision(4)}%`;
+
 /** One campaign of one model (all shards of it merged). */
 export interface Campaign {
   files: string[];

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic';
 import { accuracyFigure, heatFigure, landscape1dFigure, landscape2dFigure, sparsityFigure, type Figure } from './charts';
-import { gainRows, groupName, heatCells, loadInputs, orderGroups, pointRows, spreadRows, type ReportInputs } from './data';
+import { gainRows, groupName, heatCells, loadInputs, orderGroups, pointRows, rateTxt, spreadRows, type ReportInputs } from './data';
 import { renderSvg, svgToPng } from './render';
 import { claimChecks, claimsMarkdown, gainsMarkdown, modelsMarkdown, type ClaimCheck } from './claims';
 
@@ -27,7 +27,6 @@ export interface ReportResult {
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const pct = (x: number, d = 2) => (Number.isFinite(x) ? (100 * x).toFixed(d) : 'n/a');
-const rateTxt = (r: number) => `${+(100 * r).toPrecision(4)}%`;
 
 function table(head: string[], rows: string[][], cls = ''): string {
   return `<table${cls ? ` class="${cls}"` : ''}><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
