@@ -121,7 +121,7 @@ export async function qgemmBench(o: QgemmBenchOptions = {}): Promise<Row[]> {
         const packed = packInt(codes, 4);
         const w = new QWeights(N, K);
         const ep: Epilogue = {
-          mode: 'codes', scale: new Float32Array(N).fill(1 / (8 * K)), bias: new Float32Array(N).fill(0.25), actBits: 4, actRange: 1,
+          mode: 'codes', scale: new Float64Array(N).fill(1 / (8 * K)), bias: new Float64Array(N).fill(0.25), actBits: 4, actRange: 1,
         };
         const out = new Uint8Array(M * N);
         const macs = M * N * K;
@@ -152,7 +152,7 @@ export async function qgemmBench(o: QgemmBenchOptions = {}): Promise<Row[]> {
         const B = o.quick ? 8 : 32, C = 64, H = 32, W = 32, O = 64;
         const x = lcgBytes(B * C * H * W, 99, 16);
         const w = QWeights.fromPacked(packInt(Int8Array.from(lcgBytes(O * C * 9, 98, 15), (v) => v - 7), 4), 4, O, C * 9);
-        const ep: Epilogue = { mode: 'codes', scale: new Float32Array(O).fill(1 / 4000), bias: new Float32Array(O).fill(0.1), actBits: 4, actRange: 1 };
+        const ep: Epilogue = { mode: 'codes', scale: new Float64Array(O).fill(1 / 4000), bias: new Float64Array(O).fill(0.1), actBits: 4, actRange: 1 };
         const out = new Uint8Array(B * O * H * W);
         const macs = B * O * H * W * C * 9;
         for (const th of threadCounts) {

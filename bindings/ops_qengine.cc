@@ -4,26 +4,29 @@
 //   qweightsRepack(packed: U8, bits: 2|4|8, N, K, dst: U8): string      (the ISA whose layout it wrote)
 //   qweightsFromCodes(codes: I8 [N*K], N, K, dst: U8): string
 //   qgemm(A: U8 [M*lda], M, K, lda, qw: U8, N, mode: 'int32'|'float'|'codes', out: I32|F32|U8 [M*N],
-//         layout: 'mn'|'nm', scale: F32|null, bias: F32|null, actBits, actRange, inBlocked?, outBlocked?): number (zero codes)
+//         layout: 'mn'|'nm', scale: F64|null, bias: F64|null, actBits, actRange, inBlocked?, outBlocked?): number (zero codes)
 //   qconv2d(x: U8 [B*C*H*W], B, C, H, W, qw: U8, O, kh, kw, stride, pad, mode, out [B*O*OH*OW],
-//           scale: F32|null, bias: F32|null, actBits, actRange, inBlocked?, outBlocked?, corr?: F32 [O*OH*OW]|null): number
+//           scale: F64|null, bias: F64|null, actBits, actRange, inBlocked?, outBlocked?, corr?: F64 [O*OH*OW]|null): number
 //   (corr: a per-position term added after the affine, 'float' / 'codes' modes: the input layer's border correction)
 //   (inBlocked / outBlocked: booleans, default false: the input / output in the blocked layout of
 //   flatenn/qengine.h, [ceil(B/16)][elements][16], whose arrays hold ceil(B/16)*16 items)
 //   qconv2dPool(x: U8 [B*C*H*W], B, C, H, W, qw: U8, O, kh, kw, stride, pad, poolK, poolStride,
-//               out: U8 [B*O*PH*PW], scale: F32, bias: F32, actBits, actRange, inBlocked?, outBlocked?, corr?: F32 [O*OH*OW]|null): number
+//               out: U8 [B*O*PH*PW], scale: F64, bias: F64, actBits, actRange, inBlocked?, outBlocked?, corr?: F64 [O*OH*OW]|null): number
 //               (zero codes before pooling)
 //   maxpool2dU8(x: U8, planes, H, W, k, stride, y: U8): void
 //   maxpool2dU8Blocked(x: U8 blocked [B][C][H][W], B, C, H, W, k, stride, y: U8 blocked [B][C][OH][OW]): void
 //   globalSumU8(x: U8, planes, HW, sums: I32): void
-//   globalAvgPoolU8(x: U8, planes, HW, mul, out: F32|U8, actBits, actRange): number
-//   requantU8(y: F32, actBits, actRange, q: U8): number
-//   addPeriodicF32(y: F32, x: F32): y[i] += x[i % x.length] (y.length a multiple of x.length)
-//   addRequantU8(a: U8|F32, sa, b: U8|F32, sb, actBits, actRange, q: U8): number
-//   qlinearI32(A: I32 [M*K], M, K, W: I8 [N*K], N, mode: 'float'|'codes', out, scale: F32, bias: F32, actBits, actRange): number
+//   requantU8(y: F64, actBits, actRange, q: U8): number
+//   addRequantU8(a: U8|I32, sa, aScale: F64|null, aBias: F64|null, b: U8|I32, sb, bScale, bBias, C, P, actBits, actRange,
+//                 q: U8): number   (planes [n][C][P]; codes dequantised as fl(code * s), int32 accumulators through their
+//                 channel's scale / bias)
+//   qgroupsEpilogue(acc: I32 [G*B*O*P], G, B, O, P, gscale: F64 [G*O], bias: F64 [O], corr: F64 [O*P]|null,
+//                   mode: 'float'|'codes', out: F32|U8 [B*O*P], actBits, actRange): number
+//   qlinearI32(A: I32 [M*K], M, K, W: I8 [N*K], N, mode: 'float'|'codes', out, scale: F64, bias: F64, actBits, actRange): number
 //   qgemmPeakProbe(iters): {macs, seconds, cpuSeconds}
-// actBits in [1, 8], actRange r > 0: actScale = fl(r / (2^actBits - 1)) as in reluFakeQuant; they are
-// read (and must be valid) only in 'codes' mode.
+// actBits in [1, 8], actRange r > 0: actScale = fl32(fl32(r) / (2^actBits - 1)) as in reluFakeQuant (the
+// model's activation scale), then used in float64 by the epilogues; read (and must be valid) only in
+// 'codes' mode. Scales, biases and per-position terms are float64 (qengine.h).
 #include <napi.h>
 #include <time.h>
 
@@ -63,13 +66,14 @@ fl::QOutMode parse_mode(const Napi::CallbackInfo& info, size_t i, bool allowInt3
 }
 
 // actScale / levels for codes mode (read from info[i], info[i+1]).
-void act_params(const Napi::CallbackInfo& info, size_t i, float* actScale, float* levels) {
+void act_params(const Napi::CallbackInfo& info, size_t i, double* actScale, double* levels) {
   const int bits = int(integer(info, i, "actBits", 1, 8));
   const double r = number(info, i + 1, "actRange");
   const float rf = float(r);
-  *levels = float((1u << bits) - 1u);
-  *actScale = rf / *levels;
-  if (!(r > 0) || !std::isfinite(rf) || !(*actScale >= FLT_MIN))
+  const float L = float((1u << bits) - 1u), as = rf / L;
+  *levels = double(L);
+  *actScale = double(as);
+  if (!(r > 0) || !std::isfinite(rf) || !(as >= FLT_MIN))
     range_error(info.Env(), "Expected a positive finite float32 for actRange (with actRange / (2^actBits - 1) normal) but received " +
                                 std::to_string(r));
 }
@@ -87,8 +91,8 @@ void* out_buffer(const Napi::CallbackInfo& info, size_t i, fl::QOutMode mode, si
 // scale / bias ([N] each) for float and codes modes.
 void scale_bias(const Napi::CallbackInfo& info, size_t i, fl::QOutMode mode, size_t N, fl::QOut* o) {
   if (mode == fl::QOutMode::Int32) return;
-  F32 s = f32(info, i, "scale");
-  F32 b = f32(info, i + 1, "bias");
+  F64 s = f64(info, i, "scale");
+  F64 b = f64(info, i + 1, "bias");
   exact(info.Env(), s, N, "scale");
   exact(info.Env(), b, N, "bias");
   o->scale = s.data;
@@ -102,10 +106,10 @@ fl::QBlocked blocked_flags(const Napi::CallbackInfo& info, size_t i) {
   if (!is_nullish(info, i + 1)) b.out = boolean(info, i + 1, "outBlocked");
   return b;
 }
-// Optional per-position term at info[i] (undefined / null: none): F32 of exactly n, 'float' / 'codes' only.
-const float* corr_arg(const Napi::CallbackInfo& info, size_t i, fl::QOutMode mode, size_t n) {
+// Optional per-position term at info[i] (undefined / null: none): F64 of exactly n, 'float' / 'codes' only.
+const double* corr_arg(const Napi::CallbackInfo& info, size_t i, fl::QOutMode mode, size_t n) {
   if (is_nullish(info, i)) return nullptr;
-  F32 c = f32(info, i, "corr");
+  F64 c = f64(info, i, "corr");
   exact(info.Env(), c, n, "corr");
   if (mode == fl::QOutMode::Int32) range_error(info.Env(), "Expected mode 'float' or 'codes' with corr but received 'int32'");
   return c.data;
@@ -289,74 +293,77 @@ Napi::Value GlobalSumU8(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value GlobalAvgPoolU8(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  U8 x = u8(info, 0, "x");
-  const size_t planes = size_t(integer(info, 1, "planes", 0, kMaxDim));
-  const size_t HW = size_t(integer(info, 2, "HW", 1, 1 << 23));
-  exact(env, x, mul_checked(env, {planes, HW}, "planes * HW"), "x");
-  const float mul = float(number(info, 3, "mul"));
-  Napi::Value ov = arg(info, 4);
-  if (ov.IsTypedArray() && ov.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
-    F32 o = f32(info, 4, "out");
-    exact(env, o, planes, "out");
-    return Napi::Number::New(env, double(fl::global_avgpool_u8(x.data, planes, HW, mul, o.data, nullptr, 1, 1)));
-  }
-  if (!ov.IsTypedArray() || ov.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    type_error(env, "out", "Float32Array or Uint8Array", ov);
-  U8 o = u8(info, 4, "out");
-  exact(env, o, planes, "out");
-  float as, levels;
-  act_params(info, 5, &as, &levels);
-  return Napi::Number::New(env, double(fl::global_avgpool_u8(x.data, planes, HW, mul, nullptr, o.data, as, levels)));
-}
-
 Napi::Value RequantU8(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  F32 y = f32(info, 0, "y");
-  float as, levels;
+  F64 y = f64(info, 0, "y");
+  double as, levels;
   act_params(info, 1, &as, &levels);
   U8 q = u8(info, 3, "q");
   exact(env, q, y.length, "q");
   return Napi::Number::New(env, double(fl::requant_u8(y.data, y.length, as, levels, q.data)));
 }
 
-Napi::Value AddPeriodicF32(const Napi::CallbackInfo& info) {
+// One input of addRequantU8 at info[i .. i+3]: codes (U8) with scale s, or int32 accumulators (I32)
+// with per-channel scale / bias (F64 [C]).
+fl::QJoinIn join_arg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t C, size_t* len) {
   Napi::Env env = info.Env();
-  F32 y = f32(info, 0, "y");
-  F32 x = f32(info, 1, "x");
-  if (x.length == 0 || y.length % x.length != 0) {
-    throw Napi::RangeError::New(env, "Expected y.length to be a positive multiple of x.length but received " + std::to_string(y.length) + " and " + std::to_string(x.length));
+  Napi::Value v = arg(info, i);
+  fl::QJoinIn in{nullptr, nullptr, 0.0, nullptr, nullptr};
+  const std::string n(name);
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    U8 a = u8(info, i, name);
+    in.codes = a.data; *len = a.length;
+    in.s = number(info, i + 1, (n + "s").c_str());
+    if (!std::isfinite(in.s)) range_error(env, "Expected a finite number for s" + n + " but received " + std::to_string(in.s));
+  } else if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+    I32 a = i32(info, i, name);
+    in.acc = a.data; *len = a.length;
+    F64 s = f64(info, i + 2, (n + "Scale").c_str());
+    F64 b = f64(info, i + 3, (n + "Bias").c_str());
+    exact(env, s, C, (n + "Scale").c_str());
+    exact(env, b, C, (n + "Bias").c_str());
+    in.scale = s.data; in.bias = b.data;
+  } else {
+    type_error(env, name, "Uint8Array (codes) or Int32Array (accumulators)", v);
   }
-  fl::add_periodic_f32(y.data, y.length, x.data, x.length);
-  return env.Undefined();
+  return in;
 }
 
 Napi::Value AddRequantU8(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const uint8_t* c[2] = {nullptr, nullptr};
-  const float* f[2] = {nullptr, nullptr};
-  size_t len[2] = {0, 0};
-  const char* names[2] = {"a", "b"};
-  for (int t = 0; t < 2; ++t) {
-    Napi::Value v = arg(info, size_t(2 * t));
-    if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
-      U8 a = u8(info, size_t(2 * t), names[t]);
-      c[t] = a.data; len[t] = a.length;
-    } else if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
-      F32 a = f32(info, size_t(2 * t), names[t]);
-      f[t] = a.data; len[t] = a.length;
-    } else {
-      type_error(env, names[t], "Uint8Array (codes) or Float32Array", v);
-    }
+  const size_t C = size_t(integer(info, 8, "C", 1, kMaxDim)), P = size_t(integer(info, 9, "P", 1, kMaxDim));
+  size_t la = 0, lb = 0;
+  const fl::QJoinIn a = join_arg(info, 0, "a", C, &la), b = join_arg(info, 4, "b", C, &lb);
+  if (la % (C * P) != 0) range_error(env, "Expected a to hold whole planes of C * P = " + std::to_string(C * P) + " elements but it has " + std::to_string(la));
+  if (lb != la) range_error(env, "Expected b to hold exactly " + std::to_string(la) + " elements but it has " + std::to_string(lb));
+  double as, levels;
+  act_params(info, 10, &as, &levels);
+  U8 q = u8(info, 12, "q");
+  exact(env, q, la, "q");
+  return Napi::Number::New(env, double(fl::add_requant(a, b, la / P, C, P, as, levels, q.data)));
+}
+
+Napi::Value QgroupsEpilogue(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  I32 acc = i32(info, 0, "acc");
+  const size_t G = size_t(integer(info, 1, "G", 1, 4096)), B = size_t(integer(info, 2, "B", 0, kMaxDim));
+  const size_t O = size_t(integer(info, 3, "O", 1, kMaxDim)), P = size_t(integer(info, 4, "P", 1, kMaxDim));
+  exact(env, acc, mul_checked(env, {G, B, O, P}, "G * B * O * P"), "acc");
+  F64 gs = f64(info, 5, "gscale");
+  exact(env, gs, G * O, "gscale");
+  F64 bias = f64(info, 6, "bias");
+  exact(env, bias, O, "bias");
+  const double* corr = nullptr;
+  if (!is_nullish(info, 7)) {
+    F64 c = f64(info, 7, "corr");
+    exact(env, c, O * P, "corr");
+    corr = c.data;
   }
-  const float sa = float(number(info, 1, "sa")), sb = float(number(info, 3, "sb"));
-  if (len[1] != len[0]) range_error(env, "Expected b to hold exactly " + std::to_string(len[0]) + " elements but it has " + std::to_string(len[1]));
-  float as, levels;
-  act_params(info, 4, &as, &levels);
-  U8 q = u8(info, 6, "q");
-  exact(env, q, len[0], "q");
-  return Napi::Number::New(env, double(fl::add_requant(c[0], f[0], sa, c[1], f[1], sb, len[0], as, levels, q.data)));
+  const fl::QOutMode mode = parse_mode(info, 8, false);
+  void* out = out_buffer(info, 9, mode, B * O * P);
+  double as = 1, levels = 1;
+  if (mode == fl::QOutMode::Codes) act_params(info, 10, &as, &levels);
+  return Napi::Number::New(env, double(fl::qgroups_epilogue(acc.data, G, B, O, P, gs.data, bias.data, corr, mode, out, as, levels)));
 }
 
 Napi::Value QlinearI32(const Napi::CallbackInfo& info) {
@@ -371,7 +378,7 @@ Napi::Value QlinearI32(const Napi::CallbackInfo& info) {
   fl::QOut o{};
   void* out = out_buffer(info, 6, mode, mul_checked(env, {M, N}, "M * N"));
   scale_bias(info, 7, mode, N, &o);
-  float as = 1, levels = 1;
+  double as = 1, levels = 1;
   if (mode == fl::QOutMode::Codes) act_params(info, 9, &as, &levels);
   return Napi::Number::New(env, double(fl::qlinear_i32(A.data, M, K, W.data, N, o.scale, o.bias, mode, out, as, levels)));
 }
@@ -404,10 +411,9 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("maxpool2dU8", flb::fn(env, Maxpool2dU8, "maxpool2dU8"));
   exports.Set("maxpool2dU8Blocked", flb::fn(env, Maxpool2dU8Blocked, "maxpool2dU8Blocked"));
   exports.Set("globalSumU8", flb::fn(env, GlobalSumU8, "globalSumU8"));
-  exports.Set("globalAvgPoolU8", flb::fn(env, GlobalAvgPoolU8, "globalAvgPoolU8"));
   exports.Set("requantU8", flb::fn(env, RequantU8, "requantU8"));
-  exports.Set("addPeriodicF32", flb::fn(env, AddPeriodicF32, "addPeriodicF32"));
   exports.Set("addRequantU8", flb::fn(env, AddRequantU8, "addRequantU8"));
+  exports.Set("qgroupsEpilogue", flb::fn(env, QgroupsEpilogue, "qgroupsEpilogue"));
   exports.Set("qlinearI32", flb::fn(env, QlinearI32, "qlinearI32"));
 }
 

@@ -63,12 +63,7 @@ enum PlaneType : int { kH = 0, kV = 1, kCq = 2 };
 struct Plane { int type, ch; };
 struct Group { int plane, i0, j0; int k[4]; };  // k: tap index (c * kh + i) * kw + j, or -1
 
-// ---- the scalar spec of one code / one affine value (same as qgemm.cc) -------------------------
-inline float affine(int32_t acc, float scale, float bias) {
-  float p = scale * float(acc);
-  __asm__("" : "+x"(p));  // keep the product rounded (no FMA contraction)
-  return p + bias;
-}
+// (the scalar spec of one code / one affine value: qrequant.h)
 
 // ---- tap cover ---------------------------------------------------------------------------------
 struct Cover {
@@ -200,8 +195,6 @@ struct Call {
   std::vector<int32_t> negm;    // [O] 0 or -1
   bool anyNeg = false;
   bool inBlocked = false, outBlocked = false;  // layouts (qengine.h): blocks of 16 images
-  bool table = false;           // threshold requantisation (else division)
-  QCodeTable tab{};
   std::vector<uint8_t> termAt;  // [LP], with o.corr: 1 where a position of the window has a non-zero term
 };
 
@@ -307,14 +300,6 @@ FL_VNNI void build_plane(const Call& cl, const Plane& pl, const uint8_t* frame, 
     }
 }
 
-// Codes of 16 lanes (the spec: y = fl(fl(s * acc) + b), q = min(rhe(max(y, 0) / as), L)).
-FL_VNNI inline __m512i codes16(__m512i acc, __m512 vs, __m512 vb, const Call& cl) {
-  __m512 p = _mm512_mul_ps(vs, _mm512_cvtepi32_ps(acc));
-  __asm__("" : "+v"(p));  // no FMA contraction
-  const __m512 y = _mm512_add_ps(p, vb);
-  return cl.table ? qrq::codes16(y, cl.tab, cl.o.levels) : qrq::codes16_div(y, cl.o.actScale, cl.o.levels);
-}
-
 // acc[c][v] = sum over groups of dot4(pb[v][go[g]], w[g * O + c]): NV aligned loads, NC
 // broadcasts and NC * NV vpdpbusd per group, the accumulators in registers (every loop over them
 // unrolled; not inlined, so the register allocation of this loop stays clean), stored to `out`.
@@ -344,20 +329,11 @@ FL_VNNI __attribute__((noinline)) void mac_tile(const uint8_t* const* pb, const 
     for (int v = 0; v < NV; ++v) _mm512_store_si512(out + c * NV + v, acc[c][v]);
 }
 
-// Codes of 16 lanes with or without the threshold table (a template, so no branch per vector).
-template <bool TABLE>
-FL_VNNI inline __m512i codes16_t(__m512i acc, __m512 vs, __m512 vb, const Call& cl) {
-  __m512 p = _mm512_mul_ps(vs, _mm512_cvtepi32_ps(acc));
-  __asm__("" : "+v"(p));  // no FMA contraction
-  const __m512 y = _mm512_add_ps(p, vb);
-  return TABLE ? qrq::codes16(y, cl.tab, cl.o.levels) : qrq::codes16_div(y, cl.o.actScale, cl.o.levels);
-}
-
 // One codes tile: channels [n0, n0 + NC) x NV output positions (pb), every pool phase:
 // accumulate (registers), then per lane x = acc ^ m (m = -1 for channels with a negative scale,
 // only if NEG), count x < zt (the zero codes), best = max(best, x) (best in memory); finally the
 // codes of best, the NV positions of a channel packed into one store at dst + c * LP * 16.
-template <int NC, int NV, bool NEG, bool TABLE>
+template <int NC, int NV, bool NEG>
 FL_VNNI __attribute__((noinline)) void codes_tile(const Call& cl, const uint8_t* const* pb, size_t n0, const __mmask16* real,
                                                   size_t nvalid, __m512i* best, __m512i* cnt, uint8_t* dst) {
   const Geo& g = cl.g;
@@ -383,14 +359,15 @@ FL_VNNI __attribute__((noinline)) void codes_tile(const Call& cl, const uint8_t*
   }
   const __m512i pt = perm_t44();
   const __mmask16 keep = __mmask16((1u << (4 * nvalid)) - 1u);
+  const double inv = qrq::inv_of(cl.o);
   for (int c = 0; c < NC; ++c) {
-    const __m512 vs = _mm512_set1_ps(cl.o.scale[n0 + c]), vb = _mm512_set1_ps(cl.o.bias[n0 + c]);
+    const double s = cl.o.scale[n0 + c], bi = cl.o.bias[n0 + c];
     __m512i qv[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       __m512i b = best[c * NV + v];
       if (NEG) b = _mm512_xor_si512(b, _mm512_set1_epi32(negm[c]));
-      qv[v] = codes16_t<TABLE>(b, vs, vb, cl);
+      qv[v] = qrq::codes16(qrq::affine16(b, s, bi), inv, cl.o.levels);
     }
     // 128-bit lane l of the packed bytes: images 4l..4l+3 of positions 0..3 (a dword each);
     // the 4x4 dword transpose puts position v's 16 images at bytes 16 v .. 16 v + 15
@@ -403,14 +380,15 @@ FL_VNNI __attribute__((noinline)) void codes_tile(const Call& cl, const uint8_t*
 // y = fl(fl(fl(scale * acc) + bias) + corr[n][p]) for each conv position p of each phase; the
 // term differs within a pool window, so the window's maximum is taken over y (codes are
 // non-decreasing in y for every scale sign) and zero codes are counted per phase from the codes.
-template <int NC, int NV, bool TABLE>
+template <int NC, int NV>
 FL_VNNI __attribute__((noinline)) void codes_tile_corr(const Call& cl, const uint8_t* const* pb, size_t n0, const __mmask16* real,
                                                        size_t nvalid, size_t l0, __m512i* cnt, uint8_t* dst) {
   const Geo& g = cl.g;
   const size_t ng = cl.cover.groups.size(), O = g.O, P = g.OH * g.OW;
   const __m512i ones = _mm512_set1_epi32(-1), zero = _mm512_setzero_si512();
   alignas(64) __m512i acc[NC * NV];
-  alignas(64) __m512 best[NC * NV];
+  qrq::Y16 best[NC * NV];
+  const double inv = qrq::inv_of(cl.o);
   size_t base[NV];  // conv position of phase 0 of each tile position
   for (int v = 0; v < NV; ++v) {
     const size_t lp = l0 + size_t(v) < g.LP ? l0 + size_t(v) : g.LP - 1;
@@ -421,17 +399,13 @@ FL_VNNI __attribute__((noinline)) void codes_tile_corr(const Call& cl, const uin
     mac_tile<NC, NV>(pb, cl.goff.data() + q * ng, cl.wg.data() + n0, ng, O, acc);
     __m512i cv = *cnt;
     for (int c = 0; c < NC; ++c) {
-      const __m512 vs = _mm512_set1_ps(cl.o.scale[n0 + c]), vb = _mm512_set1_ps(cl.o.bias[n0 + c]);
-      const float* corr = cl.o.corr + (n0 + size_t(c)) * P;
+      const double s = cl.o.scale[n0 + c], bi = cl.o.bias[n0 + c];
+      const double* corr = cl.o.corr + (n0 + size_t(c)) * P;
       for (int v = 0; v < NV; ++v) {
-        __m512 p = _mm512_mul_ps(vs, _mm512_cvtepi32_ps(acc[c * NV + v]));
-        __asm__("" : "+v"(p));  // no FMA contraction
-        __m512 y = _mm512_add_ps(p, vb);
-        __asm__("" : "+v"(y));
-        y = _mm512_add_ps(y, _mm512_set1_ps(corr[base[v] + off]));
-        const __m512i code = TABLE ? qrq::codes16(y, cl.tab, cl.o.levels) : qrq::codes16_div(y, cl.o.actScale, cl.o.levels);
+        const qrq::Y16 y = qrq::add16(qrq::affine16(acc[c * NV + v], s, bi), corr[base[v] + off]);
+        const __m512i code = qrq::codes16(y, inv, cl.o.levels);
         cv = _mm512_mask_sub_epi32(cv, _mm512_mask_cmpeq_epi32_mask(real[v], code, zero), cv, ones);
-        best[c * NV + v] = q == 0 ? y : _mm512_max_ps(best[c * NV + v], y);
+        best[c * NV + v] = q == 0 ? y : qrq::max16(best[c * NV + v], y);  // (codes are non-decreasing in y; NaN: code 0)
       }
     }
     *cnt = cv;
@@ -442,7 +416,7 @@ FL_VNNI __attribute__((noinline)) void codes_tile_corr(const Call& cl, const uin
     __m512i qv[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v)
-      qv[v] = TABLE ? qrq::codes16(best[c * NV + v], cl.tab, cl.o.levels) : qrq::codes16_div(best[c * NV + v], cl.o.actScale, cl.o.levels);
+      qv[v] = qrq::codes16(best[c * NV + v], inv, cl.o.levels);
     const __m512i packed = _mm512_packus_epi16(_mm512_packus_epi32(qv[0], qv[1]), _mm512_packus_epi32(qv[2], qv[3]));
     _mm512_mask_storeu_epi32(dst + size_t(c) * g.LP * kImg, keep, _mm512_permutexvar_epi32(pt, packed));
   }
@@ -464,14 +438,10 @@ FL_VNNI void run_tiles(const Call& cl, const uint8_t* planes, size_t n0, __mmask
         for (int v = 0; v < NV; ++v) {
           int32_t* d = st32 + ((n0 + size_t(c)) * LP + l + size_t(v)) * kImg;
           if (cl.o.mode == QOutMode::Int32) { _mm512_storeu_si512(d, acc[c * NV + v]); continue; }
-          __m512 p = _mm512_mul_ps(_mm512_set1_ps(cl.o.scale[n0 + c]), _mm512_cvtepi32_ps(acc[c * NV + v]));
-          __asm__("" : "+v"(p));
-          __m512 y = _mm512_add_ps(p, _mm512_set1_ps(cl.o.bias[n0 + c]));
-          if (cl.o.corr) {  // per-position term (no pooling here: position = l + v)
-            __asm__("" : "+v"(y));
-            y = _mm512_add_ps(y, _mm512_set1_ps(cl.o.corr[(n0 + size_t(c)) * cl.g.OH * cl.g.OW + l + size_t(v)]));
-          }
-          _mm512_storeu_ps(reinterpret_cast<float*>(d), y);
+          qrq::Y16 y = qrq::affine16(acc[c * NV + v], cl.o.scale[n0 + c], cl.o.bias[n0 + c]);
+          if (cl.o.corr)  // per-position term (no pooling here: position = l + v)
+            y = qrq::add16(y, cl.o.corr[(n0 + size_t(c)) * cl.g.OH * cl.g.OW + l + size_t(v)]);
+          _mm512_storeu_ps(reinterpret_cast<float*>(d), qrq::float16(y));
         }
     }
     return;
@@ -479,8 +449,8 @@ FL_VNNI void run_tiles(const Call& cl, const uint8_t* planes, size_t n0, __mmask
   alignas(64) __m512i best[NC * NV];
   __mmask16 real[NV];
   for (int v = 0; v < NV; ++v) real[v] = valid;
-  const auto tile = cl.table ? codes_tile<NC, NV, NEG, true> : codes_tile<NC, NV, NEG, false>;
-  const auto tileCorr = cl.table ? codes_tile_corr<NC, NV, true> : codes_tile_corr<NC, NV, false>;
+  const auto tile = codes_tile<NC, NV, NEG>;
+  const auto tileCorr = codes_tile_corr<NC, NV>;
   for (size_t l = lp0; l < lp1; l += NV) {
     const uint8_t* pb[NV];
     for (int v = 0; v < NV; ++v) pb[v] = planes + cl.lpoff[l + size_t(v)];
@@ -688,11 +658,10 @@ void prepare(Call& cl, size_t C, size_t H, size_t W, const uint8_t* qw, size_t k
     const int64_t amax = int64_t(g.K) * 255 * 128;
     cl.zt.resize(g.O);
     cl.negm.resize(g.O);
-    cl.table = qcode_table(o.actScale, o.levels, &cl.tab);
     for (size_t n = 0; n < g.O; ++n) {
-      cl.negm[n] = o.scale[n] < 0.0f ? -1 : 0;
+      cl.negm[n] = o.scale[n] < 0.0 ? -1 : 0;
       cl.anyNeg = cl.anyNeg || cl.negm[n] != 0;
-      cl.zt[n] = zero_threshold(o.scale[n], o.bias[n], cl.negm[n], o, amax, cl.table ? &cl.tab : nullptr);
+      cl.zt[n] = zero_threshold(o.scale[n], o.bias[n], cl.negm[n], o, amax);
     }
   }
 }
@@ -703,9 +672,9 @@ void prepare(Call& cl, size_t C, size_t H, size_t W, const uint8_t* qw, size_t k
 struct Prepared {
   size_t dims[9];
   QOutMode mode;
-  uint32_t act[2];
+  uint64_t act[2];
   std::vector<uint8_t> qw;
-  std::vector<uint32_t> sb;  // scale and bias bits
+  std::vector<uint64_t> sb;  // scale and bias bits
   Call call;
 };
 
@@ -716,14 +685,14 @@ Call& prepared(size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_
   std::memcpy(&h, qw, sizeof h);
   const size_t qwBytes = kQwHeaderBytes + size_t(h.Np) * h.Kp;
   const size_t dims[9] = {C, H, W, kh, kw, stride, pad, poolK, poolStride};
-  uint32_t act[2] = {0, 0};
-  std::vector<uint32_t> sb;
+  uint64_t act[2] = {0, 0};
+  std::vector<uint64_t> sb;
   if (o.mode != QOutMode::Int32) {
     sb.resize(2 * size_t(h.N));
-    std::memcpy(sb.data(), o.scale, 4 * size_t(h.N));
-    std::memcpy(sb.data() + h.N, o.bias, 4 * size_t(h.N));
+    std::memcpy(sb.data(), o.scale, 8 * size_t(h.N));
+    std::memcpy(sb.data() + h.N, o.bias, 8 * size_t(h.N));
   }
-  if (o.mode == QOutMode::Codes) { std::memcpy(&act[0], &o.actScale, 4); std::memcpy(&act[1], &o.levels, 4); }
+  if (o.mode == QOutMode::Codes) { std::memcpy(&act[0], &o.actScale, 8); std::memcpy(&act[1], &o.levels, 8); }
   for (size_t i = 0; i < cache.size(); ++i) {
     Prepared& e = *cache[i];
     if (std::memcmp(e.dims, dims, sizeof dims) != 0 || e.mode != o.mode || e.act[0] != act[0] || e.act[1] != act[1] ||
@@ -759,7 +728,7 @@ int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t
       for (size_t q = 0; q < g.Q && !cl.termAt[lp]; ++q) {
         const size_t p = ((lp / g.LW) * g.ps + q / g.pk) * g.OW + (lp % g.LW) * g.ps + q % g.pk;
         for (size_t n = 0; n < g.O; ++n)
-          if (o.corr[n * g.OH * g.OW + p] != 0.0f) { cl.termAt[lp] = 1; break; }
+          if (o.corr[n * g.OH * g.OW + p] != 0.0) { cl.termAt[lp] = 1; break; }
       }
   }
   cl.inBlocked = inBlocked;

@@ -45,35 +45,22 @@ inline int64_t out_offset(const QOut& o, size_t m, size_t n) {
   return int64_t(m) / o.P * o.strideImg + int64_t(m) % o.P * o.strideP + int64_t(n) * o.strideN;
 }
 
-// ---- epilogue, scalar (the spec) ----------------------------------------------
-// y = fl(fl(scale * float(acc)) + bias): the empty asm keeps the product a separate,
-// rounded float so no compiler can contract it with the addition into an FMA.
-inline float affine(int32_t acc, float scale, float bias) {
-  float p = scale * float(acc);
-  __asm__("" : "+x"(p));
-  return p + bias;
-}
-// ReLU + requantise, as relu_fake_quant: max(y, 0) (NaN -> 0), divide, round half to even, clip.
-inline uint8_t requant_one(float y, float actScale, float levels) {
-  const float a = y > 0.0f ? y : 0.0f;
-  float q = std::nearbyint(a / actScale);
-  q = q < levels ? q : levels;
-  return uint8_t(q);
-}
-
+// ---- epilogue, scalar (the spec: qrequant.h) ------------------------------------
 // The affine value with the optional per-position term: fl(affine + corr[n][m % P]).
-inline float affine_at(int32_t acc, size_t m, size_t n, const QOut& o) {
-  const float y = affine(acc, o.scale[n], o.bias[n]);
-  return o.corr ? y + o.corr[int64_t(n) * o.P + int64_t(m) % o.P] : y;
+inline double affine_at(int32_t acc, size_t m, size_t n, const QOut& o) {
+  double y = qrq::affine_spec(acc, o.scale[n], o.bias[n]);
+  if (!o.corr) return y;
+  __asm__("" : "+x"(y));
+  return y + o.corr[int64_t(n) * o.P + int64_t(m) % o.P];
 }
 
 void epi_scalar(int32_t acc, size_t m, size_t n, const QOut& o, int64_t* zeros) {
   const int64_t off = out_offset(o, m, n);
   switch (o.mode) {
     case QOutMode::Int32: static_cast<int32_t*>(o.data)[off] = acc; break;
-    case QOutMode::Float: static_cast<float*>(o.data)[off] = affine_at(acc, m, n, o); break;
+    case QOutMode::Float: static_cast<float*>(o.data)[off] = float(affine_at(acc, m, n, o)); break;
     case QOutMode::Codes: {
-      const uint8_t q = requant_one(affine_at(acc, m, n, o), o.actScale, o.levels);
+      const uint8_t q = qrq::code_of(affine_at(acc, m, n, o), qrq::inv_of(o), o.levels);
       static_cast<uint8_t*>(o.data)[off] = q;
       *zeros += q == 0;
       break;
@@ -112,9 +99,9 @@ void panel_scalar(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const Qw
 #if FL_X86
 // ---- AVX2 -----------------------------------------------------------------------
 // The per-position terms of lanes [0, valid) of rows m, m + 1, ... (zeros past valid).
-inline void corr_lanes(const QOut& o, size_t m, size_t n, size_t valid, float* t) {
+inline void corr_lanes(const QOut& o, size_t m, size_t n, size_t valid, double* t) {
   int64_t pix = int64_t(m) % o.P;
-  const float* c = o.corr + int64_t(n) * o.P;
+  const double* c = o.corr + int64_t(n) * o.P;
   for (size_t l = 0; l < valid; ++l) {
     t[l] = c[pix];
     if (++pix == o.P) pix = 0;
@@ -149,35 +136,26 @@ FL_AVX2 inline void epi_avx2_rv(__m256i acc, const RowVec& rv, size_t m, size_t 
     scatter_lanes(t, valid, m, n, o);
     return;
   }
-  __m256 p = _mm256_mul_ps(_mm256_set1_ps(o.scale[n]), _mm256_cvtepi32_ps(acc));
-  __asm__("" : "+x"(p));  // no FMA contraction (see affine)
-  __m256 y = _mm256_add_ps(p, _mm256_set1_ps(o.bias[n]));
+  qrq::Y8 y = qrq::affine8(acc, o.scale[n], o.bias[n]);
   if (o.corr) {
     if (rv.samePlane && rv.valid == 8) {
-      y = _mm256_add_ps(y, _mm256_loadu_ps(o.corr + int64_t(n) * o.P + rv.pix));
+      y = qrq::add8(y, o.corr + int64_t(n) * o.P + rv.pix);
     } else {
-      alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      alignas(32) double t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       corr_lanes(o, m, n, valid, t);
-      y = _mm256_add_ps(y, _mm256_load_ps(t));
+      y = qrq::add8(y, t);
     }
   }
   if (o.mode == QOutMode::Float) {
-    if (full) { _mm256_storeu_ps(static_cast<float*>(o.data) + off, y); return; }
-    if (rv.contig) { _mm256_maskstore_ps(static_cast<float*>(o.data) + off, lanemask, y); return; }
+    const __m256 f = qrq::float8(y);
+    if (full) { _mm256_storeu_ps(static_cast<float*>(o.data) + off, f); return; }
+    if (rv.contig) { _mm256_maskstore_ps(static_cast<float*>(o.data) + off, lanemask, f); return; }
     alignas(32) float t[8];
-    _mm256_store_ps(t, y);
+    _mm256_store_ps(t, f);
     scatter_lanes(t, valid, m, n, o);
     return;
   }
-  __m256i qi;
-  if (o.table) {
-    qi = qrq::codes8(y, *o.table, o.levels);
-  } else {
-    const __m256 a = _mm256_max_ps(y, _mm256_setzero_ps());
-    __m256 q = _mm256_round_ps(_mm256_div_ps(a, _mm256_set1_ps(o.actScale)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    q = _mm256_min_ps(q, _mm256_set1_ps(o.levels));
-    qi = _mm256_cvtps_epi32(q);
-  }
+  const __m256i qi = qrq::codes8(y, qrq::inv_of(o), o.levels);
   const unsigned z = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpeq_epi32(qi, _mm256_setzero_si256()), lanemask))));
   *zeros += __builtin_popcount(z);
   const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
@@ -332,22 +310,21 @@ FL_VNNI void epi_avx512(__m512i acc, size_t m, size_t n, size_t M, const QOut& o
     scatter_lanes(t, valid, m, n, o);
     return;
   }
-  __m512 p = _mm512_mul_ps(_mm512_set1_ps(o.scale[n]), _mm512_cvtepi32_ps(acc));
-  __asm__("" : "+v"(p));  // no FMA contraction (see affine)
-  __m512 y = _mm512_add_ps(p, _mm512_set1_ps(o.bias[n]));
+  qrq::Y16 y = qrq::affine16(acc, o.scale[n], o.bias[n]);
   if (o.corr) {  // the per-position term (lanes past valid: 0)
-    alignas(64) float t[16] = {};
+    alignas(64) double t[16] = {};
     corr_lanes(o, m, n, valid, t);
-    y = _mm512_add_ps(y, _mm512_load_ps(t));
+    y = qrq::add16(y, t);
   }
   if (o.mode == QOutMode::Float) {
-    if (contig) { _mm512_mask_storeu_ps(static_cast<float*>(o.data) + off, k, y); return; }
+    const __m512 f = qrq::float16(y);
+    if (contig) { _mm512_mask_storeu_ps(static_cast<float*>(o.data) + off, k, f); return; }
     alignas(64) float t[16];
-    _mm512_store_ps(t, y);
+    _mm512_store_ps(t, f);
     scatter_lanes(t, valid, m, n, o);
     return;
   }
-  const __m512i qi = o.table ? qrq::codes16(y, *o.table, o.levels) : qrq::codes16_div(y, o.actScale, o.levels);
+  const __m512i qi = qrq::codes16(y, qrq::inv_of(o), o.levels);
   *zeros += __builtin_popcount(unsigned(_mm512_mask_cmpeq_epi32_mask(k, qi, _mm512_setzero_si512())));
   const __m128i b = _mm512_cvtepi32_epi8(qi);
   if (contig) { _mm_mask_storeu_epi8(static_cast<uint8_t*>(o.data) + off, k, b); return; }
@@ -474,7 +451,7 @@ FL_VNNI double vnni_probe(uint64_t iters) {
 // codes, pooling before requantising (qrequant.h: x = acc ^ m is what the code is monotone in),
 // so k*k fewer requantisations; zero codes of the whole plane (before pooling) counted as
 // x < zt. pooled: scratch of PH * PW int32.
-struct PoolRq { size_t OH, OW, k, s, PH, PW; int32_t m, zt; float scale, bias, actScale, levels; };
+struct PoolRq { size_t OH, OW, k, s, PH, PW; int32_t m, zt; double scale, bias, inv, levels; };
 
 void pool_max_x(const int32_t* acc, const PoolRq& r, int32_t* pooled) {
   if (r.k == 2 && r.s == 2) {  // LeNet's pools: no inner loops
@@ -501,7 +478,7 @@ int64_t pool_requant_scalar(const int32_t* acc, const PoolRq& r, int32_t* pooled
   for (size_t i = 0; i < r.OH * r.OW; ++i) z += (acc[i] ^ r.m) < r.zt;
   pool_max_x(acc, r, pooled);
   for (size_t i = 0; i < r.PH * r.PW; ++i)
-    y[i] = uint8_t(qrq::code_of(qrq::affine_spec(pooled[i] ^ r.m, r.scale, r.bias), r.actScale, r.levels));
+    y[i] = qrq::code_of(qrq::affine_spec(pooled[i] ^ r.m, r.scale, r.bias), r.inv, r.levels);
   return z;
 }
 
@@ -542,18 +519,13 @@ FL_AVX2 int64_t pool_requant_avx2(const int32_t* acc, const PoolRq& r, int32_t* 
   } else {
     pool_max_x(acc, r, pooled);
   }
-  const __m256 vs = _mm256_set1_ps(r.scale), vb = _mm256_set1_ps(r.bias), vas = _mm256_set1_ps(r.actScale), vl = _mm256_set1_ps(r.levels);
   for (i = 0; i + 8 <= np; i += 8) {
     const __m256i a = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pooled + i)), vm);
-    __m256 p = _mm256_mul_ps(vs, _mm256_cvtepi32_ps(a));
-    __asm__("" : "+x"(p));  // no FMA contraction (see affine)
-    const __m256 v = _mm256_max_ps(_mm256_add_ps(p, vb), _mm256_setzero_ps());  // NaN -> 0
-    __m256 q = _mm256_round_ps(_mm256_div_ps(v, vas), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256i qi = _mm256_cvttps_epi32(_mm256_min_ps(q, vl));
+    const __m256i qi = qrq::codes8(qrq::affine8(a, r.scale, r.bias), r.inv, r.levels);
     const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
     _mm_storel_epi64(reinterpret_cast<__m128i*>(y + i), _mm_packus_epi16(p16, p16));
   }
-  for (; i < np; ++i) y[i] = uint8_t(qrq::code_of(qrq::affine_spec(pooled[i] ^ r.m, r.scale, r.bias), r.actScale, r.levels));
+  for (; i < np; ++i) y[i] = qrq::code_of(qrq::affine_spec(pooled[i] ^ r.m, r.scale, r.bias), r.inv, r.levels);
   return z;
 }
 #endif  // FL_X86
@@ -604,42 +576,6 @@ namespace kern {
 Kernel<QPanelFn> u8s8_qgemm_panel("u8s8_qgemm_panel", panel_scalar, FL_X86_ONLY(panel_avx2), FL_X86_ONLY(panel_avx512));
 }
 
-bool qcode_table(float actScale, float levels, QCodeTable* out) {
-  if (!(levels >= 1.0f && levels <= 15.0f && actScale >= 0x1p-100f && actScale <= 0x1p100f)) return false;
-  struct Entry { uint32_t as; float levels; QCodeTable t; };
-  thread_local Entry cache[8];
-  thread_local unsigned used = 0, next = 0;
-  uint32_t bits;
-  std::memcpy(&bits, &actScale, 4);
-  for (unsigned i = 0; i < used; ++i)
-    if (cache[i].as == bits && cache[i].levels == levels) { *out = cache[i].t; return true; }
-  QCodeTable t{};
-  t.inv = 1.0f / actScale;
-  const int L = int(levels);
-  float T[17];
-  T[0] = 0.0f;
-  for (int k = 1; k <= L; ++k) {  // least a >= 0 (by bit pattern) whose code is >= k; +inf has code L
-    uint32_t lo = 0, hi = 0x7F800000u;
-    while (lo < hi) {
-      const uint32_t mid = lo + (hi - lo) / 2;
-      float a;
-      std::memcpy(&a, &mid, 4);
-      if (qrq::code_of(a, actScale, levels) >= float(k)) hi = mid; else lo = mid + 1;
-    }
-    std::memcpy(&T[k], &lo, 4);
-  }
-  T[L + 1] = std::nanf("");  // a >= NaN is false: never above the last level
-  for (int k = 0; k < 16; ++k) {
-    t.lo[k] = k <= L ? T[k] : 0.0f;
-    t.hi[k] = k <= L ? T[k + 1] : std::nanf("");
-  }
-  Entry& e = cache[next];
-  e.as = bits; e.levels = levels; e.t = t;
-  next = (next + 1) % 8;
-  used = used < 8 ? used + 1 : 8;
-  *out = t;
-  return true;
-}
 
 double qgemm_peak_probe(uint64_t iters) {
 #if FL_X86
@@ -859,9 +795,7 @@ void qim2col(const uint8_t* x, size_t G, size_t C, size_t H, size_t W, size_t kh
 }
 
 int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const QOut& oin) {
-  QCodeTable table;
   QOut o = oin;
-  o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
@@ -900,9 +834,7 @@ int64_t qgemm_u8s8(const uint8_t* A, size_t M, size_t K, size_t lda, const uint8
     if (bl.out) qblock(outRows.data(), M, h.N, elem, oin.data);
     return z;
   }
-  QCodeTable table;
   QOut o = oin;
-  o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
   const size_t Mp = round_up(M, 16), np = (Mp + kPanel - 1) / kPanel;
   std::unique_ptr<uint8_t[]> panels(new uint8_t[qpanels_bytes(M, K)]);  // every byte is written by pack_panel
@@ -931,8 +863,6 @@ namespace {
 // its own. Returns the zero codes before pooling.
 int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
                   size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o) {
-  QCodeTable table;
-  o.table = o.mode == QOutMode::Codes && qcode_table(o.actScale, o.levels, &table) ? &table : nullptr;
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
   const QPanelFn fn = kern::u8s8_qgemm_panel.variant(static_cast<Isa>(h.isa));
@@ -956,9 +886,10 @@ int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, cons
   const bool poolCodes = pool && o.corr;
   std::vector<int32_t> negm(pool && !poolCodes ? N : 0), zt(pool && !poolCodes ? N : 0);
   for (size_t n = 0; n < negm.size(); ++n) {
-    negm[n] = o.scale[n] < 0.0f ? -1 : 0;
-    zt[n] = qrq::zero_threshold(o.scale[n], o.bias[n], negm[n], o, int64_t(K) * 255 * 128, o.table);
+    negm[n] = o.scale[n] < 0.0 ? -1 : 0;
+    zt[n] = qrq::zero_threshold(o.scale[n], o.bias[n], negm[n], o, int64_t(K) * 255 * 128);
   }
+  const double inv = qrq::inv_of(o);
 #if FL_X86
   const auto poolFn = static_cast<Isa>(h.isa) == Isa::Scalar ? pool_requant_scalar : pool_requant_avx2;
 #else
@@ -985,7 +916,7 @@ int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, cons
     int32_t* pooled = static_cast<int32_t*>(og.data) + gi * N * P;
     for (size_t j = 0; j < gi * N; ++j) {
       const size_t n = j % N;
-      const PoolRq r{OH, OW, poolK, poolStride, PH, PW, negm[n], zt[n], o.scale[n], o.bias[n], o.actScale, o.levels};
+      const PoolRq r{OH, OW, poolK, poolStride, PH, PW, negm[n], zt[n], o.scale[n], o.bias[n], inv, o.levels};
       zeros[t] += poolFn(acc + j * P, r, pooled, static_cast<uint8_t*>(o.data) + (g0 * N + j) * PP);
     }
   });
@@ -998,7 +929,7 @@ int64_t conv_gemm(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, cons
 
 namespace {
 bool use_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad, size_t pk,
-                size_t ps, QOutMode mode, QConvPath path, const float* corr) {
+                size_t ps, QOutMode mode, QConvPath path, const double* corr) {
   (void)corr;  // the direct kernel takes the per-position term too
   if (path == QConvPath::Gemm || !qconv_direct_applies(qw, C, H, W, kh, kw, stride, pad, pk, ps, mode)) return false;
   QwHeader h;

@@ -1,8 +1,9 @@
 // Simple ops of the int4 engine on uint8 activation codes (contracts in flatenn/qengine.h):
-// max pooling, global sum / average pooling, ReLU + requantise, residual add + requantise,
-// and the linear layer on int32 activations. Scalar reference + SIMD where it pays off; the
-// SIMD variants perform the same IEEE operations (exact conversions, one multiply, one add,
-// one division, round-to-nearest-even, min/max), so results are bit-identical.
+// max pooling, global sum pooling, ReLU + requantise, residual add + requantise, the input layer's
+// channel-group epilogue and the linear layer on int32 activations. Scalar reference + SIMD where
+// it pays off; the SIMD variants perform the same float64 IEEE operations (qrequant.h: exact
+// conversions, multiplies and adds never fused, round-to-nearest-even, min/max), so results are
+// bit-identical.
 #include "flatenn/core.h"  // FL_X86
 #if FL_X86
 #include <immintrin.h>
@@ -17,6 +18,7 @@
 
 #include "flatenn/core.h"
 #include "flatenn/qengine.h"
+#include "qrequant.h"
 
 namespace fl {
 namespace {
@@ -27,35 +29,27 @@ namespace {
 constexpr size_t kBlock = size_t(1) << 16;  // elements per parallel task (shape-fixed)
 
 // ---- scalar (the spec) ------------------------------------------------------------
-inline uint8_t requant_one(float y, float actScale, float levels) {
-  const float a = y > 0.0f ? y : 0.0f;  // ReLU (NaN -> 0)
-  float q = std::nearbyint(a / actScale);
-  q = q < levels ? q : levels;
-  return uint8_t(q);
-}
-
-int64_t requant_scalar(const float* y, size_t n, float as, float levels, uint8_t* q) {
+int64_t requant_scalar(const double* y, size_t n, double inv, double levels, uint8_t* q) {
   int64_t z = 0;
   for (size_t i = 0; i < n; ++i) {
-    q[i] = requant_one(y[i], as, levels);
+    q[i] = qrq::code_of(y[i], inv, levels);
     z += q[i] == 0;
   }
   return z;
 }
 
-// Residual join of two inputs, each uint8 codes (dequantised as fl(code * s)) or float.
-struct AddIn {
-  const uint8_t* c;
-  const float* f;
-  float s;
-};
-inline float deq(const AddIn& in, size_t i) { return in.c ? float(in.c[i]) * in.s : in.f[i]; }
+// Residual join of one plane (P elements of channel c): each input codes (fl(code * s)) or
+// int32 accumulators with the channel's affine.
+inline double join_in(const QJoinIn& in, size_t c, size_t i) {
+  return in.codes ? double(in.codes[i]) * in.s : qrq::affine_spec(in.acc[i], in.scale[c], in.bias[c]);
+}
 
-int64_t add_requant_scalar(AddIn a, AddIn b, size_t n, float as, float levels, uint8_t* q) {
+int64_t add_requant_scalar(const QJoinIn& a, const QJoinIn& b, size_t c, size_t P, double inv, double levels, uint8_t* q) {
   int64_t z = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const float y = deq(a, i) + deq(b, i);
-    q[i] = requant_one(y, as, levels);
+  for (size_t i = 0; i < P; ++i) {
+    double va = join_in(a, c, i), vb = join_in(b, c, i);
+    __asm__("" : "+x"(va), "+x"(vb));  // (no contraction of a product into the add)
+    q[i] = qrq::code_of(va + vb, inv, levels);
     z += q[i] == 0;
   }
   return z;
@@ -74,11 +68,6 @@ void maxpool_scalar(const uint8_t* x, size_t H, size_t W, size_t k, size_t s, ui
 
 #if FL_X86
 // ---- AVX2 -------------------------------------------------------------------------------
-FL_AVX2 inline __m256i requant8_avx2(__m256 y, __m256 vas, __m256 vl) {
-  const __m256 a = _mm256_max_ps(y, _mm256_setzero_ps());
-  const __m256 q = _mm256_round_ps(_mm256_div_ps(a, vas), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  return _mm256_cvtps_epi32(_mm256_min_ps(q, vl));
-}
 // 8 int32 codes in [0, 255] -> 8 bytes, plus their zero count
 FL_AVX2 inline uint64_t codes8(__m256i qi, int64_t* z) {
   *z += __builtin_popcount(unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(qi, _mm256_setzero_si256())))));
@@ -86,37 +75,37 @@ FL_AVX2 inline uint64_t codes8(__m256i qi, int64_t* z) {
   return uint64_t(_mm_cvtsi128_si64(_mm_packus_epi16(p16, p16)));
 }
 
-FL_AVX2 int64_t requant_avx2(const float* y, size_t n, float as, float levels, uint8_t* q) {
-  const __m256 vas = _mm256_set1_ps(as), vl = _mm256_set1_ps(levels);
+FL_AVX2 int64_t requant_avx2(const double* y, size_t n, double inv, double levels, uint8_t* q) {
   int64_t z = 0;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const uint64_t b = codes8(requant8_avx2(_mm256_loadu_ps(y + i), vas, vl), &z);
+    const qrq::Y8 v{_mm256_loadu_pd(y + i), _mm256_loadu_pd(y + i + 4)};
+    const uint64_t b = codes8(qrq::codes8(v, inv, levels), &z);
     std::memcpy(q + i, &b, 8);
   }
-  return z + requant_scalar(y + i, n - i, as, levels, q + i);
+  return z + requant_scalar(y + i, n - i, inv, levels, q + i);
 }
 
-FL_AVX2 inline __m256 deq8_avx2(const AddIn& in, size_t i) {
-  if (!in.c) return _mm256_loadu_ps(in.f + i);
-  const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(in.c + i)));
-  return _mm256_mul_ps(_mm256_cvtepi32_ps(c), _mm256_set1_ps(in.s));
+FL_AVX2 inline qrq::Y8 join8_avx2(const QJoinIn& in, size_t c, size_t i) {
+  if (in.acc) return qrq::affine8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in.acc + i)), in.scale[c], in.bias[c]);
+  const __m128i c8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(in.codes + i));
+  const __m256d vs = _mm256_set1_pd(in.s);
+  return {_mm256_mul_pd(_mm256_cvtepi32_pd(_mm_cvtepu8_epi32(c8)), vs), _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_srli_si128(c8, 4))), vs)};
 }
 
-FL_AVX2 int64_t add_requant_avx2(AddIn a, AddIn b, size_t n, float as, float levels, uint8_t* q) {
-  const __m256 vas = _mm256_set1_ps(as), vl = _mm256_set1_ps(levels);
+FL_AVX2 int64_t add_requant_avx2(const QJoinIn& a, const QJoinIn& b, size_t c, size_t P, double inv, double levels, uint8_t* q) {
   int64_t z = 0;
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m256 da = deq8_avx2(a, i);
-    __asm__("" : "+x"(da));  // keep the products rounded (no FMA contraction into the add)
-    __m256 db = deq8_avx2(b, i);
-    __asm__("" : "+x"(db));
-    const uint64_t bytes = codes8(requant8_avx2(_mm256_add_ps(da, db), vas, vl), &z);
+  for (; i + 8 <= P; i += 8) {
+    qrq::Y8 va = join8_avx2(a, c, i), vb = join8_avx2(b, c, i);
+    __asm__("" : "+x"(va.lo), "+x"(va.hi), "+x"(vb.lo), "+x"(vb.hi));  // keep the products rounded
+    const qrq::Y8 y{_mm256_add_pd(va.lo, vb.lo), _mm256_add_pd(va.hi, vb.hi)};
+    const uint64_t bytes = codes8(qrq::codes8(y, inv, levels), &z);
     std::memcpy(q + i, &bytes, 8);
   }
-  AddIn ta{a.c ? a.c + i : nullptr, a.f ? a.f + i : nullptr, a.s}, tb{b.c ? b.c + i : nullptr, b.f ? b.f + i : nullptr, b.s};
-  return z + add_requant_scalar(ta, tb, n - i, as, levels, q + i);
+  const QJoinIn ta{a.codes ? a.codes + i : nullptr, a.acc ? a.acc + i : nullptr, a.s, a.scale, a.bias};
+  const QJoinIn tb{b.codes ? b.codes + i : nullptr, b.acc ? b.acc + i : nullptr, b.s, b.scale, b.bias};
+  return z + add_requant_scalar(ta, tb, c, P - i, inv, levels, q + i);
 }
 
 // 2x2 windows with stride 2 vectorised (LeNet); other shapes use the scalar loop.
@@ -144,40 +133,32 @@ FL_AVX2 void maxpool_avx2(const uint8_t* x, size_t H, size_t W, size_t k, size_t
 // ---- AVX-512 ---------------------------------------------------------------------------
 inline __mmask16 tail16(size_t left) { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u); }
 
-FL_AVX512 inline __m512i requant16_avx512(__m512 y, __m512 vas, __m512 vl) {
-  const __m512 a = _mm512_max_ps(y, _mm512_setzero_ps());
-  const __m512 q = _mm512_roundscale_ps(_mm512_div_ps(a, vas), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  return _mm512_cvtps_epi32(_mm512_min_ps(q, vl));
-}
-
-FL_AVX512 int64_t requant_avx512(const float* y, size_t n, float as, float levels, uint8_t* q) {
-  const __m512 vas = _mm512_set1_ps(as), vl = _mm512_set1_ps(levels);
+FL_AVX512 int64_t requant_avx512(const double* y, size_t n, double inv, double levels, uint8_t* q) {
   int64_t z = 0;
   for (size_t i = 0; i < n; i += 16) {
     const __mmask16 k = tail16(n - i);
-    const __m512i qi = requant16_avx512(_mm512_maskz_loadu_ps(k, y + i), vas, vl);
+    const qrq::Y16 v{_mm512_maskz_loadu_pd(__mmask8(k), y + i), _mm512_maskz_loadu_pd(__mmask8(k >> 8), y + i + 8)};
+    const __m512i qi = qrq::codes16(v, inv, levels);
     z += __builtin_popcount(unsigned(_mm512_mask_cmpeq_epi32_mask(k, qi, _mm512_setzero_si512())));
     _mm_mask_storeu_epi8(q + i, k, _mm512_cvtepi32_epi8(qi));
   }
   return z;
 }
 
-FL_AVX512 inline __m512 deq16_avx512(const AddIn& in, size_t i, __mmask16 k) {
-  if (!in.c) return _mm512_maskz_loadu_ps(k, in.f + i);
-  const __m512i c = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, in.c + i));
-  return _mm512_mul_ps(_mm512_cvtepi32_ps(c), _mm512_set1_ps(in.s));
+FL_AVX512 inline qrq::Y16 join16_avx512(const QJoinIn& in, size_t c, size_t i, __mmask16 k) {
+  if (in.acc) return qrq::affine16(_mm512_maskz_loadu_epi32(k, in.acc + i), in.scale[c], in.bias[c]);
+  const __m512i ci = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, in.codes + i));
+  const __m512d vs = _mm512_set1_pd(in.s);
+  return {_mm512_mul_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(ci)), vs), _mm512_mul_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(ci, 1)), vs)};
 }
 
-FL_AVX512 int64_t add_requant_avx512(AddIn a, AddIn b, size_t n, float as, float levels, uint8_t* q) {
-  const __m512 vas = _mm512_set1_ps(as), vl = _mm512_set1_ps(levels);
+FL_AVX512 int64_t add_requant_avx512(const QJoinIn& a, const QJoinIn& b, size_t c, size_t P, double inv, double levels, uint8_t* q) {
   int64_t z = 0;
-  for (size_t i = 0; i < n; i += 16) {
-    const __mmask16 k = tail16(n - i);
-    __m512 da = deq16_avx512(a, i, k);
-    __asm__("" : "+v"(da));  // keep the products rounded (no FMA contraction into the add)
-    __m512 db = deq16_avx512(b, i, k);
-    __asm__("" : "+v"(db));
-    const __m512i qi = requant16_avx512(_mm512_add_ps(da, db), vas, vl);
+  for (size_t i = 0; i < P; i += 16) {
+    const __mmask16 k = tail16(P - i);
+    qrq::Y16 va = join16_avx512(a, c, i, k), vb = join16_avx512(b, c, i, k);
+    __asm__("" : "+v"(va.lo), "+v"(va.hi), "+v"(vb.lo), "+v"(vb.hi));  // keep the products rounded
+    const __m512i qi = qrq::codes16({_mm512_add_pd(va.lo, vb.lo), _mm512_add_pd(va.hi, vb.hi)}, inv, levels);
     z += __builtin_popcount(unsigned(_mm512_mask_cmpeq_epi32_mask(k, qi, _mm512_setzero_si512())));
     _mm_mask_storeu_epi8(q + i, k, _mm512_cvtepi32_epi8(qi));
   }
@@ -188,11 +169,11 @@ FL_AVX512 int64_t add_requant_avx512(AddIn a, AddIn b, size_t n, float as, float
 #undef FL_AVX2
 #undef FL_AVX512
 
-using RequantFn = int64_t (*)(const float*, size_t, float, float, uint8_t*);
-using AddRequantFn = int64_t (*)(AddIn, AddIn, size_t, float, float, uint8_t*);
+using RequantFn = int64_t (*)(const double*, size_t, double, double, uint8_t*);
+using AddRequantFn = int64_t (*)(const QJoinIn&, const QJoinIn&, size_t, size_t, double, double, uint8_t*);
 using MaxpoolFn = void (*)(const uint8_t*, size_t, size_t, size_t, size_t, uint8_t*);
 
-Kernel<RequantFn> k_requant("f32_u8_requant", requant_scalar, FL_X86_ONLY(requant_avx2), FL_X86_ONLY(requant_avx512));
+Kernel<RequantFn> k_requant("f64_u8_requant", requant_scalar, FL_X86_ONLY(requant_avx2), FL_X86_ONLY(requant_avx512));
 Kernel<AddRequantFn> k_add_requant("u8_add_requant", add_requant_scalar, FL_X86_ONLY(add_requant_avx2), FL_X86_ONLY(add_requant_avx512));
 Kernel<MaxpoolFn> k_maxpool("u8_maxpool2d", maxpool_scalar, FL_X86_ONLY(maxpool_avx2), nullptr);
 
@@ -266,69 +247,82 @@ void global_sum_u8(const uint8_t* x, size_t planes, size_t HW, int32_t* sums) {
   });
 }
 
-int64_t global_avgpool_u8(const uint8_t* x, size_t planes, size_t HW, float mul, float* yf, uint8_t* codes, float actScale,
-                          float levels) {
-  std::vector<int32_t> sums(planes);
-  global_sum_u8(x, planes, HW, sums.data());
-  int64_t z = 0;
-  for (size_t p = 0; p < planes; ++p) {
-    const float y = float(sums[p]) * mul;  // exact sum, one rounding
-    if (yf) yf[p] = y;
-    if (codes) {
-      codes[p] = requant_one(y, actScale, levels);
-      z += codes[p] == 0;
-    }
-  }
-  return z;
-}
-
-int64_t requant_u8(const float* y, size_t n, float actScale, float levels, uint8_t* q) {
+int64_t requant_u8(const double* y, size_t n, double actScale, double levels, uint8_t* q) {
   const size_t tasks = (n + kBlock - 1) / kBlock;
   std::vector<int64_t> z(tasks, 0);
   const RequantFn fn = k_requant.fn;
+  const double inv = 1.0 / actScale;
   parallel_for(tasks, [&](size_t t) {
     const size_t off = t * kBlock;
-    z[t] = fn(y + off, std::min(kBlock, n - off), actScale, levels, q + off);
+    z[t] = fn(y + off, std::min(kBlock, n - off), inv, levels, q + off);
   });
   return sum_parts(z);
 }
 
-void add_periodic_f32(float* y, size_t n, const float* x, size_t period) {
-  if (period == 0) return;
-  const size_t reps = n / period;
-  parallel_for(reps, [&](size_t r) {
-    float* yr = y + r * period;
-    for (size_t j = 0; j < period; ++j) yr[j] += x[j];
-  });
-}
-
-int64_t add_requant(const uint8_t* a8, const float* af, float sa, const uint8_t* b8, const float* bf, float sb, size_t n,
-                    float actScale, float levels, uint8_t* q) {
-  const size_t tasks = (n + kBlock - 1) / kBlock;
+int64_t add_requant(const QJoinIn& a, const QJoinIn& b, size_t planes, size_t C, size_t P, double actScale, double levels,
+                    uint8_t* q) {
+  // tasks of whole planes, about kBlock elements each (shape-fixed)
+  const size_t per = std::max<size_t>(1, kBlock / std::max<size_t>(P, 1)), tasks = (planes + per - 1) / per;
   std::vector<int64_t> z(tasks, 0);
   const AddRequantFn fn = k_add_requant.fn;
+  const double inv = 1.0 / actScale;
   parallel_for(tasks, [&](size_t t) {
-    const size_t off = t * kBlock;
-    const AddIn a{a8 ? a8 + off : nullptr, af ? af + off : nullptr, sa}, b{b8 ? b8 + off : nullptr, bf ? bf + off : nullptr, sb};
-    z[t] = fn(a, b, std::min(kBlock, n - off), actScale, levels, q + off);
+    for (size_t pl = t * per; pl < std::min(planes, (t + 1) * per); ++pl) {
+      const size_t off = pl * P, c = pl % C;
+      const QJoinIn ta{a.codes ? a.codes + off : nullptr, a.acc ? a.acc + off : nullptr, a.s, a.scale, a.bias};
+      const QJoinIn tb{b.codes ? b.codes + off : nullptr, b.acc ? b.acc + off : nullptr, b.s, b.scale, b.bias};
+      z[t] += fn(ta, tb, c, P, inv, levels, q + off);
+    }
   });
   return sum_parts(z);
 }
 
-int64_t qlinear_i32(const int32_t* A, size_t M, size_t K, const int8_t* W, size_t N, const float* scale, const float* bias,
-                    QOutMode mode, void* out, float actScale, float levels) {
+int64_t qgroups_epilogue(const int32_t* acc, size_t G, size_t B, size_t O, size_t P, const double* gscale, const double* bias,
+                         const double* corr, QOutMode mode, void* out, double actScale, double levels) {
+  const size_t planes = B * O, stride = planes * P;
+  std::vector<int64_t> z(planes, 0);
+  const double inv = 1.0 / actScale;
+  parallel_for(planes, [&](size_t pl) {
+    const size_t o = pl % O;
+    for (size_t p = 0; p < P; ++p) {
+      const size_t i = pl * P + p;
+      double y = qrq::affine_spec(acc[i], gscale[o], bias[o]);
+      for (size_t g = 1; g < G; ++g) {
+        double t = gscale[g * O + o] * double(acc[g * stride + i]);
+        __asm__("" : "+x"(t), "+x"(y));  // the product rounded on its own
+        y = y + t;
+      }
+      if (corr) {
+        __asm__("" : "+x"(y));
+        y = y + corr[o * P + p];
+      }
+      if (mode == QOutMode::Float) {
+        static_cast<float*>(out)[i] = float(y);
+      } else {
+        const uint8_t q = qrq::code_of(y, inv, levels);
+        static_cast<uint8_t*>(out)[i] = q;
+        z[pl] += q == 0;
+      }
+    }
+  });
+  return sum_parts(z);
+}
+
+int64_t qlinear_i32(const int32_t* A, size_t M, size_t K, const int8_t* W, size_t N, const double* scale, const double* bias,
+                    QOutMode mode, void* out, double actScale, double levels) {
   std::vector<int64_t> z(M, 0);
+  const double inv = 1.0 / actScale;
   parallel_for(M, [&](size_t m) {
     for (size_t n = 0; n < N; ++n) {
       int64_t acc = 0;
       for (size_t k = 0; k < K; ++k) acc += int64_t(A[m * K + k]) * W[n * K + k];
-      float p = scale[n] * float(acc);  // float(acc): round to nearest even, exact below 2^24
-      __asm__("" : "+x"(p));            // no FMA contraction
-      const float y = p + bias[n];
+      double p = scale[n] * double(acc);  // double(acc): exact (|acc| < 2^53)
+      __asm__("" : "+x"(p));              // no FMA contraction
+      const double y = p + bias[n];
       if (mode == QOutMode::Float) {
-        static_cast<float*>(out)[m * N + n] = y;
+        static_cast<float*>(out)[m * N + n] = float(y);
       } else {
-        const uint8_t q = requant_one(y, actScale, levels);
+        const uint8_t q = qrq::code_of(y, inv, levels);
         static_cast<uint8_t*>(out)[m * N + n] = q;
         z[m] += q == 0;
       }

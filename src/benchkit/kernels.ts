@@ -58,7 +58,7 @@ function int4Weights(N: number, K: number, seed: number): QWeights {
 }
 /** A 'codes' epilogue (ReLU + 4-bit requantisation) whose outputs spread over the code range. */
 function codesEpilogue(N: number, K: number): Epilogue {
-  return { mode: 'codes', scale: new Float32Array(N).fill(1 / (4 * Math.sqrt(K) * 7)), bias: new Float32Array(N).fill(0.05), actBits: 4, actRange: 1 };
+  return { mode: 'codes', scale: new Float64Array(N).fill(1 / (4 * Math.sqrt(K) * 7)), bias: new Float64Array(N).fill(0.05), actBits: 4, actRange: 1 };
 }
 
 const rank: Record<IsaName, number> = { scalar: 0, avx2: 1, avx512: 2 };
@@ -134,13 +134,13 @@ export const KERNELS: readonly KernelDef[] = [
     },
   },
   {
-    name: 'requant', title: 'ReLU + requantise fp32 to 4-bit codes (4 B in, 1 B out per element)', shapeKind: 'elementwise', arith: null, workUnit: 'GB', rateUnit: 'GB/s',
-    registry: ['f32_u8_requant'],
-    work: (s) => (5 * (s as ElementwiseShape).n) / 1e9,
+    name: 'requant', title: 'ReLU + requantise fp64 to 4-bit codes (8 B in, 1 B out per element)', shapeKind: 'elementwise', arith: null, workUnit: 'GB', rateUnit: 'GB/s',
+    registry: ['f64_u8_requant'],
+    work: (s) => (9 * (s as ElementwiseShape).n) / 1e9,
     prepare(s, isa) {
       const { n } = s as ElementwiseShape;
-      const y = randF32(n, 13), q = new Uint8Array(n);
-      return { fn: () => { requantU8(y, 4, 0.4, q); }, variant: registryVariant(['f32_u8_requant'], isa) };
+      const y = Float64Array.from(randF32(n, 13)), q = new Uint8Array(n);
+      return { fn: () => { requantU8(y, 4, 0.4, q); }, variant: registryVariant(['f64_u8_requant'], isa) };
     },
   },
   {

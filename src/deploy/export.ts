@@ -88,8 +88,9 @@ export function deployModel(model: Model, dataset: string, source?: DeployedMeta
         off[o] = (off[o]! - st.runningMean[o]!) * k + beta[o]!;
       }
     }
-    tensors[`${n.name}.out_scale`] = { dtype: 'F32', shape: [O], data: Float32Array.from(scale) };
-    tensors[`${n.name}.out_bias`] = { dtype: 'F32', shape: [O], data: Float32Array.from(off) };
+    // float64: the engine's epilogue is float64 (DESIGN §1), so the folded constants keep every bit
+    tensors[`${n.name}.out_scale`] = { dtype: 'F64', shape: [O], data: scale };
+    tensors[`${n.name}.out_bias`] = { dtype: 'F64', shape: [O], data: off };
   });
   tensors.weight_memory = { dtype: 'U8', shape: [layout.memoryBytes], data: memory };
   tensors['act.range'] = { dtype: 'F32', shape: [model.actRange.length], data: model.actRange.slice() };

@@ -3,8 +3,9 @@
 //   weight_memory        U8  [bytes]  every conv/linear weight code, model order, each layer
 //                                     row-major and starting at a byte boundary, b-bit two's
 //                                     complement packed 8/b per byte, lowest bits first
-//   <layer>.out_scale    F32 [out]    y = out_scale * acc + out_bias, acc = sum(code_w * code_in)
-//   <layer>.out_bias     F32 [out]    (weight scale, input scale, folded BN and input normalisation)
+//   <layer>.out_scale    F64 [out]    y = out_scale * acc + out_bias, acc = sum(code_w * code_in)
+//   <layer>.out_bias     F64 [out]    (weight scale, input scale, folded BN and input normalisation;
+//                                     F32 is read too, exactly, as older files and other writers have it)
 //   act.range            F32 [sites]  range r of each ReLU site: codes clamp(rhe(max(y,0)/(r/L)), 0, L), L = 2^actBits - 1
 // and the JSON metadata key 'flatenn' (DeployedMeta below) with the layout and topology.
 import { createHash } from 'node:crypto';
@@ -61,8 +62,9 @@ export interface DeployedMeta {
 export interface DeployedModel {
   meta: DeployedMeta;
   memory: Uint8Array;
-  outScale: Map<string, Float32Array>;
-  outBias: Map<string, Float32Array>;
+  /** Per layer, float64 (F64 in files written by this build; F32 files are read exactly, widened). */
+  outScale: Map<string, Float64Array>;
+  outBias: Map<string, Float64Array>;
   actRange: Float32Array;
   /** sha256 (hex) of the deployed file's tensors and metadata. */
   hash: string;
@@ -115,11 +117,17 @@ export function deployedFromFile(file: SafetensorsFile, src: string, hash: strin
       for (const k of ['count', 'byteOffset', 'byteLength', 'cellOffset', 'cells'] as const) if (m[k] !== l[k]) fail(src, `layer ${m.name}: ${k} ${m[k]} does not follow the layout rule (expected ${l[k]})`);
   });
   if (layoutHash(meta.layers) !== meta.layoutHash) fail(src, 'layoutHash does not match the layers');
-  const outScale = new Map<string, Float32Array>(), outBias = new Map<string, Float32Array>();
+  const outScale = new Map<string, Float64Array>(), outBias = new Map<string, Float64Array>();
+  // F64 (written by export) or F32 (older files, other writers): either is read exactly as float64
+  const f64Of = (name: string, O: number): Float64Array => wrap(() => {
+    const t = file.tensors[name];
+    if (t !== undefined && t.dtype === 'F32') return Float64Array.from(tensorOf(file, name, 'F32', [O]).data);
+    return tensorOf(file, name, 'F64', [O]).data;
+  });
   for (const l of meta.layers) {
     const O = l.shape[0]!;
-    outScale.set(l.name, wrap(() => tensorOf(file, `${l.name}.out_scale`, 'F32', [O])).data);
-    outBias.set(l.name, wrap(() => tensorOf(file, `${l.name}.out_bias`, 'F32', [O])).data);
+    outScale.set(l.name, f64Of(`${l.name}.out_scale`, O));
+    outBias.set(l.name, f64Of(`${l.name}.out_bias`, O));
   }
   const g = meta.topology;
   if (!g || !Array.isArray(g.nodes) || g.nodes[0]?.op !== 'input') fail(src, 'topology must be a graph whose first node is the input');

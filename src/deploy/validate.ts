@@ -177,7 +177,7 @@ export function checkDeployedMeta(metaIn: unknown, src: string): asserts metaIn 
 }
 
 /** Checks the per-channel tensors (already present with the right dtype and shape). */
-export function checkDeployedTensors(meta: DeployedMeta, t: { outScale: Map<string, Float32Array>; outBias: Map<string, Float32Array>; actRange: Float32Array }, src: string): void {
+export function checkDeployedTensors(meta: DeployedMeta, t: { outScale: Map<string, Float64Array>; outBias: Map<string, Float64Array>; actRange: Float32Array }, src: string): void {
   const fail = (msg: string): never => { throw new DeployedModelError(`${src}: ${msg}`); };
   for (const l of meta.layers) {
     const s = t.outScale.get(l.name)!, b = t.outBias.get(l.name)!;

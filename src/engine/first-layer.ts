@@ -18,20 +18,23 @@
 // constant plus (S / s) * sum_c m_c (T_c(clean) - T_c(memory)), so the clean model is bit for bit
 // what it was.
 //
-// The kernel computes fl(fl(scale * acc) + bias) per channel group (one group when one std
-// serves all channels, one per input channel otherwise, summed in channel order); then the border
-// correction is added: fl(y + corr[o,p]). The reference engine does the same operations in the
-// same order, so both give the same bits.
+// Every constant is float64 (the engine's epilogue is float64: native/kernels/qrequant.h). The
+// kernel computes fl(fl(scale * acc) + bias) for the first channel group and adds fl(scale_g * acc_g)
+// for each further group in channel order (one group when one std serves all channels, one per
+// input channel otherwise); then the border correction is added: fl(y + corr[o,p]). The reference
+// engine does the same operations in the same order, so both give the same bits.
 import type { DeployedModel } from '../deploy/format';
 import type { Plan, Step } from './plan';
 
 export interface InputFold {
   /** One kernel scale row [O] per channel group (one group: all channels at once). */
-  groupScale: Float32Array[];
+  groupScale: Float64Array[];
+  /** The group scales as one array [groups][O]. */
+  gscale: Float64Array;
   /** Bias [O] of the first group (the others add no bias). */
-  bias: Float32Array;
+  bias: Float64Array;
   /** Border correction [O][OH*OW] added after the groups are summed; null when zero everywhere. */
-  corr: Float32Array | null;
+  corr: Float64Array | null;
 }
 
 export type LayerStep = Extract<Step, { op: 'layer' }>;
@@ -82,8 +85,8 @@ export function inputFold(m: DeployedModel, st: LayerStep, codes: Int8Array, cle
     kk = st.node.inFeatures / C;
   }
   const T = tapSums(codes, O, C, kk);
-  const groupScale: Float32Array[] = [];
-  const bias = new Float32Array(O);
+  const groupScale: Float64Array[] = [];
+  const bias = new Float64Array(O);
   if (m.meta.version < 2) {
     // out_scale = S / s, out_bias = B - (S / s) * sum_c m_c T_c(clean); raw padding, one std.
     groupScale.push(S.slice());
@@ -91,22 +94,22 @@ export function inputFold(m: DeployedModel, st: LayerStep, codes: Int8Array, cle
     for (let o = 0; o < O; o++) {
       let d = 0;
       for (let c = 0; c < C; c++) d += mean[c]! * (Tc[o * C + c]! - T[o * C + c]!);
-      bias[o] = d === 0 ? B[o]! : Math.fround(B[o]! + S[o]! * d);
+      bias[o] = d === 0 ? B[o]! : B[o]! + S[o]! * d;
     }
-    return { groupScale, bias, corr: null };
+    return { groupScale, gscale: flat(groupScale), bias, corr: null };
   }
-  for (let g = 0; g < groups; g++) groupScale.push(Float32Array.from(S, (v) => Math.fround(v / stdOf(m, g))));
+  for (let g = 0; g < groups; g++) groupScale.push(Float64Array.from(S, (v) => v / stdOf(m, g)));
   for (let o = 0; o < O; o++) {
     let mt = 0;
     for (let c = 0; c < C; c++) mt += (mean[c]! / stdOf(m, c)) * T[o * C + c]!;
-    bias[o] = Math.fround(B[o]! - S[o]! * mt);
+    bias[o] = B[o]! - S[o]! * mt;
   }
-  let corr: Float32Array | null = null;
+  let corr: Float64Array | null = null;
   if (inputPadding(m) === 'normalized' && st.node.op === 'conv' && st.node.pad > 0) {
     const k = st.node.kernel, s = st.node.stride, p = st.node.pad;
     const [, H, W] = st.inShape as [number, number, number];
     const [, OH, OW] = st.outShape as [number, number, number];
-    corr = new Float32Array(O * OH * OW);
+    corr = new Float64Array(O * OH * OW);
     const ms = Array.from({ length: C }, (_, c) => mean[c]! / stdOf(m, c));
     for (let oh = 0; oh < OH; oh++) {
       const h0 = oh * s - p;
@@ -130,12 +133,19 @@ export function inputFold(m: DeployedModel, st: LayerStep, codes: Int8Array, cle
             }
             pad += ms[c]! * cs;
           }
-          corr[(o * OH + oh) * OW + ow] = Math.fround(S[o]! * pad);
+          corr[(o * OH + oh) * OW + ow] = S[o]! * pad;
         }
       }
     }
   }
-  return { groupScale, bias, corr };
+  return { groupScale, gscale: flat(groupScale), bias, corr };
+}
+
+function flat(rows: Float64Array[]): Float64Array {
+  const out = new Float64Array(rows.reduce((a, r) => a + r.length, 0));
+  let o = 0;
+  for (const r of rows) { out.set(r, o); o += r.length; }
+  return out;
 }
 
 /** The layer steps that read the raw input. */

@@ -1,8 +1,10 @@
 // The int4 engine on the native kernels (flatenn/qengine.h): weights repacked
 // once per weight memory (after faults), then per batch: convolutions (direct
-// kernel or im2col + u8 x s8 GEMM) and GEMMs with fused epilogues (scale, bias,
-// folded BN, ReLU + requantise), a max pool that alone consumes a conv's codes
-// fused into the conv, pools and residual joins on uint8 codes. Intermediate
+// kernel or im2col + u8 x s8 GEMM) and GEMMs with fused float64 epilogues (scale,
+// bias, folded BN, ReLU + requantise), a max pool that alone consumes a conv's
+// codes fused into the conv, pools on uint8 codes, and residual joins that read
+// the int32 accumulators of the layers feeding them (their affine in float64,
+// so no float32 rounding sits between a layer and its join). Intermediate
 // buffers are reused from batch to batch. Where every layer runs on the direct
 // AVX-512 VNNI kernel, activations that only feed convolutions, linear layers
 // and max pools stay in the blocked layout of flatenn/qengine.h (16 images in
@@ -14,21 +16,22 @@ import { inputFold, inputLayerSteps, perChannelStd, inputPadding, type InputFold
 
 type U8 = Uint8Array;
 type F32 = Float32Array;
+type F64 = Float64Array;
 type Mode = 'int32' | 'float' | 'codes';
 interface QBindings {
   qweightsBytes(N: number, K: number): number;
   qweightsRepack(packed: U8, bits: number, N: number, K: number, dst: U8): string;
-  qgemm(A: U8, M: number, K: number, lda: number, qw: U8, N: number, mode: Mode, out: F32 | U8, layout: 'mn' | 'nm', scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean): number;
-  qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, mode: Mode, out: F32 | U8, scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean, corr?: F32 | null): number;
-  qconv2dPool(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, poolK: number, poolStride: number, out: U8, scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean, corr?: F32 | null): number;
+  qgemm(A: U8, M: number, K: number, lda: number, qw: U8, N: number, mode: Mode, out: F32 | U8 | Int32Array, layout: 'mn' | 'nm', scale: F64, bias: F64, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean): number;
+  qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, mode: Mode, out: F32 | U8 | Int32Array, scale: F64 | null, bias: F64 | null, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean, corr?: F64 | null): number;
+  qconv2dPool(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number, poolK: number, poolStride: number, out: U8, scale: F64, bias: F64, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean, corr?: F64 | null): number;
   maxpool2dU8(x: U8, planes: number, H: number, W: number, k: number, stride: number, y: U8): void;
   maxpool2dU8Blocked(x: U8, B: number, C: number, H: number, W: number, k: number, stride: number, y: U8): void;
   globalSumU8(x: U8, planes: number, HW: number, sums: Int32Array): void;
-  requantU8(y: F32, actBits: number, actRange: number, q: U8): number;
-  addPeriodicF32(y: F32, x: F32): void;
+  requantU8(y: F64, actBits: number, actRange: number, q: U8): number;
   qweightsFromCodes(codes: Int8Array, N: number, K: number, dst: U8): string;
-  addRequantU8(a: U8 | F32, sa: number, b: U8 | F32, sb: number, actBits: number, actRange: number, q: U8): number;
-  qlinearI32(A: Int32Array, M: number, K: number, W: Int8Array, N: number, mode: 'float' | 'codes', out: F32 | U8, scale: F32, bias: F32, actBits: number, actRange: number): number;
+  addRequantU8(a: U8 | Int32Array, sa: number, aScale: F64 | null, aBias: F64 | null, b: U8 | Int32Array, sb: number, bScale: F64 | null, bBias: F64 | null, C: number, P: number, actBits: number, actRange: number, q: U8): number;
+  qgroupsEpilogue(acc: Int32Array, G: number, B: number, O: number, P: number, gscale: F64, bias: F64, corr: F64 | null, mode: 'float' | 'codes', out: F32 | U8, actBits: number, actRange: number): number;
+  qlinearI32(A: Int32Array, M: number, K: number, W: Int8Array, N: number, mode: 'float' | 'codes', out: F32 | U8, scale: F64, bias: F64, actBits: number, actRange: number): number;
   unpackInt(packed: U8, bits: number, n: number, out: Int8Array): void;
 }
 
@@ -36,7 +39,7 @@ let bindings: QBindings | null | undefined;
 function load(): QBindings | null {
   if (bindings !== undefined) return bindings;
   try {
-    const names = ['qweightsBytes', 'qweightsRepack', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8', 'maxpool2dU8Blocked', 'globalSumU8', 'requantU8', 'addRequantU8', 'qlinearI32', 'unpackInt', 'addPeriodicF32', 'qweightsFromCodes'];
+    const names = ['qweightsBytes', 'qweightsRepack', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8', 'maxpool2dU8Blocked', 'globalSumU8', 'requantU8', 'addRequantU8', 'qgroupsEpilogue', 'qlinearI32', 'unpackInt', 'qweightsFromCodes'];
     const b: Record<string, unknown> = {};
     for (const n of names) b[n] = nativeFn(n);
     bindings = b as unknown as QBindings;
@@ -48,7 +51,9 @@ function load(): QBindings | null {
 
 export function nativeEngineAvailable(): boolean { return load() !== null; }
 
-type Value = U8 | F32 | Int32Array;
+type Value = U8 | F32 | F64 | Int32Array;
+/** A layer's int32 accumulators kept for a residual join, with its epilogue constants. */
+interface AccValue { scale: F64; bias: F64; C: number; P: number }
 
 export class NativeEngine {
   private readonly q: QBindings;
@@ -58,6 +63,8 @@ export class NativeEngine {
   private readonly levels: number;
   /** Per step: the index of a maxpool step fused into this conv step (its only consumer), else -1. */
   private readonly poolOf: number[];
+  /** Per step: a layer without activation site whose output only residual joins read (it writes int32 accumulators). */
+  private readonly joinAcc: boolean[];
   /** Reused intermediate buffers, per step (and kind), for the last batch size. */
   private readonly buffers = new Map<string, U8 | F32 | Int32Array>();
   /** Per value id: kept in the blocked layout (when every layer runs on the direct kernel). */
@@ -105,6 +112,10 @@ export class NativeEngine {
       if (this.splitInput.has(st.layer) && perChannelStd(m)) return -1;
       return readers(st.out) === 1 ? i + 1 : -1;
     });
+    this.joinAcc = steps.map((st) => st.op === 'layer' && st.site === null && st.out !== plan.output && readers(st.out) > 0 &&
+      !steps.some((t) => t.op === 'gap' && t.out === this.aliasOf(st.input)) && !this.splitInput.has(st.layer) &&
+      steps.every((t) => t.op === 'add' || !(t.op === 'alias' ? false : t.input === st.out)) &&
+      !steps.some((t) => t.op === 'alias' && t.input === st.out));
     this.blockable = this.blockedValues();
   }
 
@@ -142,11 +153,11 @@ export class NativeEngine {
   }
 
   /** A reusable buffer of `n` elements for step `si` (contents undefined). */
-  private buffer<T extends U8 | F32 | Int32Array>(si: number, kind: 'u8' | 'f32' | 'i32' | 'plane' | 'part', n: number): T {
+  private buffer<T extends U8 | F32 | Int32Array>(si: number, kind: 'u8' | 'f32' | 'i32' | 'plane' | 'gacc', n: number): T {
     const key = `${si}:${kind}`;
     let b = this.buffers.get(key);
     if (!b || b.length !== n) {
-      b = kind === 'u8' || kind === 'plane' ? new Uint8Array(n) : kind === 'f32' || kind === 'part' ? new Float32Array(n) : new Int32Array(n);
+      b = kind === 'u8' || kind === 'plane' ? new Uint8Array(n) : kind === 'f32' ? new Float32Array(n) : new Int32Array(n);
       this.buffers.set(key, b);
     }
     return b as T;
@@ -194,35 +205,32 @@ export class NativeEngine {
   }
 
   /**
-   * An input layer that cannot run as one fused kernel: a float convolution per channel group, summed,
-   * plus the border correction, then ReLU + requantise (or float out). Returns the zero codes.
+   * An input layer that cannot run as one fused kernel: an integer convolution per channel group,
+   * combined in float64 with the border correction (qgroupsEpilogue), then ReLU + requantise (or
+   * float out). Returns the zero codes.
    */
   private runSplitInput(si: number, st: LayerStep, x: U8, n: number, out: F32 | U8, outBlocked: boolean): number {
     const fold = this.folds.get(st.layer)!, q = this.q, node = st.node as Extract<LayerStep['node'], { op: 'conv' }>;
     const [C, H, W] = st.inShape as [number, number, number];
-    const O = st.outShape[0]!, total = n * st.outShape.reduce((a, b) => a * b, 1);
+    const [O, OH, OW] = st.outShape as [number, number, number];
+    const total = n * O * OH * OW;
     const k = node.kernel;
     const groups = fold.groupScale.length;
+    const codes = out instanceof Uint8Array;
+    const bits = this.m.meta.actBits, range = codes ? this.m.actRange[st.site!]! : 1;
     if (groups === 1) {  // one kernel: the border term and the requantisation in its epilogue (GEMM path or direct)
-      const codes = out instanceof Uint8Array;
       return q.qconv2d(x, n, C, H, W, this.qw[st.layer]!, O, k, k, node.stride, node.pad, codes ? 'codes' : 'float', out, fold.groupScale[0]!, fold.bias,
-        this.m.meta.actBits, codes ? this.m.actRange[st.site!]! : 1, false, outBlocked, fold.corr);
+        bits, range, false, outBlocked, fold.corr);
     }
-    const y = out instanceof Float32Array ? out : this.buffer<F32>(si, 'f32', total);
-    {  // per-channel std: one float convolution per input channel, summed in channel order
-      const qws = this.groupQw.get(st.layer)!, hw = H * W;
-      const plane = this.buffer<U8>(si, 'plane', n * hw);
-      const part = this.buffer<F32>(si, 'part', total);
-      const zero = new Float32Array(O);
-      for (let c = 0; c < C; c++) {
-        for (let b = 0; b < n; b++) plane.set(x.subarray((b * C + c) * hw, (b * C + c + 1) * hw), b * hw);
-        q.qconv2d(plane, n, 1, H, W, qws[c]!, O, k, k, node.stride, node.pad, 'float', c === 0 ? y : part, fold.groupScale[c]!, c === 0 ? fold.bias : zero, 1, 1, false, false);
-        if (c > 0) q.addPeriodicF32(y, part);
-      }
+    // per-channel std: one integer convolution per input channel, combined in channel order
+    const qws = this.groupQw.get(st.layer)!, hw = H * W;
+    const plane = this.buffer<U8>(si, 'plane', n * hw);
+    const acc = this.buffer<Int32Array>(si, 'gacc', groups * total);
+    for (let c = 0; c < C; c++) {
+      for (let b = 0; b < n; b++) plane.set(x.subarray((b * C + c) * hw, (b * C + c + 1) * hw), b * hw);
+      q.qconv2d(plane, n, 1, H, W, qws[c]!, O, k, k, node.stride, node.pad, 'int32', acc.subarray(c * total, (c + 1) * total), null, null, 1, 1, false, false);
     }
-    if (fold.corr) q.addPeriodicF32(y, fold.corr);
-    if (out instanceof Float32Array) return 0;
-    return q.requantU8(y, this.m.meta.actBits, this.m.actRange[st.site!]!, out);
+    return q.qgroupsEpilogue(acc, groups, n, O, OH * OW, fold.gscale, fold.bias, fold.corr, codes ? 'codes' : 'float', out, bits, range);
   }
 
   private scaleOfSite(site: number): number { return Math.fround(this.m.actRange[site]! / this.levels); }
@@ -236,6 +244,7 @@ export class NativeEngine {
     vals[0] = images;
     const siteZeros = new Float64Array(g.sites), siteElems = new Float64Array(g.sites);
     const steps = this.plan.steps;
+    const accs = new Map<number, AccValue>();
     const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
     for (let si = 0; si < steps.length; si++) {
       const st: Step = steps[si]!;
@@ -244,7 +253,7 @@ export class NativeEngine {
           const l = this.m.meta.layers[st.layer]!, name = st.node.name;
           const fold = this.folds.get(st.layer);
           const scale = fold ? fold.groupScale[0]! : this.m.outScale.get(name)!, bias = fold ? fold.bias : this.m.outBias.get(name)!;
-          const mode: Mode = st.site === null ? 'float' : 'codes';
+          const mode: Mode = st.site !== null ? 'codes' : this.joinAcc[si] ? 'int32' : 'float';
           const range = st.site === null ? 1 : this.m.actRange[st.site]!;
           const total = n * size(st.outShape);
           const x = vals[st.input]!;
@@ -262,21 +271,22 @@ export class NativeEngine {
           }
           // the logits (the plan's output) get a fresh array: the caller keeps them
           const cap = items(st.out) * size(st.outShape);
-          const out: F32 | U8 = st.out === this.plan.output ? new Float32Array(total)
-            : mode === 'float' ? this.buffer<F32>(si, 'f32', cap) : this.buffer<U8>(si, 'u8', cap);
+          const out: F32 | U8 | Int32Array = st.out === this.plan.output ? new Float32Array(total)
+            : mode === 'float' ? this.buffer<F32>(si, 'f32', cap) : mode === 'int32' ? this.buffer<Int32Array>(si, 'i32', cap) : this.buffer<U8>(si, 'u8', cap);
           let zeros: number;
           if (this.splitInput.has(st.layer)) {
-            zeros = this.runSplitInput(si, st, x as U8, n, out, isB(st.out));
+            zeros = this.runSplitInput(si, st, x as U8, n, out as F32 | U8, isB(st.out));
           } else if (st.node.op === 'conv') {
             const [C, H, W] = st.inShape as [number, number, number];
             zeros = q.qconv2d(x as U8, n, C, H, W, this.qw[st.layer]!, l.shape[0]!, st.node.kernel, st.node.kernel, st.node.stride, st.node.pad, mode, out, scale, bias, bits, range, isB(st.input), isB(st.out));
           } else if (x instanceof Int32Array) {
-            zeros = q.qlinearI32(x, n, st.node.inFeatures, this.codes[st.layer]!, st.node.outFeatures, mode as 'float' | 'codes', out, scale, bias, bits, range);
+            zeros = q.qlinearI32(x, n, st.node.inFeatures, this.codes[st.layer]!, st.node.outFeatures, mode as 'float' | 'codes', out as F32 | U8, scale, bias, bits, range);
           } else {
             zeros = q.qgemm(x as U8, n, st.node.inFeatures, st.node.inFeatures, this.qw[st.layer]!, st.node.outFeatures, mode, out, 'mn', scale, bias, bits, range, isB(st.input), isB(st.out));
           }
           if (st.site !== null) { siteZeros[st.site]! += zeros; siteElems[st.site]! += total; }
           vals[st.out] = out;
+          if (mode === 'int32') accs.set(st.out, { scale, bias, C: st.outShape[0]!, P: size(st.outShape) / st.outShape[0]! });
           break;
         }
         case 'maxpool': {
@@ -297,27 +307,41 @@ export class NativeEngine {
         }
         case 'add': {
           const next = steps[si + 1];
-          const [a, b] = st.inputs.map((id) => vals[id]!) as [U8 | F32, U8 | F32];
-          const sa = a instanceof Uint8Array ? this.scaleOfSite(this.plan.siteOf[st.inputs[0]]!) : 1;
-          const sb = b instanceof Uint8Array ? this.scaleOfSite(this.plan.siteOf[st.inputs[1]]!) : 1;
+          const C = this.plan.shapes[st.out]![0]!, P = st.size / C;
+          // each input: codes (dequantised with its site's scale) or a layer's int32 accumulators with its epilogue
+          const input = (id: number): { v: Value; s: number; acc?: AccValue } => {
+            const v = vals[id]!, acc = accs.get(id);
+            if (acc) return { v, s: 1, acc };
+            if (v instanceof Uint8Array) return { v, s: this.scaleOfSite(this.plan.siteOf[id]!) };
+            throw new Error(`residual join: input ${id} is neither activation codes nor a layer's accumulators`);
+          };
+          const [ia, ib] = st.inputs.map(input) as [ReturnType<typeof input>, ReturnType<typeof input>];
           if (next && next.op === 'relu' && next.input === st.out) {
-            // add + ReLU + requantise in one pass
+            // add + ReLU + requantise in one pass (float64)
             const qOut = this.buffer<U8>(si, 'u8', n * st.size);
-            const z = q.addRequantU8(a, sa, b, sb, bits, this.m.actRange[next.site]!, qOut);
+            const z = q.addRequantU8(ia.v as U8 | Int32Array, ia.s, ia.acc?.scale ?? null, ia.acc?.bias ?? null,
+              ib.v as U8 | Int32Array, ib.s, ib.acc?.scale ?? null, ib.acc?.bias ?? null, C, P, bits, this.m.actRange[next.site]!, qOut);
             siteZeros[next.site]! += z; siteElems[next.site]! += qOut.length;
             vals[next.out] = qOut;
             si++;
           } else {
-            const deq = (v: U8 | F32, s: number) => (v instanceof Float32Array ? v : Float32Array.from(v, (c) => Math.fround(c * s)));
-            const fa = deq(a, sa), fb = deq(b, sb);
-            vals[st.out] = fa.map((v, j) => v + fb[j]!);
+            // the join's float64 values for a later ReLU step (the same operations as addRequantU8)
+            const deq = (x: ReturnType<typeof input>, j: number): number => {
+              if (!x.acc) return (x.v as U8)[j]! * x.s;
+              const c = Math.floor(j / P) % C;
+              return x.acc.scale[c]! * (x.v as Int32Array)[j]! + x.acc.bias[c]!;
+            };
+            const y = new Float64Array(n * st.size);
+            for (let j = 0; j < y.length; j++) y[j] = deq(ia, j) + deq(ib, j);
+            vals[st.out] = y;
           }
           break;
         }
         case 'relu': {
-          const y = vals[st.input] as F32;
-          const qOut = this.buffer<U8>(si, 'u8', y.length);
-          const z = q.requantU8(y, bits, this.m.actRange[st.site]!, qOut);
+          const v = vals[st.input]!;
+          if (!(v instanceof Float64Array)) throw new Error(`ReLU step ${si}: expected the float64 values of a residual join`);
+          const qOut = this.buffer<U8>(si, 'u8', v.length);
+          const z = q.requantU8(v, bits, this.m.actRange[st.site]!, qOut);
           siteZeros[st.site]! += z; siteElems[st.site]! += qOut.length;
           vals[st.out] = qOut;
           break;

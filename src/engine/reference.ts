@@ -1,6 +1,9 @@
 // Readable integer reference of the int4 engine (one image at a time, plain
-// loops). The native engine must agree with it exactly on codes and to float
-// rounding on logits; tests use it on hand-built models.
+// loops), with the engine's float64 epilogue spec (native/kernels/qrequant.h):
+// y = fl(fl(scale * acc) + bias), codes min(rhe(max(fl(y * (1 / s)), 0)), L).
+// JavaScript numbers are float64 and never fuse a multiply into an add, so the
+// native engine must agree with it exactly on codes and logits; tests use it on
+// hand-built models.
 import { nativeFn } from '../native/binding';
 import type { DeployedModel } from '../deploy/format';
 import { buildPlan, type Plan } from './plan';
@@ -16,10 +19,11 @@ export function rhe(v: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
-/** The requantisation shared with training's fake quant: clamp(rhe(max(y,0) / s), 0, L) with s = fround(r / L). */
+/** The engine's requantisation: min(rhe(max(fl(y * fl(1 / s)), 0)), L) in float64 (NaN -> 0), s = fround(r / L). */
 export function requant(y: number, s: number, levels: number): number {
-  const q = rhe(Math.fround(Math.max(y, 0) / s));
-  return q < 0 ? 0 : q > levels ? levels : q;
+  const t = y * (1 / s);
+  const q = rhe(t > 0 ? t : 0);
+  return q > levels ? levels : q;
 }
 
 /** Signed weight codes of every layer, unpacked from a (possibly faulty) weight memory. */
@@ -48,9 +52,9 @@ export function runReference(m: DeployedModel, codes: Int8Array[], images: Uint8
   const clean = m.meta.version < 2 && fromInput.length > 0 ? unpackLayers(m, m.memory) : null;
   for (const st of fromInput) folds.set(st.layer, inputFold(m, st, codes[st.layer]!, clean ? clean[st.layer]! : codes[st.layer]!));
   for (let i = 0; i < n; i++) {
-    const vals: (Uint8Array | Float32Array | Int32Array)[] = new Array(g.nodes.length);
+    const vals: (Uint8Array | Float64Array | Int32Array)[] = new Array(g.nodes.length);
     vals[0] = images.subarray(i * per, (i + 1) * per);
-    const toCodes = (y: Float32Array, site: number): Uint8Array => {
+    const toCodes = (y: Float64Array, site: number): Uint8Array => {
       const s = scaleOf(site), q = new Uint8Array(y.length);
       for (let j = 0; j < y.length; j++) { q[j] = requant(y[j]!, s, L); if (q[j] === 0) siteZeros[site]!++; }
       siteElems[site]! += y.length;
@@ -62,13 +66,13 @@ export function runReference(m: DeployedModel, codes: Int8Array[], images: Uint8
           const x = vals[st.input] as Uint8Array | Int32Array;
           const w = codes[st.layer]!, name = st.node.name;
           const sc = m.outScale.get(name)!, bi = m.outBias.get(name)!;
-          let y: Float32Array;
+          let y: Float64Array;
           const fold = folds.get(st.layer);
           if (st.node.op === 'conv') {
             const [C, H, W] = st.inShape as [number, number, number];
             const [O, OH, OW] = st.outShape as [number, number, number];
             const k = st.node.kernel, s = st.node.stride, p = st.node.pad;
-            y = new Float32Array(O * OH * OW);
+            y = new Float64Array(O * OH * OW);
             // channel groups: all channels at once, or (input layer, per-channel std) one per channel
             const groups = fold ? fold.groupScale.length : 1;
             const per = C / groups;
@@ -86,26 +90,25 @@ export function runReference(m: DeployedModel, codes: Int8Array[], images: Uint8
                   }
                 }
                 const scale = fold ? fold.groupScale[gi]![o]! : sc[o]!;
-                const part = Math.fround(Math.fround(scale * acc) + (gi === 0 ? (fold ? fold.bias[o]! : bi[o]!) : 0));
-                v = gi === 0 ? part : Math.fround(v + part);
+                v = gi === 0 ? scale * acc + (fold ? fold.bias[o]! : bi[o]!) : v + scale * acc;
               }
-              if (fold?.corr) v = Math.fround(v + fold.corr[(o * OH + oh) * OW + ow]!);
+              if (fold?.corr) v = v + fold.corr[(o * OH + oh) * OW + ow]!;
               y[(o * OH + oh) * OW + ow] = v;
             }
           } else {
             const I = st.node.inFeatures, O = st.node.outFeatures;
             const scale = fold ? fold.groupScale[0]! : sc, bias = fold ? fold.bias : bi;
-            y = new Float32Array(O);
+            y = new Float64Array(O);
             for (let o = 0; o < O; o++) {
               let acc = 0;
               for (let j = 0; j < I; j++) acc += w[o * I + j]! * x[j]!;
-              y[o] = Math.fround(Math.fround(scale[o]! * acc) + bias[o]!);
+              y[o] = scale[o]! * acc + bias[o]!;
             }
           }
           vals[st.out] = st.site === null ? y : toCodes(y, st.site);
           break;
         }
-        case 'relu': vals[st.out] = toCodes(vals[st.input] as Float32Array, st.site); break;
+        case 'relu': vals[st.out] = toCodes(vals[st.input] as Float64Array, st.site); break;
         case 'maxpool': {
           const x = vals[st.input] as Uint8Array;
           const [C, H, W] = st.inShape as [number, number, number];
@@ -129,11 +132,11 @@ export function runReference(m: DeployedModel, codes: Int8Array[], images: Uint8
           break;
         }
         case 'add': {
-          const deq = (id: number): Float32Array => {
+          const deq = (id: number): Float64Array => {
             const v = vals[id]!;
-            if (v instanceof Float32Array) return v;
+            if (v instanceof Float64Array) return v;
             const s = scaleOf(plan.siteOf[id]!);
-            return Float32Array.from(v as Uint8Array, (q) => Math.fround(q * s));
+            return Float64Array.from(v as Uint8Array, (q) => q * s);
           };
           const a = deq(st.inputs[0]), b = deq(st.inputs[1]);
           vals[st.out] = a.map((v, j) => v + b[j]!);
@@ -141,7 +144,7 @@ export function runReference(m: DeployedModel, codes: Int8Array[], images: Uint8
         }
       }
     }
-    logits.set(vals[plan.output] as Float32Array, i * K);
+    logits.set(vals[plan.output] as Float64Array, i * K);  // float32 rounding, as the engine stores logits
   }
   return { logits, siteZeros, siteElems };
 }

@@ -1,7 +1,7 @@
 // Argument checks for the typed native wrappers (kernels-quant.ts, kernels-qengine.ts).
 // Messages follow one format: "Expected <what> for <name> but received <value>".
 
-type TypedCtor = Float32ArrayConstructor | Uint8ArrayConstructor | Int8ArrayConstructor | Int32ArrayConstructor | Uint32ArrayConstructor;
+type TypedCtor = Float32ArrayConstructor | Float64ArrayConstructor | Uint8ArrayConstructor | Int8ArrayConstructor | Int32ArrayConstructor | Uint32ArrayConstructor;
 
 export function describe(v: unknown): string {
   if (v === null) return 'null';
@@ -18,6 +18,7 @@ export function typed<T>(ctor: TypedCtor, name: string, v: unknown): T {
   return v as T;
 }
 export const f32 = (name: string, v: unknown): Float32Array => typed<Float32Array>(Float32Array, name, v);
+export const f64 = (name: string, v: unknown): Float64Array => typed<Float64Array>(Float64Array, name, v);
 export const u8 = (name: string, v: unknown): Uint8Array => typed<Uint8Array>(Uint8Array, name, v);
 export const i8 = (name: string, v: unknown): Int8Array => typed<Int8Array>(Int8Array, name, v);
 export const i32 = (name: string, v: unknown): Int32Array => typed<Int32Array>(Int32Array, name, v);

@@ -2,17 +2,19 @@
 // native/kernels/{qgemm,qops}.cc; contracts in native/include/flatenn/qengine.h).
 //
 // GEMM: acc[m][n] = sum_k A[m][k] * W[n][k] (uint8 activation codes x signed weight codes, exact
-// int32), then per element
+// int32), then per element, in float64 (scale, bias and corr are Float64Arrays):
 //   'int32' : acc
-//   'float' : y = fl(fl(scale[n] * float(acc)) + bias[n])
-//   'codes' : q = min(roundHalfEven(max(y, 0) / actScale), 2^actBits - 1), actScale = fl(actRange / (2^actBits - 1))
-//             (the formula of reluFakeQuant, so engine and fake-quant training agree on the codes).
+//   'float' : y = fl(fl(scale[n] * acc) + bias[n]), stored as float32
+//   'codes' : q = min(roundHalfEven(max(fl(y * inv), 0)), 2^actBits - 1), inv = fl(1 / actScale),
+//             actScale = fround(actRange / (2^actBits - 1)) (the model's activation scale)
+// so the codes are those of exact arithmetic except within ~1e-15 of a rounding boundary.
 // Weights are repacked once (per trial, after faults) into a QWeights buffer laid out for the ISA
 // chosen at that moment; the GEMM then runs that ISA's kernel.
 import { nativeFn, type IsaName } from './binding';
 import * as a from './argcheck';
 
 type F32 = Float32Array;
+type F64 = Float64Array;
 type U8 = Uint8Array;
 
 export type QMode = 'int32' | 'float' | 'codes';
@@ -24,20 +26,22 @@ interface QNative {
   qweightsRepack(packed: U8, bits: number, N: number, K: number, dst: U8): IsaName;
   qweightsFromCodes(codes: Int8Array, N: number, K: number, dst: U8): IsaName;
   qgemm(A: U8, M: number, K: number, lda: number, qw: U8, N: number, mode: QMode, out: Int32Array | F32 | U8, layout: QLayout,
-    scale: F32 | null, bias: F32 | null, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean): number;
+    scale: F64 | null, bias: F64 | null, actBits: number, actRange: number, inBlocked: boolean, outBlocked: boolean): number;
   qconv2d(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number,
-    mode: QMode, out: Int32Array | F32 | U8, scale: F32 | null, bias: F32 | null, actBits: number, actRange: number, inBlocked: boolean,
-    outBlocked: boolean, corr?: F32 | null): number;
+    mode: QMode, out: Int32Array | F32 | U8, scale: F64 | null, bias: F64 | null, actBits: number, actRange: number, inBlocked: boolean,
+    outBlocked: boolean, corr?: F64 | null): number;
   qconv2dPool(x: U8, B: number, C: number, H: number, W: number, qw: U8, O: number, kh: number, kw: number, stride: number, pad: number,
-    poolK: number, poolStride: number, out: U8, scale: F32, bias: F32, actBits: number, actRange: number, inBlocked: boolean,
-    outBlocked: boolean, corr?: F32 | null): number;
+    poolK: number, poolStride: number, out: U8, scale: F64, bias: F64, actBits: number, actRange: number, inBlocked: boolean,
+    outBlocked: boolean, corr?: F64 | null): number;
   maxpool2dU8(x: U8, planes: number, H: number, W: number, k: number, stride: number, y: U8): void;
   maxpool2dU8Blocked(x: U8, B: number, C: number, H: number, W: number, k: number, stride: number, y: U8): void;
   globalSumU8(x: U8, planes: number, HW: number, sums: Int32Array): void;
-  globalAvgPoolU8(x: U8, planes: number, HW: number, mul: number, out: F32 | U8, actBits: number, actRange: number): number;
-  requantU8(y: F32, actBits: number, actRange: number, q: U8): number;
-  addRequantU8(a: U8 | F32, sa: number, b: U8 | F32, sb: number, actBits: number, actRange: number, q: U8): number;
-  qlinearI32(A: Int32Array, M: number, K: number, W: Int8Array, N: number, mode: 'float' | 'codes', out: F32 | U8, scale: F32, bias: F32,
+  requantU8(y: F64, actBits: number, actRange: number, q: U8): number;
+  addRequantU8(a: U8 | Int32Array, sa: number, aScale: F64 | null, aBias: F64 | null, b: U8 | Int32Array, sb: number, bScale: F64 | null,
+    bBias: F64 | null, C: number, P: number, actBits: number, actRange: number, q: U8): number;
+  qgroupsEpilogue(acc: Int32Array, G: number, B: number, O: number, P: number, gscale: F64, bias: F64, corr: F64 | null, mode: 'float' | 'codes',
+    out: F32 | U8, actBits: number, actRange: number): number;
+  qlinearI32(A: Int32Array, M: number, K: number, W: Int8Array, N: number, mode: 'float' | 'codes', out: F32 | U8, scale: F64, bias: F64,
     actBits: number, actRange: number): number;
   qgemmPeakProbe(iters: number): PeakProbe;
 }
@@ -49,7 +53,7 @@ let cached: QNative | null = null;
 function nat(): QNative {
   if (cached) return cached;
   const names: (keyof QNative)[] = ['qweightsBytes', 'qweightsRepack', 'qweightsFromCodes', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8', 'maxpool2dU8Blocked',
-    'globalSumU8', 'globalAvgPoolU8', 'requantU8', 'addRequantU8', 'qlinearI32', 'qgemmPeakProbe'];
+    'globalSumU8', 'requantU8', 'addRequantU8', 'qgroupsEpilogue', 'qlinearI32', 'qgemmPeakProbe'];
   const o: Record<string, unknown> = {};
   for (const n of names) o[n] = nativeFn(n);
   cached = o as unknown as QNative;
@@ -59,25 +63,25 @@ function nat(): QNative {
 /** Epilogue of a layer: per-output-channel scale and bias, and for 'codes' the activation quantiser. */
 export interface Epilogue {
   mode: QMode;
-  /** [N] float32 (folded BN and input normalisation included); not read in 'int32' mode. */
-  scale?: F32;
-  bias?: F32;
+  /** [N] float64 (folded BN and input normalisation included); not read in 'int32' mode. */
+  scale?: F64;
+  bias?: F64;
   /** 'codes' only: activation width in [1, 8] (default 4) and clip range r > 0. */
   actBits?: number;
   actRange?: number;
   /**
    * Convolutions, 'float' / 'codes': a per-position term [N][OH*OW] added after the affine,
-   * y = fl(fl(fl(scale * acc) + bias) + corr[n][p]) (the input layer's border correction).
+   * y = fl(fl(fl(scale * acc) + bias) + corr[n][p]) (the input layer's border correction), float64.
    */
-  corr?: F32;
+  corr?: F64;
 }
 
 function checkEpilogue(e: Epilogue, N: number): void {
   if (typeof e !== 'object' || e === null) throw new TypeError(`Expected an object for epilogue but received ${a.describe(e)}`);
   a.oneOf('epilogue.mode', e.mode, ['int32', 'float', 'codes'] as const);
   if (e.mode === 'int32') return;
-  a.length('epilogue.scale', a.f32('epilogue.scale', e.scale), N);
-  a.length('epilogue.bias', a.f32('epilogue.bias', e.bias), N);
+  a.length('epilogue.scale', a.f64('epilogue.scale', e.scale), N);
+  a.length('epilogue.bias', a.f64('epilogue.bias', e.bias), N);
   if (e.mode === 'codes') {
     a.int('epilogue.actBits', e.actBits ?? 4, 1, 8);
     const r = a.finite('epilogue.actRange', e.actRange);
@@ -85,10 +89,10 @@ function checkEpilogue(e: Epilogue, N: number): void {
   }
 }
 
-function corrOf(e: Epilogue, n: number): F32 | null {
+function corrOf(e: Epilogue, n: number): F64 | null {
   if (e.corr === undefined) return null;
   if (e.mode === 'int32') throw new RangeError("Expected the 'float' or 'codes' epilogue with epilogue.corr but received 'int32'");
-  const c = a.f32('epilogue.corr', e.corr);
+  const c = a.f64('epilogue.corr', e.corr);
   a.length('epilogue.corr', c, n);
   return c;
 }
@@ -299,58 +303,68 @@ export function globalSumU8(x: U8, planes: number, HW: number, out?: Int32Array)
   return s;
 }
 
-/**
- * Global average pool: y = fl(float(sum) * mul) per plane (mul = scale / HW chosen by the caller),
- * as float32 (actBits omitted) or requantised codes (actBits, actRange given).
- */
-export function globalAvgPoolU8(x: U8, planes: number, HW: number, mul: number, act?: { actBits: number; actRange: number }): QResult<F32 | U8> {
-  a.u8('x', x);
-  a.int('planes', planes, 0, 2 ** 30);
-  a.int('HW', HW, 1, 2 ** 23);
-  a.length('x', x, planes * HW);
-  a.finite('mul', mul);
-  if (act === undefined) {
-    const out = new Float32Array(planes);
-    return { out, zeros: nat().globalAvgPoolU8(x, planes, HW, mul, out, 4, 1) };
-  }
-  a.int('actBits', act.actBits, 1, 8);
-  const r = a.finite('actRange', act.actRange);
-  if (!(r > 0)) throw new RangeError(`Expected a positive number for actRange but received ${r}`);
-  const out = new Uint8Array(planes);
-  return { out, zeros: nat().globalAvgPoolU8(x, planes, HW, mul, out, act.actBits, r) };
-}
-
 function checkAct(actBits: number, actRange: number): void {
   a.int('actBits', actBits, 1, 8);
   const r = a.finite('actRange', actRange);
   if (!(r > 0)) throw new RangeError(`Expected a positive number for actRange but received ${r}`);
 }
 
-/** ReLU + requantise float values to codes. Returns the codes and the zero count. */
-export function requantU8(y: F32, actBits: number, actRange: number, out?: U8): QResult<U8> {
-  a.f32('y', y);
+/** ReLU + requantise float64 values to codes. Returns the codes and the zero count. */
+export function requantU8(y: F64, actBits: number, actRange: number, out?: U8): QResult<U8> {
+  a.f64('y', y);
   checkAct(actBits, actRange);
   const q = out === undefined ? new Uint8Array(y.length) : a.u8('out', out);
   a.length('out', q, y.length);
   return { out: q, zeros: nat().requantU8(y, actBits, actRange, q) };
 }
 
-/** A residual input: codes with their scale (dequantised as fl(code * scale)) or float values. */
-export type ResidualInput = { codes: U8; scale: number } | F32;
+/**
+ * A residual input over planes [n][C][P]: codes with their scale (dequantised as fl(code * scale)),
+ * or a layer's int32 accumulators with its per-channel epilogue (y = fl(fl(scale[c] * acc) + bias[c])).
+ */
+export type ResidualInput = { codes: U8; scale: number } | { acc: Int32Array; scale: F64; bias: F64 };
 
-/** Residual join y = deq(a) + deq(b) (float32), then ReLU + requantise. */
-export function addRequantU8(x: ResidualInput, y: ResidualInput, actBits: number, actRange: number, out?: U8): QResult<U8> {
-  const unpack = (v: ResidualInput, name: string): [U8 | F32, number] => {
-    if (v instanceof Float32Array) return [v, 1];
-    if (typeof v !== 'object' || v === null) throw new TypeError(`Expected {codes, scale} or Float32Array for ${name} but received ${a.describe(v)}`);
-    return [a.u8(`${name}.codes`, v.codes), a.finite(`${name}.scale`, v.scale)];
+/** Residual join y = fl(a + b) in float64 over planes [n][C][P], then ReLU + requantise. */
+export function addRequantU8(x: ResidualInput, y: ResidualInput, C: number, P: number, actBits: number, actRange: number, out?: U8): QResult<U8> {
+  a.int('C', C, 1, 2 ** 30);
+  a.int('P', P, 1, 2 ** 30);
+  const unpack = (v: ResidualInput, name: string): [U8 | Int32Array, number, F64 | null, F64 | null] => {
+    if (typeof v !== 'object' || v === null) throw new TypeError(`Expected {codes, scale} or {acc, scale, bias} for ${name} but received ${a.describe(v)}`);
+    if ('acc' in v) {
+      const s = a.f64(`${name}.scale`, v.scale), b = a.f64(`${name}.bias`, v.bias);
+      a.length(`${name}.scale`, s, C);
+      a.length(`${name}.bias`, b, C);
+      return [a.i32(`${name}.acc`, v.acc), 1, s, b];
+    }
+    return [a.u8(`${name}.codes`, v.codes), a.finite(`${name}.scale`, v.scale), null, null];
   };
-  const [xa, sa] = unpack(x, 'a'), [yb, sb] = unpack(y, 'b');
+  const [xa, sa, xs, xb] = unpack(x, 'a'), [yb, sb, ys, yB] = unpack(y, 'b');
   a.length('b', yb, xa.length);
+  if (xa.length % (C * P) !== 0) throw new RangeError(`Expected whole planes of C * P = ${C * P} elements but received ${xa.length}`);
   checkAct(actBits, actRange);
   const q = out === undefined ? new Uint8Array(xa.length) : a.u8('out', out);
   a.length('out', q, xa.length);
-  return { out: q, zeros: nat().addRequantU8(xa, sa, yb, sb, actBits, actRange, q) };
+  return { out: q, zeros: nat().addRequantU8(xa, sa, xs, xb, yb, sb, ys, yB, C, P, actBits, actRange, q) };
+}
+
+/**
+ * The input layer with one accumulator per channel group (a per-channel std): acc holds G arrays
+ * [B][O][P] one after another; y = fl(fl(gscale[0][o] * acc_0) + bias[o]), then y = fl(y +
+ * fl(gscale[g][o] * acc_g)) in order, then y = fl(y + corr[o][p]); float32 or codes [B][O][P].
+ */
+export function qgroupsEpilogue(acc: Int32Array, G: number, B: number, O: number, P: number, gscale: F64, bias: F64, corr: F64 | null,
+  epilogue: { mode: 'float' | 'codes'; actBits?: number; actRange?: number }, out?: F32 | U8): QResult<F32 | U8> {
+  a.i32('acc', acc);
+  a.int('G', G, 1, 4096); a.int('B', B, 0, 2 ** 30); a.int('O', O, 1, 2 ** 30); a.int('P', P, 1, 2 ** 30);
+  a.length('acc', acc, G * B * O * P);
+  a.length('gscale', a.f64('gscale', gscale), G * O);
+  a.length('bias', a.f64('bias', bias), O);
+  if (corr !== null) a.length('corr', a.f64('corr', corr), O * P);
+  a.oneOf('epilogue.mode', epilogue.mode, ['float', 'codes'] as const);
+  if (epilogue.mode === 'codes') checkAct(epilogue.actBits ?? 4, epilogue.actRange ?? NaN);
+  const o = outFor(epilogue.mode, B * O * P, out) as F32 | U8;
+  const zeros = nat().qgroupsEpilogue(acc, G, B, O, P, gscale, bias, corr, epilogue.mode, o, epilogue.actBits ?? 4, epilogue.actRange ?? 1);
+  return { out: o, zeros };
 }
 
 /** Linear layer on int32 activations A [M][K] (e.g. global sums) with int8 codes W [N][K]; output [M][N]. */

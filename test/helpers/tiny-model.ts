@@ -79,9 +79,9 @@ function rhe(v: number): number {
   return d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1;
 }
 
-/** The tiny model's logits for one image, by explicit arithmetic. */
+/** The tiny model's logits for one image, by explicit arithmetic (the engine's float64 epilogue). */
 export function tinyLogits(m: TinyModel, img: Uint8Array): Float32Array {
-  const s = Math.fround(m.range / 15);
+  const s = Math.fround(m.range / 15), inv = 1 / s;
   const act = new Uint8Array(4 * 14 * 14);
   for (let o = 0; o < 4; o++) for (let y = 0; y < 14; y++) for (let x = 0; x < 14; x++) {
     let acc = 0;
@@ -89,14 +89,14 @@ export function tinyLogits(m: TinyModel, img: Uint8Array): Float32Array {
       const iy = 2 * y - 2 + a, ix = 2 * x - 2 + b;
       if (iy >= 0 && iy < 28 && ix >= 0 && ix < 28) acc += m.conv[o * 25 + a * 5 + b]! * img[iy * 28 + ix]!;
     }
-    const v = Math.fround(Math.fround(m.convScale[o]! * acc) + m.convBias[o]!);
-    act[(o * 14 + y) * 14 + x] = Math.min(15, Math.max(0, rhe(Math.fround(Math.max(v, 0) / s))));
+    const t = (m.convScale[o]! * acc + m.convBias[o]!) * inv;
+    act[(o * 14 + y) * 14 + x] = Math.min(15, rhe(t > 0 ? t : 0));
   }
   const pooled = new Uint8Array(196);
   for (let o = 0; o < 4; o++) for (let y = 0; y < 7; y++) for (let x = 0; x < 7; x++) {
     pooled[(o * 7 + y) * 7 + x] = Math.max(act[(o * 14 + 2 * y) * 14 + 2 * x]!, act[(o * 14 + 2 * y) * 14 + 2 * x + 1]!, act[(o * 14 + 2 * y + 1) * 14 + 2 * x]!, act[(o * 14 + 2 * y + 1) * 14 + 2 * x + 1]!);
   }
   const out = new Float32Array(10);
-  for (let o = 0; o < 10; o++) { let acc = 0; for (let j = 0; j < 196; j++) acc += m.fc[o * 196 + j]! * pooled[j]!; out[o] = Math.fround(Math.fround(m.fcScale[o]! * acc) + m.fcBias[o]!); }
+  for (let o = 0; o < 10; o++) { let acc = 0; for (let j = 0; j < 196; j++) acc += m.fc[o * 196 + j]! * pooled[j]!; out[o] = m.fcScale[o]! * acc + m.fcBias[o]!; }
   return out;
 }

@@ -1,14 +1,14 @@
 // Int4 engine kernels against a plain JavaScript reference under every ISA: int32 accumulators
-// exact, float epilogue and codes bit for bit (Math.fround reproduces float32 multiply, add and
-// divide exactly), and the engine's codes equal those of the fake-quant op used in training.
+// exact, the float64 epilogue and codes bit for bit (JavaScript numbers are float64 and never fuse
+// a multiply into an add, so they reproduce native/kernels/qrequant.h exactly).
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { nativeFn } from '../../src/native/binding';
 import { availableIsas, getThreads, setThreads, withIsa } from '../../src/native/info';
-import { packInt, reluFakeQuant } from '../../src/native/kernels-quant';
+import { packInt } from '../../src/native/kernels-quant';
 import {
-  QWeights, addRequantU8, blockedItems, convOut, fromBlocked, globalAvgPoolU8, globalSumU8, maxpool2dU8, maxpool2dU8Blocked, qconv2d, qconv2dPool,
-  qgemm, qlinearI32, requantU8, toBlocked, type Epilogue,
+  QWeights, addRequantU8, blockedItems, convOut, fromBlocked, globalSumU8, maxpool2dU8, maxpool2dU8Blocked, qconv2d, qconv2dPool,
+  qgemm, qgroupsEpilogue, qlinearI32, requantU8, toBlocked, type Epilogue,
 } from '../../src/native/kernels-qengine';
 
 const f = Math.fround;
@@ -19,11 +19,13 @@ function rhe(v: number): number {
   if (d < 0.5) return fl;
   return fl % 2 === 0 ? fl : fl + 1;
 }
+/** The spec (qrequant.h): min(rhe(max(fl(y * fl(1 / actScale)), 0)), levels), NaN -> 0. */
 function requant(y: number, actScale: number, levels: number): number {
-  const q = rhe(f((y > 0 ? y : 0) / actScale));
-  return Math.min(q, levels);
+  const t = y * (1 / actScale);
+  return Math.min(rhe(t > 0 ? t : 0), levels);
 }
-function affine(acc: number, s: number, b: number): number { return f(f(s * f(acc)) + b); }
+/** y = fl(fl(s * acc) + b) in float64. */
+function affine(acc: number, s: number, b: number): number { return s * acc + b; }
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
@@ -43,16 +45,17 @@ test('qgemm: int32, float and codes equal the JS reference under every ISA, both
   for (const [M, N, K] of [[1, 1, 1], [17, 9, 31], [49, 8, 64], [100, 19, 75], [5, 33, 129]] as const) {
     const A = randU8(M * K, 255, r);
     const W = randCodes(N * K, -8, 7, r);
-    const scale = Float32Array.from({ length: N }, (_, n) => f(0.0007 * (n + 1)));
-    const bias = Float32Array.from({ length: N }, () => f(r() - 0.5));
+    const scale = Float64Array.from({ length: N }, (_, n) => 0.0007 * (n + 1));
+    const bias = Float64Array.from({ length: N }, () => r() - 0.5);
     const actRange = 6, levels = 15, actScale = f(actRange / levels);
     const acc = new Int32Array(M * N), yf = new Float32Array(M * N), q = new Uint8Array(M * N);
     for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
       let s = 0;
       for (let k = 0; k < K; k++) s += A[m * K + k]! * W[n * K + k]!;
       acc[m * N + n] = s;
-      yf[m * N + n] = affine(s, scale[n]!, bias[n]!);
-      q[m * N + n] = requant(yf[m * N + n]!, actScale, levels);
+      const y = affine(s, scale[n]!, bias[n]!);
+      yf[m * N + n] = y;  // float32 rounding of the float64 value, as the 'float' mode stores it
+      q[m * N + n] = requant(y, actScale, levels);
     }
     const zeros = q.reduce((z, v) => z + (v === 0 ? 1 : 0), 0);
     for (const isa of availableIsas()) {
@@ -128,8 +131,8 @@ test('qconv2d equals a direct convolution (LeNet and ResNet shapes, strides, pad
     const x = randU8(t.B * t.C * t.H * t.W, t.max, r);
     const w = randCodes(t.O * t.C * t.k * t.k, -8, 7, r);
     const ref = convRef(x, t.B, t.C, t.H, t.W, w, t.O, t.k, t.s, t.p);
-    const scale = Float32Array.from({ length: t.O }, () => f(0.002 + r() * 0.01));
-    const bias = Float32Array.from({ length: t.O }, () => f(r() - 0.3));
+    const scale = Float64Array.from({ length: t.O }, () => 0.002 + r() * 0.01);
+    const bias = Float64Array.from({ length: t.O }, () => r() - 0.3);
     const qref = Uint8Array.from(ref, (acc, i) => {
       const o = Math.floor(i / (ref.length / t.B / t.O)) % t.O;
       return requant(affine(acc, scale[o]!, bias[o]!), f(2 / 15), 15);
@@ -173,8 +176,8 @@ test('qconv2dPool equals the JS reference of conv + requant + max pool under eve
     const w = randCodes(t.O * t.C * t.k * t.k, -8, 7, r);
     const acc = convRef(x, t.B, t.C, t.H, t.W, w, t.O, t.k, t.s, t.p);
     // both requant directions (negative scales reverse the order of the codes), a NaN bias
-    const scale = Float32Array.from({ length: t.O }, (_, o) => f((o % 3 === 1 ? -1 : 1) * (0.002 + r() * 0.01)));
-    const bias = Float32Array.from({ length: t.O }, (_, o) => (o === 4 ? NaN : f(r() - 0.3)));
+    const scale = Float64Array.from({ length: t.O }, (_, o) => (o % 3 === 1 ? -1 : 1) * (0.002 + r() * 0.01));
+    const bias = Float64Array.from({ length: t.O }, (_, o) => (o === 4 ? NaN : r() - 0.3));
     const { OH, OW } = convOut(t.H, t.W, { kh: t.k, kw: t.k, stride: t.s, pad: t.p });
     const PH = Math.floor((OH - t.pk) / t.ps) + 1, PW = Math.floor((OW - t.pk) / t.ps) + 1;
     const codes = Uint8Array.from(acc, (a, i) => requant(affine(a, scale[Math.floor(i / (OH * OW)) % t.O]!, bias[Math.floor(i / (OH * OW)) % t.O]!), f(2 / 15), 15));
@@ -212,12 +215,12 @@ test('per-position term (input layer border correction): conv float / codes and 
     const x = randU8(t.B * t.C * t.H * t.W, 255, r);
     const w = randCodes(t.O * t.C * t.k * t.k, -8, 7, r);
     const acc = convRef(x, t.B, t.C, t.H, t.W, w, t.O, t.k, t.s, t.p);
-    const scale = Float32Array.from({ length: t.O }, (_, o) => f((o % 3 === 1 ? -1 : 1) * (0.0005 + r() * 0.002)));
-    const bias = Float32Array.from({ length: t.O }, () => f(r() - 0.3));
+    const scale = Float64Array.from({ length: t.O }, (_, o) => (o % 3 === 1 ? -1 : 1) * (0.0005 + r() * 0.002));
+    const bias = Float64Array.from({ length: t.O }, () => r() - 0.3);
     const { OH, OW } = convOut(t.H, t.W, { kh: t.k, kw: t.k, stride: t.s, pad: t.p });
     const P = OH * OW;
-    const corr = Float32Array.from({ length: t.O * P }, () => f((r() - 0.5) * 0.8));
-    const y = Float32Array.from(acc, (v, i) => { const o = Math.floor(i / P) % t.O; return f(affine(v, scale[o]!, bias[o]!) + corr[o * P + (i % P)]!); });
+    const corr = Float64Array.from({ length: t.O * P }, () => (r() - 0.5) * 0.8);
+    const y = Float64Array.from(acc, (v, i) => { const o = Math.floor(i / P) % t.O; return affine(v, scale[o]!, bias[o]!) + corr[o * P + (i % P)]!; });
     const codes = Uint8Array.from(y, (v) => requant(v, f(2 / 15), 15));
     const PH = Math.floor((OH - t.pk) / t.ps) + 1, PW = Math.floor((OW - t.pk) / t.ps) + 1;
     const pooled = new Uint8Array(t.B * t.O * PH * PW);
@@ -235,7 +238,7 @@ test('per-position term (input layer border correction): conv float / codes and 
         for (const threads of [1, 2]) {
           withThreads(threads, () => {
             const what = `${isa} threads=${threads} ${JSON.stringify(t)}`;
-            sameF32(qconv2d(x, shape, qw, conv, { mode: 'float', scale, bias, corr }).out as Float32Array, y, `${what} float`);
+            sameF32(qconv2d(x, shape, qw, conv, { mode: 'float', scale, bias, corr }).out as Float32Array, Float32Array.from(y), `${what} float`);
             const c = qconv2d(x, shape, qw, conv, { mode: 'codes', scale, bias, actBits: 4, actRange: 2, corr });
             assert.deepEqual(c.out, codes, `${what} codes`);
             assert.equal(c.zeros, zeros, `${what} zeros`);
@@ -256,8 +259,8 @@ test('blocked layout (16 images in the lanes) in and out of conv, conv + pool, G
   const B = 19, C = 2, H = 12, W = 12, O = 5, k = 3, N = 11;
   const x = randU8(B * C * H * W, 255, r), A = randU8(B * 50, 15, r);
   const wc = randCodes(O * C * k * k, -8, 7, r), wg = randCodes(N * 50, -8, 7, r);
-  const ep = (n: number): Epilogue => ({ mode: 'codes', scale: Float32Array.from({ length: n }, () => f(0.003 + r() * 0.01)),
-    bias: Float32Array.from({ length: n }, () => f(r() - 0.3)), actBits: 4, actRange: 2 });
+  const ep = (n: number): Epilogue => ({ mode: 'codes', scale: Float64Array.from({ length: n }, () => 0.003 + r() * 0.01),
+    bias: Float64Array.from({ length: n }, () => r() - 0.3), actBits: 4, actRange: 2 });
   const ec = ep(O), eg = ep(N);
   const conv = { kh: k, kw: k, stride: 1, pad: 1 }, shape = { B, C, H, W };
   // junk in the lanes past B of the blocked inputs: it must not reach real lanes
@@ -295,38 +298,63 @@ test('blocked layout (16 images in the lanes) in and out of conv, conv + pool, G
   assert.throws(() => rawConv(x, B, C, H, W, QWeights.fromCodes(wc, O, C * k * k).buffer, O, k, k, 1, 1, 'codes', new Uint8Array(B * O * 144), ec.scale, ec.bias, 4, 2, 'yes'), { name: 'TypeError', message: /inBlocked/ });
 });
 
-test('engine codes equal the fake-quant codes of training (same formula, same rounding)', () => {
+test('requantU8: ties to even, clipping, NaN and negative values to 0, equal to the spec under every ISA', () => {
   const r = lcg(8);
   const n = 4099;
-  const y = Float32Array.from({ length: n }, (_, i) => (i % 5 === 0 ? f((Math.floor(r() * 16) + 0.5) * f(2.5 / 15)) : f((r() - 0.3) * 4)));
+  // actRange 3.75: actScale 0.25 (inv 4, exact), so (k + 0.5) * 0.25 sits exactly on a tie
+  const y = Float64Array.from({ length: n }, (_, i) => (i % 5 === 0 ? (Math.floor(r() * 17) + 0.5) * 0.25 : i % 97 === 1 ? NaN : (r() - 0.3) * 4.5));
+  const want = Uint8Array.from(y, (v) => requant(v, 0.25, 15));
+  assert.equal(requant(2.5 * 0.25, 0.25, 15), 2);
+  assert.equal(requant(3.5 * 0.25, 0.25, 15), 4);
   for (const isa of availableIsas()) {
     withIsa(isa, () => {
-      const fq = new Float32Array(n);
-      reluFakeQuant(y, fq, null, 4, 2.5);
-      const { out: q, zeros } = requantU8(y, 4, 2.5);
-      const s = f(2.5 / 15);
-      for (let i = 0; i < n; i++) assert.equal(f(s * q[i]!), fq[i], `${isa} i=${i} y=${y[i]}`);
-      assert.equal(zeros, q.filter((v) => v === 0).length);
+      const { out: q, zeros } = requantU8(y, 4, 3.75);
+      assert.deepEqual(q, want, isa);
+      assert.equal(zeros, want.filter((v) => v === 0).length);
     });
   }
 });
 
-test('residual add + requant, max pool, global pools, int32 linear equal the JS reference', () => {
+test('residual add + requant (codes and int32 accumulators with per-channel epilogues), channel groups, max pool, global sums, int32 linear equal the JS reference', () => {
   const r = lcg(33);
-  const n = 1037;
+  const C = 3, P = 37, B = 5, n = B * C * P;
   const ca = randU8(n, 15, r), cb = randU8(n, 15, r);
-  const fa = Float32Array.from({ length: n }, () => f(r() * 4 - 2)), fb = Float32Array.from({ length: n }, () => f(r() * 4 - 2));
+  const accA = Int32Array.from({ length: n }, () => Math.floor(r() * 4000) - 2000), accB = Int32Array.from({ length: n }, () => Math.floor(r() * 4000) - 2000);
+  const sc = (k: number) => Float64Array.from({ length: C }, (_, c) => (c === 1 ? -1 : 1) * (0.0007 + 0.0003 * c + k * 0.0001));
+  const bi = () => Float64Array.from({ length: C }, () => r() - 0.5);
   const sa = f(0.21), sb = f(0.17), actScale = f(3 / 15);
-  const inputs = [[{ codes: ca, scale: sa }, { codes: cb, scale: sb }], [{ codes: ca, scale: sa }, fb], [fa, { codes: cb, scale: sb }], [fa, fb]] as const;
-  const deq = (v: { codes: Uint8Array; scale: number } | Float32Array, i: number) => (v instanceof Float32Array ? v[i]! : f(v.codes[i]! * v.scale));
+  type In = { codes: Uint8Array; scale: number } | { acc: Int32Array; scale: Float64Array; bias: Float64Array };
+  const a1: In = { codes: ca, scale: sa }, b1: In = { codes: cb, scale: sb };
+  const a2: In = { acc: accA, scale: sc(1), bias: bi() }, b2: In = { acc: accB, scale: sc(2), bias: bi() };
+  const deq = (v: In, i: number) => {
+    if ('codes' in v) return v.codes[i]! * v.scale;
+    const c = Math.floor(i / P) % C;
+    return v.scale[c]! * v.acc[i]! + v.bias[c]!;
+  };
   for (const isa of availableIsas()) {
     withIsa(isa, () => {
-      for (const [x, y] of inputs) {
-        const { out, zeros } = addRequantU8(x, y, 4, 3);
-        const want = Uint8Array.from({ length: n }, (_, i) => requant(f(deq(x, i) + deq(y, i)), actScale, 15));
-        assert.deepEqual(out, want, isa);
-        assert.equal(zeros, want.filter((v) => v === 0).length);
+      for (const [x, y] of [[a1, b1], [a1, b2], [a2, b1], [a2, b2]] as const) {
+        for (const threads of [1, 2]) {
+          const { out, zeros } = withThreads(threads, () => addRequantU8(x, y, C, P, 4, 3));
+          const want = Uint8Array.from({ length: n }, (_, i) => requant(deq(x, i) + deq(y, i), actScale, 15));
+          assert.deepEqual(out, want, `${isa} threads=${threads}`);
+          assert.equal(zeros, want.filter((v) => v === 0).length);
+        }
       }
+      // channel groups of the input layer: G accumulator arrays [B][O][P], a per-position term
+      const G = 3, O = 4, PP = 11, BB = 2, tot = BB * O * PP;
+      const acc = Int32Array.from({ length: G * tot }, () => Math.floor(r() * 30000) - 15000);
+      const gs = Float64Array.from({ length: G * O }, () => 0.00004 + r() * 0.0001), gb = Float64Array.from({ length: O }, () => r() - 0.5);
+      const corr = Float64Array.from({ length: O * PP }, () => (r() - 0.5) * 0.3);
+      const yg = Float64Array.from({ length: tot }, (_, i) => {
+        const o = Math.floor(i / PP) % O;
+        let v = gs[o]! * acc[i]! + gb[o]!;
+        for (let g = 1; g < G; g++) v = v + gs[g * O + o]! * acc[g * tot + i]!;
+        return v + corr[o * PP + (i % PP)]!;
+      });
+      sameF32(qgroupsEpilogue(acc, G, BB, O, PP, gs, gb, corr, { mode: 'float' }).out as Float32Array, Float32Array.from(yg), `${isa} groups float`);
+      assert.deepEqual(qgroupsEpilogue(acc, G, BB, O, PP, gs, gb, corr, { mode: 'codes', actBits: 4, actRange: 3 }).out,
+        Uint8Array.from(yg, (v) => requant(v, actScale, 15)), `${isa} groups codes`);
       // max pool 2x2/2 on 6 planes of 28x28 and 3x3/2 on 10x11
       for (const [planes, H, W, k, s] of [[6, 28, 28, 2, 2], [2, 10, 11, 3, 2], [3, 7, 9, 2, 2]] as const) {
         const x = randU8(planes * H * W, 15, r);
@@ -341,35 +369,32 @@ test('residual add + requant, max pool, global pools, int32 linear equal the JS 
       }
     });
   }
-  // global pools: [5 planes][16]
+  // global sums: [5 planes][16]
   const x = randU8(5 * 16, 15, r);
   const sums = globalSumU8(x, 5, 16);
   for (let p = 0; p < 5; p++) assert.equal(sums[p], x.subarray(p * 16, p * 16 + 16).reduce((s, v) => s + v, 0));
-  const mul = f(0.2 / 16);
-  const avg = globalAvgPoolU8(x, 5, 16, mul).out as Float32Array;
-  sameF32(avg, Float32Array.from(sums, (s) => f(s * mul)), 'avgpool float');
-  const avgq = globalAvgPoolU8(x, 5, 16, mul, { actBits: 4, actRange: 3 });
-  assert.deepEqual(avgq.out, Uint8Array.from(avg, (v) => requant(v, f(3 / 15), 15)));
   // linear on int32 sums
   const W = randCodes(3 * 16, -8, 7, r);
   const A = Int32Array.from({ length: 2 * 16 }, () => Math.floor(r() * 240));
-  const scale = Float32Array.of(0.01, 0.02, 0.03), bias = Float32Array.of(0.5, -0.5, 0);
+  const scale = Float64Array.of(0.01, 0.02, 0.03), bias = Float64Array.of(0.5, -0.5, 0);
   const y = qlinearI32(A, 2, W, 3, { mode: 'float', scale, bias }).out as Float32Array;
+  const yc = qlinearI32(A, 2, W, 3, { mode: 'codes', scale, bias, actBits: 4, actRange: 3 }).out as Uint8Array;
   for (let m = 0; m < 2; m++) for (let n2 = 0; n2 < 3; n2++) {
     let acc = 0;
     for (let k = 0; k < 16; k++) acc += A[m * 16 + k]! * W[n2 * 16 + k]!;
-    assert.equal(y[m * 3 + n2], affine(acc, scale[n2]!, bias[n2]!));
+    assert.equal(y[m * 3 + n2], f(affine(acc, scale[n2]!, bias[n2]!)));
+    assert.equal(yc[m * 3 + n2], requant(affine(acc, scale[n2]!, bias[n2]!), actScale, 15));
   }
 });
 
 test('invalid arguments throw TypeError / RangeError naming the argument', () => {
   const w = QWeights.fromCodes(new Int8Array(6), 2, 3);
-  const ep: Epilogue = { mode: 'float', scale: new Float32Array(2), bias: new Float32Array(2) };
+  const ep: Epilogue = { mode: 'float', scale: new Float64Array(2), bias: new Float64Array(2) };
   assert.throws(() => qgemm(new Uint8Array(5), 2, w, ep), { name: 'RangeError', message: /A/ });
   assert.throws(() => qgemm(new Int8Array(6) as unknown as Uint8Array, 2, w, ep), { name: 'TypeError', message: /A/ });
-  assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'float', scale: new Float32Array(3), bias: new Float32Array(2) }), { name: 'RangeError', message: /scale/ });
-  assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'codes', scale: new Float32Array(2), bias: new Float32Array(2), actRange: 0 }), { name: 'RangeError', message: /actRange/ });
-  assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'codes', scale: new Float32Array(2), bias: new Float32Array(2), actBits: 9, actRange: 1 }), { name: 'RangeError', message: /actBits/ });
+  assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'float', scale: new Float64Array(3), bias: new Float64Array(2) }), { name: 'RangeError', message: /scale/ });
+  assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'codes', scale: new Float64Array(2), bias: new Float64Array(2), actRange: 0 }), { name: 'RangeError', message: /actRange/ });
+  assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'codes', scale: new Float64Array(2), bias: new Float64Array(2), actBits: 9, actRange: 1 }), { name: 'RangeError', message: /actBits/ });
   assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'x' as 'int32' }), { name: 'RangeError', message: /mode/ });
   assert.throws(() => qgemm(new Uint8Array(6), 2, w, ep, { out: new Float32Array(3) }), { name: 'RangeError', message: /out/ });
   assert.throws(() => qgemm(new Uint8Array(6), 2, w, { mode: 'int32' }, { out: new Float32Array(4) }), { name: 'TypeError', message: /out/ });
@@ -380,19 +405,24 @@ test('invalid arguments throw TypeError / RangeError naming the argument', () =>
   assert.throws(() => qconv2d(new Uint8Array(9), { B: 1, C: 1, H: 3, W: 3 }, w, { kh: 3, kw: 3, stride: 1, pad: 0 }, { mode: 'int32' }), { name: 'RangeError', message: /K/ });
   assert.throws(() => maxpool2dU8(new Uint8Array(4), 1, 2, 2, 3, 1), { name: 'RangeError', message: /k/ });
   const w9 = QWeights.fromCodes(new Int8Array(18), 2, 9);
-  const ep9: Epilogue = { mode: 'codes', scale: new Float32Array(2), bias: new Float32Array(2), actRange: 1 };
+  const ep9: Epilogue = { mode: 'codes', scale: new Float64Array(2), bias: new Float64Array(2), actRange: 1 };
   const conv3 = { kh: 3, kw: 3, stride: 1, pad: 0 };
   assert.throws(() => qconv2dPool(new Uint8Array(16), { B: 1, C: 1, H: 4, W: 4 }, w9, conv3, { k: 3, stride: 1 }, ep9), { name: 'RangeError', message: /pool.k/ });
   assert.throws(() => qconv2dPool(new Uint8Array(16), { B: 1, C: 1, H: 4, W: 4 }, w9, conv3, { k: 2, stride: 0 }, ep9), { name: 'RangeError', message: /pool.stride/ });
-  assert.throws(() => qconv2dPool(new Uint8Array(16), { B: 1, C: 1, H: 4, W: 4 }, w9, conv3, { k: 2, stride: 2 }, { mode: 'float', scale: new Float32Array(2), bias: new Float32Array(2) }), { name: 'RangeError', message: /codes/ });
+  assert.throws(() => qconv2dPool(new Uint8Array(16), { B: 1, C: 1, H: 4, W: 4 }, w9, conv3, { k: 2, stride: 2 }, { mode: 'float', scale: new Float64Array(2), bias: new Float64Array(2) }), { name: 'RangeError', message: /codes/ });
   assert.throws(() => qconv2dPool(new Uint8Array(15), { B: 1, C: 1, H: 4, W: 4 }, w9, conv3, { k: 2, stride: 2 }, ep9), { name: 'RangeError', message: /x/ });
   assert.throws(() => qconv2dPool(new Uint8Array(16), { B: 1, C: 1, H: 4, W: 4 }, w9, conv3, { k: 2, stride: 2 }, ep9, new Uint8Array(3)), { name: 'RangeError', message: /out/ });
   const rawPool = nativeFn<(...x: unknown[]) => unknown>('qconv2dPool');
-  assert.throws(() => rawPool(new Uint8Array(16), 1, 1, 4, 4, w9.buffer, 2, 3, 3, 1, 0, 3, 1, new Uint8Array(2), new Float32Array(2), new Float32Array(2), 4, 1), { name: 'RangeError', message: /poolK/ });
-  assert.throws(() => rawPool(new Uint8Array(16), 1, 1, 4, 4, w9.buffer, 2, 3, 3, 1, 0, 2, 2, new Uint8Array(3), new Float32Array(2), new Float32Array(2), 4, 1), { name: 'RangeError', message: /out/ });
-  assert.throws(() => rawPool(new Uint8Array(16), 1, 1, 4, 4, w9.buffer, 2, 3, 3, 1, 0, 2, 2, new Uint8Array(2), new Float32Array(2), new Float32Array(2), 4, 0), { name: 'RangeError', message: /actRange/ });
-  assert.throws(() => addRequantU8(new Float32Array(3), new Float32Array(4), 4, 1), { name: 'RangeError', message: /b/ });
-  assert.throws(() => requantU8(new Float32Array(3), 4, -1), { name: 'RangeError', message: /actRange/ });
+  assert.throws(() => rawPool(new Uint8Array(16), 1, 1, 4, 4, w9.buffer, 2, 3, 3, 1, 0, 3, 1, new Uint8Array(2), new Float64Array(2), new Float64Array(2), 4, 1), { name: 'RangeError', message: /poolK/ });
+  assert.throws(() => rawPool(new Uint8Array(16), 1, 1, 4, 4, w9.buffer, 2, 3, 3, 1, 0, 2, 2, new Uint8Array(3), new Float64Array(2), new Float64Array(2), 4, 1), { name: 'RangeError', message: /out/ });
+  assert.throws(() => rawPool(new Uint8Array(16), 1, 1, 4, 4, w9.buffer, 2, 3, 3, 1, 0, 2, 2, new Uint8Array(2), new Float64Array(2), new Float64Array(2), 4, 0), { name: 'RangeError', message: /actRange/ });
+  assert.throws(() => addRequantU8({ codes: new Uint8Array(3), scale: 1 }, { codes: new Uint8Array(4), scale: 1 }, 1, 3, 4, 1), { name: 'RangeError', message: /b/ });
+  assert.throws(() => addRequantU8({ codes: new Uint8Array(4), scale: 1 }, { codes: new Uint8Array(4), scale: 1 }, 1, 3, 4, 1), { name: 'RangeError', message: /planes/ });
+  assert.throws(() => addRequantU8({ acc: new Int32Array(4), scale: new Float64Array(1), bias: new Float64Array(1) }, { codes: new Uint8Array(4), scale: 1 }, 2, 2, 4, 1), { name: 'RangeError', message: /a\.scale/ });
+  assert.throws(() => requantU8(new Float64Array(3), 4, -1), { name: 'RangeError', message: /actRange/ });
+  assert.throws(() => requantU8(new Float32Array(3) as unknown as Float64Array, 4, 1), { name: 'TypeError', message: /y/ });
+  const rawAdd = nativeFn<(...x: unknown[]) => unknown>('addRequantU8');
+  assert.throws(() => rawAdd(new Float32Array(4), 1, null, null, new Uint8Array(4), 1, null, null, 1, 4, 4, 1, new Uint8Array(4)), { name: 'TypeError', message: /a/ });
   // the addon checks on its own (callers that bypass the TS layer), including a corrupted buffer
   const raw = nativeFn<(...x: unknown[]) => unknown>('qgemm');
   const bad = w.buffer.slice();

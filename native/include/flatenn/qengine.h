@@ -2,13 +2,15 @@
 //
 // GEMM contract (integer part exact on every ISA):
 //   acc[m][n] = sum_k A[m][k] * W[n][k]          A: uint8 codes, W: signed codes, int32
-// with a fused epilogue, per output element:
+// with a fused epilogue, per output element, in float64 after the exact accumulator
+// (native/kernels/qrequant.h; every step one IEEE operation, so every ISA gives the same bits):
 //   Int32 : the accumulator itself
-//   Float : y = fl(fl(scale[n] * float(acc)) + bias[n])   (two roundings, never fused into an FMA;
-//           float(acc) is exact for |acc| <= 2^24, round-to-nearest-even beyond)
-//   Codes : q = min(round_half_even(max(y, 0) / actScale), levels) as uint8, actScale = r / levels
-//           in float32: the formula of relu_fake_quant (quant.h), so the engine and fake-quant
-//           training agree bit for bit on the codes.
+//   Float : y = fl(fl(scale[n] * double(acc)) + bias[n])  (two roundings, never fused into an
+//           FMA), stored as float(y)
+//   Codes : q = min(round_half_even(max(fl(y * inv), 0)), levels) as uint8, inv = fl(1 / actScale)
+//           (NaN -> 0). Float64 keeps the codes those of exact arithmetic except within ~1e-15
+//           (relative) of a rounding boundary: the engine agrees with a float64 evaluation of the
+//           same model (PyTorch's included), DESIGN §1.
 // |acc| stays below 2^31 for K <= 65536 (255 * 128 * 65536 < 2^31).
 //
 // Data layouts:
@@ -34,7 +36,6 @@
 //            K = 25 / 150, 6 / 16 channels), dense row-major GEMMs (as 1 x 1 convolutions), a max
 //            pool fused into its convolution, and the blocked activation layout (QBlocked) that
 //            lets a chain of such layers skip the transposes between them.
-// Codes epilogues of the SIMD kernels use the exact division-free thresholds of QCodeTable.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -77,30 +78,17 @@ const char* qweights_check(const uint8_t* buf, size_t bytes, size_t N, size_t K)
 
 enum class QOutMode : int { Int32 = 0, Float = 1, Codes = 2 };
 
-// Exact division-free requantisation (native/kernels/qrequant.h): with q0 = rhe(min(a * inv, L)),
-// the code of a = max(y, 0) is q0 + [a >= hi[q0]] - [a < lo[q0]] (thresholds found by bisection
-// with the scalar formula, so bit-identical to it).
-struct QCodeTable {
-  float inv;                 // fl(1 / actScale)
-  alignas(64) float lo[16];  // lo[k] = least a with code >= k (lo[0] = 0)
-  alignas(64) float hi[16];  // hi[k] = lo[k + 1], hi[levels] = NaN
-};
-// The table of (actScale, levels), false where the division must stay (levels > 15, actScale
-// outside [2^-100, 2^100]). Recent tables are cached per thread.
-bool qcode_table(float actScale, float levels, QCodeTable* out);
-
 struct QOut {
   QOutMode mode;
   void* data;  // int32_t / float / uint8_t
   int64_t P, strideImg, strideP, strideN;
-  const float* scale;  // [N] (Float, Codes)
-  const float* bias;   // [N] (Float, Codes)
-  float actScale;      // Codes
-  float levels;        // Codes: 2^bits - 1
-  const QCodeTable* table;  // Codes, optional (set by the drivers): SIMD epilogues skip the division
-  const float* corr = nullptr;  // optional [N][P] (Float, Codes; conv drivers, GEMM and direct paths): a per-position
-                                // term added after the affine, y = fl(fl(fl(scale * acc) + bias) + corr[n * P + p]),
-                                // p = m % P (the input layer's border correction, DESIGN §1)
+  const double* scale;  // [N] (Float, Codes)
+  const double* bias;   // [N] (Float, Codes)
+  double actScale;      // Codes (inv = fl(1 / actScale))
+  double levels;        // Codes: 2^bits - 1
+  const double* corr = nullptr;  // optional [N][P] (Float, Codes; conv drivers, GEMM and direct paths): a per-position
+                                 // term added after the affine, y = fl(fl(fl(scale * acc) + bias) + corr[n * P + p]),
+                                 // p = m % P (the input layer's border correction, DESIGN §1)
   int32_t aMax = 255;       // an upper bound of the activation codes A (the drivers set it per task from a scan of
                             // that task's operands; it picks an AVX2 kernel, never changes a bit)
 };
@@ -194,23 +182,31 @@ void maxpool2d_u8(const uint8_t* x, size_t planes, size_t H, size_t W, size_t k,
 void maxpool2d_u8_blocked(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, size_t k, size_t stride, uint8_t* y);
 // x: [planes][HW] uint8 -> sums: [planes] int32 (exact).
 void global_sum_u8(const uint8_t* x, size_t planes, size_t HW, int32_t* sums);
-// Global average pool: y = fl(float(sum) * mul) per plane (mul = scale / HW chosen by the caller),
-// then as float (codes == nullptr) or requantised codes. Returns zero codes.
-int64_t global_avgpool_u8(const uint8_t* x, size_t planes, size_t HW, float mul, float* yf, uint8_t* codes,
-                          float actScale, float levels);
-// ReLU + requantise floats: q = min(rhe(max(y, 0) / actScale), levels). Returns zero codes.
-int64_t requant_u8(const float* y, size_t n, float actScale, float levels, uint8_t* q);
-// y[i] += x[i % period] for i < n (n a multiple of period): a per-position term over a batch of planes
-// (the input layer's border correction) or one array into another (period == n). Float adds, in order.
-void add_periodic_f32(float* y, size_t n, const float* x, size_t period);
-// Residual join: y = fl(deq(a) + deq(b)) with deq(codes) = fl(code * s), deq(float) = itself;
-// then ReLU + requantise. a / b: exactly one of the u8 / f32 pointers is non-null each.
+// ReLU + requantise float64 values: q = min(rhe(max(fl(y * inv), 0)), levels). Returns zero codes.
+int64_t requant_u8(const double* y, size_t n, double actScale, double levels, uint8_t* q);
+// One input of a residual join: uint8 codes (acc == nullptr), dequantised as fl(double(code) * s),
+// or int32 accumulators of a layer (codes == nullptr) with its epilogue
+// y = fl(fl(scale[c] * double(acc)) + bias[c]), c = (i / P) % C.
+struct QJoinIn {
+  const uint8_t* codes;
+  const int32_t* acc;
+  double s;
+  const double* scale;
+  const double* bias;
+};
+// Residual join over planes [B*C][P]: y = fl(a + b), then ReLU + requantise as requant_u8.
 // Returns zero codes.
-int64_t add_requant(const uint8_t* a8, const float* af, float sa, const uint8_t* b8, const float* bf, float sb, size_t n,
-                    float actScale, float levels, uint8_t* q);
+int64_t add_requant(const QJoinIn& a, const QJoinIn& b, size_t planes, size_t C, size_t P, double actScale, double levels,
+                    uint8_t* q);
+// The input layer with one integer accumulator per channel group (a per-channel std): acc holds G
+// arrays of [B][O][P] int32 one after another; y = fl(fl(gscale[0][o] * acc_0) + bias[o]), then
+// y = fl(y + fl(gscale[g][o] * acc_g)) for g = 1 .. G-1 in order, then y = fl(y + corr[o][p])
+// (corr may be null); Float (float(y)) or Codes out [B][O][P]. Returns zero codes.
+int64_t qgroups_epilogue(const int32_t* acc, size_t G, size_t B, size_t O, size_t P, const double* gscale, const double* bias,
+                         const double* corr, QOutMode mode, void* out, double actScale, double levels);
 // Linear layer on int32 activations (e.g. after global_sum_u8), plain [N][K] int8 codes:
 // acc (int64, exact) then the Float / Codes epilogue; out row-major [M][N]. Returns zero codes.
-int64_t qlinear_i32(const int32_t* A, size_t M, size_t K, const int8_t* W, size_t N, const float* scale, const float* bias,
-                    QOutMode mode, void* out, float actScale, float levels);
+int64_t qlinear_i32(const int32_t* A, size_t M, size_t K, const int8_t* W, size_t N, const double* scale, const double* bias,
+                    QOutMode mode, void* out, double actScale, double levels);
 
 }  // namespace fl
