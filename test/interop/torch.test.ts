@@ -33,6 +33,13 @@ function py(args: string[], env: Record<string, string> = {}): string {
   return r.stdout;
 }
 
+/** Index of the largest of the 10 logits of image i. */
+function argmax(a: ArrayLike<number>, i: number): number {
+  let k = 0;
+  for (let j = 1; j < 10; j++) if (a[i * 10 + j]! > a[i * 10 + k]!) k = j;
+  return k;
+}
+
 /**
  * Per image: top-1 of both sides and the largest |logit difference|. A top-1 disagreement must be explained by
  * that difference (a code at a rounding boundary): PyTorch's two leading logits are closer than the engines differ.
@@ -139,25 +146,36 @@ test('a quarter-width CIFAR ResNet-18 with BatchNorm and a per-channel std train
     explained++;
   });
   assert.ok(agree >= 0.999 * N, `resnet: top-1 agreement ${agree} of ${N}`);
-  // against the same model in float64 (reported, not asserted: measured about equally close, 994 vs 989 and 997 vs 998)
+  // against the same model in float64 (its float32 constants, exact arithmetic up to ~1e-16): the engine's
+  // float64 epilogue is held to it; PyTorch's own float32 evaluation is reported beside it
   const exact = tensorOf(lf, 'logits64', 'F64', [N, 10]).data;
   const within = (a: ArrayLike<number>) => { let k = 0; for (let i = 0; i < N; i++) { let d = 0; for (let j = 0; j < 10; j++) d = Math.max(d, Math.abs(a[i * 10 + j]! - exact[i * 10 + j]!)); if (d <= 1e-4 * maxAbs) k++; } return k; };
   const [closeF, closeT] = [within(got), within(want)];
-  // the issue's goal is >= 99.9% of images within 1e-4 x max|logit|; with 17 quantised sites the measured share is
-  // lower (reported below), every other image explained by a code at a rounding boundary (asserted above)
+  let agree64 = 0;
+  for (let i = 0; i < N; i++) if (argmax(got, i) === argmax(exact, i)) agree64++;
+  assert.ok(closeF >= 0.999 * N, `resnet: ${closeF} of ${N} images within 1e-4 x max|logit| of PyTorch float64`);
+  assert.ok(agree64 >= 0.999 * N, `resnet: top-1 agreement with PyTorch float64 ${agree64} of ${N}`);
   const masks = path.join(dir, 'masks.safetensors');
   const c = await runCampaign({ model: dep, faults: ['bitflip', 'sa0', 'sa1'], rates: FULL ? [0.01, 0.02, 0.05] : [0.01], trials: FULL ? 5 : 1, out: path.join(dir, 'r.jsonl'), saveMasks: masks, limit: N, dataDir: CIFAR_DIR, quiet: true });
-  const torchAcc = JSON.parse(py(['masks', dir, 'resnet-plain', masks], env)) as Record<string, number>;
-  let worst = 0;
-  const off: string[] = [];
-  for (const rec of c.records) {
-    const k = `${rec.fault}/${rec.rate}/${rec.trial}`;
-    worst = Math.max(worst, Math.abs(100 * (torchAcc[k]! - rec.accuracy)));
-    if (Math.abs(100 * (torchAcc[k]! - rec.accuracy)) > 0.05) off.push(`${k}: flatenn ${rec.accuracy} vs torch ${torchAcc[k]}`);
-  }
-  t.diagnostic(`resnet masked trials beyond 0.05 points: ${off.length} of ${c.records.length}${off.length ? ` (${off.join('; ')})` : ''}`);
-  assert.equal(off.length, 0, `resnet: trials beyond 0.05 points: ${off.join('; ')}`);
-  t.diagnostic(`resnet18 x0.25: torch accuracy ${(100 * twin.accuracy).toFixed(1)}%, flatenn ${(100 * r.accuracy).toFixed(1)}% on ${N}; agreement ${agree}/${N}; ${close}/${N} within 1e-4 x max|logit| of PyTorch float32, ${explained} beyond it with a code < 1e-4 steps from a rounding boundary; ${c.records.length} masked trials, worst |dacc| ${worst.toFixed(4)} points; of the float64 model: flatenn within 1e-4 on ${closeF}, PyTorch float32 on ${closeT}`);
+  const torchAcc = JSON.parse(py(['masks', dir, 'resnet-plain', masks], env)) as { f32: Record<string, number>; f64: Record<string, number> };
+  const compare = (ref: Record<string, number>) => {
+    let worst = 0;
+    const off: string[] = [];
+    for (const rec of c.records) {
+      const k = `${rec.fault}/${rec.rate}/${rec.trial}`;
+      const d = Math.abs(100 * (ref[k]! - rec.accuracy));
+      worst = Math.max(worst, d);
+      if (d > 0.05) off.push(`${k}: flatenn ${rec.accuracy} vs torch ${ref[k]}`);
+    }
+    return { worst, off };
+  };
+  const t64 = compare(torchAcc.f64), t32 = compare(torchAcc.f32);
+  t.diagnostic(`resnet masked trials beyond 0.05 points of PyTorch float64: ${t64.off.length} of ${c.records.length}${t64.off.length ? ` (${t64.off.join('; ')})` : ''}; of PyTorch float32: ${t32.off.length}${t32.off.length ? ` (${t32.off.join('; ')})` : ''}`);
+  assert.equal(t64.off.length, 0, `resnet: trials beyond 0.05 points of PyTorch float64: ${t64.off.join('; ')}`);
+  t.diagnostic(`resnet18 x0.25: torch accuracy ${(100 * twin.accuracy).toFixed(1)}%, flatenn ${(100 * r.accuracy).toFixed(1)}% on ${N}; ` +
+    `PyTorch float64: top-1 agreement ${agree64}/${N}, ${closeF}/${N} within 1e-4 x max|logit| (PyTorch float32: ${closeT}/${N}); ` +
+    `PyTorch float32: agreement ${agree}/${N}, ${close}/${N} within, ${explained} beyond it with a code < 1e-4 steps from a rounding boundary; ` +
+    `${c.records.length} masked trials, worst |dacc| ${t64.worst.toFixed(4)} points vs float64, ${t32.worst.toFixed(4)} vs float32`);
   fs.rmSync(dir, { recursive: true });
 });
 
