@@ -385,7 +385,7 @@ FL_VNNI __attribute__((noinline)) void codes_tile_corr(const Call& cl, const uin
                                                        size_t nvalid, size_t l0, __m512i* cnt, uint8_t* dst) {
   const Geo& g = cl.g;
   const size_t ng = cl.cover.groups.size(), O = g.O, P = g.OH * g.OW;
-  const __m512i ones = _mm512_set1_epi32(-1), zero = _mm512_setzero_si512();
+  const __m512i ones = _mm512_set1_epi32(-1);
   alignas(64) __m512i acc[NC * NV];
   qrq::Y16 best[NC * NV];
   const double inv = qrq::inv_of(cl.o);
@@ -403,8 +403,7 @@ FL_VNNI __attribute__((noinline)) void codes_tile_corr(const Call& cl, const uin
       const double* corr = cl.o.corr + (n0 + size_t(c)) * P;
       for (int v = 0; v < NV; ++v) {
         const qrq::Y16 y = qrq::add16(qrq::affine16(acc[c * NV + v], s, bi), corr[base[v] + off]);
-        const __m512i code = qrq::codes16(y, inv, cl.o.levels);
-        cv = _mm512_mask_sub_epi32(cv, _mm512_mask_cmpeq_epi32_mask(real[v], code, zero), cv, ones);
+        cv = _mm512_mask_sub_epi32(cv, real[v] & qrq::zero16(y, inv), cv, ones);
         best[c * NV + v] = q == 0 ? y : qrq::max16(best[c * NV + v], y);  // (codes are non-decreasing in y; NaN: code 0)
       }
     }

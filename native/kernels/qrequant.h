@@ -81,14 +81,23 @@ FL_QRQ_512 inline Y16 add16(Y16 y, double c) {
   const __m512d vc = _mm512_set1_pd(c);
   return {_mm512_add_pd(y.lo, vc), _mm512_add_pd(y.hi, vc)};
 }
+// rhe(min(fl(y * inv), L)) as int32: NaN and values below -2^31 convert to INT_MIN, negative values
+// to <= 0, so a final integer max with 0 gives min(rhe(max(fl(y * inv), 0)), L) exactly.
 FL_QRQ_512 inline __m256i codes8pd(__m512d y, __m512d inv, __m512d L) {
-  const __m512d t = _mm512_min_pd(_mm512_max_pd(_mm512_mul_pd(y, inv), _mm512_setzero_pd()), L);  // NaN -> 0
+  const __m512d t = _mm512_min_pd(L, _mm512_mul_pd(y, inv));  // (L < t ? L : t): NaN stays NaN
   return _mm512_cvt_roundpd_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 // The 16 codes (int32 lanes).
 FL_QRQ_512 inline __m512i codes16(Y16 y, double inv, double levels) {
   const __m512d vi = _mm512_set1_pd(inv), vl = _mm512_set1_pd(levels);
-  return _mm512_inserti64x4(_mm512_castsi256_si512(codes8pd(y.lo, vi, vl)), codes8pd(y.hi, vi, vl), 1);
+  const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(codes8pd(y.lo, vi, vl)), codes8pd(y.hi, vi, vl), 1);
+  return _mm512_max_epi32(q, _mm512_setzero_si512());
+}
+// Lanes whose code is 0: !(fl(y * inv) > 0.5) (ties to even: 0.5 -> 0; NaN -> 0).
+FL_QRQ_512 inline __mmask16 zero16(Y16 y, double inv) {
+  const __m512d vi = _mm512_set1_pd(inv), h = _mm512_set1_pd(0.5);
+  const __mmask8 lo = _mm512_cmp_pd_mask(_mm512_mul_pd(y.lo, vi), h, _CMP_NGT_UQ), hi = _mm512_cmp_pd_mask(_mm512_mul_pd(y.hi, vi), h, _CMP_NGT_UQ);
+  return __mmask16(unsigned(lo) | unsigned(hi) << 8);
 }
 FL_QRQ_512 inline __m512 float16(Y16 y) {
   return _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(y.lo)), _mm512_cvtpd_ps(y.hi), 1);
