@@ -17,8 +17,8 @@ def pack_codes(codes, bits):
 
 
 def write_safetensors(path, tensors, metadata):
-    """tensors: {name: numpy array of uint8 / float32}; metadata: {str: str}."""
-    dt = {np.dtype(np.uint8): 'U8', np.dtype(np.float32): 'F32'}
+    """tensors: {name: numpy array of uint8 / float32 / float64}; metadata: {str: str}."""
+    dt = {np.dtype(np.uint8): 'U8', np.dtype(np.float32): 'F32', np.dtype(np.float64): 'F64'}
     header, blobs, off = {'__metadata__': metadata}, [], 0
     for name in sorted(tensors):
         a = np.ascontiguousarray(tensors[name])
@@ -53,8 +53,8 @@ def write_deployed(path, *, arch, dataset, input, act_bits, layers, act_range, t
             'topology': topology}
     tensors = {'weight_memory': np.concatenate(memory), 'act.range': np.asarray(act_range, dtype=np.float32)}
     for l in layers:
-        tensors[l['name'] + '.out_scale'] = np.asarray(l['out_scale'], dtype=np.float32)
-        tensors[l['name'] + '.out_bias'] = np.asarray(l['out_bias'], dtype=np.float32)
+        tensors[l['name'] + '.out_scale'] = np.asarray(l['out_scale'], dtype=np.float64)
+        tensors[l['name'] + '.out_bias'] = np.asarray(l['out_bias'], dtype=np.float64)
     write_safetensors(path, tensors, {'flatenn': json.dumps(meta)})
 
 

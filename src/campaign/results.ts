@@ -13,7 +13,8 @@ export const RESULTS_VERSION = 1;
  * padding only (results written before the field existed). 2: derived from the codes in memory, so a
  * faulty first-layer code means what it means in PyTorch; normalised-zero padding where the model says so.
  */
-export const SEMANTICS = 2;
+/** 2: DESIGN §1's input rule (mean term from the codes in memory, padding by the model); 3: float64 epilogues. */
+export const SEMANTICS = 3;
 
 /** Everything that determines the trials' results (a resumed or merged file must match it exactly). */
 export interface CampaignSettings {
@@ -103,7 +104,7 @@ function canonical(v: unknown): string {
 export function semanticsMismatch(a: CampaignSettings, b: CampaignSettings): string {
   const sa = a.semantics ?? 1, sb = b.semantics ?? 1;
   if (sa === sb) return '';
-  return `semantics version ${sa} vs ${sb}: the trials were computed under different rules (DESIGN §1-§2: from version 2 on, the input layer's mean term follows the codes in memory and padding follows the model), so they cannot be resumed, merged or paired; re-run the older campaign with this version`;
+  return `semantics version ${sa} vs ${sb}: the trials were computed under different rules (DESIGN §1-§2: from version 2 on, the input layer's mean term follows the codes in memory and padding follows the model; from version 3 on, the engine's epilogues are float64), so they cannot be resumed, merged or paired; re-run the older campaign with this version`;
 }
 
 /** Names the first setting that differs ('' when equal). The model path may differ if its hash is the same. */

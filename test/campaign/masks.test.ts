@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { runCampaign } from '../../src/campaign/campaign';
-import { readResults, mergeResults } from '../../src/campaign/results';
+import { readResults, mergeResults, SEMANTICS } from '../../src/campaign/results';
 import { FaultSpace } from '../../src/campaign/faults';
 import { readMasks, maskKey } from '../../src/campaign/masks';
 import { readDeployed } from '../../src/deploy/format';
@@ -89,7 +89,7 @@ test("the README's numpy snippet applies a saved mask exactly as the engine does
   fs.rmSync(dir, { recursive: true });
 });
 
-test('results of semantics version 1 (written before DESIGN §1 changed) are neither resumed nor paired with version 2', async () => {
+test('results of an older semantics version (version 1: written before DESIGN §1 changed) are neither resumed nor paired with the current one', async () => {
   const dir = tmpDir('semver');
   writeMnist(dir, 'test', 20, true);
   const model = path.join(dir, 'tiny.safetensors');
@@ -97,7 +97,7 @@ test('results of semantics version 1 (written before DESIGN §1 changed) are nei
   const out = path.join(dir, 'r.jsonl');
   const opts = { model, faults: ['bitflip'] as 'bitflip'[], rates: [0.01], trials: 2, out, dataDir: dir, quiet: true };
   await runCampaign(opts);
-  assert.equal(readResults(out).header.settings.semantics, 2);
+  assert.equal(readResults(out).header.settings.semantics, SEMANTICS);
   // the same file as an older build wrote it: no semantics field
   const lines = fs.readFileSync(out, 'utf8').trim().split('\n');
   const h = JSON.parse(lines[0]!) as { settings: Record<string, unknown> };
@@ -105,10 +105,10 @@ test('results of semantics version 1 (written before DESIGN §1 changed) are nei
   const old = path.join(dir, 'old.jsonl');
   fs.writeFileSync(old, [JSON.stringify(h), lines[1]].join('\n') + '\n');
   assert.equal(readResults(old).header.settings.semantics, 1);
-  await assert.rejects(runCampaign({ ...opts, out: old }), /semantics version 1 vs 2/);
+  await assert.rejects(runCampaign({ ...opts, out: old }), new RegExp(`semantics version 1 vs ${SEMANTICS}`));
   const r = spawnSync(process.execPath, [CLI, 'summary', out, '--baseline', old], { encoding: 'utf8' });
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /semantics version 2 vs 1/);
-  assert.throws(() => mergeResults([{ path: out, file: readResults(out) }, { path: old, file: readResults(old) }]), /semantics version 2 vs 1/);
+  assert.match(r.stderr, new RegExp(`semantics version ${SEMANTICS} vs 1`));
+  assert.throws(() => mergeResults([{ path: out, file: readResults(out) }, { path: old, file: readResults(old) }]), new RegExp(`semantics version ${SEMANTICS} vs 1`));
   fs.rmSync(dir, { recursive: true });
 });
