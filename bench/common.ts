@@ -1,6 +1,6 @@
 // Shared pieces of flatenn's end-to-end benchmarks: the row type, timing
-// statistics, the PyTorch side (bench/torch_lenet.py under Debian's
-// /usr/bin/python3), a small argument parser and markdown tables.
+// statistics, the PyTorch side (bench/torch_lenet.py and bench/torch_resnet18.py
+// under Debian's /usr/bin/python3), a small argument parser and markdown tables.
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -35,6 +35,8 @@ export interface Row {
 /** Repository root (this file runs from dist/bench/). */
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const TORCH_SCRIPT = path.join(ROOT, 'bench', 'torch_lenet.py');
+/** The ResNet-18 twin (bench/resnet18.ts); it imports torch_lenet.py's fake quantisation. */
+export const TORCH_RESNET18_SCRIPT = path.join(ROOT, 'bench', 'torch_resnet18.py');
 /** Debian's python3-torch imports only under the system interpreter. */
 export const DEFAULT_PYTHON = process.env.FLATENN_BENCH_PYTHON ?? '/usr/bin/python3';
 
@@ -70,14 +72,15 @@ export interface TorchResult {
   command: string;
 }
 
-/** Runs bench/torch_lenet.py with the given arguments; never throws. */
-export function runTorch(args: string[], opts: { python?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<TorchResult> {
+/** Runs bench/torch_lenet.py (or `opts.script`) with the given arguments; never throws. */
+export function runTorch(args: string[], opts: { python?: string; script?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<TorchResult> {
   const python = opts.python ?? DEFAULT_PYTHON;
+  const script = opts.script ?? TORCH_SCRIPT;
   const envNote = opts.env?.LD_LIBRARY_PATH ? `LD_LIBRARY_PATH=${opts.env.LD_LIBRARY_PATH} ` : '';
-  const command = envNote + [python, path.relative(process.cwd(), TORCH_SCRIPT) || TORCH_SCRIPT, ...args].join(' ');
-  if (!fs.existsSync(TORCH_SCRIPT)) return Promise.resolve({ ok: false, error: `${TORCH_SCRIPT} not found`, command });
+  const command = envNote + [python, path.relative(process.cwd(), script) || script, ...args].join(' ');
+  if (!fs.existsSync(script)) return Promise.resolve({ ok: false, error: `${script} not found`, command });
   return new Promise((resolve) => {
-    execFile(python, [TORCH_SCRIPT, ...args], { timeout: opts.timeoutMs ?? 30 * 60 * 1000, maxBuffer: 16 << 20, ...(opts.env ? { env: opts.env } : {}) }, (err, stdout, stderr) => {
+    execFile(python, [script, ...args], { timeout: opts.timeoutMs ?? 30 * 60 * 1000, maxBuffer: 16 << 20, ...(opts.env ? { env: opts.env } : {}) }, (err, stdout, stderr) => {
       if (err) {
         const why = (stderr.trim().split('\n').pop() ?? '') || err.message;
         resolve({ ok: false, error: `PyTorch run failed: ${why}`, command });
@@ -132,14 +135,18 @@ export function peerEnv(build: TorchBuild, threads: number, capAvx2: boolean): N
 
 export interface PeerRun { build: TorchBuild; result: TorchResult; load: number }
 
-/** Runs the twin once per BLAS build present (never throws; `log` gets failures). */
-export async function runTorchBuilds(args: string[], o: { python?: string; threads: number; capAvx2: boolean; log: (s: string) => void }): Promise<PeerRun[]> {
+/**
+ * Runs the twin once per BLAS build present (never throws; `log` gets failures). `script` picks the twin
+ * (default bench/torch_lenet.py); `label` names the benchmark in log lines (default: the first argument).
+ */
+export async function runTorchBuilds(args: string[], o: { python?: string; script?: string; label?: string; threads: number; capAvx2: boolean; log: (s: string) => void }): Promise<PeerRun[]> {
   const out: PeerRun[] = [];
+  const label = o.label ?? args[0];
   for (const build of torchBuilds()) {
     const load = os.loadavg()[0]!;
-    o.log(`${args[0]}: ${build.name}: ${args.join(' ')}`);
-    const result = await runTorch(args, { ...(o.python ? { python: o.python } : {}), env: peerEnv(build, o.threads, o.capAvx2) });
-    if (!result.ok) o.log(`${args[0]}: ${build.name}: ${result.error}`);
+    o.log(`${label}: ${build.name}: ${args.join(' ')}`);
+    const result = await runTorch(args, { ...(o.python ? { python: o.python } : {}), ...(o.script ? { script: o.script } : {}), env: peerEnv(build, o.threads, o.capAvx2) });
+    if (!result.ok) o.log(`${label}: ${build.name}: ${result.error}`);
     out.push({ build, result, load });
   }
   return out;

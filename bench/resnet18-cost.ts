@@ -31,7 +31,7 @@ export interface CostReport {
 }
 
 /** Random 3x32x32 images (the speed does not depend on the pixels' meaning). */
-function randomImages(n: number, seed: number): ImageSet {
+export function randomImages(n: number, seed: number): ImageSet {
   let s = seed >>> 0 || 1;
   const img = new Uint8Array(n * 3072);
   for (let i = 0; i < img.length; i++) { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; img[i] = s & 255; }

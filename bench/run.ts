@@ -1,11 +1,12 @@
 // `npm run bench`: every benchmark module that exists (kernel benchmarks
-// bench/gemm.ts `gemmBench`, bench/qgemm.ts `qgemmBench`, then training and
-// campaigns beside PyTorch), all rows written to bench/results/local/latest.json
-// (git-ignored; --out writes elsewhere, e.g. the tracked bench/results/latest.json
-// when results are to be published) with the machine they ran on, and printed as
-// markdown tables. A heartbeat line every 10 s names the module running; goals
-// that need CPU features this machine lacks are reported as "n/a on this CPU".
-//   node dist/bench/run.js [--quick] [--threads N] [--only train,campaign] [--out file.json] [--no-torch]
+// bench/gemm.ts `gemmBench`, bench/qgemm.ts `qgemmBench`, then LeNet-5 training
+// and campaigns and ResNet-18 training and inference beside PyTorch), all rows
+// written to bench/results/local/latest.json (git-ignored; --out writes elsewhere,
+// e.g. the tracked bench/results/latest.json when results are to be published)
+// with the machine they ran on, and printed as markdown tables. A heartbeat line
+// every 10 s names the module running; goals that need CPU features this machine
+// lacks are reported as "n/a on this CPU".
+//   node dist/bench/run.js [--quick] [--threads N] [--only train,campaign,resnet18] [--out file.json] [--no-torch]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,8 +16,12 @@ import { nativeEngineAvailable } from '../src/engine/native-engine';
 import { engineInfo, setIsa, setThreads } from '../src/native/info';
 import { campaignBench } from './campaign';
 import { markdownTable, messageOf, parseArgs, positiveInt, printRows, ROOT, type Row } from './common';
+import { resnet18Bench } from './resnet18';
 import { trainBench } from './train';
 import { startHeartbeat } from './heartbeat';
+
+/** The benchmark modules, in the order they run (`--only` takes a comma-separated subset). */
+export const MODULE_NAMES = ['gemm', 'qgemm', 'train', 'campaign', 'resnet18'] as const;
 
 /** Where results go unless --out says otherwise: git-ignored, so a run never dirties tracked files. */
 export const DEFAULT_OUT = path.join(ROOT, 'bench', 'results', 'local', 'latest.json');
@@ -117,6 +122,7 @@ export async function runBenchmarks(o: RunOptions = {}): Promise<BenchReport> {
     { name: 'qgemm', run: optionalBench('qgemm', 'qgemmBench') },
     { name: 'train', run: (x) => trainBench({ ...common, ...x }) },
     { name: 'campaign', run: (x) => campaignBench({ ...common, ...x }) },
+    { name: 'resnet18', run: (x) => resnet18Bench({ ...common, ...x }) },
   ];
   const beat = startHeartbeat();
   try {
@@ -177,7 +183,7 @@ export function printReport(r: BenchReport, print: (s: string) => void = console
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2), { quick: 'boolean', threads: 'number', only: 'string', out: 'string', 'no-torch': 'boolean', 'data-dir': 'string', python: 'string' });
   const only = typeof a.only === 'string' ? a.only.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
-  const known = ['gemm', 'qgemm', 'train', 'campaign'];
+  const known: readonly string[] = MODULE_NAMES;
   for (const n of only ?? []) if (!known.includes(n)) throw new RangeError(`--only: unknown benchmark '${n}' (known: ${known.join(', ')})`);
   const r = await runBenchmarks({
     quick: !!a.quick, noTorch: !!a['no-torch'],

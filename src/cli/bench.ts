@@ -11,8 +11,8 @@ export function benchAvailable(): boolean {
 
 export const benchCommand: CommandSpec = {
   name: 'bench',
-  summary: "Run the benchmarks of a source checkout (kernels, training and campaigns beside PyTorch); writes bench/results/local/latest.json (git-ignored) unless --out.\nKernel speed per ISA and thread count, from any installation: 'flatenn bench kernels'.",
-  usage: 'flatenn bench [--quick] [--only gemm,qgemm,train,campaign] [--no-torch] [--out file.json]',
+  summary: "Run the benchmarks of a source checkout (kernels; LeNet-5 training and campaigns, ResNet-18 training and inference, beside PyTorch); writes bench/results/local/latest.json (git-ignored) unless --out.\nKernel speed per ISA and thread count, from any installation: 'flatenn bench kernels'.",
+  usage: 'flatenn bench [--quick] [--only gemm,qgemm,train,campaign,resnet18] [--no-torch] [--out file.json]',
   examples: ['flatenn bench --quick --no-torch'],
   options: {
     quick: { type: 'boolean', description: 'a short version' },
