@@ -23,6 +23,7 @@
 //   qgroupsEpilogue(acc: I32 [G*B*O*P], G, B, O, P, gscale: F64 [G*O], bias: F64 [O], corr: F64 [O*P]|null,
 //                   mode: 'float'|'codes', out: F32|U8 [B*O*P], actBits, actRange): number
 //   qlinearI32(A: I32 [M*K], M, K, W: I8 [N*K], N, mode: 'float'|'codes', out, scale: F64, bias: F64, actBits, actRange): number
+//   qconvRunsDirect(qw: U8, O, C, H, W, k, stride, pad, poolK, poolStride, mode, dense: boolean): boolean
 //   qgemmPeakProbe(iters): {macs, seconds, cpuSeconds}
 // actBits in [1, 8], actRange r > 0: actScale = fl32(fl32(r) / (2^actBits - 1)) as in reluFakeQuant (the
 // model's activation scale), then used in float64 by the epilogues; read (and must be valid) only in
@@ -383,6 +384,22 @@ Napi::Value QlinearI32(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, double(fl::qlinear_i32(A.data, M, K, W.data, N, o.scale, o.bias, mode, out, as, levels)));
 }
 
+Napi::Value QconvRunsDirect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const size_t O = size_t(integer(info, 1, "O", 1, kMaxDim)), C = size_t(integer(info, 2, "C", 1, kMaxDim));
+  const size_t H = size_t(integer(info, 3, "H", 1, kMaxDim)), W = size_t(integer(info, 4, "W", 1, kMaxDim));
+  const size_t k = size_t(integer(info, 5, "k", 1, 64)), stride = size_t(integer(info, 6, "stride", 1, 64));
+  const size_t pad = size_t(integer(info, 7, "pad", 0, 64));
+  const size_t pk = size_t(integer(info, 8, "poolK", 1, 64)), ps = size_t(integer(info, 9, "poolStride", 1, 64));
+  const fl::QOutMode mode = parse_mode(info, 10, true);
+  const bool dense = boolean(info, 11, "dense");
+  const size_t K = dense ? C : mul_checked(env, {C, k, k}, "C * k * k");
+  if (K > size_t(kMaxK)) range_error(env, "Expected C * k * k <= 65536 but it is " + std::to_string(K));
+  const uint8_t* qw = weights(info, 0, O, K);
+  if (!dense && (H + 2 * pad < k || W + 2 * pad < k)) return Napi::Boolean::New(env, false);
+  return Napi::Boolean::New(env, fl::qconv_runs_direct(qw, C, H, W, k, k, stride, pad, pk, ps, mode, dense));
+}
+
 // qgemmPeakProbe(iters): {macs, seconds, cpuSeconds} of the VNNI issue-rate loop on this thread
 // (macs = 0 without AVX-512 VNNI). The CPU-time rate is the core's ceiling on a shared machine.
 Napi::Value QgemmPeakProbe(const Napi::CallbackInfo& info) {
@@ -402,6 +419,7 @@ Napi::Value QgemmPeakProbe(const Napi::CallbackInfo& info) {
 
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("qgemmPeakProbe", flb::fn(env, QgemmPeakProbe, "qgemmPeakProbe"));
+  exports.Set("qconvRunsDirect", flb::fn(env, QconvRunsDirect, "qconvRunsDirect"));
   exports.Set("qweightsBytes", flb::fn(env, QweightsBytes, "qweightsBytes"));
   exports.Set("qweightsRepack", flb::fn(env, QweightsRepack, "qweightsRepack"));
   exports.Set("qweightsFromCodes", flb::fn(env, QweightsFromCodes, "qweightsFromCodes"));

@@ -938,6 +938,12 @@ bool use_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size
 }
 }  // namespace
 
+bool qconv_runs_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
+                       size_t poolK, size_t poolStride, QOutMode mode, bool dense) {
+  if (dense) return qconv_direct_applies(qw, C, 1, 1, 1, 1, 1, 0, 1, 1, mode);  // qgemm_u8s8's rule (dense rows, no corr)
+  return use_direct(qw, C, H, W, kh, kw, stride, pad, poolK, poolStride, mode, QConvPath::Auto, nullptr);
+}
+
 int64_t qconv2d_pool_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
                         size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o, QConvPath path, QBlocked bl) {
   if (use_direct(qw, C, H, W, kh, kw, stride, pad, poolK, poolStride, o.mode, path, o.corr))

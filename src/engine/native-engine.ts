@@ -30,6 +30,7 @@ interface QBindings {
   requantU8(y: F64, actBits: number, actRange: number, q: U8): number;
   qweightsFromCodes(codes: Int8Array, N: number, K: number, dst: U8): string;
   addRequantU8(a: U8 | Int32Array, sa: number, aScale: F64 | null, aBias: F64 | null, b: U8 | Int32Array, sb: number, bScale: F64 | null, bBias: F64 | null, C: number, P: number, actBits: number, actRange: number, q: U8): number;
+  qconvRunsDirect(qw: U8, O: number, C: number, H: number, W: number, k: number, stride: number, pad: number, poolK: number, poolStride: number, mode: Mode, dense: boolean): boolean;
   qgroupsEpilogue(acc: Int32Array, G: number, B: number, O: number, P: number, gscale: F64, bias: F64, corr: F64 | null, mode: 'float' | 'codes', out: F32 | U8, actBits: number, actRange: number): number;
   qlinearI32(A: Int32Array, M: number, K: number, W: Int8Array, N: number, mode: 'float' | 'codes', out: F32 | U8, scale: F64, bias: F64, actBits: number, actRange: number): number;
   unpackInt(packed: U8, bits: number, n: number, out: Int8Array): void;
@@ -39,7 +40,7 @@ let bindings: QBindings | null | undefined;
 function load(): QBindings | null {
   if (bindings !== undefined) return bindings;
   try {
-    const names = ['qweightsBytes', 'qweightsRepack', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8', 'maxpool2dU8Blocked', 'globalSumU8', 'requantU8', 'addRequantU8', 'qgroupsEpilogue', 'qlinearI32', 'unpackInt', 'qweightsFromCodes'];
+    const names = ['qweightsBytes', 'qweightsRepack', 'qgemm', 'qconv2d', 'qconv2dPool', 'maxpool2dU8', 'maxpool2dU8Blocked', 'globalSumU8', 'requantU8', 'addRequantU8', 'qgroupsEpilogue', 'qlinearI32', 'unpackInt', 'qweightsFromCodes', 'qconvRunsDirect'];
     const b: Record<string, unknown> = {};
     for (const n of names) b[n] = nativeFn(n);
     bindings = b as unknown as QBindings;
@@ -119,18 +120,33 @@ export class NativeEngine {
     this.blockable = this.blockedValues();
   }
 
+  /** Whether layer step `si` runs on the direct kernel (with the weights as last repacked): the only path that reads and writes the blocked layout without converting. */
+  private runsDirect(si: number): boolean {
+    const st = this.plan.steps[si]!;
+    if (st.op !== 'layer' || !this.allDirect) return false;
+    const qw = this.qw[st.layer]!, O = this.m.meta.layers[st.layer]!.shape[0]!;
+    const mode: Mode = st.site !== null ? 'codes' : this.joinAcc[si] ? 'int32' : 'float';
+    if (st.node.op === 'linear') return this.q.qconvRunsDirect(qw, O, st.node.inFeatures, 1, 1, 1, 1, 0, 1, 1, mode, true);
+    const [C, H, W] = st.inShape as [number, number, number];
+    const pi = this.poolOf[si]!;
+    const pool = pi >= 0 ? (this.plan.steps[pi] as Extract<Step, { op: 'maxpool' }>) : null;
+    return this.q.qconvRunsDirect(qw, O, C, H, W, st.node.kernel, st.node.stride, st.node.pad, pool?.kernel ?? 1, pool?.stride ?? 1, mode, false);
+  }
+
   /**
    * Values that may live in the blocked layout: produced by a conv / linear layer on codes (or a
-   * fused conv + pool) or a max pool of a blocked value, read only by such layers and max pools
-   * (through flatten aliases), and not the output.
+   * fused conv + pool) that runs on the direct kernel, or a max pool of a blocked value, read only
+   * by such layers and max pools (through flatten aliases), and not the output. (A layer on the
+   * GEMM path would convert its blocked input and output around itself: a pass over memory each.)
    */
   private blockedValues(): boolean[] {
     const steps = this.plan.steps, n = this.plan.kinds.length;
     const root = (id: number): number => this.aliasOf(id);
     const blocked = new Array<boolean>(n).fill(false);
     const gapOut = new Set(steps.filter((s) => s.op === 'gap').map((s) => s.out));
+    const direct = steps.map((_, i) => this.runsDirect(i));
     steps.forEach((st, i) => {
-      if (st.op === 'layer' && !gapOut.has(root(st.input)) && !(this.splitInput.has(st.layer) && perChannelStd(this.m))) blocked[this.poolOf[i]! >= 0 ? (steps[this.poolOf[i]!] as { out: number }).out : st.out] = true;
+      if (st.op === 'layer' && direct[i] && !gapOut.has(root(st.input)) && !(this.splitInput.has(st.layer) && perChannelStd(this.m))) blocked[this.poolOf[i]! >= 0 ? (steps[this.poolOf[i]!] as { out: number }).out : st.out] = true;
       if (st.op === 'maxpool') blocked[st.out] = true;
     });
     for (let changed = true; changed;) {
@@ -140,10 +156,10 @@ export class NativeEngine {
       });
       for (let id = 0; id < n; id++) {
         if (!blocked[id]) continue;
-        const ok = root(this.plan.output) !== id && steps.every((st) => {
+        const ok = root(this.plan.output) !== id && steps.every((st, i) => {
           const ins = st.op === 'add' ? st.inputs : st.op === 'alias' ? [] : [st.input];
           if (!ins.some((x) => root(x) === id)) return true;
-          if (st.op === 'layer') return true;  // conv / linear layers on codes read it
+          if (st.op === 'layer') return direct[i]!;  // conv / linear layers on the direct kernel read it
           return st.op === 'maxpool' && blocked[st.out]!;  // a pool reads the layout it writes
         });
         if (!ok) { blocked[id] = false; changed = true; }

@@ -168,6 +168,11 @@ int64_t qconv2d_pool_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W
 // CPU with VNNI, pooling only with codes, buffers of reasonable size).
 bool qconv_direct_applies(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
                           size_t poolK, size_t poolStride, QOutMode mode);
+// Whether qconv2d_u8 / qconv2d_pool_u8 (path Auto) run this convolution on the direct kernel, or, with
+// dense, whether qgemm_u8s8 runs a dense [M][C] x [N][C] GEMM there: a caller keeps activations in
+// the blocked layout only between layers that do (other paths convert around themselves).
+bool qconv_runs_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
+                       size_t poolK, size_t poolStride, QOutMode mode, bool dense);
 // The direct kernel itself (poolK = 1: no pooling); out [B][O][PH][PW] in o.data (o.P etc. unused),
 // input and output plain or blocked.
 int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W, const uint8_t* qw, size_t kh, size_t kw,
