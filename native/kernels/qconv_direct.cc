@@ -1,5 +1,6 @@
-// Direct int4 convolution with 16 images in the vector lanes (AVX-512 VNNI), optionally fused
-// with the max pool that follows it (contracts in flatenn/qengine.h).
+// Direct int4 convolution with 16 images in the vector lanes (AVX-512 VNNI, or AVX2 for weights
+// of at most 4 bits), optionally fused with the max pool that follows it (contracts in
+// flatenn/qengine.h).
 //
 // Why: LeNet-5's convolutions have few input taps (K = 25, 150) and few output channels (6, 16),
 // so im2col + GEMM spends its time packing. Here lane i of every vector belongs to image i of a
@@ -195,6 +196,8 @@ struct Call {
   std::vector<int32_t> negm;    // [O] 0 or -1
   bool anyNeg = false;
   bool inBlocked = false, outBlocked = false;  // layouts (qengine.h): blocks of 16 images
+  Isa isa = Isa::Avx512;        // the weights' layout: Avx512 (VNNI kernels) or Avx2
+  int32_t wlo = 0, whi = 0;     // the weight codes' range (the AVX2 kernels' int16 run length)
   std::vector<uint8_t> termAt;  // [LP], with o.corr: 1 where a position of the window has a non-zero term
 };
 
@@ -571,6 +574,299 @@ FL_VNNI void run_task(const Call& cl, const uint8_t* x, size_t t, size_t nimg, i
   }
 }
 
+
+// ---- AVX2 (no VNNI): the same planes and tap groups, 8 images per ymm ---------------------------
+// A plane position is the same 64 bytes (image i's 4 taps at bytes 4i..4i+3), read as two ymm
+// (images 0-7, 8-15). vpmaddubsw (u8 x s8) gives each image's two pair sums in int16; `run` groups
+// (qgemm_avx2_run: the exact bound for the block's activation maximum and the weights' range) are
+// summed in int16 before vpmaddwd widens them into the int32 accumulators, which live in memory
+// (touched once per run). Tiles: NC <= 6 channels x 1 position (2 NC int16 sums, 2 loads and a
+// broadcast in the 16 registers). Same bits as the scalar spec (integer sums are exact).
+#define FL_A2 __attribute__((target("avx2,fma")))
+
+constexpr size_t kA2MaxNC = 6;
+
+// 16 x 16 byte transpose (SSE2 unpacks): x[r] byte c -> x[c] byte r.
+FL_A2 inline void transpose16(__m128i* x) {
+  __m128i t[16], u[16];
+  for (int i = 0; i < 8; ++i) { t[2 * i] = _mm_unpacklo_epi8(x[2 * i], x[2 * i + 1]); t[2 * i + 1] = _mm_unpackhi_epi8(x[2 * i], x[2 * i + 1]); }
+  for (int q = 0; q < 4; ++q) {
+    u[4 * q] = _mm_unpacklo_epi16(t[4 * q], t[4 * q + 2]);
+    u[4 * q + 1] = _mm_unpackhi_epi16(t[4 * q], t[4 * q + 2]);
+    u[4 * q + 2] = _mm_unpacklo_epi16(t[4 * q + 1], t[4 * q + 3]);
+    u[4 * q + 3] = _mm_unpackhi_epi16(t[4 * q + 1], t[4 * q + 3]);
+  }
+  for (int o = 0; o < 2; ++o)
+    for (int k = 0; k < 4; ++k) {
+      t[8 * o + 2 * k] = _mm_unpacklo_epi32(u[8 * o + k], u[8 * o + 4 + k]);
+      t[8 * o + 2 * k + 1] = _mm_unpackhi_epi32(u[8 * o + k], u[8 * o + 4 + k]);
+    }
+  for (int j = 0; j < 8; ++j) { x[2 * j] = _mm_unpacklo_epi64(t[j], t[8 + j]); x[2 * j + 1] = _mm_unpackhi_epi64(t[j], t[8 + j]); }
+}
+
+// rows[r] (r < 16, nullptr = zeros): W bytes each -> frame positions dst + w * 16, byte r.
+FL_A2 void transpose_rows_in_a2(const uint8_t* const* rows, size_t W, uint8_t* dst) {
+  for (size_t w0 = 0; w0 < W; w0 += 16) {
+    const size_t n = std::min<size_t>(16, W - w0);
+    __m128i x[16];
+    for (int r = 0; r < 16; ++r) {
+      if (!rows[r]) { x[r] = _mm_setzero_si128(); continue; }
+      if (n == 16) { x[r] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r] + w0)); continue; }
+      alignas(16) uint8_t t[16] = {};
+      std::memcpy(t, rows[r] + w0, n);
+      x[r] = _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+    }
+    transpose16(x);
+    for (size_t c = 0; c < n; ++c) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (w0 + c) * 16), x[c]);
+  }
+}
+
+// Staging [n <= 16 elements][16 images] at src -> image rows out[img][0 .. n).
+FL_A2 void transpose_out16_a2(const uint8_t* src, size_t n, uint8_t* const* out, size_t nimg) {
+  __m128i x[16];
+  for (size_t e = 0; e < 16; ++e) x[e] = e < n ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16 * e)) : _mm_setzero_si128();
+  transpose16(x);
+  for (size_t i = 0; i < nimg; ++i) {
+    if (n == 16) { _mm_storeu_si128(reinterpret_cast<__m128i*>(out[i]), x[i]); continue; }
+    alignas(16) uint8_t t[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(t), x[i]);
+    std::memcpy(out[i], t, n);
+  }
+}
+
+// 4 taps x 16 images (one 16-byte vector per tap) -> 64 bytes, image i's 4 taps at 4i.
+FL_A2 inline void taps_store_a2(__m128i t0, __m128i t1, __m128i t2, __m128i t3, uint8_t* dst) {
+  const __m128i a = _mm_unpacklo_epi8(t0, t1), b = _mm_unpackhi_epi8(t0, t1);
+  const __m128i c = _mm_unpacklo_epi8(t2, t3), d = _mm_unpackhi_epi8(t2, t3);
+  _mm_store_si128(reinterpret_cast<__m128i*>(dst), _mm_unpacklo_epi16(a, c));
+  _mm_store_si128(reinterpret_cast<__m128i*>(dst + 16), _mm_unpackhi_epi16(a, c));
+  _mm_store_si128(reinterpret_cast<__m128i*>(dst + 32), _mm_unpacklo_epi16(b, d));
+  _mm_store_si128(reinterpret_cast<__m128i*>(dst + 48), _mm_unpackhi_epi16(b, d));
+}
+
+FL_A2 void build_plane_a2(const Call& cl, const Plane& pl, const uint8_t* frame, uint8_t* dst) {
+  const Geo& g = cl.g;
+  const size_t rowB = g.Wf * 16, chB = g.Hf * rowB;
+  const uint8_t* s[4];
+  for (size_t t = 0; t < 4; ++t)
+    s[t] = pl.type == kH ? frame + size_t(pl.ch) * chB + t * 16
+         : pl.type == kV ? frame + size_t(pl.ch) * chB + t * rowB
+                         : frame + std::min<size_t>(size_t(pl.ch) + t, g.C - 1) * chB;
+  const auto ld = [](const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
+  for (size_t R = 0; R < g.Hp; ++R)
+    for (size_t C = 0; C < g.Wq; ++C, dst += 64) {
+      const size_t off = R * rowB + C * 16;
+      taps_store_a2(ld(s[0] + off), ld(s[1] + off), ld(s[2] + off), ld(s[3] + off), dst);
+    }
+}
+
+// acc[c][h] (images 8h .. 8h+7) += sum over groups of dot4(pb[go[g]], w[g * O + c]), int16 runs.
+template <int NC>
+FL_A2 __attribute__((noinline)) void mac_tile_a2(const uint8_t* pb, const int64_t* go, const int32_t* w, size_t ng, size_t O, size_t run,
+                                                  __m256i* acc) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int i = 0; i < 2 * NC; ++i) acc[i] = _mm256_setzero_si256();
+  for (size_t g0 = 0; g0 < ng; g0 += run) {
+    const size_t g1 = std::min(ng, g0 + run);
+    __m256i t[NC][2];
+#pragma GCC unroll 8
+    for (int c = 0; c < NC; ++c) t[c][0] = t[c][1] = _mm256_setzero_si256();
+    const int32_t* wp = w + g0 * O;
+    for (size_t gi = g0; gi < g1; ++gi, wp += O) {
+      const uint8_t* a = pb + go[gi];
+      const __m256i a0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(a)), a1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(a + 32));
+#pragma GCC unroll 8
+      for (int c = 0; c < NC; ++c) {
+        const __m256i wv = _mm256_set1_epi32(wp[c]);
+        t[c][0] = _mm256_add_epi16(t[c][0], _mm256_maddubs_epi16(a0, wv));
+        t[c][1] = _mm256_add_epi16(t[c][1], _mm256_maddubs_epi16(a1, wv));
+      }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < NC; ++c) {
+      acc[2 * c] = _mm256_add_epi32(acc[2 * c], _mm256_madd_epi16(t[c][0], ones));
+      acc[2 * c + 1] = _mm256_add_epi32(acc[2 * c + 1], _mm256_madd_epi16(t[c][1], ones));
+    }
+    __asm__ volatile("" : : "r"(acc) : "memory");  // the accumulators stay in memory
+  }
+}
+
+// 16 codes (int32 in two ymm) -> 16 bytes at dst.
+FL_A2 inline void store_codes16_a2(__m256i lo, __m256i hi, uint8_t* dst) {
+  const __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_packus_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)));
+}
+FL_A2 inline int64_t count8(__m256i mask) { return __builtin_popcount(unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(mask)))); }
+
+// One position (lp) of channels [n0, n0 + NC), every pool phase, codes (qrequant.h) into dst + c * LP * 16.
+template <int NC, bool NEG>
+FL_A2 __attribute__((noinline)) void codes_tile_a2(const Call& cl, const uint8_t* pb, size_t n0, const __m256i* vm, size_t run,
+                                                    int64_t* cnt, uint8_t* dst) {
+  const Geo& g = cl.g;
+  const size_t ng = cl.cover.groups.size(), O = g.O;
+  alignas(32) __m256i acc[2 * NC], best[2 * NC];
+  for (size_t q = 0; q < g.Q; ++q) {
+    mac_tile_a2<NC>(pb, cl.goff.data() + q * ng, cl.wg.data() + n0, ng, O, run, acc);
+    for (int c = 0; c < NC; ++c) {
+      const __m256i z = _mm256_set1_epi32(cl.zt[n0 + c]), m = _mm256_set1_epi32(cl.negm[n0 + c]);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i x = NEG ? _mm256_xor_si256(acc[2 * c + h], m) : acc[2 * c + h];
+        *cnt += count8(_mm256_and_si256(_mm256_cmpgt_epi32(z, x), vm[h]));
+        best[2 * c + h] = q == 0 ? x : _mm256_max_epi32(best[2 * c + h], x);
+      }
+    }
+  }
+  const double inv = qrq::inv_of(cl.o);
+  for (int c = 0; c < NC; ++c) {
+    const double s = cl.o.scale[n0 + c], bi = cl.o.bias[n0 + c];
+    const __m256i m = _mm256_set1_epi32(NEG ? cl.negm[n0 + c] : 0);
+    const __m256i lo = qrq::codes8(qrq::affine8(_mm256_xor_si256(best[2 * c], m), s, bi), inv, cl.o.levels);
+    const __m256i hi = qrq::codes8(qrq::affine8(_mm256_xor_si256(best[2 * c + 1], m), s, bi), inv, cl.o.levels);
+    store_codes16_a2(lo, hi, dst + size_t(c) * g.LP * kImg);
+  }
+}
+
+// The same with a per-position term (o.corr): the window's maximum over y (codes are non-decreasing
+// in y), zero codes counted per phase as !(fl(y * inv) > 0.5).
+template <int NC>
+FL_A2 __attribute__((noinline)) void codes_tile_corr_a2(const Call& cl, const uint8_t* pb, size_t n0, const __m256i* vm, size_t run,
+                                                         size_t lp, int64_t* cnt, uint8_t* dst) {
+  const Geo& g = cl.g;
+  const size_t ng = cl.cover.groups.size(), O = g.O, P = g.OH * g.OW;
+  const size_t base = (lp / g.LW) * g.ps * g.OW + (lp % g.LW) * g.ps;
+  alignas(32) __m256i acc[2 * NC];
+  qrq::Y8 best[2 * NC];
+  const double inv = qrq::inv_of(cl.o);
+  const __m256d vi = _mm256_set1_pd(inv), half = _mm256_set1_pd(0.5);
+  for (size_t q = 0; q < g.Q; ++q) {
+    const size_t off = (q / g.pk) * g.OW + q % g.pk;
+    mac_tile_a2<NC>(pb, cl.goff.data() + q * ng, cl.wg.data() + n0, ng, O, run, acc);
+    for (int c = 0; c < NC; ++c) {
+      const double s = cl.o.scale[n0 + c], bi = cl.o.bias[n0 + c], cv = cl.o.corr[(n0 + size_t(c)) * P + base + off];
+      for (int h = 0; h < 2; ++h) {
+        qrq::Y8 y = qrq::affine8(acc[2 * c + h], s, bi);
+        __asm__("" : "+x"(y.lo), "+x"(y.hi));
+        y = {_mm256_add_pd(y.lo, _mm256_set1_pd(cv)), _mm256_add_pd(y.hi, _mm256_set1_pd(cv))};
+        const __m256d zl = _mm256_cmp_pd(_mm256_mul_pd(y.lo, vi), half, _CMP_NGT_UQ), zh = _mm256_cmp_pd(_mm256_mul_pd(y.hi, vi), half, _CMP_NGT_UQ);
+        const unsigned zm = unsigned(_mm256_movemask_pd(zl)) | unsigned(_mm256_movemask_pd(zh)) << 4;
+        *cnt += __builtin_popcount(zm & unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(vm[h]))));
+        best[2 * c + h] = q == 0 ? y : qrq::Y8{_mm256_max_pd(best[2 * c + h].lo, y.lo), _mm256_max_pd(best[2 * c + h].hi, y.hi)};
+      }
+    }
+  }
+  for (int c = 0; c < NC; ++c)
+    store_codes16_a2(qrq::codes8(best[2 * c], inv, cl.o.levels), qrq::codes8(best[2 * c + 1], inv, cl.o.levels), dst + size_t(c) * g.LP * kImg);
+}
+
+// Channels [n0, n0 + NC) of one task over all output positions.
+template <int NC, bool NEG>
+FL_A2 void run_block_a2(const Call& cl, const uint8_t* planes, size_t n0, size_t nimg, size_t run, uint8_t* st8, int32_t* st32,
+                        int64_t* zeros) {
+  const Geo& g = cl.g;
+  const size_t ng = cl.cover.groups.size(), LP = g.LP;
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i vm[2] = {_mm256_cmpgt_epi32(_mm256_set1_epi32(int(nimg)), iota), _mm256_cmpgt_epi32(_mm256_set1_epi32(int(nimg) - 8), iota)};
+  alignas(32) __m256i acc[2 * NC];
+  for (size_t l = 0; l < LP; ++l) {
+    const uint8_t* pb = planes + cl.lpoff[l];
+    if (cl.o.mode != QOutMode::Codes) {  // Int32 / Float: no pooling
+      mac_tile_a2<NC>(pb, cl.goff.data(), cl.wg.data() + n0, ng, g.O, run, acc);
+      for (int c = 0; c < NC; ++c) {
+        int32_t* d = st32 + ((n0 + size_t(c)) * LP + l) * kImg;
+        if (cl.o.mode == QOutMode::Int32) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), acc[2 * c]);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + 8), acc[2 * c + 1]);
+          continue;
+        }
+        const double s = cl.o.scale[n0 + c], bi = cl.o.bias[n0 + c];
+        for (int h = 0; h < 2; ++h) {
+          qrq::Y8 y = qrq::affine8(acc[2 * c + h], s, bi);
+          if (cl.o.corr) {
+            const double cv = cl.o.corr[(n0 + size_t(c)) * g.OH * g.OW + l];
+            __asm__("" : "+x"(y.lo), "+x"(y.hi));
+            y = {_mm256_add_pd(y.lo, _mm256_set1_pd(cv)), _mm256_add_pd(y.hi, _mm256_set1_pd(cv))};
+          }
+          _mm256_storeu_ps(reinterpret_cast<float*>(d + 8 * h), qrq::float8(y));
+        }
+      }
+      continue;
+    }
+    uint8_t* dst = st8 + (n0 * LP + l) * kImg;
+    if (cl.o.corr && cl.termAt[l]) codes_tile_corr_a2<NC>(cl, pb, n0, vm, run, l, zeros, dst);
+    else codes_tile_a2<NC, NEG>(cl, pb, n0, vm, run, zeros, dst);
+  }
+}
+
+using BlockFnA2 = void (*)(const Call&, const uint8_t*, size_t, size_t, size_t, uint8_t*, int32_t*, int64_t*);
+template <bool NEG, int... NC>
+constexpr std::array<BlockFnA2, sizeof...(NC) + 1> a2_fns(std::integer_sequence<int, NC...>) {
+  return {nullptr, run_block_a2<NC + 1, NEG>...};
+}
+const std::array<BlockFnA2, kA2MaxNC + 1> kA2Blocks[2] = {a2_fns<false>(std::make_integer_sequence<int, kA2MaxNC>()),
+                                                          a2_fns<true>(std::make_integer_sequence<int, kA2MaxNC>())};
+
+// Block t: images [16 t, 16 t + nimg) (run_task's steps with the AVX2 kernels).
+FL_A2 void run_task_a2(const Call& cl, const uint8_t* x, size_t t, size_t nimg, int64_t* zeros) {
+  const Geo& g = cl.g;
+  const size_t b0 = t * kImg, frameBytes = g.C * g.Hf * g.Wf * kImg;
+  uint8_t* planes = tls_bytes(1, cl.planeBytes * cl.cover.planes.size());
+  const bool codes = cl.o.mode == QOutMode::Codes;
+  const size_t img = g.C * g.H * g.W;
+  const bool flat = g.Hf == g.H && g.Wf == g.W;
+  const uint8_t* frame;
+  if (cl.inBlocked && flat) {
+    frame = x + t * img * kImg;
+  } else {
+    uint8_t* f = tls_bytes(0, frameBytes);
+    frame = f;
+    const uint8_t* rows[kImg];
+    if (cl.inBlocked) {
+      const uint8_t* src = x + t * img * kImg;
+      std::memset(f, 0, frameBytes);
+      for (size_t c = 0; c < g.C; ++c)
+        for (size_t h = 0; h < g.H; ++h)
+          std::memcpy(f + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg, src + (c * g.H + h) * g.W * kImg, g.W * kImg);
+    } else if (flat) {
+      for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img : nullptr;
+      transpose_rows_in_a2(rows, img, f);
+    } else {
+      std::memset(f, 0, frameBytes);
+      for (size_t c = 0; c < g.C; ++c)
+        for (size_t h = 0; h < g.H; ++h) {
+          for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img + (c * g.H + h) * g.W : nullptr;
+          transpose_rows_in_a2(rows, g.W, f + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg);
+        }
+    }
+  }
+  // the int16 run length for this block's activations (lanes past nimg hold zeros, or junk in a
+  // blocked input: the maximum covers them too, so the bound holds for every lane)
+  const int aMax = int(max_u8(frame, cl.inBlocked && flat ? img * kImg : frameBytes));
+  const size_t run = size_t(std::max(1, qgemm_avx2_run(std::max(aMax, 1), cl.wlo, cl.whi)));
+  for (size_t p = 0; p < cl.cover.planes.size(); ++p) build_plane_a2(cl, cl.cover.planes[p], frame, planes + p * cl.planeBytes);
+  const size_t nb = (g.O + kA2MaxNC - 1) / kA2MaxNC, per = (g.O + nb - 1) / nb;
+  const size_t row = g.O * g.LP, elem = codes ? 1 : 4;
+  uint8_t* stage = cl.outBlocked ? static_cast<uint8_t*>(cl.o.data) + t * row * kImg * elem : tls_bytes(2, (row + 16) * kImg * elem);
+  uint8_t* st8 = stage;
+  int32_t* st32 = reinterpret_cast<int32_t*>(stage);
+  for (size_t n0 = 0; n0 < g.O; n0 += per) {
+    const size_t nc = std::min(per, g.O - n0);
+    kA2Blocks[cl.anyNeg][nc](cl, planes, n0, nimg, run, st8, st32, zeros);
+  }
+  if (cl.outBlocked) return;
+  if (codes) {
+    uint8_t* out = static_cast<uint8_t*>(cl.o.data) + b0 * row;
+    for (size_t j0 = 0; j0 < row; j0 += 16) {
+      uint8_t* dst[kImg];
+      for (size_t i = 0; i < nimg; ++i) dst[i] = out + i * row + j0;
+      transpose_out16_a2(st8 + j0 * kImg, std::min<size_t>(16, row - j0), dst, nimg);
+    }
+  } else {
+    int32_t* out = static_cast<int32_t*>(cl.o.data) + b0 * row;
+    for (size_t i = 0; i < nimg; ++i)
+      for (size_t j = 0; j < row; ++j) out[i * row + j] = st32[j * kImg + i];
+  }
+}
+#undef FL_A2
 #endif  // FL_X86
 }  // namespace
 
@@ -578,7 +874,11 @@ bool qconv_direct_applies(const uint8_t* qw, size_t C, size_t H, size_t W, size_
                           size_t poolK, size_t poolStride, QOutMode mode) {
   QwHeader h;
   std::memcpy(&h, qw, sizeof h);
-  if (static_cast<Isa>(h.isa) != Isa::Avx512 || !cpu_features().avx512vnni) return false;
+  // AVX-512 VNNI, or AVX2 with weights in [-8, 7] (so vpmaddubsw runs of at least 8 groups never
+  // leave int16 for any uint8 activations: qgemm_avx2_run)
+  const bool vnni = static_cast<Isa>(h.isa) == Isa::Avx512 && cpu_features().avx512vnni;
+  const bool avx2 = static_cast<Isa>(h.isa) == Isa::Avx2 && cpu_features().avx2 && h.wlo >= -8 && h.whi <= 7;
+  if (!vnni && !avx2) return false;
   if (poolK > 1 && mode != QOutMode::Codes) return false;
   const size_t Hp = H + 2 * pad, Wq = W + 2 * pad;
   if (Hp < kh || Wq < kw) return false;
@@ -624,14 +924,17 @@ void prepare(Call& cl, size_t C, size_t H, size_t W, const uint8_t* qw, size_t k
   g.Hf = g.Hp + (anyV ? 3 : 0); g.Wf = g.Wq + (anyH ? 3 : 0);
   cl.planeBytes = g.Hp * g.Wq * 64;
   // weight codes transposed, [K + 1][O] (row K: zeros, for the missing taps of a group), out of
-  // the AVX-512 layout [Np/8][Kp/4][8][4]; then one dword of 4 codes per group and channel
-  const size_t O = g.O, K = g.K, K4 = h.Kp / 4;
+  // the AVX-512 layout [Np/8][Kp/4][8][4] or the AVX2 one [Np/4][Kp/4][4][4]; then one dword of 4
+  // codes per group and channel
+  const size_t O = g.O, K = g.K, K4 = h.Kp / 4, blk = static_cast<Isa>(h.isa) == Isa::Avx2 ? 4 : 8;
+  cl.isa = static_cast<Isa>(h.isa);
+  cl.wlo = h.wlo; cl.whi = h.whi;
   std::vector<uint8_t> codesT((K + 1) * O, 0);
-  for (size_t nb = 0; nb < h.Np / 8; ++nb)
+  for (size_t nb = 0; nb < h.Np / blk; ++nb)
     for (size_t k4 = 0; k4 < K4; ++k4) {
-      const uint8_t* src = wdata + (nb * K4 + k4) * 32;
-      for (size_t c = 0; c < 8 && nb * 8 + c < O; ++c)
-        for (size_t t = 0; t < 4 && 4 * k4 + t < K; ++t) codesT[(4 * k4 + t) * O + nb * 8 + c] = src[4 * c + t];
+      const uint8_t* src = wdata + (nb * K4 + k4) * 4 * blk;
+      for (size_t c = 0; c < blk && nb * blk + c < O; ++c)
+        for (size_t t = 0; t < 4 && 4 * k4 + t < K; ++t) codesT[(4 * k4 + t) * O + nb * blk + c] = src[4 * c + t];
     }
   cl.wg.resize(ng * O);
   for (size_t gi = 0; gi < ng; ++gi) {
@@ -735,7 +1038,8 @@ int64_t qconv2d_direct_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t
   const size_t tasks = (B + kImg - 1) / kImg;
   std::vector<int64_t> zeros(tasks, 0);
 #if FL_X86
-  parallel_for(tasks, [&](size_t t) { run_task(cl, x, t, std::min(kImg, B - t * kImg), &zeros[t]); });
+  if (cl.isa == Isa::Avx2) parallel_for(tasks, [&](size_t t) { run_task_a2(cl, x, t, std::min(kImg, B - t * kImg), &zeros[t]); });
+  else parallel_for(tasks, [&](size_t t) { run_task(cl, x, t, std::min(kImg, B - t * kImg), &zeros[t]); });
 #else
   (void)x;
   throw std::logic_error("qconv2d_direct_u8: the direct kernel needs AVX-512 VNNI (qconv_direct_applies() is false here)");

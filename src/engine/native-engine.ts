@@ -191,7 +191,7 @@ export class NativeEngine {
       const N = l.shape[0]!, K = l.count / N;
       const isa = this.q.qweightsRepack(packed, l.bits, N, K, this.qw[i]!);
       if (i === 0) this.allDirect = true;
-      this.allDirect &&= isa === 'avx512';
+      this.allDirect &&= isa === 'avx512' || isa === 'avx2';  // the direct kernel's layouts (per layer: runsDirect)
       if (this.codes[i]) this.q.unpackInt(packed, l.bits, l.count, this.codes[i]!);
     });
     for (const st of this.inputSteps) this.refold(st, memory);
