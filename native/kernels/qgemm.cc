@@ -931,10 +931,9 @@ namespace {
 bool use_direct(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad, size_t pk,
                 size_t ps, QOutMode mode, QConvPath path, const double* corr) {
   (void)corr;  // the direct kernel takes the per-position term too
-  if (path == QConvPath::Gemm || !qconv_direct_applies(qw, C, H, W, kh, kw, stride, pad, pk, ps, mode)) return false;
-  QwHeader h;
-  std::memcpy(&h, qw, sizeof h);
-  return path == QConvPath::Direct || h.N <= 32;
+  // wherever it applies (measured faster than im2col + GEMM for LeNet-5's layers and for every
+  // ResNet-18 layer, 16 to 512 channels, on AVX-512 VNNI and AVX2)
+  return path != QConvPath::Gemm && qconv_direct_applies(qw, C, H, W, kh, kw, stride, pad, pk, ps, mode);
 }
 }  // namespace
 

@@ -800,7 +800,7 @@ FL_TEST(qconv_runs_direct_rules) {
       FL_CHECK(fl::qconv_runs_direct(q32.data(), C, H, W, k, k, 1, 1, 2, 2, fl::QOutMode::Codes, false) == d) << what;
       FL_CHECK(!fl::qconv_runs_direct(q32.data(), C, H, W, k, k, 1, 1, 2, 2, fl::QOutMode::Float, false)) << what;  // pooling: codes only
       FL_CHECK(!fl::qconv_runs_direct(q32.data(), C, H, W, k, k, 1, 1, 3, 2, fl::QOutMode::Codes, false)) << what;  // windows overlap
-      FL_CHECK(!fl::qconv_runs_direct(q33.data(), C, H, W, k, k, 1, 1, 1, 1, fl::QOutMode::Codes, false)) << what;  // Auto: <= 32 channels
+      FL_CHECK(fl::qconv_runs_direct(q33.data(), C, H, W, k, k, 1, 1, 1, 1, fl::QOutMode::Codes, false) == d) << what;  // Auto: any channel count
       FL_CHECK(fl::qconv_runs_direct(q33.data(), K, 1, 1, 1, 1, 1, 0, 1, 1, fl::QOutMode::Codes, true) == d) << what;  // dense
     }
   }

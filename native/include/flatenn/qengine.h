@@ -31,7 +31,8 @@
 //
 // Two ways to run a layer (QConvPath; same bits either way):
 //   Gemm   : im2col (convolutions) + packed panels + the panel kernels above; every ISA.
-//   Direct : qconv_direct.cc, AVX-512 VNNI weights only: 16 images in the vector lanes, so every
+//   Direct : qconv_direct.cc, weights in the AVX-512 VNNI layout, or in the AVX2 layout with codes in
+//            [-8, 7] (vpmaddubsw int16 runs: qgemm_avx2_run): 16 images in the vector lanes, so every
 //            operand is one aligned load whatever the spatial shape; small convolutions (LeNet's
 //            K = 25 / 150, 6 / 16 channels), dense row-major GEMMs (as 1 x 1 convolutions), a max
 //            pool fused into its convolution, and the blocked activation layout (QBlocked) that
@@ -130,7 +131,7 @@ int64_t qgemm_panels(const uint8_t* panels, size_t M, const uint8_t* qw, const Q
 // [ceil(B / 16)][E][16], element e of item b at ((b / 16) * E + e) * 16 + b % 16 (4-byte elements
 // for Int32 / Float outputs). Lanes past B in the last block: unspecified on output, never read
 // into lanes below B on input. The direct kernel reads and writes it without transposing, so a
-// chain of layers on the AVX-512 VNNI path keeps its activations blocked; other paths convert.
+// chain of layers on the direct kernel keeps its activations blocked; other paths convert.
 struct QBlocked {
   bool in = false;   // the input activations are blocked
   bool out = false;  // write the output blocked
@@ -141,9 +142,9 @@ void qblock(const void* rows, size_t B, size_t E, size_t elem, void* blocked);
 void qunblock(const void* blocked, size_t B, size_t E, size_t elem, void* rows);
 
 // Paths of the GEMM and convolution drivers: packed panels + GEMM (im2col for convolutions; every
-// ISA), or the direct kernel of qconv_direct.cc (weights in the AVX-512 VNNI layout only; 16
-// images in the vector lanes, fused max pool). Auto takes the direct kernel where it applies (for
-// convolutions: at most 32 output channels). Every path gives the same bits.
+// ISA), or the direct kernel of qconv_direct.cc (AVX-512 VNNI, or AVX2 for weights in [-8, 7]; 16
+// images in the vector lanes, fused max pool). Auto takes the direct kernel wherever it applies.
+// Every path gives the same bits.
 enum class QConvPath : int { Auto = 0, Gemm = 1, Direct = 2 };
 // Parallel drivers (any thread count gives the same bits). qw must pass qweights_check.
 // Dense rows (lda == K) into a row-major [M][N] output run as a 1 x 1 convolution on the direct
@@ -165,7 +166,8 @@ int64_t qconv2d_pool_u8(const uint8_t* x, size_t B, size_t C, size_t H, size_t W
                         size_t stride, size_t pad, size_t poolK, size_t poolStride, QOut o,
                         QConvPath path = QConvPath::Auto, QBlocked bl = {});
 // Whether the direct kernel can run this convolution (weights in the AVX-512 VNNI layout on a
-// CPU with VNNI, pooling only with codes, buffers of reasonable size).
+// CPU with VNNI, or in the AVX2 layout with codes in [-8, 7]; pooling only with codes, windows
+// that tile the output, buffers of reasonable size).
 bool qconv_direct_applies(const uint8_t* qw, size_t C, size_t H, size_t W, size_t kh, size_t kw, size_t stride, size_t pad,
                           size_t poolK, size_t poolStride, QOutMode mode);
 // Whether qconv2d_u8 / qconv2d_pool_u8 (path Auto) run this convolution on the direct kernel, or, with
