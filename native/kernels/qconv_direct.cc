@@ -580,11 +580,12 @@ FL_VNNI void run_task(const Call& cl, const uint8_t* x, size_t t, size_t nimg, i
 // (images 0-7, 8-15). vpmaddubsw (u8 x s8) gives each image's two pair sums in int16; `run` groups
 // (qgemm_avx2_run: the exact bound for the block's activation maximum and the weights' range) are
 // summed in int16 before vpmaddwd widens them into the int32 accumulators, which live in memory
-// (touched once per run). Tiles: NC <= 6 channels x 1 position (2 NC int16 sums, 2 loads and a
-// broadcast in the 16 registers). Same bits as the scalar spec (integer sums are exact).
+// (touched once per run). Tiles: NC <= 4 channels x 1 position (8 int16 sums, 2 loads and the 4
+// weight broadcasts fit the 16 registers; 5 or 6 channels spill, measured 14% slower on
+// ResNet-18). Same bits as the scalar spec (integer sums are exact).
 #define FL_A2 __attribute__((target("avx2,fma")))
 
-constexpr size_t kA2MaxNC = 6;
+constexpr size_t kA2MaxNC = 4;
 
 // 16 x 16 byte transpose (SSE2 unpacks): x[r] byte c -> x[c] byte r.
 FL_A2 inline void transpose16(__m128i* x) {
