@@ -697,12 +697,11 @@ FL_A2 inline void store_codes16_a2(__m256i lo, __m256i hi, uint8_t* dst) {
   const __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8);
   _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_packus_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)));
 }
-FL_A2 inline int64_t count8(__m256i mask) { return __builtin_popcount(unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(mask)))); }
 
 // One position (lp) of channels [n0, n0 + NC), every pool phase, codes (qrequant.h) into dst + c * LP * 16.
 template <int NC, bool NEG>
 FL_A2 __attribute__((noinline)) void codes_tile_a2(const Call& cl, const uint8_t* pb, size_t n0, const __m256i* vm, size_t run,
-                                                    int64_t* cnt, uint8_t* dst) {
+                                                    __m256i* cnt, uint8_t* dst) {
   const Geo& g = cl.g;
   const size_t ng = cl.cover.groups.size(), O = g.O;
   alignas(32) __m256i acc[2 * NC], best[2 * NC];
@@ -712,7 +711,7 @@ FL_A2 __attribute__((noinline)) void codes_tile_a2(const Call& cl, const uint8_t
       const __m256i z = _mm256_set1_epi32(cl.zt[n0 + c]), m = _mm256_set1_epi32(cl.negm[n0 + c]);
       for (int h = 0; h < 2; ++h) {
         const __m256i x = NEG ? _mm256_xor_si256(acc[2 * c + h], m) : acc[2 * c + h];
-        *cnt += count8(_mm256_and_si256(_mm256_cmpgt_epi32(z, x), vm[h]));
+        *cnt = _mm256_sub_epi32(*cnt, _mm256_and_si256(_mm256_cmpgt_epi32(z, x), vm[h]));  // -1 per zero code
         best[2 * c + h] = q == 0 ? x : _mm256_max_epi32(best[2 * c + h], x);
       }
     }
@@ -731,7 +730,7 @@ FL_A2 __attribute__((noinline)) void codes_tile_a2(const Call& cl, const uint8_t
 // in y), zero codes counted per phase as !(fl(y * inv) > 0.5).
 template <int NC>
 FL_A2 __attribute__((noinline)) void codes_tile_corr_a2(const Call& cl, const uint8_t* pb, size_t n0, const __m256i* vm, size_t run,
-                                                         size_t lp, int64_t* cnt, uint8_t* dst) {
+                                                         size_t lp, __m256i* cnt, uint8_t* dst) {
   const Geo& g = cl.g;
   const size_t ng = cl.cover.groups.size(), O = g.O, P = g.OH * g.OW;
   const size_t base = (lp / g.LW) * g.ps * g.OW + (lp % g.LW) * g.ps;
@@ -749,8 +748,9 @@ FL_A2 __attribute__((noinline)) void codes_tile_corr_a2(const Call& cl, const ui
         __asm__("" : "+x"(y.lo), "+x"(y.hi));
         y = {_mm256_add_pd(y.lo, _mm256_set1_pd(cv)), _mm256_add_pd(y.hi, _mm256_set1_pd(cv))};
         const __m256d zl = _mm256_cmp_pd(_mm256_mul_pd(y.lo, vi), half, _CMP_NGT_UQ), zh = _mm256_cmp_pd(_mm256_mul_pd(y.hi, vi), half, _CMP_NGT_UQ);
-        const unsigned zm = unsigned(_mm256_movemask_pd(zl)) | unsigned(_mm256_movemask_pd(zh)) << 4;
-        *cnt += __builtin_popcount(zm & unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(vm[h]))));
+        // the two 4 x 64-bit masks as one 8 x 32-bit mask in lane order (low dword of each qword)
+        const __m256i z32 = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(_mm256_castpd_ps(zl), _mm256_castpd_ps(zh), 0x88)), 0xD8);
+        *cnt = _mm256_sub_epi32(*cnt, _mm256_and_si256(z32, vm[h]));
         best[2 * c + h] = q == 0 ? y : qrq::Y8{_mm256_max_pd(best[2 * c + h].lo, y.lo), _mm256_max_pd(best[2 * c + h].hi, y.hi)};
       }
     }
@@ -768,6 +768,7 @@ FL_A2 void run_block_a2(const Call& cl, const uint8_t* planes, size_t n0, size_t
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i vm[2] = {_mm256_cmpgt_epi32(_mm256_set1_epi32(int(nimg)), iota), _mm256_cmpgt_epi32(_mm256_set1_epi32(int(nimg) - 8), iota)};
   alignas(32) __m256i acc[2 * NC];
+  __m256i cnt = _mm256_setzero_si256();  // zero codes per lane (exact: fewer than 2^31 per call)
   for (size_t l = 0; l < LP; ++l) {
     const uint8_t* pb = planes + cl.lpoff[l];
     if (cl.o.mode != QOutMode::Codes) {  // Int32 / Float: no pooling
@@ -793,9 +794,12 @@ FL_A2 void run_block_a2(const Call& cl, const uint8_t* planes, size_t n0, size_t
       continue;
     }
     uint8_t* dst = st8 + (n0 * LP + l) * kImg;
-    if (cl.o.corr && cl.termAt[l]) codes_tile_corr_a2<NC>(cl, pb, n0, vm, run, l, zeros, dst);
-    else codes_tile_a2<NC, NEG>(cl, pb, n0, vm, run, zeros, dst);
+    if (cl.o.corr && cl.termAt[l]) codes_tile_corr_a2<NC>(cl, pb, n0, vm, run, l, &cnt, dst);
+    else codes_tile_a2<NC, NEG>(cl, pb, n0, vm, run, &cnt, dst);
   }
+  alignas(32) int32_t c[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(c), cnt);
+  for (int i = 0; i < 8; ++i) *zeros += c[i];
 }
 
 using BlockFnA2 = void (*)(const Call&, const uint8_t*, size_t, size_t, size_t, uint8_t*, int32_t*, int64_t*);
