@@ -113,10 +113,10 @@ export class NativeEngine {
       if (this.splitInput.has(st.layer) && perChannelStd(m)) return -1;
       return readers(st.out) === 1 ? i + 1 : -1;
     });
+    // read only by residual joins (no alias, ReLU or other step reads it): such a layer writes int32 accumulators
+    const onlyJoinsRead = (id: number) => steps.every((t) => t.op === 'add' || t.input !== id);
     this.joinAcc = steps.map((st) => st.op === 'layer' && st.site === null && st.out !== plan.output && readers(st.out) > 0 &&
-      !steps.some((t) => t.op === 'gap' && t.out === this.aliasOf(st.input)) && !this.splitInput.has(st.layer) &&
-      steps.every((t) => t.op === 'add' || !(t.op === 'alias' ? false : t.input === st.out)) &&
-      !steps.some((t) => t.op === 'alias' && t.input === st.out));
+      onlyJoinsRead(st.out) && !steps.some((t) => t.op === 'gap' && t.out === this.aliasOf(st.input)) && !this.splitInput.has(st.layer));
     this.blockable = this.blockedValues();
   }
 
