@@ -508,70 +508,86 @@ uint8_t* tls_bytes(int which, size_t bytes) {
   return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64;
 }
 
+// The steps of one task that do not depend on the ISA's kernels (the transposes are passed in).
+using RowsInFn = void (*)(const uint8_t* const* rows, size_t W, uint8_t* dst);
+using Out16Fn = void (*)(const uint8_t* src, size_t n, uint8_t* const* out, size_t nimg);
+
+// 1. The zero-padded frame of block t, images in lanes (the input itself when blocked and unpadded).
+const uint8_t* task_frame(const Call& cl, const uint8_t* x, size_t t, size_t nimg, RowsInFn rowsIn) {
+  const Geo& g = cl.g;
+  const size_t b0 = t * kImg, frameBytes = g.C * g.Hf * g.Wf * kImg;
+  const size_t img = g.C * g.H * g.W;
+  const bool flat = g.Hf == g.H && g.Wf == g.W;  // no padding, no margins: the frame is the block itself
+  if (cl.inBlocked && flat) return x + t * img * kImg;
+  uint8_t* f = tls_bytes(0, frameBytes);
+  const uint8_t* rows[kImg];
+  if (cl.inBlocked) {
+    const uint8_t* src = x + t * img * kImg;
+    std::memset(f, 0, frameBytes);
+    for (size_t c = 0; c < g.C; ++c)
+      for (size_t h = 0; h < g.H; ++h)
+        std::memcpy(f + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg, src + (c * g.H + h) * g.W * kImg, g.W * kImg);
+  } else if (flat) {
+    for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img : nullptr;
+    rowsIn(rows, img, f);
+  } else {
+    std::memset(f, 0, frameBytes);
+    for (size_t c = 0; c < g.C; ++c)
+      for (size_t h = 0; h < g.H; ++h) {
+        for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img + (c * g.H + h) * g.W : nullptr;
+        rowsIn(rows, g.W, f + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg);
+      }
+  }
+  return f;
+}
+size_t task_frame_bytes(const Call& cl) {  // bytes of the frame task_frame returns
+  const Geo& g = cl.g;
+  return cl.inBlocked && g.Hf == g.H && g.Wf == g.W ? g.C * g.H * g.W * kImg : g.C * g.Hf * g.Wf * kImg;
+}
+
+// 3. Where the kernels write block t's [O * LP][16] outputs: the blocked output itself, or a staging buffer.
+uint8_t* task_stage(const Call& cl, size_t t) {
+  const size_t row = cl.g.O * cl.g.LP, elem = cl.o.mode == QOutMode::Codes ? 1 : 4;
+  return cl.outBlocked ? static_cast<uint8_t*>(cl.o.data) + t * row * kImg * elem
+                       : tls_bytes(2, (row + 16) * kImg * elem);  // + a chunk of slack for the transposes
+}
+
+// 4. Staging [O * LP][16] -> out [B][O * LP] (plain output): image i's output is one run of O * LP elements.
+void task_unstage(const Call& cl, const uint8_t* stage, size_t t, size_t nimg, Out16Fn out16) {
+  if (cl.outBlocked) return;
+  const size_t row = cl.g.O * cl.g.LP, b0 = t * kImg;
+  if (cl.o.mode == QOutMode::Codes) {
+    uint8_t* out = static_cast<uint8_t*>(cl.o.data) + b0 * row;
+    for (size_t j0 = 0; j0 < row; j0 += 16) {
+      uint8_t* dst[kImg];
+      for (size_t i = 0; i < nimg; ++i) dst[i] = out + i * row + j0;
+      out16(stage + j0 * kImg, std::min<size_t>(16, row - j0), dst, nimg);
+    }
+  } else {
+    const int32_t* st32 = reinterpret_cast<const int32_t*>(stage);
+    int32_t* out = static_cast<int32_t*>(cl.o.data) + b0 * row;  // float bits travel as int32
+    for (size_t i = 0; i < nimg; ++i)
+      for (size_t j = 0; j < row; ++j) out[i * row + j] = st32[j * kImg + i];
+  }
+}
+
 // Block t: images [16 t, 16 t + nimg).
 FL_VNNI void run_task(const Call& cl, const uint8_t* x, size_t t, size_t nimg, int64_t* zeros) {
   const Geo& g = cl.g;
-  const size_t b0 = t * kImg, frameBytes = g.C * g.Hf * g.Wf * kImg;
   uint8_t* planes = tls_bytes(1, cl.planeBytes * cl.cover.planes.size());
-  const bool codes = cl.o.mode == QOutMode::Codes;
-  // 1. zero-padded frame, images in lanes
-  const size_t img = g.C * g.H * g.W;
-  const bool flat = g.Hf == g.H && g.Wf == g.W;  // no padding, no margins: the frame is the block itself
-  const uint8_t* frame;
-  if (cl.inBlocked && flat) {
-    frame = x + t * img * kImg;
-  } else {
-    uint8_t* f = tls_bytes(0, frameBytes);
-    frame = f;
-    const uint8_t* rows[kImg];
-    if (cl.inBlocked) {
-      const uint8_t* src = x + t * img * kImg;
-      std::memset(f, 0, frameBytes);
-      for (size_t c = 0; c < g.C; ++c)
-        for (size_t h = 0; h < g.H; ++h)
-          std::memcpy(f + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg, src + (c * g.H + h) * g.W * kImg, g.W * kImg);
-    } else if (flat) {
-      for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img : nullptr;
-      transpose_rows_in(rows, img, f);
-    } else {
-      std::memset(f, 0, frameBytes);
-      for (size_t c = 0; c < g.C; ++c)
-        for (size_t h = 0; h < g.H; ++h) {
-          for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img + (c * g.H + h) * g.W : nullptr;
-          transpose_rows_in(rows, g.W, f + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg);
-        }
-    }
-  }
+  const uint8_t* frame = task_frame(cl, x, t, nimg, transpose_rows_in);
   // 2. planes
   for (size_t p = 0; p < cl.cover.planes.size(); ++p) build_plane(cl, cl.cover.planes[p], frame, planes + p * cl.planeBytes);
   // 3. channel blocks as even as possible
   const __mmask16 valid = __mmask16((1u << nimg) - 1u);
   const bool wide = g.LP < 3;
   const size_t maxNC = wide ? kWideNC : kMaxNC, nb = (g.O + maxNC - 1) / maxNC, per = (g.O + nb - 1) / nb;
-  // blocked output: the kernels write the block's [O * LP][16] directly; else a staging buffer
-  const size_t row = g.O * g.LP, elem = codes ? 1 : 4;
-  uint8_t* stage = cl.outBlocked ? static_cast<uint8_t*>(cl.o.data) + t * row * kImg * elem
-                                 : tls_bytes(2, (row + 16) * kImg * elem);  // + a chunk of slack for the transposes
-  uint8_t* st8 = stage;
-  int32_t* st32 = reinterpret_cast<int32_t*>(stage);
+  uint8_t* stage = task_stage(cl, t);
   for (size_t n0 = 0; n0 < g.O; n0 += per) {
     const size_t nc = std::min(per, g.O - n0);
-    (wide ? kWide[cl.anyNeg][nc] : kNarrow[cl.anyNeg][nc])(cl, planes, n0, valid, st8, st32, zeros);
+    (wide ? kWide[cl.anyNeg][nc] : kNarrow[cl.anyNeg][nc])(cl, planes, n0, valid, stage, reinterpret_cast<int32_t*>(stage), zeros);
   }
-  if (cl.outBlocked) return;
-  // 4. staging [O * LP][16] -> out [B][O * LP]: image i's output is one run of O * LP elements
-  if (codes) {
-    uint8_t* out = static_cast<uint8_t*>(cl.o.data) + b0 * row;
-    for (size_t j0 = 0; j0 < row; j0 += 16) {
-      uint8_t* dst[kImg];
-      for (size_t i = 0; i < nimg; ++i) dst[i] = out + i * row + j0;
-      transpose_out16(st8 + j0 * kImg, std::min<size_t>(16, row - j0), dst, nimg);
-    }
-  } else {
-    int32_t* out = static_cast<int32_t*>(cl.o.data) + b0 * row;  // float bits travel as int32
-    for (size_t i = 0; i < nimg; ++i)
-      for (size_t j = 0; j < row; ++j) out[i * row + j] = st32[j * kImg + i];
-  }
+  task_unstage(cl, stage, t, nimg, transpose_out16);
 }
 
 
@@ -813,63 +829,20 @@ const std::array<BlockFnA2, kA2MaxNC + 1> kA2Blocks[2] = {a2_fns<false>(std::mak
 // Block t: images [16 t, 16 t + nimg) (run_task's steps with the AVX2 kernels).
 FL_A2 void run_task_a2(const Call& cl, const uint8_t* x, size_t t, size_t nimg, int64_t* zeros) {
   const Geo& g = cl.g;
-  const size_t b0 = t * kImg, frameBytes = g.C * g.Hf * g.Wf * kImg;
   uint8_t* planes = tls_bytes(1, cl.planeBytes * cl.cover.planes.size());
-  const bool codes = cl.o.mode == QOutMode::Codes;
-  const size_t img = g.C * g.H * g.W;
-  const bool flat = g.Hf == g.H && g.Wf == g.W;
-  const uint8_t* frame;
-  if (cl.inBlocked && flat) {
-    frame = x + t * img * kImg;
-  } else {
-    uint8_t* f = tls_bytes(0, frameBytes);
-    frame = f;
-    const uint8_t* rows[kImg];
-    if (cl.inBlocked) {
-      const uint8_t* src = x + t * img * kImg;
-      std::memset(f, 0, frameBytes);
-      for (size_t c = 0; c < g.C; ++c)
-        for (size_t h = 0; h < g.H; ++h)
-          std::memcpy(f + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg, src + (c * g.H + h) * g.W * kImg, g.W * kImg);
-    } else if (flat) {
-      for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img : nullptr;
-      transpose_rows_in_a2(rows, img, f);
-    } else {
-      std::memset(f, 0, frameBytes);
-      for (size_t c = 0; c < g.C; ++c)
-        for (size_t h = 0; h < g.H; ++h) {
-          for (size_t i = 0; i < kImg; ++i) rows[i] = i < nimg ? x + (b0 + i) * img + (c * g.H + h) * g.W : nullptr;
-          transpose_rows_in_a2(rows, g.W, f + ((c * g.Hf + g.pad + h) * g.Wf + g.pad) * kImg);
-        }
-    }
-  }
+  const uint8_t* frame = task_frame(cl, x, t, nimg, transpose_rows_in_a2);
   // the int16 run length for this block's activations (lanes past nimg hold zeros, or junk in a
   // blocked input: the maximum covers them too, so the bound holds for every lane)
-  const int aMax = int(max_u8(frame, cl.inBlocked && flat ? img * kImg : frameBytes));
+  const int aMax = int(max_u8(frame, task_frame_bytes(cl)));
   const size_t run = size_t(std::max(1, qgemm_avx2_run(std::max(aMax, 1), cl.wlo, cl.whi)));
   for (size_t p = 0; p < cl.cover.planes.size(); ++p) build_plane_a2(cl, cl.cover.planes[p], frame, planes + p * cl.planeBytes);
   const size_t nb = (g.O + kA2MaxNC - 1) / kA2MaxNC, per = (g.O + nb - 1) / nb;
-  const size_t row = g.O * g.LP, elem = codes ? 1 : 4;
-  uint8_t* stage = cl.outBlocked ? static_cast<uint8_t*>(cl.o.data) + t * row * kImg * elem : tls_bytes(2, (row + 16) * kImg * elem);
-  uint8_t* st8 = stage;
-  int32_t* st32 = reinterpret_cast<int32_t*>(stage);
+  uint8_t* stage = task_stage(cl, t);
   for (size_t n0 = 0; n0 < g.O; n0 += per) {
     const size_t nc = std::min(per, g.O - n0);
-    kA2Blocks[cl.anyNeg][nc](cl, planes, n0, nimg, run, st8, st32, zeros);
+    kA2Blocks[cl.anyNeg][nc](cl, planes, n0, nimg, run, stage, reinterpret_cast<int32_t*>(stage), zeros);
   }
-  if (cl.outBlocked) return;
-  if (codes) {
-    uint8_t* out = static_cast<uint8_t*>(cl.o.data) + b0 * row;
-    for (size_t j0 = 0; j0 < row; j0 += 16) {
-      uint8_t* dst[kImg];
-      for (size_t i = 0; i < nimg; ++i) dst[i] = out + i * row + j0;
-      transpose_out16_a2(st8 + j0 * kImg, std::min<size_t>(16, row - j0), dst, nimg);
-    }
-  } else {
-    int32_t* out = static_cast<int32_t*>(cl.o.data) + b0 * row;
-    for (size_t i = 0; i < nimg; ++i)
-      for (size_t j = 0; j < row; ++j) out[i * row + j] = st32[j * kImg + i];
-  }
+  task_unstage(cl, stage, t, nimg, transpose_out16_a2);
 }
 #undef FL_A2
 #endif  // FL_X86

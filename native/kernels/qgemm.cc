@@ -123,7 +123,8 @@ inline RowVec row_vec(size_t m, size_t M, const QOut& o) {
   return r;
 }
 
-FL_AVX2 inline void epi_avx2_rv(__m256i acc, const RowVec& rv, size_t m, size_t n, const QOut& o, int64_t* zeros) {
+// inv = qrq::inv_of(o), found once per panel call by the caller (not a division per vector).
+FL_AVX2 inline void epi_avx2_rv(__m256i acc, const RowVec& rv, size_t m, size_t n, const QOut& o, double inv, int64_t* zeros) {
   const size_t valid = rv.valid;
   const int64_t off = rv.off + int64_t(n) * o.strideN;
   const bool full = rv.contig && valid == 8;
@@ -155,7 +156,7 @@ FL_AVX2 inline void epi_avx2_rv(__m256i acc, const RowVec& rv, size_t m, size_t 
     scatter_lanes(t, valid, m, n, o);
     return;
   }
-  const __m256i qi = qrq::codes8(y, qrq::inv_of(o), o.levels);
+  const __m256i qi = qrq::codes8(y, inv, o.levels);
   const unsigned z = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpeq_epi32(qi, _mm256_setzero_si256()), lanemask))));
   *zeros += __builtin_popcount(z);
   const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
@@ -166,8 +167,8 @@ FL_AVX2 inline void epi_avx2_rv(__m256i acc, const RowVec& rv, size_t m, size_t 
   scatter_lanes(t, valid, m, n, o);
 }
 
-FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, int64_t* zeros) {
-  epi_avx2_rv(acc, row_vec(m, M, o), m, n, o, zeros);
+FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, double inv, int64_t* zeros) {
+  epi_avx2_rv(acc, row_vec(m, M, o), m, n, o, inv, zeros);
 }
 
 // Weights int8 [Np/4][K4][4][4] (16 bytes per k4: channel c's 4 codes at 4c).
@@ -179,6 +180,7 @@ FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, 
 FL_AVX2 void panel_avx2_wide(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
                              size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
   const size_t K4 = h.Kp / 4;
+  const double inv = qrq::inv_of(o);
   for (size_t nb = n0 / 4; nb < n1 / 4; ++nb) {
     const uint8_t* wblk = wdata + nb * K4 * 16;
     for (size_t s = 0; s < Wp / 8; ++s) {
@@ -212,7 +214,7 @@ FL_AVX2 void panel_avx2_wide(const uint8_t* panel, size_t Wp, size_t m0, size_t 
       for (size_t c = 0; c < 4; ++c) {
         const size_t n = nb * 4 + c;
         if (n >= h.N) break;
-        epi_avx2(acc[c], m, n, M, o, zeros);
+        epi_avx2(acc[c], m, n, M, o, inv, zeros);
       }
     }
   }
@@ -226,6 +228,7 @@ template <int V>
 FL_AVX2 void panel_avx2_s16(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
                             size_t n0, size_t n1, const QOut& o, int64_t* zeros, size_t run) {
   const size_t K4 = h.Kp / 4;
+  const double inv = qrq::inv_of(o);
   const __m256i ones = _mm256_set1_epi16(1);
   for (size_t nb = n0 / 4; nb < n1 / 4; ++nb) {
     const uint8_t* wblk = wdata + nb * K4 * 16;
@@ -266,7 +269,7 @@ FL_AVX2 void panel_avx2_s16(const uint8_t* panel, size_t Wp, size_t m0, size_t M
         const size_t mv = m + 8 * size_t(v);
         if (mv >= M) break;
         const RowVec rv = row_vec(mv, M, o);
-        for (size_t c = 0; c < 4 && nb * 4 + c < h.N; ++c) epi_avx2_rv(acc[c][v], rv, mv, nb * 4 + c, o, zeros);
+        for (size_t c = 0; c < 4 && nb * 4 + c < h.N; ++c) epi_avx2_rv(acc[c][v], rv, mv, nb * 4 + c, o, inv, zeros);
       }
     }
   }
@@ -297,7 +300,7 @@ FL_AVX2 uint8_t max_u8_avx2(const uint8_t* x, size_t n) {
 // ---- AVX-512 VNNI -----------------------------------------------------------------
 inline __mmask16 tail16(size_t left) { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u); }
 
-FL_VNNI void epi_avx512(__m512i acc, size_t m, size_t n, size_t M, const QOut& o, int64_t* zeros) {
+FL_VNNI void epi_avx512(__m512i acc, size_t m, size_t n, size_t M, const QOut& o, double inv, int64_t* zeros) {
   const size_t valid = std::min<size_t>(16, M - m);
   const __mmask16 k = tail16(valid);
   const int64_t mp = int64_t(m) % o.P;
@@ -324,7 +327,7 @@ FL_VNNI void epi_avx512(__m512i acc, size_t m, size_t n, size_t M, const QOut& o
     scatter_lanes(t, valid, m, n, o);
     return;
   }
-  const __m512i qi = qrq::codes16(y, qrq::inv_of(o), o.levels);
+  const __m512i qi = qrq::codes16(y, inv, o.levels);
   *zeros += __builtin_popcount(unsigned(_mm512_mask_cmpeq_epi32_mask(k, qi, _mm512_setzero_si512())));
   const __m128i b = _mm512_cvtepi32_epi8(qi);
   if (contig) { _mm_mask_storeu_epi8(static_cast<uint8_t*>(o.data) + off, k, b); return; }
@@ -340,6 +343,7 @@ FL_VNNI void panel_avx512_mv(const uint8_t* panel, size_t m0, size_t M, const Qw
                              size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
   constexpr size_t Wp = 16 * MV;
   const size_t K4 = h.Kp / 4;
+  const double inv = qrq::inv_of(o);
   for (size_t nb = n0 / 8; nb < n1 / 8; ++nb) {
     __m512i acc[8][MV];
 #pragma GCC unroll 8
@@ -364,7 +368,7 @@ FL_VNNI void panel_avx512_mv(const uint8_t* panel, size_t m0, size_t M, const Qw
       if (n >= h.N) break;
       for (int v = 0; v < MV; ++v) {
         const size_t m = m0 + 16 * size_t(v);
-        if (m < M) epi_avx512(acc[c][v], m, n, M, o, zeros);
+        if (m < M) epi_avx512(acc[c][v], m, n, M, o, inv, zeros);
       }
     }
   }
