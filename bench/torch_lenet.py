@@ -371,6 +371,18 @@ def blas_runtime():
     return info
 
 
+def setup_torch(threads):
+    """Intra-op threads as asked and one inter-op thread; returns the runtime every result records."""
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    return {"framework": "pytorch", "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
+            "build": build_info(), "blas": blas_runtime()}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=["train", "campaign"])
@@ -391,14 +403,7 @@ def main():
         p.error("--threads must be >= 1")
     if a.warmup is None:
         a.warmup = 5 if a.mode == "train" else 1
-    torch.set_num_threads(a.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
-    env = {"framework": "pytorch", "torch": torch.__version__, "python": platform.python_version(),
-           "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
-           "build": build_info(), "blas": blas_runtime()}
+    env = setup_torch(a.threads)
     out = bench_train(a, env) if a.mode == "train" else bench_campaign(a, env)
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")

@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 
@@ -180,14 +179,7 @@ def main():
         p.error("--warmup and --infer-warmup must be >= 0")
     if not (0 < a.width <= 8):
         p.error("--width must be in (0, 8]")
-    torch.set_num_threads(a.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
-    out = {"framework": "pytorch", "torch": torch.__version__, "python": platform.python_version(),
-           "threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
-           "build": tl.build_info(), "blas": tl.blas_runtime(), "mode": a.mode, "width": a.width,
+    out = {**tl.setup_torch(a.threads), "mode": a.mode, "width": a.width,
            "channels": QResNet18(a.width).widths, "batch": a.batch, "warmup": a.warmup, "steps": a.steps,
            "infer_warmup": a.infer_warmup, "batches": a.batches}
     images, labels = random_pool(a.batch, a.pool, a.seed)

@@ -16,15 +16,18 @@ import { runCampaign } from '../../src/campaign/campaign';
 import { readSafetensors, tensorOf, writeSafetensors } from '../../src/io/safetensors';
 import { loadDataset } from '../../src/data/dataset';
 import { tmpDir } from '../data/fixtures';
+import { peerEnv, torchBuilds } from '../../bench/common';
 
 const PY = '/usr/bin/python3';
 const TWIN = path.resolve(__dirname, '../../../test/python/torch_interop.py');
 const FULL = process.env.FLATENN_INTEROP_FULL === '1';
-// PyTorch's best BLAS here (scripts/setup.sh installs libopenblas0-openmp with torch): for the twin's process
-// only, as the benchmarks do; the reference BLAS makes its float64 evaluation several times slower
-const OPENBLAS = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
-const blasEnv = (): Record<string, string> =>
-  fs.existsSync(path.join(OPENBLAS, 'libblas.so.3')) ? { LD_LIBRARY_PATH: [OPENBLAS, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') } : {};
+// PyTorch's best BLAS here (scripts/setup.sh installs libopenblas0-openmp with torch), chosen for the twin's
+// process only, as the benchmarks choose it (bench/common.ts); the reference BLAS makes its float64 evaluation
+// several times slower
+const blasEnv = (): NodeJS.ProcessEnv => {
+  const openblas = torchBuilds().find((b) => b.key === 'openblas');
+  return openblas ? peerEnv(openblas, Number(process.env.FLATENN_THREADS ?? 2), false) : process.env;
+};
 
 function torchAvailable(): boolean {
   const ok = spawnSync(PY, ['-c', 'import torch, numpy'], { encoding: 'utf8' }).status === 0;
@@ -33,7 +36,7 @@ function torchAvailable(): boolean {
 }
 
 function py(args: string[], env: Record<string, string> = {}): string {
-  const r = spawnSync(PY, [TWIN, ...args], { encoding: 'utf8', env: { ...process.env, ...blasEnv(), ...env }, maxBuffer: 1 << 26 });
+  const r = spawnSync(PY, [TWIN, ...args], { encoding: 'utf8', env: { ...blasEnv(), ...env }, maxBuffer: 1 << 26 });
   assert.equal(r.status, 0, `torch_interop.py ${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
 }
