@@ -11,6 +11,8 @@
 //   maxpool2dForward(x, y, argmax, N, C, H, W, k, stride)
 //   maxpool2dBackward(dy, argmax, dx, N, C, H, W, k, stride)
 //   bn2dSums / bn2dApply / bn2dBackwardSums / bn2dBackwardDx: BatchNorm2d in float64 (flatenn/f32.h)
+//   sgdStep(w, g, buf|null, lr, wd, mu, started, nesterov) -> boolean  (SGD over the parameter arena; false: a non-finite weight)
+//   maxF32(x) -> number                                   (max ignoring NaN, -0 < +0; -Infinity if none)
 //   peakProbe(kind: 'fma512'|'fma256'|'vnni512'|'int8avx2', iters, threads) -> {ops, wallSeconds, cpuSeconds}
 #include <napi.h>
 
@@ -408,6 +410,34 @@ Napi::Value PeakProbe(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// ---- optimiser / observer loops -------------------------------------------------------------
+// sgdStep(w, g, buf|null, lr, wd, mu, started, nesterov) -> true if every updated weight is finite
+Napi::Value SgdStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32 w = f32(info, 0, "w");
+  F32 g = f32(info, 1, "g");
+  F32 buf{nullptr, 0};
+  if (!is_nullish(info, 2)) buf = f32(info, 2, "buf");
+  const double lr = number(info, 3, "lr"), wd = number(info, 4, "wd"), mu = number(info, 5, "mu");
+  const bool started = boolean(info, 6, "started"), nesterov = boolean(info, 7, "nesterov");
+  exact(env, g, w.length, "g");
+  if (mu > 0.0 && !buf.data) range_error(env, "Expected a momentum buffer (buf) when mu > 0");
+  const int64_t n = int64_t(w.length);
+  std::vector<Span> all = {span(w, n, "w"), span(g, n, "g")};
+  if (buf.data) {
+    exact(env, buf, w.length, "buf");
+    all.push_back(span(buf, n, "buf"));
+  }
+  no_overlap(env, buf.data ? std::vector<Span>{all[0], all[2]} : std::vector<Span>{all[0]}, all);
+  return Napi::Boolean::New(env, fl::sgd_step(w.data, g.data, buf.data, w.length, lr, wd, mu, started, nesterov));
+}
+
+// maxF32(x) -> the largest value ignoring NaN (-0 < +0), -Infinity when there is none
+Napi::Value MaxF32(const Napi::CallbackInfo& info) {
+  F32 x = f32(info, 0, "x");
+  return Napi::Number::New(info.Env(), double(fl::max_ignoring_nan(x.data, x.length)));
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemm", flb::fn(env, Sgemm, "sgemm"));
   exports.Set("im2col", flb::fn(env, Im2col, "im2col"));
@@ -421,6 +451,8 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("bn2dBackwardDx", flb::fn(env, Bn2dBackwardDx, "bn2dBackwardDx"));
   exports.Set("maxpool2dBackward", flb::fn(env, MaxpoolBackward, "maxpool2dBackward"));
   exports.Set("peakProbe", flb::fn(env, PeakProbe, "peakProbe"));
+  exports.Set("sgdStep", flb::fn(env, SgdStep, "sgdStep"));
+  exports.Set("maxF32", flb::fn(env, MaxF32, "maxF32"));
 }
 
 Register reg(Init);

@@ -22,7 +22,7 @@
 namespace fl {
 namespace {
 
-thread_local Scratch tl_col, tl_dyblk, tl_colblk, tl_parts;
+thread_local Scratch tl_col, tl_dyblk, tl_colblk, tl_parts, tl_wpack;
 
 template <class F>
 F pick(Kernel<F>& k, Isa level) {
@@ -39,23 +39,26 @@ constexpr int64_t kBufFloats = int64_t(1) << 18;
 template <Isa L>
 void conv2d_forward_impl(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
                          const float* pv) {
-  const SgemmFn gemm = pick(sgemm_kernel(), L);
+  const SgemmPacked& gemm = sgemm_packed(L);
   const Im2colFn to_col = pick(im2col_kernel(), L);
   const int64_t OH = s.OH(), OW = s.OW(), P = s.P(), CKK = s.CKK(), xs = s.C * s.H * s.W, ys = s.O * P;
   const bool direct = is_pointwise(s);
+  // w packed once for every image's product (the same bits as packing it per product)
+  float* wp = tl_wpack.get(gemm.size(s.O, CKK));
+  gemm.pack(false, s.O, CKK, w, CKK, wp);
   // output rows per im2col block (shape only)
   const int64_t ohb = std::max<int64_t>(1, std::min(OH, kBufFloats / (CKK * OW)));
   parallel_for(size_t(s.N), [&](size_t n) {
     const float* xn = x + int64_t(n) * xs;
     float* yn = y + int64_t(n) * ys;
     if (direct) {
-      gemm(false, false, s.O, P, CKK, 1.0f, w, CKK, xn, P, 0.0f, yn, P);
+      gemm.run(wp, false, s.O, P, CKK, 1.0f, xn, P, 0.0f, yn, P);
     } else {
       float* buf = tl_col.get(size_t(CKK * ohb * OW));
       for (int64_t oh0 = 0; oh0 < OH; oh0 += ohb) {
         const int64_t oh1 = std::min(OH, oh0 + ohb), nb = (oh1 - oh0) * OW;
         to_col(xn, buf, nb, s, pv, oh0, oh1);
-        gemm(false, false, s.O, nb, CKK, 1.0f, w, CKK, buf, nb, 0.0f, yn + oh0 * OW, P);
+        gemm.run(wp, false, s.O, nb, CKK, 1.0f, buf, nb, 0.0f, yn + oh0 * OW, P);
       }
     }
     if (bias)
@@ -116,12 +119,16 @@ void conv2d_backward_impl(const float* x, const float* w, const float* dy, float
 
   if (dx) {
     const bool direct = is_pointwise(s);
+    // w^T packed once for every image's product
+    const SgemmPacked& pg = sgemm_packed(L);
+    float* wp = tl_wpack.get(pg.size(CKK, s.O));
+    pg.pack(true, CKK, s.O, w, CKK, wp);
     parallel_for(size_t(s.N), [&](size_t n) {
       const float* dyn = dy + int64_t(n) * ys;
       float* dxn = dx + int64_t(n) * xs;
-      if (direct) { gemm(true, false, CKK, P, s.O, 1.0f, w, CKK, dyn, P, 0.0f, dxn, P); return; }
+      if (direct) { pg.run(wp, false, CKK, P, s.O, 1.0f, dyn, P, 0.0f, dxn, P); return; }
       float* dcol = tl_col.get(size_t(CKK * P));
-      gemm(true, false, CKK, P, s.O, 1.0f, w, CKK, dyn, P, 0.0f, dcol, P);
+      pg.run(wp, false, CKK, P, s.O, 1.0f, dyn, P, 0.0f, dcol, P);
       from_col(dcol, P, dxn, s);
     });
   }

@@ -105,6 +105,10 @@ struct Args {
   float beta;
   float* C;
   int64_t ldc;
+  // op(A) packed beforehand (sgemm_packed): K blocks in order, each [Mp/MR row panels][kc][MR]
+  // (Mp = M rounded up to MR), so block k0's panel of rows i0.. starts at apk + k0*Mp + i0*kc.
+  // Null: each tile packs its rows of op(A) itself.
+  const float* apk = nullptr;
 };
 
 // K split: K >= kSplitMinK and at most kSplitMaxTiles micro-tiles in C.
@@ -118,11 +122,14 @@ struct Driver {
   // For each K block: pack the tile's rows of op(A) and (unless B is read in place) its panels of
   // op(B) into this thread's scratch, then run the micro-kernels, B panel outer, A panel inner.
   static void tile(const Args& g, bool pack, int64_t i0, int64_t mc, int64_t q0, int64_t q1) {
-    float* ap = tl_apack.get(size_t(ceil_div(mc, MR) * MR * KC));
+    float* own = g.apk ? nullptr : tl_apack.get(size_t(ceil_div(mc, MR) * MR * KC));
     float* bp = pack ? tl_bpack.get(size_t((q1 - q0) * NR * KC)) : nullptr;
+    const int64_t Mp = ceil_div(g.M, MR) * MR;
     for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
       const int64_t kc = std::min(KC, g.K - k0);
-      for (int64_t r = 0; r < mc; r += MR) Tr::pack_a(g.tA, g.A, g.lda, i0 + r, std::min(MR, mc - r), k0, kc, ap + r * kc);
+      const float* ap = g.apk ? g.apk + k0 * Mp + i0 * kc : own;
+      if (!g.apk)
+        for (int64_t r = 0; r < mc; r += MR) Tr::pack_a(g.tA, g.A, g.lda, i0 + r, std::min(MR, mc - r), k0, kc, own + r * kc);
       if (pack) {
         for (int64_t q = q0; q < q1; ++q) {
           const int64_t nr = std::min(NR, g.N - q * NR);
@@ -166,6 +173,22 @@ struct Driver {
     });
   }
 
+  // op(A) (M x K) into the layout of Args::apk: one task per row panel.
+  static size_t packed_size(int64_t M, int64_t K) { return size_t(ceil_div(M, MR) * MR * K); }
+  static void pack_all(bool tA, int64_t M, int64_t K, const float* A, int64_t lda, float* dst) {
+    const int64_t Mp = ceil_div(M, MR) * MR;
+    parallel_for(size_t(Mp / MR), [&](size_t p) {
+      const int64_t i0 = int64_t(p) * MR, m = std::min(MR, M - i0);
+      for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        const int64_t kc = std::min(KC, K - k0);
+        float* d = dst + k0 * Mp + i0 * kc;
+        Tr::pack_a(tA, A, lda, i0, m, k0, kc, d);
+        for (int64_t k = 0; k < kc && m < MR; ++k)  // rows past M: zeros (the kernels never store them)
+          for (int64_t i = m; i < MR; ++i) d[k * MR + i] = 0.0f;
+      }
+    });
+  }
+
   static void run(const Args& g) {
     if (g.alpha == 0.0f || g.K == 0) { scale_c(g.M, g.N, g.beta, g.C, g.ldc); return; }
     const int64_t micro_tiles = ceil_div(g.M, MR) * ceil_div(g.N, NR);
@@ -181,6 +204,7 @@ struct Driver {
       Args s = g;
       s.K = std::min(chunk, g.K - k0);
       s.A = g.tA ? g.A + k0 * g.lda : g.A + k0;
+      if (g.apk) s.apk = g.apk + k0 * (ceil_div(g.M, MR) * MR);  // chunks are whole K blocks
       s.B = g.tB ? g.B + k0 : g.B + k0 * g.ldb;
       s.alpha = 1.0f;
       s.beta = 0.0f;
@@ -378,6 +402,11 @@ void sgemm_avx2(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, 
                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   Driver<TrAvx2>::run(Args{tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc});
 }
+void sgemm_pa_avx2(const float* apk, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float* B, int64_t ldb,
+                   float beta, float* C, int64_t ldc) {
+  Driver<TrAvx2>::run(Args{false, tB, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc, apk});
+}
+const SgemmPacked kPackedAvx2{Driver<TrAvx2>::packed_size, Driver<TrAvx2>::pack_all, sgemm_pa_avx2};
 
 // ============================================================================
 // AVX-512: 8x48 micro-kernel (24 zmm accumulators, 3 B vectors, broadcast A from memory).
@@ -455,13 +484,39 @@ void sgemm_avx512(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha
                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   Driver<TrAvx512>::run(Args{tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc});
 }
+void sgemm_pa_avx512(const float* apk, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float* B, int64_t ldb,
+                     float beta, float* C, int64_t ldc) {
+  Driver<TrAvx512>::run(Args{false, tB, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc, apk});
+}
+const SgemmPacked kPackedAvx512{Driver<TrAvx512>::packed_size, Driver<TrAvx512>::pack_all, sgemm_pa_avx512};
 
 #endif  // FL_X86
 Kernel<SgemmFn> k_sgemm("sgemm", sgemm_scalar, FL_X86_ONLY(sgemm_avx2), FL_X86_ONLY(sgemm_avx512));
 
+// scalar: the packed form of op(A) is op(A) itself, row-major (M x K).
+size_t packed_size_scalar(int64_t M, int64_t K) { return size_t(M * K); }
+void pack_all_scalar(bool tA, int64_t M, int64_t K, const float* A, int64_t lda, float* dst) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t k = 0; k < K; ++k) dst[i * K + k] = tA ? A[k * lda + i] : A[i * lda + k];
+}
+void sgemm_pa_scalar(const float* apk, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float* B, int64_t ldb,
+                     float beta, float* C, int64_t ldc) {
+  sgemm_scalar(false, tB, M, N, K, alpha, apk, K, B, ldb, beta, C, ldc);
+}
+const SgemmPacked kPackedScalar{packed_size_scalar, pack_all_scalar, sgemm_pa_scalar};
+
 }  // namespace
 
 Kernel<SgemmFn>& sgemm_kernel() { return k_sgemm; }
+
+const SgemmPacked& sgemm_packed(Isa level) {
+#if FL_X86
+  if (level == Isa::Avx512) return kPackedAvx512;
+  if (level == Isa::Avx2) return kPackedAvx2;
+#endif
+  (void)level;
+  return kPackedScalar;
+}
 
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {

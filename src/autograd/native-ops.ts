@@ -18,6 +18,10 @@ export interface NativeKernels {
   bn2dApply(x: F32, y: F32, N: number, C: number, HW: number, mean: Float64Array, invstd: Float64Array, gamma: F32, beta: F32): void;
   bn2dBackwardSums(x: F32, dy: F32, N: number, C: number, HW: number, mean: Float64Array, invstd: Float64Array, sumdy: Float64Array, sumdyxhat: Float64Array): void;
   bn2dBackwardDx(x: F32, dy: F32, dx: F32, N: number, C: number, HW: number, mean: Float64Array, invstd: Float64Array, gamma: F32, sumdy: Float64Array, sumdyxhat: Float64Array, training: boolean): void;
+  /** SGD with momentum and weight decay over the parameter arena (flatenn/f32.h); false: some updated weight is not finite. */
+  sgdStep(w: F32, g: F32, buf: Nullable<F32>, lr: number, wd: number, mu: number, started: boolean, nesterov: boolean): boolean;
+  /** The largest value ignoring NaN (-0 < +0); -Infinity when there is none. */
+  maxF32(x: F32): number;
 }
 
 let cached: NativeKernels | null = null;
@@ -25,7 +29,7 @@ let cached: NativeKernels | null = null;
 /** Resolved lazily so that modules load even before every kernel is present. */
 export function kernels(): NativeKernels {
   if (cached) return cached;
-  const names: (keyof NativeKernels)[] = ['sgemm', 'conv2dForward', 'conv2dBackward', 'maxpool2dForward', 'maxpool2dBackward', 'fakeQuantWeight', 'reluFakeQuant', 'maskedGrad', 'countZeros', 'bn2dSums', 'bn2dApply', 'bn2dBackwardSums', 'bn2dBackwardDx'];
+  const names: (keyof NativeKernels)[] = ['sgemm', 'conv2dForward', 'conv2dBackward', 'maxpool2dForward', 'maxpool2dBackward', 'fakeQuantWeight', 'reluFakeQuant', 'maskedGrad', 'countZeros', 'bn2dSums', 'bn2dApply', 'bn2dBackwardSums', 'bn2dBackwardDx', 'sgdStep', 'maxF32'];
   const k: Partial<NativeKernels> = {};
   for (const n of names) (k as Record<string, unknown>)[n] = nativeFn(n);
   cached = k as NativeKernels;

@@ -2,11 +2,12 @@
 // elementwise and reduction ops are plain loops here.
 import { addGrad, anyRequiresGrad, contributeGrad, gradSink, type Tape, Var } from './tape';
 import { kernels } from './native-ops';
+import { alloc } from './pool';
 
 function out(t: Tape, shape: number[], ...inputs: (Var | null | undefined)[]): Var {
   let n = 1;
   for (const d of shape) n *= d;
-  return new Var(new Float32Array(n), shape, t.recording && anyRequiresGrad(...inputs));
+  return new Var(alloc(n), shape, t.recording && anyRequiresGrad(...inputs));
 }
 
 function check(cond: boolean, msg: string): void {
@@ -97,11 +98,9 @@ export function reluFakeQuant(t: Tape, x: Var, bits: number, range: number): Rel
   return { y, max };
 }
 
-/** max over a buffer (the observer of the activation range). */
+/** max over a buffer ignoring NaN, -Infinity when there is none (the observer of the activation range; native). */
 export function maxOf(a: Float32Array): number {
-  let m = -Infinity;
-  for (let i = 0; i < a.length; i++) if (a[i]! > m) m = a[i]!;
-  return m;
+  return kernels().maxF32(a);
 }
 
 export interface FakeQuantWeightResult {

@@ -2,6 +2,8 @@
 // Ops are recorded in execution order, so running the tape backwards visits
 // every node after all of its consumers (a valid reverse topological order).
 
+import { alloc } from './pool';
+
 export type GradState = 'none' | 'zero' | 'live';
 
 export class Var {
@@ -42,12 +44,12 @@ export class Var {
 export function contributeGrad(v: Var, write: (out: Float32Array) => void): void {
   if (!v.requiresGrad) return;
   if (v.gradState === 'none' || v.grad === null) {
-    v.grad = new Float32Array(v.numel);
+    v.grad = alloc(v.numel);
     write(v.grad);
   } else if (v.gradState === 'zero') {
     write(v.grad);
   } else {
-    const tmp = new Float32Array(v.numel);
+    const tmp = alloc(v.numel);
     write(tmp);
     const g = v.grad;
     for (let i = 0; i < g.length; i++) g[i]! += tmp[i]!;
@@ -63,7 +65,7 @@ export function contributeGrad(v: Var, write: (out: Float32Array) => void): void
 export function gradSink(v: Var | null): { buf: Float32Array; commit(): void } | null {
   if (!v || !v.requiresGrad) return null;
   if (v.gradState === 'none' || v.grad === null) {
-    v.grad = new Float32Array(v.numel);
+    v.grad = alloc(v.numel);
     v.gradState = 'live';
     return { buf: v.grad, commit() {} };
   }
@@ -71,7 +73,7 @@ export function gradSink(v: Var | null): { buf: Float32Array; commit(): void } |
     v.gradState = 'live';
     return { buf: v.grad, commit() {} };
   }
-  const tmp = new Float32Array(v.numel);
+  const tmp = alloc(v.numel);
   return { buf: tmp, commit: () => addGrad(v, tmp) };
 }
 
@@ -79,7 +81,8 @@ export function gradSink(v: Var | null): { buf: Float32Array; commit(): void } |
 export function addGrad(v: Var, g: Float32Array): void {
   if (!v.requiresGrad) return;
   if (v.gradState === 'none' || v.grad === null) {
-    v.grad = g.slice();
+    v.grad = alloc(g.length);
+    v.grad.set(g);
   } else if (v.gradState === 'zero') {
     v.grad.set(g);
   } else {

@@ -3,6 +3,7 @@
 import { nativeFn } from '../native/binding';
 import { RngPurpose } from '../util/rng';
 import * as ops from '../autograd/ops';
+import { alloc } from '../autograd/pool';
 import { Tape, Var } from '../autograd/tape';
 import { type Graph, type GraphNode, weightLayers } from './graph';
 
@@ -209,7 +210,7 @@ export class Model {
   normalize(raw: Uint8Array, batch: number): Var {
     const [C, H, W] = this.inputShape;
     const hw = H * W;
-    const x = new Float32Array(batch * C * hw);
+    const x = alloc(batch * C * hw);  // every element written below
     for (let b = 0; b < batch; b++) {
       for (let c = 0; c < C; c++) {
         const m = this.norm.mean[c]!, o = (b * C + c) * hw, inv = 1 / stdOf(this.norm, c);

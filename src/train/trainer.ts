@@ -3,6 +3,7 @@
 import * as ops from '../autograd/ops';
 import { Tape, type Var } from '../autograd/tape';
 import { kernels } from '../autograd/native-ops';
+import { BufferPool, withPool } from '../autograd/pool';
 import { buildGraph, inferShapes, type Graph } from '../nn/graph';
 import { Model } from '../nn/model';
 import { permutation, uniforms, RngPurpose } from '../util/rng';
@@ -117,6 +118,8 @@ export class Trainer {
   /** The figures of the current epoch when it was stopped part way (null at an epoch boundary). */
   partialEpoch: PartialEpoch | null = null;
   private readonly l1: number[];
+  /** The step's tensors, reused by the next step (autograd/pool.ts); emptied at the end of each epoch. */
+  private readonly pool = new BufferPool();
 
   constructor(cfg: TrainConfig, train: ImageSet, model?: Model) {
     this.cfg = validateConfig({ ...cfg });
@@ -199,7 +202,13 @@ export class Trainer {
    */
   trainStep(images: Uint8Array, labels: Uint8Array, n: number): StepStats {
     try {
-      return this.trainStepUnchecked(images, labels, n);
+      return withPool(this.pool, () => {
+        try {
+          return this.trainStepUnchecked(images, labels, n);
+        } finally {
+          this.pool.release();
+        }
+      });
     } catch (e) {
       if (e instanceof RangeError && /finite/i.test(e.message)) throw new TrainingDivergedError('value', ...this.where(), e.message);
       throw e;
@@ -213,6 +222,7 @@ export class Trainer {
   private trainStepUnchecked(images: Uint8Array, labels: Uint8Array, n: number): StepStats {
     const m = this.model, p = m.params, cfg = this.cfg;
     const x = m.normalize(images, n);
+    const passMark = this.pool.mark();
     const lab = labels.subarray(0, n);
     p.zeroGrad();
     let tape = new Tape(true);
@@ -224,6 +234,8 @@ export class Trainer {
     first.acts.forEach((a, i) => { zeros[i] = k.countZeros(a.data); elems[i] = a.numel; });
     const stats: StepStats = { loss: first.loss.data[0]!, correct: first.ce.correct, count: n, zeros, elems };
     this.checkFinite(stats.loss);
+    // nothing of the first pass is read after this point except x (taken before the mark) and the gradients (arena)
+    this.pool.release(passMark);
 
     if (cfg.saqRho > 0) {
       // SAQ (DESIGN §3): eps = rho * g / ||g|| from the gradient at Q(w), over all
@@ -254,30 +266,22 @@ export class Trainer {
       bnEntries.forEach((e, j) => p.data.set(saved[j]!, e.offset));
       this.checkFinite(second.loss.data[0]!);
     }
-    this.optimizerStep(this.learningRate(this.step));
-    const w = this.model.params.data;
-    let s = 0;
-    for (let i = 0; i < w.length; i++) s += w[i]! * 0;
-    if (!Number.isFinite(s)) throw new TrainingDivergedError('weights', ...this.where());
+    if (!this.optimizerStep(this.learningRate(this.step))) throw new TrainingDivergedError('weights', ...this.where());
     this.step++;
     return stats;
   }
 
-  /** SGD with momentum (PyTorch semantics: the first step's buffer is the gradient) and weight decay. */
-  private optimizerStep(lr: number): void {
+  /**
+   * SGD with momentum (PyTorch semantics: the first step's buffer is the gradient) and weight decay,
+   * one native call over the parameter arena (float64 arithmetic per element, flatenn/f32.h).
+   * Returns false if some updated weight is Inf or NaN.
+   */
+  private optimizerStep(lr: number): boolean {
     const { momentum: mu, weightDecay: wd, nesterov } = this.cfg;
-    const w = this.model.params.data, g = this.model.params.grad, buf = this.momentum;
-    const started = this.momentumStarted;
-    for (let i = 0; i < w.length; i++) {
-      let d = g[i]! + wd * w[i]!;
-      if (mu > 0) {
-        const b = started ? mu * buf[i]! + d : d;
-        buf[i] = b;
-        d = nesterov ? d + mu * b : b;
-      }
-      w[i] = w[i]! - lr * d;
-    }
+    const p = this.model.params;
+    const finite = kernels().sgdStep(p.data, p.grad, mu > 0 ? this.momentum : null, lr, wd, mu, this.momentumStarted, nesterov);
     this.momentumStarted = true;
+    return finite;
   }
 
   /** Runs the next epoch (or the rest of it, after a stop part way); calls onBatch after each step. */
@@ -346,6 +350,7 @@ export class Trainer {
       yield;
     }
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    this.pool.clear();  // the step buffers go back to the runtime between epochs (validation runs without them)
     this.epoch++;
     this.partialEpoch = null;
     let zs = 0, es = 0, mean = 0;

@@ -496,6 +496,137 @@ FL_TEST(maxpool_all_variants_exact_ties_and_nan) {
   }
 }
 
+// ============================== sgemm with op(A) packed once ==================================
+// sgemm_packed(level) must give exactly the bits of sgemm_kernel().variant(level) (the conv kernels
+// rely on it), for every transpose, awkward shapes, the K block (256), the row tile and the K split.
+FL_TEST(sgemm_packed_equals_sgemm_bit_for_bit) {
+  const GemmCase cases[] = {
+      {false, false, 1, 1, 1, 0, 0, 0, 1.0f, 0.0f},      {false, false, 7, 13, 5, 0, 0, 0, -0.5f, 1.0f},
+      {false, false, 17, 33, 257, 0, 0, 0, 1.0f, 0.0f},  {false, false, 129, 47, 300, 0, 0, 0, 2.0f, -1.5f},
+      {false, false, 64, 16, 4608, 0, 0, 0, 1.0f, 0.0f}, {false, false, 6, 25, 9000, 0, 0, 0, 0.5f, 1.0f},
+      {false, false, 150, 100, 16, 0, 0, 0, 1.0f, 0.0f}, {false, false, 577, 31, 64, 0, 0, 0, 1.0f, 0.0f},
+  };
+  fl::set_num_threads(2);
+  int failures = 0;
+  uint64_t seed = 9100;
+  for (const GemmCase& b : cases)
+    for (int t = 0; t < 4; ++t) {
+      GemmCase g = b;
+      g.tA = (t & 1) != 0;
+      g.tB = (t & 2) != 0;
+      g.lda = (g.tA ? g.M : g.K) + (t == 3 ? 2 : 0);
+      g.ldb = (g.tB ? g.K : g.N) + (t == 2 ? 1 : 0);
+      g.ldc = g.N + (t == 1 ? 3 : 0);
+      for (Isa isa : isas_here()) {
+        if (isa == Isa::Scalar && g.M * g.N * g.K > 20000000) continue;
+        Rng r(++seed);
+        const std::vector<float> A = random_vec(size_t((g.tA ? g.K : g.M) * g.lda), r), B = random_vec(size_t((g.tB ? g.N : g.K) * g.ldb), r);
+        const std::vector<float> C0 = random_vec(size_t(g.M * g.ldc), r);
+        std::vector<float> want = C0, got = C0;
+        fl::sgemm_kernel().variant(isa)(g.tA, g.tB, g.M, g.N, g.K, g.alpha, A.data(), g.lda, B.data(), g.ldb, g.beta, want.data(), g.ldc);
+        const fl::SgemmPacked& pk = fl::sgemm_packed(isa);
+        std::vector<float> ap(pk.size(g.M, g.K) + 16, std::numeric_limits<float>::quiet_NaN());
+        pk.pack(g.tA, g.M, g.K, A.data(), g.lda, ap.data());
+        pk.run(ap.data(), g.tB, g.M, g.N, g.K, g.alpha, B.data(), g.ldb, g.beta, got.data(), g.ldc);
+        if (std::memcmp(want.data(), got.data(), want.size() * 4) != 0) {
+          ++failures;
+          FL_CHECK(false) << "sgemm_packed[" << fl::isa_name(isa) << "] " << describe(g) << " differs from sgemm";
+        }
+      }
+    }
+  FL_CHECK(failures == 0) << failures << " sgemm_packed mismatches";
+}
+
+// ============================== SGD step and observer max =====================================
+// The spec, written out: PyTorch's SGD rule in float64, one operation at a time (the JavaScript
+// loop it replaced).
+bool sgd_reference(std::vector<float>& w, const std::vector<float>& g, std::vector<float>& buf, double lr, double wd, double mu,
+                   bool started, bool nesterov) {
+  bool finite = true;
+  for (size_t i = 0; i < w.size(); ++i) {
+    volatile double d = double(g[i]) + wd * double(w[i]);
+    if (mu > 0) {
+      volatile double b = started ? mu * double(buf[i]) + d : double(d);
+      buf[i] = float(b);
+      d = nesterov ? d + mu * b : double(b);
+    }
+    volatile double prod = lr * d;
+    w[i] = float(double(w[i]) - prod);
+    finite = finite && std::isfinite(w[i]);
+  }
+  return finite;
+}
+
+FL_TEST(sgd_step_every_variant_equals_the_float64_rule) {
+  fl::set_num_threads(2);
+  const size_t sizes[] = {1, 15, 17, 65537, 200003};
+  uint64_t seed = 4400;
+  for (size_t n : sizes)
+    for (int mode = 0; mode < 5; ++mode) {
+      const double mu = mode == 4 ? 0.0 : 0.9, wd = mode == 2 ? 0.0 : 5e-4, lr = 0.05 + 0.01 * mode;
+      const bool started = mode != 0, nesterov = mode == 3;
+      Rng r(++seed);
+      const std::vector<float> w0 = random_vec(n, r, -2, 2), g = random_vec(n, r, -1, 1), b0 = random_vec(n, r, -1, 1);
+      std::vector<float> wr = w0, br = b0;
+      const bool fr = sgd_reference(wr, g, br, lr, wd, mu, started, nesterov);
+      for (Isa isa : isas_here()) {
+        std::vector<float> w = w0, b = b0;
+        const int bad = fl::sgd_step_kernel().variant(isa)(w.data(), g.data(), b.data(), n, lr, wd, mu, started, nesterov);
+        FL_CHECK(std::memcmp(w.data(), wr.data(), n * 4) == 0) << "sgd w [" << fl::isa_name(isa) << "] n=" << n << " mode=" << mode;
+        FL_CHECK(std::memcmp(b.data(), br.data(), n * 4) == 0) << "sgd buf [" << fl::isa_name(isa) << "] n=" << n << " mode=" << mode;
+        FL_CHECK((bad == 0) == fr) << "sgd finiteness [" << fl::isa_name(isa) << "]";
+      }
+      std::vector<float> w = w0, b = b0;  // the threaded driver
+      FL_CHECK(fl::sgd_step(w.data(), g.data(), b.data(), n, lr, wd, mu, started, nesterov) == fr);
+      FL_CHECK(std::memcmp(w.data(), wr.data(), n * 4) == 0) << "sgd_step driver n=" << n << " mode=" << mode;
+    }
+  // a weight that overflows, and a NaN gradient, are reported
+  for (Isa isa : isas_here()) {
+    std::vector<float> w = {1.0f, 3e38f, 2.0f}, g = {0.0f, -3e38f, 0.0f}, b = {0, 0, 0};
+    FL_CHECK(fl::sgd_step_kernel().variant(isa)(w.data(), g.data(), b.data(), 3, 1.0, 0.0, 0.0, false, false) != 0) << "overflow";
+    std::vector<float> w2(40, 1.0f), g2(40, 0.0f), b2(40, 0.0f);
+    g2[37] = std::numeric_limits<float>::quiet_NaN();
+    FL_CHECK(fl::sgd_step_kernel().variant(isa)(w2.data(), g2.data(), b2.data(), 40, 0.1, 0.0, 0.9, true, false) != 0) << "NaN";
+  }
+}
+
+FL_TEST(max_ignoring_nan_every_variant) {
+  fl::set_num_threads(2);
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  auto spec = [](const std::vector<float>& x) {  // the largest non-NaN value, -0 < +0; -Inf if none
+    float m = -std::numeric_limits<float>::infinity();
+    bool any = false;
+    for (float v : x) {
+      if (std::isnan(v)) continue;
+      if (!any || v > m || (v == 0 && m == 0 && !std::signbit(v) && std::signbit(m))) m = v;
+      any = true;
+    }
+    return m;
+  };
+  std::vector<std::vector<float>> cases = {{}, {nan}, {nan, nan, nan}, {-0.0f}, {-0.0f, 0.0f}, {0.0f, -0.0f, -1.0f},
+                                           {-inf, nan}, {-3.0f, -2.0f, nan, -5.0f}, {inf, 1.0f}, {1e-45f, -1e-45f, 0.0f}};
+  Rng r(31);
+  for (size_t n : {size_t(15), size_t(16), size_t(17), size_t(70001)}) {
+    std::vector<float> v = random_vec(n, r, -3, 2);
+    for (size_t i = 0; i < n; i += 7) v[i] = nan;
+    cases.push_back(v);
+  }
+  for (const auto& x : cases) {
+    const float want = spec(x);
+    for (Isa isa : isas_here()) {
+      const int32_t k = fl::max_key_kernel().variant(isa)(x.data(), x.size());
+      float got = -inf;
+      if (k != INT32_MIN) {
+        const uint32_t u = uint32_t(k < 0 ? (k ^ 0x7fffffff) : k);
+        std::memcpy(&got, &u, 4);
+      }
+      FL_CHECK(std::memcmp(&got, &want, 4) == 0) << "max [" << fl::isa_name(isa) << "] n=" << x.size() << ": " << got << " vs " << want;
+    }
+    const float d = fl::max_ignoring_nan(x.data(), x.size());
+    FL_CHECK(std::memcmp(&d, &want, 4) == 0) << "max_ignoring_nan n=" << x.size() << ": " << d << " vs " << want;
+  }
+}
+
 // ============================== peak probes ==================================================
 FL_TEST(peak_probes_count_ops) {
   const struct { fl::PeakKind k; double per_iter; } kinds[] = {

@@ -24,6 +24,19 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 Kernel<SgemmFn>& sgemm_kernel();
 
+// The same product for many calls that share A (a convolution's weights, image after image):
+// op(A) is packed once (`pack`, into `size(M, K)` floats; it may run on the pool), then `run`
+// computes C = alpha * op(A) * op(B) + beta * C from it. Every C element gets exactly the bits
+// that sgemm of the same level gives (the same K blocks, in the same order).
+struct SgemmPacked {
+  size_t (*size)(int64_t M, int64_t K);
+  void (*pack)(bool transA, int64_t M, int64_t K, const float* A, int64_t lda, float* dst);
+  void (*run)(const float* apk, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* B, int64_t ldb,
+              float beta, float* C, int64_t ldc);
+};
+// The variant of sgemm_kernel()'s level `level` (scalar off x86).
+const SgemmPacked& sgemm_packed(Isa level);
+
 // ---- convolution geometry ------------------------------------------------------
 // x: (N, C, H, W); w: (O, C, KH, KW); y: (N, O, OH, OW) with
 //   OH = (H + 2 pad - KH) / stride + 1, OW = (W + 2 pad - KW) / stride + 1.
@@ -68,6 +81,21 @@ using Conv2dBackwardFn = void (*)(const float* x, const float* w, const float* d
 void conv2d_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                      const ConvShape& s, const float* pad_values);
 Kernel<Conv2dBackwardFn>& conv2d_backward_kernel();
+
+// ---- optimiser and observer loops over flat arrays ----------------------------------
+// SGD with momentum and weight decay, PyTorch's rule, in float64 then rounded to float32:
+//   d = g + wd*w; if mu > 0: b = started ? mu*buf + d : d; buf = float(b); d = nesterov ? d + mu*b : b
+//   w = float(w - lr*d)
+// (one IEEE double operation per step, in this order: the bits of the JavaScript loop it replaced).
+// buf may be null when mu <= 0. Returns false if some updated weight is Inf or NaN.
+using SgdStepFn = int (*)(float* w, const float* g, float* buf, size_t n, double lr, double wd, double mu, bool started,
+                          bool nesterov);
+bool sgd_step(float* w, const float* g, float* buf, size_t n, double lr, double wd, double mu, bool started, bool nesterov);
+Kernel<SgdStepFn>& sgd_step_kernel();
+// The largest value ignoring NaN (-0 < +0), -Inf when there is none: the activation observer's max.
+using MaxKeyFn = int32_t (*)(const float* x, size_t n);
+float max_ignoring_nan(const float* x, size_t n);
+Kernel<MaxKeyFn>& max_key_kernel();
 
 // ---- BatchNorm2d (float64 arithmetic, bit-identical for any thread count) ---------------
 // x, y, dy, dx: (N, C, HW) planes; mean, invstd, sums: [C] doubles; gamma, beta: [C] floats.

@@ -1,0 +1,117 @@
+// The trainer's per-parameter loops over the flat parameter arena (contracts in flatenn/f32.h):
+// the SGD step and the activation-range observer's maximum. They replace JavaScript loops and
+// compute the same bits: the SGD step rounds like the JavaScript it replaced (float64 arithmetic,
+// one IEEE operation per step, never fused into an FMA), then stores float32.
+//
+// Variants: scalar (the spec), avx2, avx512: the same loop compiled for each ISA (the compiler
+// vectorises it; no contraction is allowed in this file), so every variant gives the same bits.
+#pragma GCC optimize("fp-contract=off")
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "flatenn/f32.h"
+
+#define FL_AVX2 __attribute__((target("avx2,fma")))
+#define FL_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+
+namespace fl {
+namespace {
+
+// One block of the SGD step; returns 1 if some updated weight is Inf or NaN.
+__attribute__((always_inline)) inline int sgd_generic(float* w, const float* g, float* buf, size_t n, double lr, double wd,
+                                                      double mu, bool started, bool nesterov) {
+  uint32_t bad = 0;
+  if (mu > 0.0) {
+    for (size_t i = 0; i < n; ++i) {
+      const double wi = double(w[i]);
+      double d = double(g[i]) + wd * wi;
+      const double b = started ? mu * double(buf[i]) + d : d;
+      buf[i] = float(b);
+      d = nesterov ? d + mu * b : b;
+      const float nw = float(wi - lr * d);
+      w[i] = nw;
+      uint32_t u;
+      std::memcpy(&u, &nw, 4);
+      bad |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
+    }
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      const double wi = double(w[i]);
+      const double d = double(g[i]) + wd * wi;
+      const float nw = float(wi - lr * d);
+      w[i] = nw;
+      uint32_t u;
+      std::memcpy(&u, &nw, 4);
+      bad |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
+    }
+  }
+  return int(bad);
+}
+
+// Largest total-order key (flatenn/quant.h's float_order_key: -0 < +0) over the non-NaN values of
+// a block; INT32_MIN when there is none.
+__attribute__((always_inline)) inline int32_t max_key_generic(const float* x, size_t n) {
+  int32_t m = INT32_MIN;
+  for (size_t i = 0; i < n; ++i) {
+    int32_t k;
+    std::memcpy(&k, x + i, 4);
+    const bool nan = (k & 0x7fffffff) > 0x7f800000;
+    k = k < 0 ? (k ^ 0x7fffffff) : k;
+    m = std::max(m, nan ? INT32_MIN : k);
+  }
+  return m;
+}
+
+int sgd_scalar(float* w, const float* g, float* buf, size_t n, double lr, double wd, double mu, bool started, bool nesterov) {
+  return sgd_generic(w, g, buf, n, lr, wd, mu, started, nesterov);
+}
+int32_t max_key_scalar(const float* x, size_t n) { return max_key_generic(x, n); }
+#if FL_X86
+FL_AVX2 int sgd_avx2(float* w, const float* g, float* buf, size_t n, double lr, double wd, double mu, bool started, bool nesterov) {
+  return sgd_generic(w, g, buf, n, lr, wd, mu, started, nesterov);
+}
+FL_AVX2 int32_t max_key_avx2(const float* x, size_t n) { return max_key_generic(x, n); }
+FL_AVX512 int sgd_avx512(float* w, const float* g, float* buf, size_t n, double lr, double wd, double mu, bool started,
+                         bool nesterov) {
+  return sgd_generic(w, g, buf, n, lr, wd, mu, started, nesterov);
+}
+FL_AVX512 int32_t max_key_avx512(const float* x, size_t n) { return max_key_generic(x, n); }
+#endif
+
+Kernel<SgdStepFn> k_sgd("f32_sgd_step", sgd_scalar, FL_X86_ONLY(sgd_avx2), FL_X86_ONLY(sgd_avx512));
+Kernel<MaxKeyFn> k_max_key("f32_max_key", max_key_scalar, FL_X86_ONLY(max_key_avx2), FL_X86_ONLY(max_key_avx512));
+
+constexpr size_t kBlock = size_t(1) << 16;  // elements per parallel task
+
+}  // namespace
+
+Kernel<SgdStepFn>& sgd_step_kernel() { return k_sgd; }
+Kernel<MaxKeyFn>& max_key_kernel() { return k_max_key; }
+
+bool sgd_step(float* w, const float* g, float* buf, size_t n, double lr, double wd, double mu, bool started, bool nesterov) {
+  const size_t tasks = (n + kBlock - 1) / kBlock;
+  std::vector<int> bad(tasks, 0);
+  const SgdStepFn fn = k_sgd.fn;
+  parallel_for(tasks, [&](size_t t) {
+    const size_t off = t * kBlock;
+    bad[t] = fn(w + off, g + off, buf ? buf + off : nullptr, std::min(kBlock, n - off), lr, wd, mu, started, nesterov);
+  });
+  return std::none_of(bad.begin(), bad.end(), [](int b) { return b != 0; });
+}
+
+float max_ignoring_nan(const float* x, size_t n) {
+  const size_t tasks = (n + kBlock - 1) / kBlock;
+  std::vector<int32_t> part(tasks, INT32_MIN);
+  const MaxKeyFn fn = k_max_key.fn;
+  parallel_for(tasks, [&](size_t t) { part[t] = fn(x + t * kBlock, std::min(kBlock, n - t * kBlock)); });
+  int32_t m = INT32_MIN;
+  for (int32_t v : part) m = std::max(m, v);
+  if (m == INT32_MIN) return -__builtin_inff();  // empty, or NaN only (INT32_MIN is no float's key)
+  const uint32_t u = uint32_t(m < 0 ? (m ^ 0x7fffffff) : m);
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+}  // namespace fl
