@@ -11,6 +11,13 @@
 #include <vector>
 
 #include "flatenn/f32.h"
+#if FL_X86
+#include <immintrin.h>
+#endif
+
+// GCC 12 warns inside avx512fintrin.h about the self-initialised "undefined" vectors of the
+// masked intrinsics (GCC PR 105593, fixed in 13).
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #define FL_AVX2 __attribute__((target("avx2,fma")))
 #define FL_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
@@ -71,12 +78,47 @@ int32_t max_key_scalar(const float* x, size_t n) { return max_key_generic(x, n);
 FL_AVX2 int sgd_avx2(float* w, const float* g, float* buf, size_t n, double lr, double wd, double mu, bool started, bool nesterov) {
   return sgd_generic(w, g, buf, n, lr, wd, mu, started, nesterov);
 }
-FL_AVX2 int32_t max_key_avx2(const float* x, size_t n) { return max_key_generic(x, n); }
+// key = bits ^ (0x7fffffff if negative); NaN -> INT32_MIN (never the maximum of a real value's key)
+FL_AVX2 int32_t max_key_avx2(const float* x, size_t n) {
+  const __m256i mag = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000), lowest = _mm256_set1_epi32(INT32_MIN);
+  __m256i m0 = lowest, m1 = lowest;
+  size_t i = 0;
+  const auto key = [&](__m256i b) {
+    const __m256i k = _mm256_xor_si256(b, _mm256_and_si256(_mm256_srai_epi32(b, 31), mag));
+    return _mm256_blendv_epi8(k, lowest, _mm256_cmpgt_epi32(_mm256_and_si256(b, mag), inf));
+  };
+  for (; i + 16 <= n; i += 16) {
+    m0 = _mm256_max_epi32(m0, key(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i))));
+    m1 = _mm256_max_epi32(m1, key(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 8))));
+  }
+  alignas(32) int32_t t[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(t), _mm256_max_epi32(m0, m1));
+  int32_t m = max_key_generic(x + i, n - i);
+  for (int j = 0; j < 8; ++j) m = std::max(m, t[j]);
+  return m;
+}
 FL_AVX512 int sgd_avx512(float* w, const float* g, float* buf, size_t n, double lr, double wd, double mu, bool started,
                          bool nesterov) {
   return sgd_generic(w, g, buf, n, lr, wd, mu, started, nesterov);
 }
-FL_AVX512 int32_t max_key_avx512(const float* x, size_t n) { return max_key_generic(x, n); }
+FL_AVX512 int32_t max_key_avx512(const float* x, size_t n) {
+  const __m512i mag = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000), lowest = _mm512_set1_epi32(INT32_MIN);
+  __m512i m0 = lowest, m1 = lowest;
+  const auto key = [&](__m512i b) {
+    const __m512i k = _mm512_xor_si512(b, _mm512_and_si512(_mm512_srai_epi32(b, 31), mag));
+    return _mm512_mask_mov_epi32(k, _mm512_cmpgt_epi32_mask(_mm512_and_si512(b, mag), inf), lowest);
+  };
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    m0 = _mm512_max_epi32(m0, key(_mm512_loadu_si512(x + i)));
+    m1 = _mm512_max_epi32(m1, key(_mm512_loadu_si512(x + i + 16)));
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    m0 = _mm512_mask_max_epi32(m0, k, m0, key(_mm512_maskz_loadu_epi32(k, x + i)));
+  }
+  return _mm512_reduce_max_epi32(_mm512_max_epi32(m0, m1));
+}
 #endif
 
 Kernel<SgdStepFn> k_sgd("f32_sgd_step", sgd_scalar, FL_X86_ONLY(sgd_avx2), FL_X86_ONLY(sgd_avx512));
