@@ -13,6 +13,8 @@
 //   bn2dSums / bn2dApply / bn2dBackwardSums / bn2dBackwardDx: BatchNorm2d in float64 (flatenn/f32.h)
 //   sgdStep(w, g, buf|null, lr, wd, mu, started, nesterov) -> boolean  (SGD over the parameter arena; false: a non-finite weight)
 //   maxF32(x) -> number                                   (max ignoring NaN, -0 < +0; -Infinity if none)
+//   allFinite(x) -> boolean                               (no Inf / NaN: the trainer's gradient check)
+//   normalizeU8(raw, y, B, C, HW, mean, inv)              (y = float((raw - mean[c]) * inv[c]) in float64)
 //   peakProbe(kind: 'fma512'|'fma256'|'vnni512'|'int8avx2', iters, threads) -> {ops, wallSeconds, cpuSeconds}
 #include <napi.h>
 
@@ -438,6 +440,30 @@ Napi::Value MaxF32(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(fl::max_ignoring_nan(x.data, x.length)));
 }
 
+// allFinite(x) -> true if no element is Inf or NaN
+Napi::Value AllFinite(const Napi::CallbackInfo& info) {
+  F32 x = f32(info, 0, "x");
+  return Napi::Boolean::New(info.Env(), fl::all_finite(x.data, x.length));
+}
+
+// normalizeU8(raw, y, B, C, HW, mean: F64[C], inv: F64[C]): y = float((raw - mean[c]) * inv[c]) in double
+Napi::Value NormalizeU8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  U8 raw = u8(info, 0, "raw");
+  F32 y = f32(info, 1, "y");
+  const int64_t B = integer(info, 2, "B", 0, kDimMax), C = dim(info, 3, "C"), HW = dim(info, 4, "HW");
+  F64 mean = f64(info, 5, "mean"), inv = f64(info, 6, "inv");
+  const int64_t n = mul(env, mul(env, B, C, "B*C*HW"), HW, "B*C*HW");
+  need(env, raw, size_t(n), "raw");
+  exact(env, y, size_t(n), "y");
+  exact(env, mean, size_t(C), "mean");
+  exact(env, inv, size_t(C), "inv");
+  const std::vector<Span> all = {span(raw, n, "raw"), span(y, n, "y")};
+  no_overlap(env, {all[1]}, all);
+  fl::normalize_u8(raw.data, y.data, size_t(B), size_t(C), size_t(HW), mean.data, inv.data);
+  return env.Undefined();
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemm", flb::fn(env, Sgemm, "sgemm"));
   exports.Set("im2col", flb::fn(env, Im2col, "im2col"));
@@ -453,6 +479,8 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peakProbe", flb::fn(env, PeakProbe, "peakProbe"));
   exports.Set("sgdStep", flb::fn(env, SgdStep, "sgdStep"));
   exports.Set("maxF32", flb::fn(env, MaxF32, "maxF32"));
+  exports.Set("allFinite", flb::fn(env, AllFinite, "allFinite"));
+  exports.Set("normalizeU8", flb::fn(env, NormalizeU8, "normalizeU8"));
 }
 
 Register reg(Init);

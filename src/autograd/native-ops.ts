@@ -22,6 +22,10 @@ export interface NativeKernels {
   sgdStep(w: F32, g: F32, buf: Nullable<F32>, lr: number, wd: number, mu: number, started: boolean, nesterov: boolean): boolean;
   /** The largest value ignoring NaN (-0 < +0); -Infinity when there is none. */
   maxF32(x: F32): number;
+  /** true if no element is Inf or NaN. */
+  allFinite(x: F32): boolean;
+  /** y = float((raw - mean[c]) * inv[c]) in float64, raw images [B, C, HW]. */
+  normalizeU8(raw: Uint8Array, y: F32, B: number, C: number, HW: number, mean: Float64Array, inv: Float64Array): void;
 }
 
 let cached: NativeKernels | null = null;
@@ -29,7 +33,7 @@ let cached: NativeKernels | null = null;
 /** Resolved lazily so that modules load even before every kernel is present. */
 export function kernels(): NativeKernels {
   if (cached) return cached;
-  const names: (keyof NativeKernels)[] = ['sgemm', 'conv2dForward', 'conv2dBackward', 'maxpool2dForward', 'maxpool2dBackward', 'fakeQuantWeight', 'reluFakeQuant', 'maskedGrad', 'countZeros', 'bn2dSums', 'bn2dApply', 'bn2dBackwardSums', 'bn2dBackwardDx', 'sgdStep', 'maxF32'];
+  const names: (keyof NativeKernels)[] = ['sgemm', 'conv2dForward', 'conv2dBackward', 'maxpool2dForward', 'maxpool2dBackward', 'fakeQuantWeight', 'reluFakeQuant', 'maskedGrad', 'countZeros', 'bn2dSums', 'bn2dApply', 'bn2dBackwardSums', 'bn2dBackwardDx', 'sgdStep', 'maxF32', 'allFinite', 'normalizeU8'];
   const k: Partial<NativeKernels> = {};
   for (const n of names) (k as Record<string, unknown>)[n] = nativeFn(n);
   cached = k as NativeKernels;

@@ -4,6 +4,7 @@ import { nativeFn } from '../native/binding';
 import { RngPurpose } from '../util/rng';
 import * as ops from '../autograd/ops';
 import { alloc } from '../autograd/pool';
+import { kernels } from '../autograd/native-ops';
 import { Tape, Var } from '../autograd/tape';
 import { type Graph, type GraphNode, weightLayers } from './graph';
 
@@ -210,13 +211,11 @@ export class Model {
   normalize(raw: Uint8Array, batch: number): Var {
     const [C, H, W] = this.inputShape;
     const hw = H * W;
-    const x = alloc(batch * C * hw);  // every element written below
-    for (let b = 0; b < batch; b++) {
-      for (let c = 0; c < C; c++) {
-        const m = this.norm.mean[c]!, o = (b * C + c) * hw, inv = 1 / stdOf(this.norm, c);
-        for (let j = 0; j < hw; j++) x[o + j] = (raw[o + j]! - m) * inv;
-      }
-    }
+    const x = alloc(batch * C * hw);  // every element written by the kernel
+    const mean = new Float64Array(C), inv = new Float64Array(C);
+    for (let c = 0; c < C; c++) { mean[c] = this.norm.mean[c]!; inv[c] = 1 / stdOf(this.norm, c); }
+    // x = float((raw - mean_c) * (1 / std_c)) in float64 (native, the bits of the loop it replaced)
+    kernels().normalizeU8(raw, x, batch, C, hw, mean, inv);
     return new Var(x, [batch, C, H, W]);
   }
 

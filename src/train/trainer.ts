@@ -155,10 +155,7 @@ export class Trainer {
   /** Stops the run on a non-finite loss or gradient (DESIGN §3 collapse detection). */
   private checkFinite(loss: number): void {
     if (!Number.isFinite(loss)) throw new TrainingDivergedError('loss', ...this.where());
-    const g = this.model.params.grad;
-    let s = 0;
-    for (let i = 0; i < g.length; i++) s += g[i]! * 0; // 0 unless some g[i] is NaN or infinite
-    if (!Number.isFinite(s)) throw new TrainingDivergedError('gradient', ...this.where());
+    if (!kernels().allFinite(this.model.params.grad)) throw new TrainingDivergedError('gradient', ...this.where());
   }
 
   learningRate(step: number): number {

@@ -627,6 +627,45 @@ FL_TEST(max_ignoring_nan_every_variant) {
   }
 }
 
+FL_TEST(nonfinite_and_normalize_every_variant) {
+  fl::set_num_threads(2);
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  Rng r(57);
+  for (size_t n : {size_t(0), size_t(1), size_t(17), size_t(70001)}) {
+    std::vector<float> x = random_vec(n, r, -1e30f, 1e30f);
+    for (int bad = 0; bad < 4; ++bad) {
+      std::vector<float> y = x;
+      if (bad > 0 && n > 0) y[(n * size_t(bad)) / 4] = bad == 1 ? nan : bad == 2 ? inf : -inf;
+      const bool want = !(bad > 0 && n > 0);
+      for (Isa isa : isas_here())
+        FL_CHECK((fl::nonfinite_kernel().variant(isa)(y.data(), n) == 0) == want) << "nonfinite [" << fl::isa_name(isa) << "] n=" << n << " bad=" << bad;
+      FL_CHECK(fl::all_finite(y.data(), n) == want) << "all_finite n=" << n << " bad=" << bad;
+    }
+  }
+  // normalisation: float((double(x) - mean) * inv), every byte value, per channel
+  const size_t B = 3, C = 2, HW = 300;
+  std::vector<uint8_t> raw(B * C * HW);
+  for (size_t i = 0; i < raw.size(); ++i) raw[i] = uint8_t((i * 37 + 11) % 256);
+  const double mean[2] = {72.93, 0.4914 * 255}, inv[2] = {1 / 90.0, 1 / (0.247 * 255)};
+  std::vector<float> want(raw.size());
+  for (size_t b = 0; b < B; ++b)
+    for (size_t c = 0; c < C; ++c)
+      for (size_t j = 0; j < HW; ++j) {
+        volatile double d = double(raw[(b * C + c) * HW + j]) - mean[c];
+        want[(b * C + c) * HW + j] = float(d * inv[c]);
+      }
+  for (Isa isa : isas_here()) {
+    std::vector<float> y(raw.size(), nan);
+    for (size_t b = 0; b < B; ++b)
+      for (size_t c = 0; c < C; ++c)
+        fl::normalize_u8_kernel().variant(isa)(raw.data() + (b * C + c) * HW, y.data() + (b * C + c) * HW, HW, mean[c], inv[c]);
+    FL_CHECK(std::memcmp(y.data(), want.data(), y.size() * 4) == 0) << "normalize [" << fl::isa_name(isa) << "]";
+  }
+  std::vector<float> y(raw.size(), nan);
+  fl::normalize_u8(raw.data(), y.data(), B, C, HW, mean, inv);
+  FL_CHECK(std::memcmp(y.data(), want.data(), y.size() * 4) == 0) << "normalize_u8 driver";
+}
+
 // ============================== peak probes ==================================================
 FL_TEST(peak_probes_count_ops) {
   const struct { fl::PeakKind k; double per_iter; } kinds[] = {
