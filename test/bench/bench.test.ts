@@ -5,12 +5,17 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { kernels } from '../../src/autograd/native-ops';
 import { Tape } from '../../src/autograd/tape';
 import { defaultConfig } from '../../src/train/config';
 import { createModel } from '../../src/train/trainer';
 import { DEFAULT_PYTHON, fmt, markdownTable, median, parseArgs, rowsTable, TORCH_SCRIPT } from '../../bench/common';
 import { asRows } from '../../bench/run';
+import { campaignBench } from '../../bench/campaign';
+import { DEBIAN_FASHION_MNIST } from '../../src/data/dirs';
+import { getThreads, setThreads } from '../../src/native/info';
 
 test('parseArgs: values, flags, and refusals naming the option', () => {
   const spec = { threads: 'number', quick: 'boolean', model: 'string' } as const;
@@ -145,4 +150,27 @@ test('PyTorch twin: bit flips on int4 codes (k distinct cells, two\'s complement
   assert.deepEqual(py.every, codes.map((c) => -1 - c)); // all four bits flipped: ~c
   assert.deepEqual(py.bits, [100]); // distinct cells: exactly k bits differ
   for (const v of py.half!) assert.ok(Number.isInteger(v) && v >= -8 && v <= 7);
+});
+
+test('campaign bench: the trial rows and the 1 -> N thread scaling row (a short run without PyTorch)', {
+  skip: !fs.existsSync(path.join(DEBIAN_FASHION_MNIST, 't10k-images-idx3-ubyte.gz')) && process.env.CI !== 'true' ? 'FashionMNIST not installed' : false,
+}, async () => {
+  const prev = getThreads();
+  try {
+    const rows = await campaignBench({ threads: 2, quick: true, noTorch: true, rssTrials: 0, trainImages: 1000 });
+    const trial = rows.find((r) => String(r.case).startsWith('trial: fresh bit-flip map'));
+    assert.ok(trial && typeof trial.flatenn === 'number' && trial.flatenn > 0, JSON.stringify(rows));
+    const sc = rows.find((r) => String(r.case).startsWith('trial scaling, 1 -> 2 threads'));
+    assert.ok(sc, 'scaling row present');
+    assert.equal(sc.metric, 'speed-up');
+    assert.ok(typeof sc.flatenn === 'number' && sc.flatenn > 0 && Number.isFinite(sc.flatenn));
+    assert.equal(sc.flatenn, (sc.flatennOneThreadMs as number) / (sc.flatennManyThreadsMs as number));
+    assert.equal(sc.pass, (sc.flatenn as number) >= 1.8);
+    assert.equal(getThreads(), 2, 'the thread count is restored');
+    // one thread: no scaling row
+    const one = await campaignBench({ threads: 1, quick: true, noTorch: true, rssTrials: 0, trainImages: 1000 });
+    assert.ok(!one.some((r) => String(r.case).startsWith('trial scaling')));
+  } finally {
+    setThreads(prev);
+  }
 });
