@@ -14,7 +14,7 @@ import { Engine } from '../src/engine/engine';
 import { decodeSafetensors, encodeSafetensors } from '../src/io/safetensors';
 import { getIsa, getThreads, setThreads } from '../src/native/info';
 import { defaultConfig } from '../src/train/config';
-import { Trainer, type ImageSet } from '../src/train/trainer';
+import { releaseStepBuffers, Trainer, type ImageSet } from '../src/train/trainer';
 import { markdownTable, nowSeconds, parseArgs, positiveInt } from './common';
 
 export interface CostOptions { width?: number; batch?: number; steps?: number; images?: number; saq?: boolean; threads?: number; log?: (s: string) => void }
@@ -67,6 +67,7 @@ export async function resnet18Cost(o: CostOptions = {}): Promise<CostReport> {
     const trainPeakRssMiB = process.resourceUsage().maxRSS / 1024;
     let saq: number | null = null;
     if (o.saq !== false) saq = stepSeconds(new Trainer({ ...cfg, saqRho: 0.1 }, set, tr.model), set, batch, steps, log, 'SAQ');
+    releaseStepBuffers();  // training is over: its step buffers go back (as at the end of an epoch)
     const d = deployModel(tr.model, 'cifar10');
     const dm = deployedFromFile(decodeSafetensors(encodeSafetensors(d.tensors, { flatenn: JSON.stringify(d.meta) })), 'resnet18-cost', '');
     const engine = new Engine(dm);

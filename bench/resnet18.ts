@@ -18,7 +18,7 @@ import { decodeSafetensors, encodeSafetensors } from '../src/io/safetensors';
 import { checkWidth } from '../src/nn/graph';
 import { bestIsa, getIsa, setThreads } from '../src/native/info';
 import { defaultConfig } from '../src/train/config';
-import { Trainer } from '../src/train/trainer';
+import { releaseStepBuffers, Trainer } from '../src/train/trainer';
 import {
   field, loadWarning, median, messageOf, nonNegativeInt, nowSeconds, parseArgs, peerDetails, positiveInt, printRows, runTorchBuilds, timeCalls,
   TORCH_RESNET18_SCRIPT, type PeerRun, type Row,
@@ -93,6 +93,7 @@ export async function resnet18Bench(o: ResNet18BenchOptions): Promise<Row[]> {
       if (!Number.isFinite(s.loss)) throw new Error(`training diverged (loss ${s.loss}) at step ${i}`);
     }), batch);
     // The deployed int4 model of the trained-a-few-steps network (activation ranges set), as `flatenn export` writes it.
+    releaseStepBuffers();  // training is over: its step buffers go back (as at the end of an epoch)
     const d = deployModel(tr.model, 'cifar10');
     const dm = deployedFromFile(decodeSafetensors(encodeSafetensors(d.tensors, { flatenn: JSON.stringify(d.meta) })), 'resnet18-bench', '');
     const engine = new Engine(dm);

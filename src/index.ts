@@ -18,7 +18,7 @@ export { Model } from './nn/model';
 export type { QuantConfig, InputNorm, InputPadding } from './nn/model';
 export { defaultConfig, validateConfig } from './train/config';
 export type { TrainConfig } from './train/config';
-export { Trainer, createModel, evaluate } from './train/trainer';
+export { Trainer, createModel, evaluate, releaseStepBuffers } from './train/trainer';
 export type { EpochStats, EvalResult } from './train/trainer';
 export { trainModel, evaluateAsync } from './train/run';
 export type { TrainRunOptions, TrainRunResult, TrainProgress } from './train/run';

@@ -27,6 +27,18 @@ export function createModel(cfg: TrainConfig, channels: number, size: number, nu
   return new Model(graph, { weightBits: cfg.weightBits, actBits: cfg.actBits, perChannel: cfg.perChannel, firstLastBits: cfg.firstLastBits }, norm, cfg.padding);
 }
 
+/**
+ * The buffers of training steps (autograd/pool.ts), shared by every Trainer of this thread (steps never
+ * overlap: JavaScript runs one at a time), so that two trainers used in turn hold one step's memory, not two.
+ * Emptied at the end of each epoch and by releaseStepBuffers().
+ */
+const stepPool = new BufferPool();
+
+/** Gives the training steps' reusable buffers back to the runtime (the next step allocates them again). */
+export function releaseStepBuffers(): void {
+  stepPool.clear();
+}
+
 export interface StepStats { loss: number; correct: number; count: number; zeros: Float64Array; elems: Float64Array }
 
 export interface EpochStats {
@@ -118,8 +130,8 @@ export class Trainer {
   /** The figures of the current epoch when it was stopped part way (null at an epoch boundary). */
   partialEpoch: PartialEpoch | null = null;
   private readonly l1: number[];
-  /** The step's tensors, reused by the next step (autograd/pool.ts); emptied at the end of each epoch. */
-  private readonly pool = new BufferPool();
+  /** The step's tensors, reused by the next step (autograd/pool.ts): one pool for every Trainer of this thread. */
+  private readonly pool = stepPool;
 
   constructor(cfg: TrainConfig, train: ImageSet, model?: Model) {
     this.cfg = validateConfig({ ...cfg });
