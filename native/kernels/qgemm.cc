@@ -180,7 +180,6 @@ FL_AVX2 void epi_avx2(__m256i acc, size_t m, size_t n, size_t M, const QOut& o, 
 FL_AVX2 void panel_avx2_wide(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
                              size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
   const size_t K4 = h.Kp / 4;
-  const double inv = qrq::inv_of(o);
   for (size_t nb = n0 / 4; nb < n1 / 4; ++nb) {
     const uint8_t* wblk = wdata + nb * K4 * 16;
     for (size_t s = 0; s < Wp / 8; ++s) {
@@ -211,6 +210,7 @@ FL_AVX2 void panel_avx2_wide(const uint8_t* panel, size_t Wp, size_t m0, size_t 
                               _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo1, hi1), 0xD8),
                               _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo2, hi2), 0xD8),
                               _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo3, hi3), 0xD8)};
+      const double inv = qrq::inv_of(o);  // after the accumulation (see panel_avx512_mv)
       for (size_t c = 0; c < 4; ++c) {
         const size_t n = nb * 4 + c;
         if (n >= h.N) break;
@@ -228,7 +228,6 @@ template <int V>
 FL_AVX2 void panel_avx2_s16(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
                             size_t n0, size_t n1, const QOut& o, int64_t* zeros, size_t run) {
   const size_t K4 = h.Kp / 4;
-  const double inv = qrq::inv_of(o);
   const __m256i ones = _mm256_set1_epi16(1);
   for (size_t nb = n0 / 4; nb < n1 / 4; ++nb) {
     const uint8_t* wblk = wdata + nb * K4 * 16;
@@ -265,6 +264,7 @@ FL_AVX2 void panel_avx2_s16(const uint8_t* panel, size_t Wp, size_t m0, size_t M
 #pragma GCC unroll 4
           for (int v = 0; v < V; ++v) acc[c][v] = _mm256_add_epi32(acc[c][v], _mm256_madd_epi16(t[c][v], ones));
       }
+      const double inv = qrq::inv_of(o);  // after the accumulation (see panel_avx512_mv)
       for (int v = 0; v < V; ++v) {
         const size_t mv = m + 8 * size_t(v);
         if (mv >= M) break;
@@ -338,37 +338,49 @@ FL_VNNI void epi_avx512(__m512i acc, size_t m, size_t n, size_t M, const QOut& o
 
 // Weights int8 [Np/8][K4][8][4]; tile = 8 channels x (16 * MV) rows; per k4 step: MV panel loads,
 // 8 dword broadcasts, 8 * MV vpdpbusd.
+// acc_avx512_mv: the accumulation of one such tile, stored to out[c * MV + v]. Not inlined:
+// with the epilogue's calls in the same function GCC 12 kept the 24 accumulators on the stack
+// (a load and a store around every vpdpbusd; int4 GEMM 1024^3 on AVX-512 fell from 183 to 96 GMAC/s).
+template <int MV>
+FL_VNNI __attribute__((noinline)) void acc_avx512_mv(const uint8_t* panel, const uint8_t* wb, size_t K4, __m512i* out) {
+  constexpr size_t Wp = 16 * MV;
+  __m512i acc[8][MV];
+#pragma GCC unroll 8
+  for (int c = 0; c < 8; ++c)
+#pragma GCC unroll 3
+    for (int v = 0; v < MV; ++v) acc[c][v] = _mm512_setzero_si512();
+  const uint8_t* a = panel;
+  for (size_t k4 = 0; k4 < K4; ++k4, a += Wp * 4, wb += 32) {
+    __m512i av[MV];
+#pragma GCC unroll 3
+    for (int v = 0; v < MV; ++v) av[v] = _mm512_loadu_si512(a + 64 * v);
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) {
+      const __m512i w = _mm512_set1_epi32(load_i32(wb + 4 * c));
+#pragma GCC unroll 3
+      for (int v = 0; v < MV; ++v) acc[c][v] = _mm512_dpbusd_epi32(acc[c][v], av[v], w);
+    }
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < 8; ++c)
+#pragma GCC unroll 3
+    for (int v = 0; v < MV; ++v) _mm512_store_si512(out + c * MV + v, acc[c][v]);
+}
+
 template <int MV>
 FL_VNNI void panel_avx512_mv(const uint8_t* panel, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
                              size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
-  constexpr size_t Wp = 16 * MV;
   const size_t K4 = h.Kp / 4;
   const double inv = qrq::inv_of(o);
+  alignas(64) __m512i acc[8 * MV];
   for (size_t nb = n0 / 8; nb < n1 / 8; ++nb) {
-    __m512i acc[8][MV];
-#pragma GCC unroll 8
-    for (int c = 0; c < 8; ++c)
-#pragma GCC unroll 3
-      for (int v = 0; v < MV; ++v) acc[c][v] = _mm512_setzero_si512();
-    const uint8_t* a = panel;
-    const uint8_t* wb = wdata + nb * K4 * 32;
-    for (size_t k4 = 0; k4 < K4; ++k4, a += Wp * 4, wb += 32) {
-      __m512i av[MV];
-#pragma GCC unroll 3
-      for (int v = 0; v < MV; ++v) av[v] = _mm512_loadu_si512(a + 64 * v);
-#pragma GCC unroll 8
-      for (int c = 0; c < 8; ++c) {
-        const __m512i w = _mm512_set1_epi32(load_i32(wb + 4 * c));
-#pragma GCC unroll 3
-        for (int v = 0; v < MV; ++v) acc[c][v] = _mm512_dpbusd_epi32(acc[c][v], av[v], w);
-      }
-    }
+    acc_avx512_mv<MV>(panel, wdata + nb * K4 * 32, K4, acc);
     for (int c = 0; c < 8; ++c) {
       const size_t n = nb * 8 + size_t(c);
       if (n >= h.N) break;
       for (int v = 0; v < MV; ++v) {
         const size_t m = m0 + 16 * size_t(v);
-        if (m < M) epi_avx512(acc[c][v], m, n, M, o, inv, zeros);
+        if (m < M) epi_avx512(acc[c * MV + v], m, n, M, o, inv, zeros);
       }
     }
   }
