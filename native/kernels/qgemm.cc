@@ -224,52 +224,68 @@ FL_AVX2 void panel_avx2_wide(const uint8_t* panel, size_t Wp, size_t m0, size_t 
 // V loads of 8 rows x 4 k, 4 dword broadcasts, 4V vpmaddubsw + 4V vpaddw into int16 sums of
 // lanes (m, k0+k1), (m, k2+k3); every `run` steps (the exact bound of qgemm_avx2_run) vpmaddwd
 // with ones adds each lane pair into the int32 accumulator of row m. No horizontal step after.
-template <int V>
+// t += vpmaddubsw(a, w) with the sum updated in its own register (written as intrinsics, GCC 12
+// rotated the sums through other registers and, for tiles of 3 row vectors, kept 9 of the 12 on
+// the stack: a load and a store per vpmaddubsw).
+FL_AVX2 inline void madd16(__m256i& t, __m256i a, __m256i w) {
+  const __m256i p = _mm256_maddubs_epi16(a, w);
+  __asm__("vpaddw %1, %0, %0" : "+x"(t) : "x"(p));
+}
+
+// The accumulation of one tile of 4 channels x 16 rows (2 row vectors) over K4 steps: int16 sums
+// of `run` steps (8 registers, + 2 rows, 1 broadcast, 1 product: 12 of the 16), widened into the
+// int32 accumulators out[2 c + v] (in memory, touched once per run). Not inlined, so that the
+// register allocation of this loop stays its own.
+FL_AVX2 __attribute__((noinline)) void acc_avx2_s16(const uint8_t* a, size_t Wp, const uint8_t* wb, size_t K4, size_t run,
+                                                    __m256i* out) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int i = 0; i < 8; ++i) out[i] = _mm256_setzero_si256();
+  for (size_t k0 = 0; k0 < K4; k0 += run) {
+    const size_t k1 = std::min(K4, k0 + run);
+    __m256i t00 = _mm256_setzero_si256(), t01 = t00, t10 = t00, t11 = t00, t20 = t00, t21 = t00, t30 = t00, t31 = t00;
+    for (size_t k4 = k0; k4 < k1; ++k4, a += Wp * 4, wb += 16) {
+      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32));
+      __m256i w = _mm256_set1_epi32(load_i32(wb));
+      madd16(t00, a0, w);
+      madd16(t01, a1, w);
+      w = _mm256_set1_epi32(load_i32(wb + 4));
+      madd16(t10, a0, w);
+      madd16(t11, a1, w);
+      w = _mm256_set1_epi32(load_i32(wb + 8));
+      madd16(t20, a0, w);
+      madd16(t21, a1, w);
+      w = _mm256_set1_epi32(load_i32(wb + 12));
+      madd16(t30, a0, w);
+      madd16(t31, a1, w);
+    }
+    const __m256i t[8] = {t00, t01, t10, t11, t20, t21, t30, t31};
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) out[i] = _mm256_add_epi32(out[i], _mm256_madd_epi16(t[i], ones));
+    __asm__ volatile("" : : "r"(out) : "memory");  // the accumulators stay in memory
+  }
+}
+
+// 16-bit kernel (operands in range, qgemm_avx2_run): tiles of 4 channels x 16 rows. Per k4 step:
+// 2 loads of 8 rows x 4 k, 4 dword broadcasts, 8 vpmaddubsw + 8 vpaddw into int16 sums of lanes
+// (m, k0+k1), (m, k2+k3); every `run` steps (the exact bound of qgemm_avx2_run) vpmaddwd with ones
+// adds each lane pair into the int32 accumulator of row m. No horizontal step after.
 FL_AVX2 void panel_avx2_s16(const uint8_t* panel, size_t Wp, size_t m0, size_t M, const QwHeader& h, const uint8_t* wdata,
                             size_t n0, size_t n1, const QOut& o, int64_t* zeros, size_t run) {
   const size_t K4 = h.Kp / 4;
-  const __m256i ones = _mm256_set1_epi16(1);
+  const double inv = qrq::inv_of(o);
+  alignas(32) __m256i acc[8];
   for (size_t nb = n0 / 4; nb < n1 / 4; ++nb) {
     const uint8_t* wblk = wdata + nb * K4 * 16;
-    for (size_t s = 0; s < Wp / 8; s += V) {
+    for (size_t s = 0; s < Wp / 8; s += 2) {
       const size_t m = m0 + 8 * s;
       if (m >= M) break;
-      __m256i acc[4][V];
-#pragma GCC unroll 4
-      for (int c = 0; c < 4; ++c)
-#pragma GCC unroll 4
-        for (int v = 0; v < V; ++v) acc[c][v] = _mm256_setzero_si256();
-      const uint8_t* a = panel + s * 32;
-      const uint8_t* wb = wblk;
-      for (size_t k0 = 0; k0 < K4; k0 += run) {
-        const size_t k1 = std::min(K4, k0 + run);
-        __m256i t[4][V];
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; ++c)
-#pragma GCC unroll 4
-          for (int v = 0; v < V; ++v) t[c][v] = _mm256_setzero_si256();
-        for (size_t k4 = k0; k4 < k1; ++k4, a += Wp * 4, wb += 16) {
-          __m256i av[V];
-#pragma GCC unroll 4
-          for (int v = 0; v < V; ++v) av[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32 * v));
-#pragma GCC unroll 4
-          for (int c = 0; c < 4; ++c) {
-            const __m256i w = _mm256_set1_epi32(load_i32(wb + 4 * c));
-#pragma GCC unroll 4
-            for (int v = 0; v < V; ++v) t[c][v] = _mm256_add_epi16(t[c][v], _mm256_maddubs_epi16(av[v], w));
-          }
-        }
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; ++c)
-#pragma GCC unroll 4
-          for (int v = 0; v < V; ++v) acc[c][v] = _mm256_add_epi32(acc[c][v], _mm256_madd_epi16(t[c][v], ones));
-      }
-      const double inv = qrq::inv_of(o);  // after the accumulation (see panel_avx512_mv)
-      for (int v = 0; v < V; ++v) {
-        const size_t mv = m + 8 * size_t(v);
+      acc_avx2_s16(panel + s * 32, Wp, wblk, K4, run, acc);
+      for (size_t v = 0; v < 2; ++v) {
+        const size_t mv = m + 8 * v;
         if (mv >= M) break;
         const RowVec rv = row_vec(mv, M, o);
-        for (size_t c = 0; c < 4 && nb * 4 + c < h.N; ++c) epi_avx2_rv(acc[c][v], rv, mv, nb * 4 + c, o, inv, zeros);
+        for (size_t c = 0; c < 4 && nb * 4 + c < h.N; ++c) epi_avx2_rv(acc[2 * c + v], rv, mv, nb * 4 + c, o, inv, zeros);
       }
     }
   }
@@ -279,10 +295,8 @@ FL_AVX2 void panel_avx2(const uint8_t* panel, size_t Wp, size_t m0, size_t M, co
                         size_t n0, size_t n1, const QOut& o, int64_t* zeros) {
   const int run = qgemm_avx2_run(o.aMax, h.wlo, h.whi);
   if (run == 0) return panel_avx2_wide(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros);
-  // Wp / 8 is 2, 4 or 6 row vectors: tiles of 3 (12 int16 sums + 3 rows + 1 weight broadcast
-  // in the 16 registers) or 2
-  if (Wp % 24 == 0) panel_avx2_s16<3>(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros, size_t(run));
-  else panel_avx2_s16<2>(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros, size_t(run));
+  // Wp / 8 is 2, 4 or 6 row vectors: tiles of 2
+  panel_avx2_s16(panel, Wp, m0, M, h, wdata, n0, n1, o, zeros, size_t(run));
 }
 
 FL_AVX2 uint8_t max_u8_avx2(const uint8_t* x, size_t n) {
