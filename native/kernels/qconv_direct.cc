@@ -677,33 +677,37 @@ FL_A2 void build_plane_a2(const Call& cl, const Plane& pl, const uint8_t* frame,
     }
 }
 
+// t += vpmaddubsw(a, w), the sum updated in its own register (written as intrinsics, GCC 12 put
+// each new sum in another register and copied it back: 8 moves and a stack store per group).
+FL_A2 inline void madd16_a2(__m256i& t, __m256i a, __m256i w) {
+  const __m256i p = _mm256_maddubs_epi16(a, w);
+  __asm__("vpaddw %1, %0, %0" : "+x"(t) : "x"(p));
+}
+
 // acc[c][h] (images 8h .. 8h+7) += sum over groups of dot4(pb[go[g]], w[g * O + c]), int16 runs.
 template <int NC>
 FL_A2 __attribute__((noinline)) void mac_tile_a2(const uint8_t* pb, const int64_t* go, const int32_t* w, size_t ng, size_t O, size_t run,
                                                   __m256i* acc) {
+  static_assert(NC >= 1 && NC <= 4, "at most 4 channels per tile");
   const __m256i ones = _mm256_set1_epi16(1);
   for (int i = 0; i < 2 * NC; ++i) acc[i] = _mm256_setzero_si256();
   for (size_t g0 = 0; g0 < ng; g0 += run) {
     const size_t g1 = std::min(ng, g0 + run);
-    __m256i t[NC][2];
-#pragma GCC unroll 8
-    for (int c = 0; c < NC; ++c) t[c][0] = t[c][1] = _mm256_setzero_si256();
+    __m256i t00 = _mm256_setzero_si256(), t01 = t00, t10 = t00, t11 = t00, t20 = t00, t21 = t00, t30 = t00, t31 = t00;
     const int32_t* wp = w + g0 * O;
     for (size_t gi = g0; gi < g1; ++gi, wp += O) {
       const uint8_t* a = pb + go[gi];
       const __m256i a0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(a)), a1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(a + 32));
-#pragma GCC unroll 8
-      for (int c = 0; c < NC; ++c) {
-        const __m256i wv = _mm256_set1_epi32(wp[c]);
-        t[c][0] = _mm256_add_epi16(t[c][0], _mm256_maddubs_epi16(a0, wv));
-        t[c][1] = _mm256_add_epi16(t[c][1], _mm256_maddubs_epi16(a1, wv));
-      }
+      __m256i wv = _mm256_set1_epi32(wp[0]);
+      madd16_a2(t00, a0, wv);
+      madd16_a2(t01, a1, wv);
+      if constexpr (NC > 1) { wv = _mm256_set1_epi32(wp[1]); madd16_a2(t10, a0, wv); madd16_a2(t11, a1, wv); }
+      if constexpr (NC > 2) { wv = _mm256_set1_epi32(wp[2]); madd16_a2(t20, a0, wv); madd16_a2(t21, a1, wv); }
+      if constexpr (NC > 3) { wv = _mm256_set1_epi32(wp[3]); madd16_a2(t30, a0, wv); madd16_a2(t31, a1, wv); }
     }
+    const __m256i t[8] = {t00, t01, t10, t11, t20, t21, t30, t31};
 #pragma GCC unroll 8
-    for (int c = 0; c < NC; ++c) {
-      acc[2 * c] = _mm256_add_epi32(acc[2 * c], _mm256_madd_epi16(t[c][0], ones));
-      acc[2 * c + 1] = _mm256_add_epi32(acc[2 * c + 1], _mm256_madd_epi16(t[c][1], ones));
-    }
+    for (int i = 0; i < 2 * NC; ++i) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(t[i], ones));
     __asm__ volatile("" : : "r"(acc) : "memory");  // the accumulators stay in memory
   }
 }
