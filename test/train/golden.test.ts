@@ -1,0 +1,83 @@
+// Training reproduces recorded bits. A short run of each training mode (LeNet-5 conventional, SAQ and
+// activation-sparse on FashionMNIST; a quarter-width ResNet-18 conventional and SAQ on fixed synthetic
+// images) must give the same weights and losses as when the constants below were recorded. A change
+// that alters training numerics (an op's summation order, a fused multiply-add, a float64 loop moved
+// to float32) fails here; speed work must not. SIMD kernels (AVX2, AVX-512) give one set of bits, the
+// scalar kernels another (their GEMM sums in another order). To re-record after a deliberate numerics
+// change: print `hashes()` and say so in the commit, with the study figures it invalidates.
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomImages } from '../../bench/resnet18-cost';
+import { loadDataset, type ImageDataset } from '../../src/data/dataset';
+import { DEBIAN_FASHION_MNIST } from '../../src/data/dirs';
+import { availableIsas, getIsa, getThreads, setThreads, withIsa } from '../../src/native/info';
+import { defaultConfig, type TrainConfig } from '../../src/train/config';
+import { gatherBatch, Trainer } from '../../src/train/trainer';
+import { permutation } from '../../src/util/rng';
+
+const haveData = fs.existsSync(path.join(DEBIAN_FASHION_MNIST, 'train-images-idx3-ubyte.gz'));
+const skip = !haveData && process.env.CI !== 'true' ? 'FashionMNIST not installed (apt-get install dataset-fashion-mnist)' : false;
+
+/** sha256 of the bytes, first 16 hex digits. */
+const h = (a: Float32Array | Float64Array) => createHash('sha256').update(Buffer.from(a.buffer, a.byteOffset, a.byteLength)).digest('hex').slice(0, 16);
+
+// Recorded at 4b43fc1 (identical to the training of 74047a3 and before: the speed work since left every bit alone).
+const SIMD: Record<string, string> = {
+  'lenet-conv': 'fd5bf77b6e3f977b 8c41163c94839b05',
+  'lenet-saq': '01a7901077be4187 3eba9ab47e0b5bfe',
+  'lenet-as': 'bf39d0b598900d15 4263a0a02ad9b0b2',
+  'r18-conv': 'd1f97e51adcf45a9 f4c013d2b1be45d6',
+  'r18-saq': '1efce99765b3d44c 39be6dc7811e7980',
+};
+const SCALAR: Record<string, string> = {
+  'lenet-conv': '71c4bf356b9bc8c0 8c41163c94839b05',
+  'lenet-saq': '27c5c5af80394b7a d1d29ec8ef3d382b',
+  'lenet-as': 'be5566120d17a23b 4263a0a02ad9b0b2',
+  'r18-conv': 'd89e4c2328deef9b 59b5c16a96c2ee8a',
+  'r18-saq': '8005a470fb8edf71 2ea61ab59da4fdc1',
+};
+
+/** "<weights hash> <losses hash>" of each run (synchronous: run it inside withIsa). */
+function hashes(train: ImageDataset): Record<string, string> {
+  const out: Record<string, string> = {};
+  const lenet: [string, Partial<TrainConfig>][] = [['lenet-conv', {}], ['lenet-saq', { saqRho: 0.1 }], ['lenet-as', { actL1: [1e-4] }]];
+  for (const [name, extra] of lenet) {
+    const cfg = { ...defaultConfig('lenet5'), epochs: 1, ...extra };
+    const tr = new Trainer(cfg, train);
+    const B = 128, perm = permutation(cfg.seed, 0, train.count), buf = { images: new Uint8Array(B * 784), labels: new Uint8Array(B) };
+    const losses: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      const n = gatherBatch(train, perm, i * B, (i + 1) * B, buf);
+      losses.push(tr.trainStep(buf.images, buf.labels, n).loss);
+    }
+    out[name] = `${h(tr.model.params.data)} ${h(Float64Array.from(losses))}`;
+  }
+  for (const [name, extra] of [['r18-conv', {}], ['r18-saq', { saqRho: 0.1 }]] as [string, Partial<TrainConfig>][]) {
+    const B = 16, set = randomImages(B * 3, 1);
+    const tr = new Trainer({ ...defaultConfig('resnet18'), width: 0.25, batchSize: B, ...extra }, set);
+    const losses: number[] = [];
+    for (let i = 0; i < 3; i++) losses.push(tr.trainStep(set.images.slice(i * B * 3072, (i + 1) * B * 3072), set.labels.subarray(i * B, (i + 1) * B), B).loss);
+    out[name] = `${h(tr.model.params.data)} ${h(Float64Array.from(losses))}`;
+  }
+  return out;
+}
+
+test('training reproduces the recorded weights and losses bit for bit (every ISA, 1 and 2 threads)', { skip }, async () => {
+  const prev = getThreads();
+  const train = await loadDataset('fashion-mnist', 'train', {});
+  try {
+    for (const isa of availableIsas()) {
+      for (const threads of isa === getIsa() ? [1, 2] : [2]) {
+        setThreads(threads);
+        const got = withIsa(isa, () => hashes(train));
+        const want = isa === 'scalar' ? SCALAR : SIMD;
+        for (const k of Object.keys(want)) assert.equal(got[k], want[k], `${k} (${isa}, ${threads} thread(s))`);
+      }
+    }
+  } finally {
+    setThreads(prev);
+  }
+});
