@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "flatenn/f32.h"
+#include "flatenn/quant.h"
 #if FL_X86
 #include <immintrin.h>
 #endif
@@ -71,17 +72,6 @@ __attribute__((always_inline)) inline int32_t max_key_generic(const float* x, si
   return m;
 }
 
-// 1 if some value is Inf or NaN.
-__attribute__((always_inline)) inline int nonfinite_generic(const float* x, size_t n) {
-  uint32_t bad = 0;
-  for (size_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, x + i, 4);
-    bad |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
-  }
-  return int(bad);
-}
-
 // y = float((double(x) - mean) * inv) for n bytes (one image channel): the bits of the JavaScript it replaced.
 __attribute__((always_inline)) inline void normalize_generic(const uint8_t* x, float* y, size_t n, double mean, double inv) {
   for (size_t i = 0; i < n; ++i) y[i] = float((double(x[i]) - mean) * inv);
@@ -91,15 +81,12 @@ int sgd_scalar(float* w, const float* g, float* buf, size_t n, double lr, double
   return sgd_generic(w, g, buf, n, lr, wd, mu, started, nesterov);
 }
 int32_t max_key_scalar(const float* x, size_t n) { return max_key_generic(x, n); }
-int nonfinite_scalar(const float* x, size_t n) { return nonfinite_generic(x, n); }
 void normalize_scalar(const uint8_t* x, float* y, size_t n, double mean, double inv) { normalize_generic(x, y, n, mean, inv); }
 #if FL_X86
 FL_AVX2 int sgd_avx2(float* w, const float* g, float* buf, size_t n, double lr, double wd, double mu, bool started, bool nesterov) {
   return sgd_generic(w, g, buf, n, lr, wd, mu, started, nesterov);
 }
-FL_AVX2 int nonfinite_avx2(const float* x, size_t n) { return nonfinite_generic(x, n); }
 FL_AVX2 void normalize_avx2(const uint8_t* x, float* y, size_t n, double mean, double inv) { normalize_generic(x, y, n, mean, inv); }
-FL_AVX512 int nonfinite_avx512(const float* x, size_t n) { return nonfinite_generic(x, n); }
 FL_AVX512 void normalize_avx512(const uint8_t* x, float* y, size_t n, double mean, double inv) { normalize_generic(x, y, n, mean, inv); }
 // key = bits ^ (0x7fffffff if negative); NaN -> INT32_MIN (never the maximum of a real value's key)
 FL_AVX2 int32_t max_key_avx2(const float* x, size_t n) {
@@ -146,7 +133,6 @@ FL_AVX512 int32_t max_key_avx512(const float* x, size_t n) {
 
 Kernel<SgdStepFn> k_sgd("f32_sgd_step", sgd_scalar, FL_X86_ONLY(sgd_avx2), FL_X86_ONLY(sgd_avx512));
 Kernel<MaxKeyFn> k_max_key("f32_max_key", max_key_scalar, FL_X86_ONLY(max_key_avx2), FL_X86_ONLY(max_key_avx512));
-Kernel<NonFiniteFn> k_nonfinite("f32_nonfinite", nonfinite_scalar, FL_X86_ONLY(nonfinite_avx2), FL_X86_ONLY(nonfinite_avx512));
 Kernel<NormalizeU8Fn> k_normalize("u8_normalize", normalize_scalar, FL_X86_ONLY(normalize_avx2), FL_X86_ONLY(normalize_avx512));
 
 constexpr size_t kBlock = size_t(1) << 16;  // elements per parallel task
@@ -155,15 +141,15 @@ constexpr size_t kBlock = size_t(1) << 16;  // elements per parallel task
 
 Kernel<SgdStepFn>& sgd_step_kernel() { return k_sgd; }
 Kernel<MaxKeyFn>& max_key_kernel() { return k_max_key; }
-Kernel<NonFiniteFn>& nonfinite_kernel() { return k_nonfinite; }
 Kernel<NormalizeU8Fn>& normalize_u8_kernel() { return k_normalize; }
 
+// Every value finite <=> the largest |x| bit pattern is below Inf's (fake quantisation's kernel for max|w|).
 bool all_finite(const float* x, size_t n) {
   const size_t tasks = (n + kBlock - 1) / kBlock;
-  std::vector<int> bad(tasks, 0);
-  const NonFiniteFn fn = k_nonfinite.fn;
-  parallel_for(tasks, [&](size_t t) { bad[t] = fn(x + t * kBlock, std::min(kBlock, n - t * kBlock)); });
-  return std::none_of(bad.begin(), bad.end(), [](int b) { return b != 0; });
+  std::vector<uint32_t> part(tasks, 0);
+  const AbsMaxBitsFn fn = kern::f32_absmax_bits.fn;
+  parallel_for(tasks, [&](size_t t) { part[t] = fn(x + t * kBlock, std::min(kBlock, n - t * kBlock)); });
+  return std::all_of(part.begin(), part.end(), [](uint32_t m) { return m < 0x7f800000u; });
 }
 
 void normalize_u8(const uint8_t* x, float* y, size_t images, size_t C, size_t HW, const double* mean, const double* inv) {

@@ -210,7 +210,7 @@ FL_AVX2 void panel_avx2_wide(const uint8_t* panel, size_t Wp, size_t m0, size_t 
                               _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo1, hi1), 0xD8),
                               _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo2, hi2), 0xD8),
                               _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo3, hi3), 0xD8)};
-      const double inv = qrq::inv_of(o);  // after the accumulation (see panel_avx512_mv)
+      const double inv = qrq::inv_of(o);  // here, after the accumulation: no double live across its loop
       for (size_t c = 0; c < 4; ++c) {
         const size_t n = nb * 4 + c;
         if (n >= h.N) break;

@@ -130,8 +130,6 @@ export class Trainer {
   /** The figures of the current epoch when it was stopped part way (null at an epoch boundary). */
   partialEpoch: PartialEpoch | null = null;
   private readonly l1: number[];
-  /** The step's tensors, reused by the next step (autograd/pool.ts): one pool for every Trainer of this thread. */
-  private readonly pool = stepPool;
 
   constructor(cfg: TrainConfig, train: ImageSet, model?: Model) {
     this.cfg = validateConfig({ ...cfg });
@@ -211,11 +209,11 @@ export class Trainer {
    */
   trainStep(images: Uint8Array, labels: Uint8Array, n: number): StepStats {
     try {
-      return withPool(this.pool, () => {
+      return withPool(stepPool, () => {
         try {
           return this.trainStepUnchecked(images, labels, n);
         } finally {
-          this.pool.release();
+          stepPool.release();
         }
       });
     } catch (e) {
@@ -231,7 +229,7 @@ export class Trainer {
   private trainStepUnchecked(images: Uint8Array, labels: Uint8Array, n: number): StepStats {
     const m = this.model, p = m.params, cfg = this.cfg;
     const x = m.normalize(images, n);
-    const passMark = this.pool.mark();
+    const passMark = stepPool.mark();
     const lab = labels.subarray(0, n);
     p.zeroGrad();
     let tape = new Tape(true);
@@ -244,7 +242,7 @@ export class Trainer {
     const stats: StepStats = { loss: first.loss.data[0]!, correct: first.ce.correct, count: n, zeros, elems };
     this.checkFinite(stats.loss);
     // nothing of the first pass is read after this point except x (taken before the mark) and the gradients (arena)
-    this.pool.release(passMark);
+    stepPool.release(passMark);
 
     if (cfg.saqRho > 0) {
       // SAQ (DESIGN §3): eps = rho * g / ||g|| from the gradient at Q(w), over all
@@ -359,7 +357,7 @@ export class Trainer {
       yield;
     }
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    this.pool.clear();  // the step buffers go back to the runtime between epochs (validation runs without them)
+    stepPool.clear();  // the step buffers go back to the runtime between epochs (validation runs without them)
     this.epoch++;
     this.partialEpoch = null;
     let zs = 0, es = 0, mean = 0;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "flatenn/f32.h"
+#include "flatenn/quant.h"
 #include "harness.h"
 
 namespace {
@@ -627,7 +628,7 @@ FL_TEST(max_ignoring_nan_every_variant) {
   }
 }
 
-FL_TEST(nonfinite_and_normalize_every_variant) {
+FL_TEST(all_finite_and_normalize_every_variant) {
   fl::set_num_threads(2);
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
   Rng r(57);
@@ -637,9 +638,11 @@ FL_TEST(nonfinite_and_normalize_every_variant) {
       std::vector<float> y = x;
       if (bad > 0 && n > 0) y[(n * size_t(bad)) / 4] = bad == 1 ? nan : bad == 2 ? inf : -inf;
       const bool want = !(bad > 0 && n > 0);
-      for (Isa isa : isas_here())
-        FL_CHECK((fl::nonfinite_kernel().variant(isa)(y.data(), n) == 0) == want) << "nonfinite [" << fl::isa_name(isa) << "] n=" << n << " bad=" << bad;
-      FL_CHECK(fl::all_finite(y.data(), n) == want) << "all_finite n=" << n << " bad=" << bad;
+      for (Isa isa : isas_here()) {
+        fl::kern::f32_absmax_bits.select(isa);
+        FL_CHECK(fl::all_finite(y.data(), n) == want) << "all_finite [" << fl::isa_name(isa) << "] n=" << n << " bad=" << bad;
+      }
+      fl::kern::f32_absmax_bits.select(fl::current_isa());
     }
   }
   // normalisation: float((double(x) - mean) * inv), every byte value, per channel

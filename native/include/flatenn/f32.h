@@ -96,10 +96,8 @@ Kernel<SgdStepFn>& sgd_step_kernel();
 using MaxKeyFn = int32_t (*)(const float* x, size_t n);
 float max_ignoring_nan(const float* x, size_t n);
 Kernel<MaxKeyFn>& max_key_kernel();
-// true if no value is Inf or NaN (the trainer's gradient check).
-using NonFiniteFn = int (*)(const float* x, size_t n);  // 1 if some value is Inf or NaN
+// true if no value is Inf or NaN (the trainer's gradient check; quant.h's f32_absmax_bits kernel).
 bool all_finite(const float* x, size_t n);
-Kernel<NonFiniteFn>& nonfinite_kernel();
 // Input normalisation of raw images (B, C, HW): y = float((double(x) - mean[c]) * inv[c]), double arithmetic.
 using NormalizeU8Fn = void (*)(const uint8_t* x, float* y, size_t n, double mean, double inv);
 void normalize_u8(const uint8_t* x, float* y, size_t images, size_t C, size_t HW, const double* mean, const double* inv);
