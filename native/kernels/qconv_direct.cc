@@ -690,7 +690,9 @@ FL_A2 __attribute__((noinline)) void mac_tile_a2(const uint8_t* pb, const int64_
                                                   __m256i* acc) {
   static_assert(NC >= 1 && NC <= 4, "at most 4 channels per tile");
   const __m256i ones = _mm256_set1_epi16(1);
-  for (int i = 0; i < 2 * NC; ++i) acc[i] = _mm256_setzero_si256();
+  __m256i zero = _mm256_setzero_si256();  // opaque, so no `rep stos` (see acc_avx2_s16 in qgemm.cc)
+  __asm__("" : "+x"(zero));
+  for (int i = 0; i < 2 * NC; ++i) acc[i] = zero;
   for (size_t g0 = 0; g0 < ng; g0 += run) {
     const size_t g1 = std::min(ng, g0 + run);
     __m256i t00 = _mm256_setzero_si256(), t01 = t00, t10 = t00, t11 = t00, t20 = t00, t21 = t00, t30 = t00, t31 = t00;

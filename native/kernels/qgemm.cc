@@ -239,7 +239,10 @@ FL_AVX2 inline void madd16(__m256i& t, __m256i a, __m256i w) {
 FL_AVX2 __attribute__((noinline)) void acc_avx2_s16(const uint8_t* a, size_t Wp, const uint8_t* wb, size_t K4, size_t run,
                                                     __m256i* out) {
   const __m256i ones = _mm256_set1_epi16(1);
-  for (int i = 0; i < 8; ++i) out[i] = _mm256_setzero_si256();
+  // an opaque zero: GCC turns a loop of zero stores into `rep stos` (microcoded, slow to start)
+  __m256i zero = _mm256_setzero_si256();
+  __asm__("" : "+x"(zero));
+  for (int i = 0; i < 8; ++i) out[i] = zero;
   for (size_t k0 = 0; k0 < K4; k0 += run) {
     const size_t k1 = std::min(K4, k0 + run);
     __m256i t00 = _mm256_setzero_si256(), t01 = t00, t10 = t00, t11 = t00, t20 = t00, t21 = t00, t30 = t00, t31 = t00;
