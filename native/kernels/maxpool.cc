@@ -127,28 +127,33 @@ FL_AVX2 inline __m256i first_lanes(int64_t n) {  // lanes < n set (n in 0..8)
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-// Loads 2*cnt consecutive floats (cnt <= 8) and splits them into even / odd elements.
-FL_AVX2 inline void load_split256(const float* p, int64_t cnt, __m256& even, __m256& odd) {
+// Loads 2*cnt consecutive floats (cnt <= 8) and splits them into even / odd elements; `full`:
+// all 16 floats may be read (plain loads; lanes past cnt then hold whatever follows).
+FL_AVX2 inline void load_split256(const float* p, int64_t cnt, bool full, __m256& even, __m256& odd) {
   const int64_t n = 2 * cnt;
-  const __m256 a = _mm256_maskload_ps(p, first_lanes(std::min<int64_t>(8, n)));
-  const __m256 b = n > 8 ? _mm256_maskload_ps(p + 8, first_lanes(n - 8)) : _mm256_setzero_ps();
+  const __m256 a = full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, first_lanes(std::min<int64_t>(8, n)));
+  const __m256 b = full ? _mm256_loadu_ps(p + 8) : n > 8 ? _mm256_maskload_ps(p + 8, first_lanes(n - 8)) : _mm256_setzero_ps();
   // a = a0..a7, b = b0..b7; lo = a0 a1 a2 a3 | b0 b1 b2 b3, hi = a4 a5 a6 a7 | b4 b5 b6 b7
   const __m256 lo = _mm256_permute2f128_ps(a, b, 0x20), hi = _mm256_permute2f128_ps(a, b, 0x31);
   even = _mm256_shuffle_ps(lo, hi, 0x88);  // a0 a2 a4 a6 | b0 b2 b4 b6
   odd = _mm256_shuffle_ps(lo, hi, 0xDD);   // a1 a3 a5 a7 | b1 b3 b5 b7
 }
 
+// Plain loads and stores where they stay inside the plane (vmaskmovps stores are slow on AMD): a
+// full store of a partial chunk spills onto the plane's next row, written afterwards; the lanes
+// past cnt are never kept. Planes are split between threads, so nothing spills past a plane.
 FL_AVX2 void pool_plane_2x2_avx2(const float* x, float* y, int32_t* am, int64_t H, int64_t W) {
-  const int64_t OH = (H - 2) / 2 + 1, OW = (W - 2) / 2 + 1;
+  const int64_t OH = (H - 2) / 2 + 1, OW = (W - 2) / 2 + 1, HW = H * W, P = OH * OW;
   const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
   for (int64_t oh = 0; oh < OH; ++oh) {
     const float* r0 = x + (2 * oh) * W;
     const float* r1 = r0 + W;
     for (int64_t ow = 0; ow < OW; ow += 8) {
       const int64_t cnt = std::min<int64_t>(8, OW - ow);
+      const bool fullLoad = (2 * oh + 1) * W + 2 * ow + 16 <= HW;
       __m256 e0, o0, e1, o1;
-      load_split256(r0 + 2 * ow, cnt, e0, o0);
-      load_split256(r1 + 2 * ow, cnt, e1, o1);
+      load_split256(r0 + 2 * ow, cnt, fullLoad, e0, o0);
+      load_split256(r1 + 2 * ow, cnt, fullLoad, e1, o1);
       const __m256i i00 = _mm256_add_epi32(_mm256_set1_epi32(int32_t(2 * oh * W + 2 * ow)), lane2);
       const __m256i one = _mm256_set1_epi32(1), rowW = _mm256_set1_epi32(int32_t(W));
       __m256 best = e0;
@@ -156,9 +161,14 @@ FL_AVX2 void pool_plane_2x2_avx2(const float* x, float* y, int32_t* am, int64_t 
       step256(best, bi, o0, _mm256_add_epi32(i00, one));
       step256(best, bi, e1, _mm256_add_epi32(i00, rowW));
       step256(best, bi, o1, _mm256_add_epi32(_mm256_add_epi32(i00, rowW), one));
-      const __m256i m = first_lanes(cnt);
-      _mm256_maskstore_ps(y + oh * OW + ow, m, best);
-      _mm256_maskstore_epi32(am + oh * OW + ow, m, bi);
+      if (oh * OW + ow + 8 <= P) {
+        _mm256_storeu_ps(y + oh * OW + ow, best);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(am + oh * OW + ow), bi);
+      } else {
+        const __m256i m = first_lanes(cnt);
+        _mm256_maskstore_ps(y + oh * OW + ow, m, best);
+        _mm256_maskstore_epi32(am + oh * OW + ow, m, bi);
+      }
     }
   }
 }
