@@ -384,8 +384,17 @@ struct TrAvx2 {
         {ukr_avx2<4, 1>, ukr_avx2<4, 2>}, {ukr_avx2<5, 1>, ukr_avx2<5, 2>}, {ukr_avx2<6, 1>, ukr_avx2<6, 2>}};
     return t[m - 1][nv - 1];
   }
+  // op(A) = A: 8x8 transposes of the m rows (zero rows past m), 6 floats of each 8-float column
+  // kept: the stores run in increasing k, each overwriting the 2 extra floats of the one before;
+  // the columns whose last store would run past the panel are copied element by element.
   FL_AVX2 static void pack_a(bool tA, const float* A, int64_t lda, int64_t i0, int64_t m, int64_t k0, int64_t kc, float* ap) {
-    pack_a_generic<MR>(tA, A, lda, i0, m, k0, kc, ap);
+    if (tA) { pack_a_generic<MR>(tA, A, lda, i0, m, k0, kc, ap); return; }
+    const float* rows[8];
+    for (int64_t r = 0; r < 8; ++r) rows[r] = r < m ? A + (i0 + r) * lda + k0 : kZeroRow;
+    int64_t k = 0;
+    for (; k + 9 <= kc; k += 8) transpose8x8(rows, k, ap + k * MR, MR);
+    for (; k < kc; ++k)
+      for (int64_t i = 0; i < m; ++i) ap[k * MR + i] = rows[i][k];
   }
   FL_AVX2 static void pack_b(const float* B, int64_t ldb, int64_t kc, int64_t nr, float* bp) {
     pack_b_generic<NR>(B, ldb, kc, nr, bp);
