@@ -28,7 +28,7 @@ export interface CampaignBenchOptions {
   threads: number;
   /**
    * Timed trials for trials/s (default 10, quick 3; PyTorch runs this many too), after `warmup` untimed
-   * ones (default 1). On the reference (JS) int4 engine, which takes seconds per trial, flatenn's
+   * ones (default 3, both sides: a fresh process's first 3 trials take 1.5-2x the later ones). On the reference (JS) int4 engine, which takes seconds per trial, flatenn's
    * defaults shrink to 3 timed trials and no warm-up (quick: 1).
    */
   trials?: number;
@@ -90,7 +90,7 @@ async function rssCampaign(modelFile: string, outFile: string, trials: number, e
 export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
   const threads = positiveInt(o.threads, 'threads', 1);
   const trials = positiveInt(o.trials, 'trials', o.quick ? 3 : 10);
-  const warmup = nonNegativeInt(o.warmup, 'warmup', 1);
+  const warmup = nonNegativeInt(o.warmup, 'warmup', 3);
   const every = positiveInt(o.rssEvery, 'rssEvery', 5);
   const trainImages = positiveInt(o.trainImages, 'trainImages', 10000);
   nonNegativeInt(o.rssTrials, 'rssTrials', 0);

@@ -391,8 +391,8 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--rho", type=float, default=0.1, help="SAQ neighbourhood size")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps/trials first (default 5 train, 1 campaign)")
-    p.add_argument("--steps", type=int, default=20, help="timed training steps per mode")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps/trials first (default 40 train, 3 campaign, as bench/train.ts and bench/campaign.ts)")
+    p.add_argument("--steps", type=int, default=40, help="timed training steps per mode")
     p.add_argument("--trials", type=int, default=5, help="timed campaign trials")
     p.add_argument("--train-steps", type=int, default=50, help="campaign: training steps before the trials")
     p.add_argument("--rate", type=float, default=0.01, help="campaign: fraction of cells flipped")
@@ -402,7 +402,7 @@ def main():
     if a.threads < 1:
         p.error("--threads must be >= 1")
     if a.warmup is None:
-        a.warmup = 5 if a.mode == "train" else 1
+        a.warmup = 40 if a.mode == "train" else 3
     env = setup_torch(a.threads)
     out = bench_train(a, env) if a.mode == "train" else bench_campaign(a, env)
     json.dump(out, sys.stdout)

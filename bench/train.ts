@@ -16,9 +16,13 @@ import {
 
 export interface TrainBenchOptions {
   threads: number;
-  /** Timed steps per mode (default 20; quick 5). */
+  /** Timed steps per mode (default 40; quick 5). */
   steps?: number;
-  /** Untimed steps first (default 5; quick 2). */
+  /**
+   * Untimed steps first (default 40; quick 2), on both sides. A fresh process's first ~40 LeNet-5
+   * steps run 20-40% slower than later ones while V8 tiers the autograd code up (steps 10-35 at
+   * 5.5-8 ms, steps 40-60 at 4.7-5.0 ms on the 2-vCPU EPYC), and a training run is thousands of steps.
+   */
   warmup?: number;
   quick?: boolean;
   /** SAQ neighbourhood size (the timing does not depend on it). */
@@ -55,8 +59,8 @@ async function timeFlatenn(train: ImageDataset, rho: number, warmup: number, ste
 
 export async function trainBench(o: TrainBenchOptions): Promise<Row[]> {
   const threads = positiveInt(o.threads, 'threads', 1);
-  const steps = positiveInt(o.steps, 'steps', o.quick ? 5 : 20);
-  const warmup = nonNegativeInt(o.warmup, 'warmup', o.quick ? 2 : 5);
+  const steps = positiveInt(o.steps, 'steps', o.quick ? 5 : 40);
+  const warmup = nonNegativeInt(o.warmup, 'warmup', o.quick ? 2 : 40);
   const rho = o.rho ?? 0.1;
   const log = o.log ?? (() => {});
 
