@@ -437,6 +437,46 @@ FL_TEST(conv2d_bit_identical_for_any_thread_count) {
   fl::set_num_threads(2);
 }
 
+// The direct forward of small convolutions (conv2d_direct.cc) must give the bits of the
+// im2col + sgemm path it replaces: per image, im2col then the ISA's sgemm (alpha 1, beta 0),
+// then the bias. Shapes where it applies, with awkward rows (OW 1 .. 33), channel counts
+// (1 .. 32), padding with pad values, inputs smaller than the kernel, and K up to 256.
+FL_TEST(conv2d_direct_forward_equals_im2col_sgemm_bitwise) {
+  const fl::ConvShape shapes[] = {{5, 1, 28, 28, 6, 5, 5, 1, 2},  {3, 6, 14, 14, 16, 5, 5, 1, 0}, {2, 3, 9, 11, 7, 3, 3, 1, 1},
+                                  {2, 2, 5, 33, 13, 3, 3, 1, 0},  {3, 1, 1, 1, 1, 1, 1, 1, 0},   {2, 4, 3, 3, 32, 3, 3, 1, 2},
+                                  {2, 10, 12, 17, 5, 5, 5, 1, 1}, {1, 4, 8, 8, 9, 8, 8, 1, 3},   {2, 1, 4, 40, 6, 2, 8, 1, 0},
+                                  {2, 28, 6, 6, 11, 3, 3, 1, 1},  {1, 16, 16, 16, 24, 4, 4, 1, 0}};
+  uint64_t seed = 700;
+  for (const fl::ConvShape& s : shapes) {
+    FL_CHECK(fl::conv2d_direct_applies(s)) << describe(s) << ": the direct path should apply";
+    Rng r(++seed);
+    const int64_t P = s.P(), CKK = s.CKK(), xs = s.C * s.H * s.W;
+    std::vector<float> x = random_vec(size_t(s.N * xs), r), w = random_vec(size_t(s.O * CKK), r), b = random_vec(size_t(s.O), r);
+    std::vector<float> pvv = random_vec(size_t(s.C), r);
+    x[0] = -0.0f;  // signed zeros and zero weights: the chain starts from +0 on both paths
+    w[1] = 0.0f;
+    for (const float* pv : {static_cast<const float*>(nullptr), static_cast<const float*>(pvv.data())})
+      for (Isa isa : isas_here()) {
+        if (isa == Isa::Scalar) continue;
+        std::vector<float> want(size_t(s.N * s.O * P)), col(size_t(CKK * P));
+        for (int64_t n = 0; n < s.N; ++n) {
+          fl::im2col_kernel().variant(isa)(x.data() + n * xs, col.data(), P, s, pv, 0, s.OH());
+          fl::sgemm_kernel().variant(isa)(false, false, s.O, P, CKK, 1.0f, w.data(), CKK, col.data(), P, 0.0f, want.data() + n * s.O * P, P);
+          for (int64_t o = 0; o < s.O; ++o)
+            for (int64_t q = 0; q < P; ++q) want[size_t((n * s.O + o) * P + q)] += b[size_t(o)];
+        }
+        std::vector<float> got(want.size(), std::numeric_limits<float>::quiet_NaN());
+        fl::conv2d_forward_kernel().variant(isa)(x.data(), w.data(), b.data(), got.data(), s, pv);
+        for (size_t i = 0; i < got.size(); ++i)
+          if (std::memcmp(&got[i], &want[i], 4) != 0) {
+            FL_CHECK(false) << "conv2d_forward[" << fl::isa_name(isa) << "] direct " << describe(s) << " pv=" << (pv != nullptr)
+                            << " at " << i << ": " << got[i] << " want " << want[i] << " seed=" << seed;
+            break;
+          }
+      }
+  }
+}
+
 // ============================== max pooling ==================================================
 FL_TEST(maxpool_all_variants_exact_ties_and_nan) {
   struct P { int64_t N, C, H, W, k, s; };

@@ -50,6 +50,13 @@ struct ConvShape {
   int64_t CKK() const { return C * KH * KW; } // patch length
 };
 
+// ---- direct forward of small convolutions (one image; conv2d_direct.cc) -----------
+// conv2d_direct_applies: stride 1, O <= 32, C*KH*KW <= 256 (one K block), KW <= 8, OW <= 128.
+// conv2d_direct_forward_avx2 (x86): y = w * col(x) without the bias, the same bits as im2col +
+// the packed sgemm (each output one FMA chain over k in increasing order from +0).
+bool conv2d_direct_applies(const ConvShape& s);
+void conv2d_direct_forward_avx2(const float* x, const float* w, float* y, const ConvShape& s, const float* pad_values);
+
 // ---- im2col / col2im (one image) -------------------------------------------------
 // im2col: x (C, H, W) -> col (C*KH*KW, OH*OW), col row r = (c, kh, kw), column p = (oh, ow),
 // for the output rows oh in [oh0, oh1) (all: 0, OH):
