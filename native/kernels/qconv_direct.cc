@@ -273,6 +273,31 @@ FL_VNNI void transpose_out16(const uint8_t* src, size_t n, uint8_t* const* out, 
   }
 }
 
+// Staging [n <= 16 elements][16 images] of int32 at src -> image rows out[img][0 .. n): a 16 x 16
+// dword transpose (unpacks by 32 and 64 bits, then two rounds of 128-bit lane shuffles).
+FL_VNNI void transpose_out32(const int32_t* src, size_t n, int32_t* const* out, size_t nimg) {
+  __m512i r[16], u[16], v[16];
+  for (size_t e = 0; e < 16; ++e) r[e] = e < n ? _mm512_loadu_si512(src + 16 * e) : _mm512_setzero_si512();
+  for (int p = 0; p < 8; ++p) { u[2 * p] = _mm512_unpacklo_epi32(r[2 * p], r[2 * p + 1]); u[2 * p + 1] = _mm512_unpackhi_epi32(r[2 * p], r[2 * p + 1]); }
+  for (int q = 0; q < 4; ++q) {  // v[4q + m], 128-bit lane L: image 4L + m, elements 4q .. 4q + 3
+    v[4 * q] = _mm512_unpacklo_epi64(u[4 * q], u[4 * q + 2]);
+    v[4 * q + 1] = _mm512_unpackhi_epi64(u[4 * q], u[4 * q + 2]);
+    v[4 * q + 2] = _mm512_unpacklo_epi64(u[4 * q + 1], u[4 * q + 3]);
+    v[4 * q + 3] = _mm512_unpackhi_epi64(u[4 * q + 1], u[4 * q + 3]);
+  }
+  const __mmask16 m = __mmask16((1u << n) - 1u);
+  for (int mm = 0; mm < 4; ++mm) {
+    const __m512i x = _mm512_shuffle_i32x4(v[mm], v[4 + mm], 0x88), y = _mm512_shuffle_i32x4(v[mm], v[4 + mm], 0xDD);
+    const __m512i x2 = _mm512_shuffle_i32x4(v[8 + mm], v[12 + mm], 0x88), y2 = _mm512_shuffle_i32x4(v[8 + mm], v[12 + mm], 0xDD);
+    const __m512i img[4] = {_mm512_shuffle_i32x4(x, x2, 0x88), _mm512_shuffle_i32x4(y, y2, 0x88), _mm512_shuffle_i32x4(x, x2, 0xDD),
+                            _mm512_shuffle_i32x4(y, y2, 0xDD)};  // images mm, 4 + mm, 8 + mm, 12 + mm
+    for (int L = 0; L < 4; ++L) {
+      const size_t i = size_t(4 * L + mm);
+      if (i < nimg) _mm512_mask_storeu_epi32(out[i], m, img[L]);
+    }
+  }
+}
+
 // One plane, all Hp x Wq positions.
 FL_VNNI void build_plane(const Call& cl, const Plane& pl, const uint8_t* frame, uint8_t* dst) {
   const Geo& g = cl.g;
@@ -511,6 +536,7 @@ uint8_t* tls_bytes(int which, size_t bytes) {
 // The steps of one task that do not depend on the ISA's kernels (the transposes are passed in).
 using RowsInFn = void (*)(const uint8_t* const* rows, size_t W, uint8_t* dst);
 using Out16Fn = void (*)(const uint8_t* src, size_t n, uint8_t* const* out, size_t nimg);
+using Out32Fn = void (*)(const int32_t* src, size_t n, int32_t* const* out, size_t nimg);
 
 // 1. The zero-padded frame of block t, images in lanes (the input itself when blocked and unpadded).
 const uint8_t* task_frame(const Call& cl, const uint8_t* x, size_t t, size_t nimg, RowsInFn rowsIn) {
@@ -553,7 +579,7 @@ uint8_t* task_stage(const Call& cl, size_t t) {
 }
 
 // 4. Staging [O * LP][16] -> out [B][O * LP] (plain output): image i's output is one run of O * LP elements.
-void task_unstage(const Call& cl, const uint8_t* stage, size_t t, size_t nimg, Out16Fn out16) {
+void task_unstage(const Call& cl, const uint8_t* stage, size_t t, size_t nimg, Out16Fn out16, Out32Fn out32) {
   if (cl.outBlocked) return;
   const size_t row = cl.g.O * cl.g.LP, b0 = t * kImg;
   if (cl.o.mode == QOutMode::Codes) {
@@ -566,8 +592,11 @@ void task_unstage(const Call& cl, const uint8_t* stage, size_t t, size_t nimg, O
   } else {
     const int32_t* st32 = reinterpret_cast<const int32_t*>(stage);
     int32_t* out = static_cast<int32_t*>(cl.o.data) + b0 * row;  // float bits travel as int32
-    for (size_t i = 0; i < nimg; ++i)
-      for (size_t j = 0; j < row; ++j) out[i * row + j] = st32[j * kImg + i];
+    for (size_t j0 = 0; j0 < row; j0 += 16) {
+      int32_t* dst[kImg];
+      for (size_t i = 0; i < nimg; ++i) dst[i] = out + i * row + j0;
+      out32(st32 + j0 * kImg, std::min<size_t>(16, row - j0), dst, nimg);
+    }
   }
 }
 
@@ -587,7 +616,7 @@ FL_VNNI void run_task(const Call& cl, const uint8_t* x, size_t t, size_t nimg, i
     const size_t nc = std::min(per, g.O - n0);
     (wide ? kWide[cl.anyNeg][nc] : kNarrow[cl.anyNeg][nc])(cl, planes, n0, valid, stage, reinterpret_cast<int32_t*>(stage), zeros);
   }
-  task_unstage(cl, stage, t, nimg, transpose_out16);
+  task_unstage(cl, stage, t, nimg, transpose_out16, transpose_out32);
 }
 
 
@@ -648,6 +677,38 @@ FL_A2 void transpose_out16_a2(const uint8_t* src, size_t n, uint8_t* const* out,
     alignas(16) uint8_t t[16];
     _mm_store_si128(reinterpret_cast<__m128i*>(t), x[i]);
     std::memcpy(out[i], t, n);
+  }
+}
+
+// Staging [n <= 16 elements][16 images] of int32 at src -> image rows out[img][0 .. n): 8 x 8
+// dword transposes per 8 elements and 8 images.
+FL_A2 void transpose_out32_a2(const int32_t* src, size_t n, int32_t* const* out, size_t nimg) {
+  for (size_t e0 = 0; e0 < n; e0 += 8) {
+    const size_t ne = std::min<size_t>(8, n - e0);
+    const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(ne)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (size_t h = 0; h < 2 && 8 * h < nimg; ++h) {
+      __m256 r[8];
+      for (size_t e = 0; e < 8; ++e)
+        r[e] = e < ne ? _mm256_loadu_ps(reinterpret_cast<const float*>(src + 16 * (e0 + e) + 8 * h)) : _mm256_setzero_ps();
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+      const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      // image 8h + k: elements e0 .. e0 + 7
+      const __m256 img[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
+                             _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
+                             _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
+                             _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+      for (size_t k = 0; k < 8 && 8 * h + k < nimg; ++k) {
+        float* d = reinterpret_cast<float*>(out[8 * h + k] + e0);
+        if (ne == 8) _mm256_storeu_ps(d, img[k]);
+        else _mm256_maskstore_ps(d, keep, img[k]);
+      }
+    }
   }
 }
 
@@ -848,7 +909,7 @@ FL_A2 void run_task_a2(const Call& cl, const uint8_t* x, size_t t, size_t nimg, 
     const size_t nc = std::min(per, g.O - n0);
     kA2Blocks[cl.anyNeg][nc](cl, planes, n0, nimg, run, stage, reinterpret_cast<int32_t*>(stage), zeros);
   }
-  task_unstage(cl, stage, t, nimg, transpose_out16_a2);
+  task_unstage(cl, stage, t, nimg, transpose_out16_a2, transpose_out32_a2);
 }
 #undef FL_A2
 #endif  // FL_X86
