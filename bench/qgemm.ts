@@ -15,7 +15,7 @@ import { packInt } from '../src/native/kernels-quant';
 import { QWeights, qconv2d, qgemm, type Epilogue } from '../src/native/kernels-qengine';
 import { median, nowSeconds, parseArgs, printRows, type Row } from './common';
 // The peak probes are shared with `flatenn bench kernels`:
-import { isaPeak, vnniPeak } from '../src/benchkit/peak';
+import { isaPeak, probePeak, vnniPeak } from '../src/benchkit/peak';
 
 /** Nominal per-core VNNI peak the goal refers to (2 x 512-bit vpdpbusd per cycle at ~3.2 GHz). */
 export const NOMINAL_VNNI_GMACS_PER_CORE = 410;
@@ -72,6 +72,17 @@ function measureAvx2Peak(): Peak | null {
   return p ? { gmacs: p.wall, cpuGmacs: p.perCpuSecond, source: p.source } : null;
 }
 
+/**
+ * The ceiling of the AVX2 int4 kernels' own inner step, best of 3 (peakProbe('int4avx2'): chains of
+ * vpmaddubsw + vpaddw into int16 sums, 32 MAC per step). Above the int8 peak: the int4 x int4
+ * kernels keep pair sums in int16 and widen once per run instead of every step. Null without AVX2.
+ */
+function measureInt4Ceiling(): Peak | null {
+  if (!availableIsas().includes('avx2')) return null;
+  const p = probePeak('int4avx2', 1, 8_000_000, 3);
+  return { gmacs: p.wall, cpuGmacs: p.perCpuSecond, source: p.source };
+}
+
 /** The goal of each kernel ISA (issue #8's table): fraction of that ISA's int8 peak per core. */
 const GOALS: Record<'avx2' | 'avx512', { frac: number; peak: string }> = {
   avx2: { frac: 0.8, peak: 'AVX2 int8 peak (vpmaddubsw + vpmaddwd)' },
@@ -89,6 +100,7 @@ export async function qgemmBench(o: QgemmBenchOptions = {}): Promise<Row[]> {
     setThreads(1);
     const vnni = measurePeak();
     const avx2 = measureAvx2Peak();
+    const int4 = measureInt4Ceiling();
     const peaks: Record<'avx2' | 'avx512', Peak | null> = { avx2, avx512: vnni };
     if (vnni) log(`qgemm: VNNI peak ${vnni.gmacs.toFixed(0)} GMAC/s per thread (wall), ${vnni.cpuGmacs.toFixed(0)} per CPU-second, ${vnni.source}`);
     else log('qgemm: no AVX-512 VNNI on this CPU: its goal is n/a');
@@ -103,6 +115,11 @@ export async function qgemmBench(o: QgemmBenchOptions = {}): Promise<Row[]> {
       bench: 'qgemm', case: 'AVX2 int8 peak (1 thread)', metric: 'GMAC/s', flatenn: avx2 ? +avx2.gmacs.toFixed(1) : undefined, threads: 1,
       gmacPerCpuSecond: avx2 ? +avx2.cpuGmacs.toFixed(1) : undefined, cpu: cpuName, load: load(), isa: 'avx2',
       notes: avx2 ? `${avx2.source}; ${avx2.cpuGmacs.toFixed(0)} per CPU-second` : 'n/a: no AVX2',
+    });
+    rows.push({
+      bench: 'qgemm', case: 'AVX2 int4 kernel ceiling: vpmaddubsw + vpaddw (1 thread)', metric: 'GMAC/s', flatenn: int4 ? +int4.gmacs.toFixed(1) : undefined, threads: 1,
+      gmacPerCpuSecond: int4 ? +int4.cpuGmacs.toFixed(1) : undefined, cpu: cpuName, load: load(), isa: 'avx2',
+      notes: int4 ? `${int4.source}; ${int4.cpuGmacs.toFixed(0)} per CPU-second; the AVX2 int4 kernels' inner step (pair sums kept in int16)` : 'n/a: no AVX2',
     });
     const have = availableIsas();
     const sizes = o.quick ? [1024] : [1024, 2048];
@@ -141,6 +158,7 @@ export async function qgemmBench(o: QgemmBenchOptions = {}): Promise<Row[]> {
             // judged per core on CPU time: on a shared machine the wall-clock fraction mostly measures the neighbours
             goal, pass: fracCpu >= GOALS[kisa].frac,
             fractionOfPeak: +frac.toFixed(3), fractionOfPeakCpuTime: +fracCpu.toFixed(3),
+            ...(kisa === 'avx2' && int4 ? { fractionOfInt4Ceiling: +(gmacs / (th * int4.gmacs)).toFixed(3) } : {}),
             medianGmacs: +gmacsMedian.toFixed(1), gmacPerCpuSecond: +perCore.toFixed(1),
             ms: +(t.best * 1e3).toFixed(3), repackMs: +(repack * 1e3).toFixed(3), isa: w.isa ?? kisa, cpu: cpuName, load: load(),
             notes: `best of ${reps} (shared machine); weights repacked from packed int4 in ${(repack * 1e3).toFixed(2)} ms (not in the GEMM time)`,

@@ -15,7 +15,7 @@
 //   maxF32(x) -> number                                   (max ignoring NaN, -0 < +0; -Infinity if none)
 //   allFinite(x) -> boolean                               (no Inf / NaN: the trainer's gradient check)
 //   normalizeU8(raw, y, B, C, HW, mean, inv)              (y = float((raw - mean[c]) * inv[c]) in float64)
-//   peakProbe(kind: 'fma512'|'fma256'|'vnni512'|'int8avx2', iters, threads) -> {ops, wallSeconds, cpuSeconds}
+//   peakProbe(kind: 'fma512'|'fma256'|'vnni512'|'int8avx2'|'int4avx2', iters, threads) -> {ops, wallSeconds, cpuSeconds}
 #include <napi.h>
 
 #include <cstdint>
@@ -393,14 +393,15 @@ Napi::Value MaxpoolBackward(const Napi::CallbackInfo& info) {
 Napi::Value PeakProbe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Value k = arg(info, 0);
-  if (!k.IsString()) type_error(env, "kind", "one of 'fma512', 'fma256', 'vnni512', 'int8avx2'", k);
+  if (!k.IsString()) type_error(env, "kind", "one of 'fma512', 'fma256', 'vnni512', 'int8avx2', 'int4avx2'", k);
   const std::string name = k.As<Napi::String>().Utf8Value();
   fl::PeakKind kind;
   if (name == "fma512") kind = fl::PeakKind::Fma512;
   else if (name == "fma256") kind = fl::PeakKind::Fma256;
   else if (name == "vnni512") kind = fl::PeakKind::Vnni512;
   else if (name == "int8avx2") kind = fl::PeakKind::Int8Avx2;
-  else range_error(env, "Expected one of 'fma512', 'fma256', 'vnni512', 'int8avx2' for kind but received '" + name + "'");
+  else if (name == "int4avx2") kind = fl::PeakKind::Int4Avx2;
+  else range_error(env, "Expected one of 'fma512', 'fma256', 'vnni512', 'int8avx2', 'int4avx2' for kind but received '" + name + "'");
   const int64_t iters = integer(info, 1, "iters", 1, int64_t(1) << 40);
   const int64_t threads = integer(info, 2, "threads", 1, 256);
   if (!fl::peak_supported(kind)) range_error(env, "kind '" + name + "' is not supported by this CPU");

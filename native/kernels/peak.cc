@@ -5,6 +5,9 @@
 //   vnni512: 16 zmm accumulators, vpdpbusd;     ops = iters * 16 acc * 16 lanes * 4 MAC
 //   int8avx2: 8 ymm accumulators (asm), each step vpmaddubsw + vpmaddwd (x ones) + vpaddd;
 //             ops = iters * 8 acc * 32 MAC (the AVX2 int8 peak without VNNI)
+//   int4avx2: 8 ymm accumulators (asm), each step vpmaddubsw + vpaddw into int16 sums;
+//             ops = iters * 8 acc * 32 MAC (the ceiling of the int4 x int4 kernels' inner loop,
+//             which keep pair sums in int16 and widen once per run)
 // Each probe is timed by the caller with the wall clock and CLOCK_THREAD_CPUTIME_ID: on a
 // shared VM the CPU-time rate is the core's ceiling, the wall rate what was actually had.
 #include "flatenn/core.h"  // FL_X86
@@ -141,6 +144,42 @@ __attribute__((target("avx2,fma"))) double probe_int8avx2(uint64_t iters) {
   return double(iters) * 8 * 32;
 }
 
+// The int4 kernels' step: vpmaddubsw then vpaddw into an int16 accumulator (ymm0..7; the
+// temporaries ymm8..11 renamed; operands as in probe_int8avx2).
+__attribute__((target("avx2,fma"))) double probe_int4avx2(uint64_t iters) {
+  if (iters == 0) return 0.0;
+  uint64_t n = iters;
+  int32_t out;
+#define FL_I4STEP(c, t) "vpmaddubsw %%ymm13, %%ymm12, %%ymm" #t "\n\tvpaddw %%ymm" #t ", %%ymm" #c ", %%ymm" #c "\n\t"
+  __asm__ volatile(
+      "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
+      "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
+      "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
+      "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+      "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
+      "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
+      "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
+      "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
+      "vpcmpeqb %%ymm12, %%ymm12, %%ymm12\n\t"
+      "vpabsb %%ymm12, %%ymm12\n\t"  // bytes 1
+      "vpxor %%ymm13, %%ymm13, %%ymm13\n\t"
+      "1:\n\t"
+      FL_I4STEP(0, 8) FL_I4STEP(1, 9) FL_I4STEP(2, 10) FL_I4STEP(3, 11)
+      FL_I4STEP(4, 8) FL_I4STEP(5, 9) FL_I4STEP(6, 10) FL_I4STEP(7, 11)
+      "dec %0\n\t"
+      "jnz 1b\n\t"
+      "vpaddw %%ymm1, %%ymm0, %%ymm0\n\t"
+      "vpaddw %%ymm7, %%ymm0, %%ymm0\n\t"
+      "vmovd %%xmm0, %1\n\t"
+      "vzeroupper\n\t"
+      : "+r"(n), "=r"(out)
+      :
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "cc");
+#undef FL_I4STEP
+  g_sink_i = out;
+  return double(iters) * 8 * 32;
+}
+
 #endif  // FL_X86
 double thread_cpu_seconds() {
   timespec t;
@@ -157,6 +196,7 @@ double run_probe(PeakKind kind, uint64_t iters) {
     case PeakKind::Fma256: return probe_fma256(iters);
     case PeakKind::Vnni512: return probe_vnni512(iters);
     case PeakKind::Int8Avx2: return probe_int8avx2(iters);
+    case PeakKind::Int4Avx2: return probe_int4avx2(iters);
   }
 #endif
   return 0.0;
@@ -171,6 +211,7 @@ bool peak_supported(PeakKind kind) {
     case PeakKind::Fma256: return f.avx2 && f.fma;
     case PeakKind::Vnni512: return f.avx512f && f.avx512bw && f.avx512vnni;
     case PeakKind::Int8Avx2: return f.avx2;
+    case PeakKind::Int4Avx2: return f.avx2;
   }
   return false;
 }

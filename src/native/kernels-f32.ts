@@ -14,8 +14,8 @@ type F32 = Float32Array;
 const DIM_MAX = 2147483647;
 const ELEM_MAX = 2 ** 50;
 
-export type PeakKind = 'fma512' | 'fma256' | 'vnni512' | 'int8avx2';
-export const PEAK_KINDS: readonly PeakKind[] = ['fma512', 'fma256', 'vnni512', 'int8avx2'];
+export type PeakKind = 'fma512' | 'fma256' | 'vnni512' | 'int8avx2' | 'int4avx2';
+export const PEAK_KINDS: readonly PeakKind[] = ['fma512', 'fma256', 'vnni512', 'int8avx2', 'int4avx2'];
 export interface PeakResult {
   /** Operations done by all threads together: FLOPs for the FMA probes (2 per lane), MACs for VNNI. */
   ops: number;

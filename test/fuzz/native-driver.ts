@@ -89,7 +89,7 @@ const T: Record<string, string[]> = {
   faultOrderWeights: ['seed', 'd', 'U32s', 'U8', '?U8', 'd', 'U32'],
   cellsToMask: ['U32', 'd', 'U32s', 'U32s', 'U8'],
   rngUniform: ['seed', 'd', 'd', 'd', 'F64'],
-  peakProbe: ['s:fma512|fma256|vnni512', 'small', 'small'],
+  peakProbe: ['s:fma512|fma256|vnni512|int8avx2|int4avx2', 'small', 'small'],
   qgemmPeakProbe: ['small'],
   setIsa: ['s:scalar|avx2|avx512|sse'],
 };

@@ -712,7 +712,8 @@ FL_TEST(all_finite_and_normalize_every_variant) {
 // ============================== peak probes ==================================================
 FL_TEST(peak_probes_count_ops) {
   const struct { fl::PeakKind k; double per_iter; } kinds[] = {
-      {fl::PeakKind::Fma512, 16 * 16 * 2}, {fl::PeakKind::Fma256, 12 * 8 * 2}, {fl::PeakKind::Vnni512, 16 * 16 * 4}};
+      {fl::PeakKind::Fma512, 16 * 16 * 2}, {fl::PeakKind::Fma256, 12 * 8 * 2}, {fl::PeakKind::Vnni512, 16 * 16 * 4},
+      {fl::PeakKind::Int8Avx2, 8 * 32}, {fl::PeakKind::Int4Avx2, 8 * 32}};
   for (const auto& k : kinds) {
     if (!fl::peak_supported(k.k)) continue;
     const fl::PeakResult r = fl::peak_probe(k.k, 1000, 2);

@@ -327,6 +327,8 @@ test('peakProbe counts operations and reports both clocks', () => {
   assert.equal(r.ops, 2 * 1000 * 12 * 8 * 2);
   assert.ok(r.wallSeconds > 0 && r.cpuSeconds > 0);
   if (availableIsas().includes('avx512')) assert.equal(peakProbe('fma512', 10, 1).ops, 10 * 16 * 16 * 2);
+  // the AVX2 int8 rate and the int4 kernels' ceiling: 8 chains of 32 MAC per iteration
+  for (const k of ['int8avx2', 'int4avx2'] as const) assert.equal(peakProbe(k, 100, 1).ops, 100 * 8 * 32, k);
 });
 
 // ------------------------------------------------------------------------- invalid arguments

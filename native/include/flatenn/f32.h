@@ -144,7 +144,9 @@ void maxpool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64
 // (FLOPs for FMA probes: 2 per lane per FMA; MACs for VNNI: 4 per 32-bit lane per vpdpbusd).
 // int8avx2: the AVX2 int8 rate without VNNI (what oneDNN's AVX2 int8 kernels run): chains of
 // vpmaddubsw (u8 x s8 -> 16 s16 pair sums, 32 MAC) + vpmaddwd with ones + vpaddd; MACs returned.
-enum class PeakKind { Fma512 = 0, Fma256 = 1, Vnni512 = 2, Int8Avx2 = 3 };
+// int4avx2: the int4 x int4 kernels' inner step (vpmaddubsw + vpaddw into int16 sums, widened once
+// per run): their ceiling on AVX2; MACs returned.
+enum class PeakKind { Fma512 = 0, Fma256 = 1, Vnni512 = 2, Int8Avx2 = 3, Int4Avx2 = 4 };
 bool peak_supported(PeakKind kind);
 struct PeakResult {
   double ops;          // total over all threads
