@@ -626,10 +626,9 @@ FL_VNNI void run_task(const Call& cl, const uint8_t* x, size_t t, size_t nimg, i
 // (qgemm_avx2_run: the exact bound for the block's activation maximum and the weights' range) are
 // summed in int16 before vpmaddwd widens them into the int32 accumulators, which live in memory
 // (touched once per run). Tiles: NC <= 6 channels x 1 position (12 int16 sums, the 2 activation
-// vectors and one weight broadcast: 15 of the 16 registers, no spill in the loop). Six channels
-// per pair of activation loads beat four on ResNet-18's 3x3 layers (best of 6 alternating runs,
-// 1 thread: 116 / 130 / 114 -> 126 / 134 / 127 GMAC/s at C = 64 / 128 / 256). Same bits as the
-// scalar spec (integer sums are exact).
+// vectors and one weight broadcast: 15 of the 16 registers, no spill in the loop): six channels
+// per pair of activation loads instead of four (fewer loads and calls per multiply-add). Same
+// bits as the scalar spec (integer sums are exact).
 #define FL_A2 __attribute__((target("avx2,fma")))
 
 constexpr size_t kA2MaxNC = 6;

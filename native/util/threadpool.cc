@@ -1,10 +1,11 @@
 // Persistent thread pool. Waits spin briefly, then block: a futex wake-up costs 40-95 us per
 // parallel region on the 2-vCPU machines this runs on, more than a small layer's work, while
 // layers follow each other within microseconds to a few hundred (the autograd's JavaScript runs
-// between them). kSpinUs = 300 covers those gaps: 220 LeNet-5 training steps (data loading
-// included) made 25.5k futex calls and 14.7k context switches with a 50 us spin, 14.0k and 8.0k
-// with 300 us, and 13.7k and 7.5k with 1000 us; OpenMP runtimes spin longer still. Beyond that
-// an idle worker gives its core back (machines are often shared). An exception
+// between them). kSpinUs = 300 covers most of those gaps: `perf stat -e
+// syscalls:sys_enter_futex,context-switches node dist/bench/train.js --threads 2 --no-torch`
+// (160 LeNet-5 steps, data loading included) counted 25.6k futex calls and 16.0k context
+// switches with a 50 us spin, 16.3k and 12.1k with 300 us; OpenMP runtimes spin longer still.
+// Beyond that an idle worker gives its core back (machines are often shared). An exception
 // thrown by a task (std::bad_alloc included) never escapes a worker thread (that would
 // std::terminate the process): the first one is kept, the remaining tasks are skipped, and run()
 // rethrows it on the calling thread once every worker is idle, where the Node-API glue turns it
