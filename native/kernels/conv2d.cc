@@ -6,7 +6,9 @@
 //             dy_blk (O, G*P): the block's dy side by side; col(x_blk) (CKK, G*P): im2col of its images
 //             (an image larger than a block: its output rows in chunks, accumulated in order)
 //   db      : db[o] = sum over n, p of dy[n][o][p] (float64 lanes)
-// The forward im2col runs in blocks of output rows so that col stays about 1 MiB (in L2).
+// The forward im2col runs in blocks of output rows so that col stays about 1 MiB (in L2). On AVX2,
+// small layers (conv2d_direct_applies) skip im2col: conv2d_direct.cc runs the same FMA chains
+// straight from x (the same bits).
 // Variant L (scalar / avx2 / avx512) runs the sgemm and im2col variants of level L (the highest
 // one registered at or below L), so tests can compare every level with the scalar one.
 // Threading and determinism: forward and dx are parallel over images (each image writes its

@@ -1,5 +1,5 @@
-// Direct fp32 convolution forward for small layers (contract: conv2d_direct_applies / conv2d_direct_forward in
-// flatenn/f32.h), used by conv2d's forward in place of im2col + sgemm.
+// Direct fp32 convolution forward for small layers (contract: conv2d_direct_applies /
+// conv2d_direct_forward_avx2 in flatenn/f32.h), used by conv2d's AVX2 forward in place of im2col + sgemm.
 //
 // Why: LeNet-5's convolutions (O = 6 and 16 output channels, C*KH*KW = 25 and 150) spend most of
 // their forward time writing the im2col matrix and packing it; the GEMM itself is short. Here
