@@ -28,7 +28,8 @@ export interface CampaignBenchOptions {
   threads: number;
   /**
    * Timed trials for trials/s (default 10, quick 3; PyTorch runs this many too), after `warmup` untimed
-   * ones (default 3, both sides: a fresh process's first 3 trials take 1.5-2x the later ones). On the reference (JS) int4 engine, which takes seconds per trial, flatenn's
+   * ones (default 3, both sides: a fresh process's first trials carry one-off costs, compilation and
+   * per-thread buffers). On the reference (JS) int4 engine, which takes seconds per trial, flatenn's
    * defaults shrink to 3 timed trials and no warm-up (quick: 1).
    */
   trials?: number;

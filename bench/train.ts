@@ -19,9 +19,10 @@ export interface TrainBenchOptions {
   /** Timed steps per mode (default 40; quick 5). */
   steps?: number;
   /**
-   * Untimed steps first (default 40; quick 2), on both sides. A fresh process's first ~40 LeNet-5
-   * steps run 20-40% slower than later ones while V8 tiers the autograd code up (steps 10-35 at
-   * 5.5-8 ms, steps 40-60 at 4.7-5.0 ms on the 2-vCPU EPYC), and a training run is thousands of steps.
+   * Untimed steps first (default 40; quick 2), on both sides. A fresh process's early LeNet-5 steps
+   * run slower while V8 tiers the autograd code up, and a training run is thousands of steps:
+   * `node dist/bench/train.js --threads 2 --no-torch --warmup 5` gave a median step of 5.66 ms and
+   * `--warmup 40` 4.52 ms on the 2-vCPU EPYC (AVX-512).
    */
   warmup?: number;
   quick?: boolean;

@@ -18,8 +18,11 @@
 //   peakProbe(kind: 'fma512'|'fma256'|'vnni512'|'int8avx2'|'int4avx2', iters, threads) -> {ops, wallSeconds, cpuSeconds}
 #include <napi.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "args.h"
@@ -392,16 +395,17 @@ Napi::Value MaxpoolBackward(const Napi::CallbackInfo& info) {
 // ---- peak probes ----------------------------------------------------------------------------
 Napi::Value PeakProbe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  static const std::pair<const char*, fl::PeakKind> kKinds[] = {{"fma512", fl::PeakKind::Fma512}, {"fma256", fl::PeakKind::Fma256},
+                                                                 {"vnni512", fl::PeakKind::Vnni512}, {"int8avx2", fl::PeakKind::Int8Avx2},
+                                                                 {"int4avx2", fl::PeakKind::Int4Avx2}};
+  std::string names;
+  for (const auto& kk : kKinds) names += std::string(names.empty() ? "" : ", ") + "'" + kk.first + "'";
   Napi::Value k = arg(info, 0);
-  if (!k.IsString()) type_error(env, "kind", "one of 'fma512', 'fma256', 'vnni512', 'int8avx2', 'int4avx2'", k);
+  if (!k.IsString()) type_error(env, "kind", ("one of " + names).c_str(), k);
   const std::string name = k.As<Napi::String>().Utf8Value();
-  fl::PeakKind kind;
-  if (name == "fma512") kind = fl::PeakKind::Fma512;
-  else if (name == "fma256") kind = fl::PeakKind::Fma256;
-  else if (name == "vnni512") kind = fl::PeakKind::Vnni512;
-  else if (name == "int8avx2") kind = fl::PeakKind::Int8Avx2;
-  else if (name == "int4avx2") kind = fl::PeakKind::Int4Avx2;
-  else range_error(env, "Expected one of 'fma512', 'fma256', 'vnni512', 'int8avx2', 'int4avx2' for kind but received '" + name + "'");
+  const auto* hit = std::find_if(std::begin(kKinds), std::end(kKinds), [&](const auto& kk) { return name == kk.first; });
+  if (hit == std::end(kKinds)) range_error(env, "Expected one of " + names + " for kind but received '" + name + "'");
+  const fl::PeakKind kind = hit->second;
   const int64_t iters = integer(info, 1, "iters", 1, int64_t(1) << 40);
   const int64_t threads = integer(info, 2, "threads", 1, 256);
   if (!fl::peak_supported(kind)) range_error(env, "kind '" + name + "' is not supported by this CPU");

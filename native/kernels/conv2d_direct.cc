@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "flatenn/f32.h"
+#include "lane_ptr.h"
 
 namespace fl {
 
@@ -37,12 +38,6 @@ namespace {
 #define FL_AVX2 __attribute__((target("avx2,fma")))
 
 constexpr int64_t kMaxChunks = 8;  // 16-position chunks per output row (OW <= 128)
-
-// Address of x[p] computed as an integer, so no out-of-range pointer is formed (a masked load
-// never touches its masked-off lanes).
-inline const float* lane0(const float* x, int64_t p) {
-  return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(x) + uintptr_t(p * int64_t(sizeof(float))));
-}
 
 struct Geo {
   int64_t C, H, W, KH, KW, pad, OH, OW, CKK, xn;

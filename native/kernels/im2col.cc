@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "flatenn/f32.h"
+#include "lane_ptr.h"
 
 namespace fl {
 namespace {
@@ -93,11 +94,6 @@ inline uint32_t valid_lanes(int64_t iw0, int64_t KW, int64_t W) {
 // Lanes l in [0, cnt) with 0 <= iw0 + l < W (cnt <= 16), as a bit mask.
 inline uint32_t segment_lanes(int64_t iw0, int64_t cnt, int64_t W) { return valid_lanes(iw0, cnt, W); }
 
-// Source pointer for lane 0; computed as an integer so no out-of-range pointer is formed
-// (masked-off lanes are never read: masked loads suppress faults).
-inline const float* lane0(const float* rowp, int64_t iw0) {
-  return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(rowp) + uintptr_t(iw0 * int64_t(sizeof(float))));
-}
 
 #if FL_X86
 // Lane l of the result is all ones when bit l of bits is set.

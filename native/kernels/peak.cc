@@ -104,6 +104,16 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double probe_vnni512(uint
   return double(iters) * 16 * 16 * 4;
 }
 
+// The AVX2 probes' shared asm: ymm0..7 (the accumulators) zeroed, ymm12 = bytes 1 (u8),
+// ymm13 = 0 (s8); after the loop, a reduction into %1 so no chain is dead.
+#define FL_AVX2_PROBE_SETUP                                                                                        \
+  "vpxor %%ymm0, %%ymm0, %%ymm0\n\tvpxor %%ymm1, %%ymm1, %%ymm1\n\tvpxor %%ymm2, %%ymm2, %%ymm2\n\t"            \
+  "vpxor %%ymm3, %%ymm3, %%ymm3\n\tvpxor %%ymm4, %%ymm4, %%ymm4\n\tvpxor %%ymm5, %%ymm5, %%ymm5\n\t"            \
+  "vpxor %%ymm6, %%ymm6, %%ymm6\n\tvpxor %%ymm7, %%ymm7, %%ymm7\n\t"                                            \
+  "vpcmpeqb %%ymm12, %%ymm12, %%ymm12\n\tvpabsb %%ymm12, %%ymm12\n\tvpxor %%ymm13, %%ymm13, %%ymm13\n\t"
+#define FL_AVX2_PROBE_END(add) \
+  "dec %0\n\tjnz 1b\n\t" add " %%ymm1, %%ymm0, %%ymm0\n\t" add " %%ymm7, %%ymm0, %%ymm0\n\tvmovd %%xmm0, %1\n\tvzeroupper\n\t"
+
 // Written in asm: the 8 chains share their operands, so in C++ the compiler would compute one
 // vpmaddubsw + vpmaddwd per iteration and add it 8 times. ymm0..7 accumulators, ymm8..11
 // temporaries (renamed: no false dependence), ymm12 = 1 (u8), ymm13 = 0 (s8), ymm14 = ones (s16).
@@ -113,28 +123,13 @@ __attribute__((target("avx2,fma"))) double probe_int8avx2(uint64_t iters) {
   int32_t out;
 #define FL_I8STEP(c, t) "vpmaddubsw %%ymm13, %%ymm12, %%ymm" #t "\n\tvpmaddwd %%ymm14, %%ymm" #t ", %%ymm" #t "\n\tvpaddd %%ymm" #t ", %%ymm" #c ", %%ymm" #c "\n\t"
   __asm__ volatile(
-      "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
-      "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
-      "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
-      "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
-      "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
-      "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
-      "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
-      "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
-      "vpcmpeqb %%ymm12, %%ymm12, %%ymm12\n\t"
-      "vpabsb %%ymm12, %%ymm12\n\t"  // bytes 1
-      "vpxor %%ymm13, %%ymm13, %%ymm13\n\t"
+      FL_AVX2_PROBE_SETUP
       "vpcmpeqw %%ymm14, %%ymm14, %%ymm14\n\t"
       "vpabsw %%ymm14, %%ymm14\n\t"  // words 1
       "1:\n\t"
       FL_I8STEP(0, 8) FL_I8STEP(1, 9) FL_I8STEP(2, 10) FL_I8STEP(3, 11)
       FL_I8STEP(4, 8) FL_I8STEP(5, 9) FL_I8STEP(6, 10) FL_I8STEP(7, 11)
-      "dec %0\n\t"
-      "jnz 1b\n\t"
-      "vpaddd %%ymm1, %%ymm0, %%ymm0\n\t"
-      "vpaddd %%ymm7, %%ymm0, %%ymm0\n\t"
-      "vmovd %%xmm0, %1\n\t"
-      "vzeroupper\n\t"
+      FL_AVX2_PROBE_END("vpaddd")
       : "+r"(n), "=r"(out)
       :
       : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13",
@@ -152,26 +147,11 @@ __attribute__((target("avx2,fma"))) double probe_int4avx2(uint64_t iters) {
   int32_t out;
 #define FL_I4STEP(c, t) "vpmaddubsw %%ymm13, %%ymm12, %%ymm" #t "\n\tvpaddw %%ymm" #t ", %%ymm" #c ", %%ymm" #c "\n\t"
   __asm__ volatile(
-      "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
-      "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
-      "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
-      "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
-      "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
-      "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
-      "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
-      "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
-      "vpcmpeqb %%ymm12, %%ymm12, %%ymm12\n\t"
-      "vpabsb %%ymm12, %%ymm12\n\t"  // bytes 1
-      "vpxor %%ymm13, %%ymm13, %%ymm13\n\t"
+      FL_AVX2_PROBE_SETUP
       "1:\n\t"
       FL_I4STEP(0, 8) FL_I4STEP(1, 9) FL_I4STEP(2, 10) FL_I4STEP(3, 11)
       FL_I4STEP(4, 8) FL_I4STEP(5, 9) FL_I4STEP(6, 10) FL_I4STEP(7, 11)
-      "dec %0\n\t"
-      "jnz 1b\n\t"
-      "vpaddw %%ymm1, %%ymm0, %%ymm0\n\t"
-      "vpaddw %%ymm7, %%ymm0, %%ymm0\n\t"
-      "vmovd %%xmm0, %1\n\t"
-      "vzeroupper\n\t"
+      FL_AVX2_PROBE_END("vpaddw")
       : "+r"(n), "=r"(out)
       :
       : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "cc");
@@ -180,6 +160,8 @@ __attribute__((target("avx2,fma"))) double probe_int4avx2(uint64_t iters) {
   return double(iters) * 8 * 32;
 }
 
+#undef FL_AVX2_PROBE_SETUP
+#undef FL_AVX2_PROBE_END
 #endif  // FL_X86
 double thread_cpu_seconds() {
   timespec t;
