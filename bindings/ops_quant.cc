@@ -69,7 +69,13 @@ Napi::Value ReluFakeQuant(const Napi::CallbackInfo& info) {
     range_error(env, "Expected r / (2^bits - 1) to be a normal float32 but r = " + std::to_string(rd) + " is too small");
   exact(env, y, x.length, "y");
   if (mask.data) exact(env, mask, x.length, "mask");
-  return Napi::Number::New(env, fl::relu_fake_quant(x.data, y.data, mask.data, x.length, bits, r));
+  U8 codes{nullptr, 0};
+  if (!is_nullish(info, 5)) {
+    codes = u8(info, 5, "codes");
+    if (bits < 1 || bits > 8) range_error(env, "Expected bits in [1, 8] with codes but received " + std::to_string(bits));
+    exact(env, codes, x.length, "codes");
+  }
+  return Napi::Number::New(env, fl::relu_fake_quant(x.data, y.data, mask.data, codes.data, x.length, bits, r));
 }
 
 Napi::Value MaskedGrad(const Napi::CallbackInfo& info) {

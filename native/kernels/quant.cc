@@ -52,12 +52,13 @@ void quant_sym_scalar(const float* w, float* out, int8_t* codes, size_t n, float
 }
 
 // One element of ReLU (+ fake-quant) with its straight-through mask.
-inline void relu_fq_one(float x, float* y, uint8_t* mask, size_t i, float s, float hi, float r, bool quant) {
+inline void relu_fq_one(float x, float* y, uint8_t* mask, uint8_t* codes, size_t i, float s, float hi, float r, bool quant) {
   const float a = x > 0.0f ? x : 0.0f;  // ReLU; NaN and -0 become +0
   if (quant) {
     float q = std::nearbyint(a / s);  // a >= 0, so only the upper clip applies
     q = q < hi ? q : hi;
     y[i] = s * q;
+    if (codes) codes[i] = static_cast<uint8_t>(q);
     if (mask) mask[i] = (x > 0.0f && x <= r) ? 1 : 0;  // gradient passes for 0 < x <= r
   } else {
     y[i] = a;
@@ -65,12 +66,13 @@ inline void relu_fq_one(float x, float* y, uint8_t* mask, size_t i, float s, flo
   }
 }
 
-int32_t relu_fq_scalar(const float* x, float* y, uint8_t* mask, size_t n, float s, float hi, float r, bool quant) {
+int32_t relu_fq_scalar(const float* x, float* y, uint8_t* mask, uint8_t* codes, size_t n, float s, float hi, float r,
+                       bool quant) {
   int32_t kmax = INT32_MIN;
   for (size_t i = 0; i < n; ++i) {
     const float xi = x[i];  // read before y[i] is written (y may alias x)
     kmax = std::max(kmax, float_order_key(f2u(xi)));
-    relu_fq_one(xi, y, mask, i, s, hi, r, quant);
+    relu_fq_one(xi, y, mask, codes, i, s, hi, r, quant);
   }
   return kmax;
 }
@@ -172,7 +174,8 @@ FL_AVX2 inline uint64_t mask8_bytes(__m256 c) {
   return uint64_t(_mm_cvtsi128_si64(_mm_packus_epi16(p16, p16)));
 }
 
-FL_AVX2 int32_t relu_fq_avx2(const float* x, float* y, uint8_t* mask, size_t n, float s, float hi, float r, bool quant) {
+FL_AVX2 int32_t relu_fq_avx2(const float* x, float* y, uint8_t* mask, uint8_t* codes, size_t n, float s, float hi, float r,
+                             bool quant) {
   const __m256 vs = _mm256_set1_ps(s), vhi = _mm256_set1_ps(hi), vr = _mm256_set1_ps(r), zero = _mm256_setzero_ps();
   __m256i kmax = _mm256_set1_epi32(INT32_MIN);
   size_t i = 0;
@@ -185,6 +188,11 @@ FL_AVX2 int32_t relu_fq_avx2(const float* x, float* y, uint8_t* mask, size_t n, 
       __m256 q = _mm256_round_ps(_mm256_div_ps(a, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       q = _mm256_min_ps(q, vhi);
       _mm256_storeu_ps(y + i, _mm256_mul_ps(vs, q));
+      if (codes) {  // q in [0, 255]: exact through the int32 and the two saturating packs
+        const __m256i qi = _mm256_cvtps_epi32(q);
+        const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), _mm_packus_epi16(p16, p16));
+      }
       if (mask) {
         const uint64_t b = mask8_bytes(_mm256_and_ps(pos, _mm256_cmp_ps(xv, vr, _CMP_LE_OQ)));
         std::memcpy(mask + i, &b, 8);
@@ -199,7 +207,7 @@ FL_AVX2 int32_t relu_fq_avx2(const float* x, float* y, uint8_t* mask, size_t n, 
   }
   alignas(32) int32_t lanes[8];
   _mm256_store_si256((__m256i*)lanes, kmax);
-  int32_t k = relu_fq_scalar(x + i, y + i, mask ? mask + i : nullptr, n - i, s, hi, r, quant);
+  int32_t k = relu_fq_scalar(x + i, y + i, mask ? mask + i : nullptr, codes ? codes + i : nullptr, n - i, s, hi, r, quant);
   for (int32_t v : lanes) k = std::max(k, v);
   return k;
 }
@@ -327,8 +335,8 @@ FL_AVX512 void quant_sym_avx512(const float* w, float* out, int8_t* codes, size_
   }
 }
 
-FL_AVX512 int32_t relu_fq_avx512(const float* x, float* y, uint8_t* mask, size_t n, float s, float hi, float r,
-                                 bool quant) {
+FL_AVX512 int32_t relu_fq_avx512(const float* x, float* y, uint8_t* mask, uint8_t* codes, size_t n, float s, float hi,
+                                 float r, bool quant) {
   const __m512 vs = _mm512_set1_ps(s), vhi = _mm512_set1_ps(hi), vr = _mm512_set1_ps(r), zero = _mm512_setzero_ps();
   const __m512i kmaxv = _mm512_set1_epi32(INT32_MAX), sgn = _mm512_set1_epi32(0x7fffffff);
   const __m128i one = _mm_set1_epi8(1);
@@ -346,6 +354,7 @@ FL_AVX512 int32_t relu_fq_avx512(const float* x, float* y, uint8_t* mask, size_t
       __m512 q = _mm512_roundscale_ps(_mm512_div_ps(a, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       q = _mm512_min_ps(q, vhi);
       _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(vs, q));
+      if (codes) _mm512_mask_cvtepi32_storeu_epi8(codes + i, k, _mm512_cvtps_epi32(q));
       if (mask) _mm_mask_storeu_epi8(mask + i, k, _mm_maskz_mov_epi8(pos & _mm512_cmp_ps_mask(xv, vr, _CMP_LE_OQ), one));
     } else {
       _mm512_mask_storeu_ps(y + i, k, a);
@@ -442,7 +451,7 @@ bool fake_quant_weight(const float* w, float* out, int8_t* codes, float* scales,
   return true;
 }
 
-float relu_fake_quant(const float* x, float* y, uint8_t* mask, size_t n, int bits, float r) {
+float relu_fake_quant(const float* x, float* y, uint8_t* mask, uint8_t* codes, size_t n, int bits, float r) {
   const bool quant = bits > 0;
   const float levels = quant ? float((1u << bits) - 1u) : 1.0f;
   const float s = quant ? r / levels : 1.0f;
@@ -451,7 +460,8 @@ float relu_fake_quant(const float* x, float* y, uint8_t* mask, size_t n, int bit
   const ReluFqFn fn = kern::f32_relu_fakequant.fn;
   parallel_for(tasks, [&](size_t t) {
     const size_t off = t * kBlock;
-    part[t] = fn(x + off, y + off, mask ? mask + off : nullptr, std::min(kBlock, n - off), s, levels, r, quant);
+    part[t] = fn(x + off, y + off, mask ? mask + off : nullptr, quant && codes ? codes + off : nullptr, std::min(kBlock, n - off), s,
+                 levels, r, quant);
   });
   int32_t k = INT32_MIN;
   for (int32_t v : part) k = std::max(k, v);

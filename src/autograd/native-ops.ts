@@ -11,7 +11,7 @@ export interface NativeKernels {
   maxpool2dForward(x: F32, y: F32, argmax: Int32Array, N: number, C: number, H: number, W: number, k: number, stride: number): void;
   maxpool2dBackward(dy: F32, argmax: Int32Array, dx: F32, N: number, C: number, H: number, W: number, k: number, stride: number): void;
   fakeQuantWeight(w: F32, out: F32, codes: Nullable<Int8Array>, scales: F32, bits: number, channels: number): void;
-  reluFakeQuant(x: F32, y: F32, mask: Uint8Array, bits: number, range: number): number;
+  reluFakeQuant(x: F32, y: F32, mask: Uint8Array, bits: number, range: number, codes: Nullable<Uint8Array>): number;
   maskedGrad(dy: F32, mask: Uint8Array, dx: F32): void;
   countZeros(x: F32): number;
   bn2dSums(x: F32, N: number, C: number, HW: number, sum: Float64Array, sumsq: Float64Array): void;

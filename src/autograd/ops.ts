@@ -2,7 +2,38 @@
 // elementwise and reduction ops are plain loops here.
 import { addGrad, anyRequiresGrad, contributeGrad, gradSink, type Tape, Var } from './tape';
 import { kernels } from './native-ops';
-import { alloc } from './pool';
+import { alloc, allocU8 } from './pool';
+import { maxpool2dU8, qconv2d, qgemm, QWeights } from '../native/kernels-qengine';
+
+/** The integer kernels' bound on C * KH * KW (flatenn/qengine.h). */
+const MAX_INT_K = 65536;
+
+// Integer forward of quantised layers (DESIGN §1, "Training forward"). A fake-quantised tensor
+// holds values fl(s * q) with integer codes q: the activations after reluFakeQuant (one scale s_a,
+// codes in [0, 2^b - 1]) and the weights after fakeQuantWeight (a scale per tensor or per output
+// channel, signed codes). A conv or linear layer whose input and weights both carry their codes
+// computes its output on the int4 engine's kernels instead of in float: the exact integer sum
+// acc = sum q_w * q_a, then y = fl32(fl64(fl64(s_w * s_a) * acc) + b) (s_w * s_a is exact in
+// float64). This is the exact value of the quantised layer rounded once, where the float path
+// rounded every product and partial sum; it is the same for any ISA and thread count. The
+// backward pass is unchanged (float, at the same quantised values). SAQ's perturbed weights
+// (Q(w) + eps) carry no codes and take the float path.
+interface ActCodes { codes: Uint8Array; scale: number }
+interface WeightCodes { codes: Int8Array; scales: Float32Array }
+const actCodes = new WeakMap<Var, ActCodes>();
+const weightCodes = new WeakMap<Var, WeightCodes>();
+
+/** The integer codes behind a fake-quantised activation (tests and the int path), or undefined. */
+export function activationCodes(v: Var): Readonly<ActCodes> | undefined { return actCodes.get(v); }
+
+/** float64 epilogue of the integer forward: scale[o] = s_w(o) * s_a, bias[o] = b[o] (or 0). */
+function intEpilogue(wc: WeightCodes, sa: number, O: number, b: Var | null): { mode: 'float'; scale: Float64Array; bias: Float64Array } {
+  const scale = new Float64Array(O), bias = new Float64Array(O);
+  const per = wc.scales.length === 1;
+  for (let o = 0; o < O; o++) scale[o] = wc.scales[per ? 0 : o]! * sa;
+  if (b) bias.set(b.data);
+  return { mode: 'float', scale, bias };
+}
 
 function out(t: Tape, shape: number[], ...inputs: (Var | null | undefined)[]): Var {
   let n = 1;
@@ -31,7 +62,13 @@ export function conv2d(t: Tape, x: Var, w: Var, b: Var | null, o: Conv2dOptions)
   const OW = Math.floor((W + 2 * o.pad - KW) / o.stride) + 1;
   const y = out(t, [N, O, OH, OW], x, w, b);
   const pv = o.padValues ?? null;
-  kernels().conv2dForward(x.data, w.data, b ? b.data : null, y.data, N, C, H, W, O, KH, KW, o.stride, o.pad, pv);
+  const xc = actCodes.get(x), wc = weightCodes.get(w);
+  if (xc && wc && !pv && C * KH * KW <= MAX_INT_K) {
+    const qw = QWeights.fromCodes(wc.codes, O, C * KH * KW);
+    qconv2d(xc.codes, { B: N, C, H, W }, qw, { kh: KH, kw: KW, stride: o.stride, pad: o.pad }, intEpilogue(wc, xc.scale, O, b), y.data);
+  } else {
+    kernels().conv2dForward(x.data, w.data, b ? b.data : null, y.data, N, C, H, W, O, KH, KW, o.stride, o.pad, pv);
+  }
   if (y.requiresGrad) {
     t.record(() => {
       if (!y.grad) return;
@@ -49,10 +86,15 @@ export function linear(t: Tape, x: Var, w: Var, b: Var | null): Var {
   const B = x.shape[0]!, IN = x.shape[1]!, OUT = w.shape[0]!;
   const y = out(t, [B, OUT], x, w, b);
   const k = kernels();
-  k.sgemm(false, true, B, OUT, IN, 1, x.data, IN, w.data, IN, 0, y.data, OUT);
-  if (b) {
-    const yd = y.data, bd = b.data;
-    for (let i = 0; i < B; i++) for (let j = 0; j < OUT; j++) yd[i * OUT + j]! += bd[j]!;
+  const xc = actCodes.get(x), wc = weightCodes.get(w);
+  if (xc && wc && IN <= MAX_INT_K) {
+    qgemm(xc.codes, B, QWeights.fromCodes(wc.codes, OUT, IN), intEpilogue(wc, xc.scale, OUT, b), { out: y.data });
+  } else {
+    k.sgemm(false, true, B, OUT, IN, 1, x.data, IN, w.data, IN, 0, y.data, OUT);
+    if (b) {
+      const yd = y.data, bd = b.data;
+      for (let i = 0; i < B; i++) for (let j = 0; j < OUT; j++) yd[i * OUT + j]! += bd[j]!;
+    }
   }
   if (y.requiresGrad) {
     t.record(() => {
@@ -84,10 +126,14 @@ export interface ReluFqResult {
  */
 export function reluFakeQuant(t: Tape, x: Var, bits: number, range: number): ReluFqResult {
   const y = out(t, [...x.shape], x);
-  const mask = new Uint8Array(x.numel);
+  const mask = allocU8(x.numel);
   const k = kernels();
+  const codes = bits >= 1 && bits <= 8 ? allocU8(x.numel) : null;
   // range 0 (a collapsed site, observed but never positive): every code is 0, no gradient passes
-  const max = bits > 0 && range === 0 ? (y.data.fill(0), maxOf(x.data)) : k.reluFakeQuant(x.data, y.data, mask, bits, bits === 0 ? 1 : range);
+  const max = bits > 0 && range === 0 ? (y.data.fill(0), mask.fill(0), codes?.fill(0), maxOf(x.data))
+    : k.reluFakeQuant(x.data, y.data, mask, bits, bits === 0 ? 1 : range, codes);
+  // the step of the native op: s = fl32(fl32(r) / (2^b - 1)) (0 for a collapsed site)
+  if (codes) actCodes.set(y, { codes, scale: Math.fround(Math.fround(range) / (2 ** bits - 1)) });
   if (y.requiresGrad) {
     t.record(() => {
       if (!y.grad) return;
@@ -121,6 +167,7 @@ export function fakeQuantWeight(t: Tape, w: Var, bits: number, perChannel: boole
   const scales = new Float32Array(channels);
   const codes = new Int8Array(w.numel);
   kernels().fakeQuantWeight(w.data, q.data, codes, scales, bits, channels);
+  if (!perturb) weightCodes.set(q, { codes, scales });
   if (perturb) {
     const qd = q.data;
     for (let i = 0; i < qd.length; i++) qd[i]! += perturb[i]!;
@@ -160,6 +207,7 @@ export function fakeQuantWeightFixed(t: Tape, w: Var, bits: number, scales: Floa
   weightCodesFixed(w.data, scales, bits, codes);
   const per = w.numel / scales.length, qd = q.data;
   for (let i = 0; i < qd.length; i++) qd[i] = Math.fround(codes[i]! * scales[Math.floor(i / per)]!) + (perturb ? perturb[i]! : 0);
+  if (!perturb) weightCodes.set(q, { codes, scales: scales.slice() });
   if (q.requiresGrad) {
     t.record(() => {
       if (q.grad) addGrad(w, q.grad);
@@ -177,6 +225,9 @@ export function maxpool2d(t: Tape, x: Var, k: number, s: number): Var {
   const argmax = new Int32Array(y.numel);
   const kern = kernels();
   kern.maxpool2dForward(x.data, y.data, argmax, N, C, H, W, k, s);
+  // the max of values fl(s * q) is fl(s * max q): the codes pool alike
+  const xc = actCodes.get(x);
+  if (xc) actCodes.set(y, { codes: maxpool2dU8(xc.codes, N * C, H, W, k, s, allocU8(y.numel)), scale: xc.scale });
   if (y.requiresGrad) {
     t.record(() => {
       if (!y.grad) return;
@@ -191,6 +242,8 @@ export function maxpool2d(t: Tape, x: Var, k: number, s: number): Var {
 export function flatten(t: Tape, x: Var): Var {
   const n = x.shape[0]!;
   const y = new Var(x.data, [n, x.numel / n], t.recording && x.requiresGrad);
+  const xc = actCodes.get(x);
+  if (xc) actCodes.set(y, xc);
   if (y.requiresGrad) t.record(() => { if (y.grad) addGrad(x, y.grad); });
   return y;
 }

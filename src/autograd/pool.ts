@@ -7,8 +7,8 @@
 // withPool(pool, fn), the ops' outputs and gradient buffers (alloc()) come from the pool instead;
 // the trainer hands them all back (release) once nothing of the step is read any more.
 //
-// Contract: a buffer from alloc() holds stale values; every op overwrites its output entirely
-// before reading it (ops.ts, tape.ts). Outside withPool, alloc() is `new Float32Array(n)`.
+// Contract: a buffer from alloc() or allocU8() holds stale values; every op overwrites its output
+// entirely before reading it (ops.ts, tape.ts). Outside withPool, they are new zero-filled arrays.
 
 /** A set of reusable Float32 buffers; take() gives the smallest free one that holds n floats (a view of n). */
 export class BufferPool {
@@ -59,6 +59,13 @@ let active: BufferPool | null = null;
 /** n floats for an op's output or a gradient: from the active pool (stale contents), else zero-filled and new. */
 export function alloc(n: number): Float32Array {
   return active ? active.take(n) : new Float32Array(n);
+}
+
+/** n bytes (activation codes, straight-through masks): a byte view of a pooled buffer (stale contents), else zero-filled and new. */
+export function allocU8(n: number): Uint8Array {
+  if (!active) return new Uint8Array(n);
+  const f = active.take(Math.ceil(n / 4));
+  return new Uint8Array(f.buffer, f.byteOffset, n);
 }
 
 /** Runs fn with `pool` serving alloc() (nested calls restore the previous pool). */

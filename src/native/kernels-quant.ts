@@ -19,7 +19,7 @@ type U32 = Uint32Array;
 
 interface QuantNative {
   fakeQuantWeight(w: F32, out: F32, codes: Int8Array | null, scales: F32, bits: number, channels: number): void;
-  reluFakeQuant(x: F32, y: F32, mask: U8 | null, bits: number, r: number): number;
+  reluFakeQuant(x: F32, y: F32, mask: U8 | null, bits: number, r: number, codes: U8 | null): number;
   maskedGrad(dy: F32, mask: U8, dx: F32): void;
   countZeros(x: F32): number;
   packInt(codes: Int8Array, bits: number, out: U8): void;
@@ -77,19 +77,25 @@ export function quantizeWeights(w: F32, bits: WeightBits, channels = 1): Quantiz
 /**
  * ReLU + unsigned b-bit fake-quant (b in [1, 16]; b = 0: plain ReLU) with clip range r > 0:
  * s = r / (2^b - 1), y = s * min(roundHalfEven(max(x, 0) / s), 2^b - 1); mask[i] = 1 where the
- * straight-through gradient passes (0 < x <= r; b = 0: x > 0), else 0. `y` may be `x`.
+ * straight-through gradient passes (0 < x <= r; b = 0: x > 0), else 0. `y` may be `x`. `codes` (b in [1, 8]):
+ * the codes q of y = s * q.
  * Returns the batch maximum of x before clipping (NaN if x holds a NaN; -Infinity if empty).
  */
-export function reluFakeQuant(x: F32, y: F32, mask: U8 | null, bits: number, r: number): number {
+export function reluFakeQuant(x: F32, y: F32, mask: U8 | null, bits: number, r: number, codes: U8 | null = null): number {
   a.f32('x', x);
   a.f32('y', y);
   a.optional(a.u8, 'mask', mask);
+  a.optional(a.u8, 'codes', codes);
   a.int('bits', bits, 0, 16);
   a.finite('r', r);
   if (!(r > 0) || !Number.isFinite(Math.fround(r))) throw new RangeError(`Expected a positive finite float32 for r but received ${r}`);
   a.length('y', y, x.length);
   if (mask) a.length('mask', mask, x.length);
-  return nat().reluFakeQuant(x, y, mask ?? null, bits, r);
+  if (codes) {
+    if (bits < 1 || bits > 8) throw new RangeError(`Expected bits in [1, 8] with codes but received ${bits}`);
+    a.length('codes', codes, x.length);
+  }
+  return nat().reluFakeQuant(x, y, mask ?? null, bits, r, codes ?? null);
 }
 
 /** dx[i] = mask[i] ? dy[i] : 0 (the straight-through rule). dx may be dy. */

@@ -82,7 +82,7 @@ test('PyTorch twin: weight and activation fake quantisation equal flatenn bit fo
   const wq = new Float32Array(w.length), codes = new Int8Array(w.length), scales = new Float32Array(1);
   k.fakeQuantWeight(w, wq, codes, scales, 4, 1);
   const y = new Float32Array(x.length), mask = new Uint8Array(x.length);
-  k.reluFakeQuant(x, y, mask, 4, r);
+  k.reluFakeQuant(x, y, mask, 4, r, null);
   const py = twin([
     'w = torch.tensor(inp["w"], dtype=torch.float32, requires_grad=True)',
     'q = tl.FakeQuantWeight.apply(w); q.backward(torch.ones_like(q))',

@@ -78,7 +78,7 @@ const T: Record<string, string[]> = {
   addRequantU8: ['U8|F32', 'n', 'U8|F32', 'n', 'a', 'n', 'U8'],
   qlinearI32: ['I32', 'd', 'd', 'I8', 'd', 's:float|codes', 'F32|U8', 'F32', 'F32', 'a', 'n'],
   fakeQuantWeight: ['F32', 'F32', '?I8', 'F32', 'b', 'd'],
-  reluFakeQuant: ['F32', 'F32', '?U8', 'a', 'n'],
+  reluFakeQuant: ['F32', 'F32', '?U8', 'a', 'n', '?U8'],
   maskedGrad: ['F32', 'U8', 'F32'],
   countZeros: ['F32'],
   packInt: ['I8', 'b', 'U8'],

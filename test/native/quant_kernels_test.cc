@@ -166,23 +166,24 @@ FL_TEST(relu_fakequant_scalar_hand_values) {
   const float wy[] = {0, 0, 0, 0, 2, 2, 14, 15, 15, 15, 15, 0, 15, 0};
   const uint8_t wm[] = {0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0};
   float y[14];
-  uint8_t m[14];
-  const int32_t key = fl::kern::f32_relu_fakequant.variant(fl::Isa::Scalar)(x, y, m, 14, 1.0f, 15.0f, 15.0f, true);
+  uint8_t m[14], c[14];
+  const int32_t key = fl::kern::f32_relu_fakequant.variant(fl::Isa::Scalar)(x, y, m, c, 14, 1.0f, 15.0f, 15.0f, true);
   for (int i = 0; i < 14; ++i) {
+    FL_CHECK(float(c[i]) == wy[i]) << "i=" << i << " x=" << x[i] << " code=" << int(c[i]);
     FL_CHECK(bits_of(y[i]) == bits_of(wy[i])) << "i=" << i << " x=" << x[i] << " y=" << y[i];
     FL_CHECK(m[i] == wm[i]) << "i=" << i << " x=" << x[i] << " mask=" << int(m[i]);
   }
   FL_CHECK(std::isnan(fl::order_key_to_float(key)));  // NaN input -> NaN max
   // max before clipping, -0 < +0, plain ReLU mode
   const float x2[] = {-3.0f, 42.0f, -0.0f};
-  const int32_t k2 = fl::kern::f32_relu_fakequant.variant(fl::Isa::Scalar)(x2, y, m, 3, 1.0f, 15.0f, 15.0f, false);
+  const int32_t k2 = fl::kern::f32_relu_fakequant.variant(fl::Isa::Scalar)(x2, y, m, nullptr, 3, 1.0f, 15.0f, 15.0f, false);
   FL_CHECK(fl::order_key_to_float(k2) == 42.0f);
   FL_CHECK(y[0] == 0.0f && y[1] == 42.0f && bits_of(y[2]) == 0u && m[0] == 0 && m[1] == 1 && m[2] == 0);
   const float x3[] = {-0.0f, -5.0f};
-  FL_CHECK(bits_of(fl::relu_fake_quant(x3, y, m, 2, 4, 1.0f)) == bits_of(-0.0f));
+  FL_CHECK(bits_of(fl::relu_fake_quant(x3, y, m, nullptr, 2, 4, 1.0f)) == bits_of(-0.0f));
   const float x4[] = {-0.0f, 0.0f};
-  FL_CHECK(bits_of(fl::relu_fake_quant(x4, y, m, 2, 4, 1.0f)) == 0u);
-  FL_CHECK(fl::relu_fake_quant(x4, y, m, 0, 4, 1.0f) == -INFINITY);
+  FL_CHECK(bits_of(fl::relu_fake_quant(x4, y, m, nullptr, 2, 4, 1.0f)) == 0u);
+  FL_CHECK(fl::relu_fake_quant(x4, y, m, nullptr, 0, 4, 1.0f) == -INFINITY);
 }
 
 FL_TEST(relu_fakequant_simd_equals_scalar) {
@@ -198,19 +199,26 @@ FL_TEST(relu_fakequant_simd_equals_scalar) {
             for (size_t i = 0; i < n; i += 4) x[i] = (float(i % 15) + 0.5f) * (6.0f / 15.0f);
           const float levels = bits ? float((1u << bits) - 1u) : 1.0f, s = bits ? r / levels : 1.0f;
           std::vector<float> y0(n), y1(n);
-          std::vector<uint8_t> m0(n, 7), m1(n, 9);
-          const int32_t k0 = fl::kern::f32_relu_fakequant.variant(fl::Isa::Scalar)(x.data(), y0.data(), m0.data(), n, s,
-                                                                                  levels, r, bits > 0);
+          std::vector<uint8_t> m0(n, 7), m1(n, 9), c0(n, 3), c1(n, 5);
+          uint8_t* cp0 = bits > 0 ? c0.data() : nullptr;
+          uint8_t* cp1 = bits > 0 ? c1.data() : nullptr;
+          const int32_t k0 = fl::kern::f32_relu_fakequant.variant(fl::Isa::Scalar)(x.data(), y0.data(), m0.data(), cp0, n,
+                                                                                  s, levels, r, bits > 0);
           const int32_t k1 =
-              fl::kern::f32_relu_fakequant.variant(isa)(x.data(), y1.data(), m1.data(), n, s, levels, r, bits > 0);
+              fl::kern::f32_relu_fakequant.variant(isa)(x.data(), y1.data(), m1.data(), cp1, n, s, levels, r, bits > 0);
           size_t at = 0;
           FL_CHECK(same_bits(y0, y1, &at)) << fl::isa_name(isa) << " n=" << n << " bits=" << bits << " r=" << r
                                            << " i=" << at << " x=" << x[at] << " " << y0[at] << " vs " << y1[at];
           FL_CHECK(m0 == m1) << fl::isa_name(isa) << " n=" << n << " bits=" << bits;
           FL_CHECK(k0 == k1) << fl::isa_name(isa) << " n=" << n << " key " << k0 << " vs " << k1;
+          if (bits > 0) {
+            FL_CHECK(c0 == c1) << fl::isa_name(isa) << " codes n=" << n << " bits=" << bits;
+            for (size_t i = 0; i < n; ++i)  // the code is the quantised value's multiple of s
+              FL_CHECK(bits_of(y0[i]) == bits_of(s * float(c0[i]))) << "n=" << n << " bits=" << bits << " i=" << i;
+          }
           // in place (y aliases x), no mask
           std::vector<float> xy = x;
-          fl::kern::f32_relu_fakequant.variant(isa)(xy.data(), xy.data(), nullptr, n, s, levels, r, bits > 0);
+          fl::kern::f32_relu_fakequant.variant(isa)(xy.data(), xy.data(), nullptr, nullptr, n, s, levels, r, bits > 0);
           FL_CHECK(same_bits(y0, xy, &at)) << fl::isa_name(isa) << " in place n=" << n;
         }
       }

@@ -38,9 +38,11 @@ namespace fl {
 using AbsMaxBitsFn = uint32_t (*)(const float* w, size_t n);
 // w, out: [n] f32; codes: [n] s8 or null. q = clamp(nearbyint(w / s), lo, hi); out = s * q.
 using QuantSymFn = void (*)(const float* w, float* out, int8_t* codes, size_t n, float s, float lo, float hi);
-// x, y: [n] f32; mask: [n] u8 or null. quant = false: plain ReLU (s, hi ignored, mask = x > 0).
+// x, y: [n] f32; mask: [n] u8 or null; codes: [n] u8 or null (quant only, hi <= 255): the code q
+// of y = s * q. quant = false: plain ReLU (s, hi ignored, mask = x > 0, codes unused).
 // Returns the max of order_key(x[i]) (INT32_MIN when n = 0).
-using ReluFqFn = int32_t (*)(const float* x, float* y, uint8_t* mask, size_t n, float s, float hi, float r, bool quant);
+using ReluFqFn = int32_t (*)(const float* x, float* y, uint8_t* mask, uint8_t* codes, size_t n, float s, float hi, float r,
+                             bool quant);
 // dy, dx: [n] f32; mask: [n] u8. dx = mask ? dy : +0.
 using MaskedGradFn = void (*)(const float* dy, const uint8_t* mask, float* dx, size_t n);
 // x: [n] f32 -> number of i with x[i] == 0 (either sign).
@@ -80,8 +82,8 @@ float order_key_to_float(int32_t key);
 // w, out: [n] (may alias); codes: [n] or null; scales: [channels]. n % channels == 0,
 // bits in {2, 4, 8}. Returns false (and writes nothing) if some w is Inf or NaN.
 bool fake_quant_weight(const float* w, float* out, int8_t* codes, float* scales, size_t n, int bits, size_t channels);
-// x, y: [n] (may alias); mask: [n] or null. bits in [0, 16], r > 0 finite.
-float relu_fake_quant(const float* x, float* y, uint8_t* mask, size_t n, int bits, float r);
+// x, y: [n] (may alias); mask: [n] or null; codes: [n] or null (bits in [1, 8] only). bits in [0, 16], r > 0 finite.
+float relu_fake_quant(const float* x, float* y, uint8_t* mask, uint8_t* codes, size_t n, int bits, float r);
 // dy, dx: [n] (may alias); mask: [n].
 void masked_grad(const float* dy, const uint8_t* mask, float* dx, size_t n);
 size_t count_zeros(const float* x, size_t n);
