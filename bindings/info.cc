@@ -114,8 +114,14 @@ Napi::Value RngUniform(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The binding surface's level: raised whenever an export's arguments or meaning change so that code
+// written for another level would misread it (2: reluFakeQuant writes activation codes, the training
+// forward's input; an older addon ignores that argument). src/native/binding.ts refuses another level.
+constexpr int kApiLevel = 2;
+
 void Init(Napi::Env env, Napi::Object exports) {
   apply_env(env);
+  exports.Set("apiLevel", Napi::Number::New(env, kApiLevel));
   exports.Set("version", flb::fn(env, Version, "version"));
   exports.Set("buildType", flb::fn(env, BuildType, "buildType"));
   exports.Set("cpuFeatures", flb::fn(env, CpuFeatures, "cpuFeatures"));

@@ -16,6 +16,8 @@ export interface CpuFeatureFlags {
 
 /** The whole native surface. Arguments are validated again in C++; TS callers validate first. */
 export interface NativeBinding {
+  /** The binding surface's level (NATIVE_API_LEVEL); absent before level 2. */
+  apiLevel?: number;
   version(): string;
   buildType(): string;
   cpuFeatures(): CpuFeatureFlags;
@@ -77,8 +79,25 @@ function loadAddon(file: string): NativeBinding {
   }
 }
 
+/**
+ * The binding surface this code is written for (bindings/info.cc, kApiLevel). An addon of another
+ * level (a build left over from an older checkout, a FLATENN_NATIVE binary of another version) is
+ * refused: its functions would take the same arguments and mean something else.
+ */
+export const NATIVE_API_LEVEL = 2;
+
+export function checkLevel(b: NativeBinding, file: string): NativeBinding {
+  const level = typeof b.apiLevel === 'number' ? b.apiLevel : 1;
+  if (level !== NATIVE_API_LEVEL) {
+    throw new Error(`flatenn: the native addon ${file} was built from another flatenn (binding API level ${level}; this code needs ` +
+      `${NATIVE_API_LEVEL}). Rebuild it: 'npm run build:native' in a checkout, 'npm rebuild flatenn' in a project` +
+      (process.env.FLATENN_NATIVE ? ', or point FLATENN_NATIVE at a binary of this version.' : '.'));
+  }
+  return b;
+}
+
 export const addonPath: string = resolveAddon();
-export const native: NativeBinding = loadAddon(addonPath);
+export const native: NativeBinding = checkLevel(loadAddon(addonPath), addonPath);
 
 /** Typed access to a native function registered by one of the bindings/*.cc files. */
 export function nativeFn<F extends (...args: never[]) => unknown>(name: string): F {

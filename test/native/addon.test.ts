@@ -8,10 +8,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
-import { addonPath, native, packageRoot } from '../../src/native/binding';
+import { addonPath, checkLevel, native, NATIVE_API_LEVEL, packageRoot, type NativeBinding } from '../../src/native/binding';
 import { availableIsas, engineInfo, setIsa, setThreads, getThreads } from '../../src/native/info';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string };
+
+test('an addon built for another binding API level is refused with the way out (a stale build would misread arguments)', () => {
+  assert.equal(native.apiLevel, NATIVE_API_LEVEL, 'the loaded addon is of this level');
+  assert.equal(checkLevel(native, addonPath), native);
+  const older = { ...native } as NativeBinding;
+  delete older.apiLevel;  // addons before level 2 export none
+  assert.throws(() => checkLevel(older, '/x/flatenn.node'), /\/x\/flatenn\.node was built from another flatenn \(binding API level 1; this code needs 2\).*npm run build:native/);
+  assert.throws(() => checkLevel({ ...native, apiLevel: NATIVE_API_LEVEL + 1 } as NativeBinding, 'f.node'), /API level 3/);
+});
 
 test('info: version, CPU features, a chosen ISA per kernel, threads, build type', () => {
   const i = engineInfo();
