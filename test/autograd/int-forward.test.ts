@@ -9,11 +9,9 @@ import * as ops from '../../src/autograd/ops';
 import { Tape, Var } from '../../src/autograd/tape';
 import { kernels } from '../../src/autograd/native-ops';
 import { availableIsas, getThreads, setThreads, withIsa } from '../../src/native/info';
+import { xorshift } from '../helpers/tiny-model';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 4294967296; };
-}
+const rng = xorshift;
 function randn(r: () => number, n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * scale;
