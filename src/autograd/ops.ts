@@ -3,10 +3,7 @@
 import { addGrad, anyRequiresGrad, contributeGrad, gradSink, type Tape, Var } from './tape';
 import { kernels } from './native-ops';
 import { alloc, allocU8 } from './pool';
-import { maxpool2dU8, qconv2d, qgemm, QWeights } from '../native/kernels-qengine';
-
-/** The integer kernels' bound on C * KH * KW (flatenn/qengine.h). */
-const MAX_INT_K = 65536;
+import { maxpool2dU8, qconv2d, qgemm, QWeights, QWEIGHTS_MAX_K } from '../native/kernels-qengine';
 
 // Integer forward of quantised layers (DESIGN §1, "Training forward"). A fake-quantised tensor
 // holds values fl(s * q) with integer codes q: the activations after reluFakeQuant (one scale s_a,
@@ -63,7 +60,7 @@ export function conv2d(t: Tape, x: Var, w: Var, b: Var | null, o: Conv2dOptions)
   const y = out(t, [N, O, OH, OW], x, w, b);
   const pv = o.padValues ?? null;
   const xc = actCodes.get(x), wc = weightCodes.get(w);
-  if (xc && wc && !pv && C * KH * KW <= MAX_INT_K) {
+  if (xc && wc && !pv && C * KH * KW <= QWEIGHTS_MAX_K) {
     const qw = QWeights.fromCodes(wc.codes, O, C * KH * KW);
     qconv2d(xc.codes, { B: N, C, H, W }, qw, { kh: KH, kw: KW, stride: o.stride, pad: o.pad }, intEpilogue(wc, xc.scale, O, b), y.data);
   } else {
@@ -87,7 +84,7 @@ export function linear(t: Tape, x: Var, w: Var, b: Var | null): Var {
   const y = out(t, [B, OUT], x, w, b);
   const k = kernels();
   const xc = actCodes.get(x), wc = weightCodes.get(w);
-  if (xc && wc && IN <= MAX_INT_K) {
+  if (xc && wc && IN <= QWEIGHTS_MAX_K) {
     qgemm(xc.codes, B, QWeights.fromCodes(wc.codes, OUT, IN), intEpilogue(wc, xc.scale, OUT, b), { out: y.data });
   } else {
     k.sgemm(false, true, B, OUT, IN, 1, x.data, IN, w.data, IN, 0, y.data, OUT);

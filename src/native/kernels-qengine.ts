@@ -19,7 +19,8 @@ type U8 = Uint8Array;
 
 export type QMode = 'int32' | 'float' | 'codes';
 export type QLayout = 'mn' | 'nm';
-const MAX_K = 65536;
+/** The integer kernels' bound on K (C * kh * kw for a convolution; flatenn/qengine.h). */
+export const QWEIGHTS_MAX_K = 65536;
 
 interface QNative {
   qweightsBytes(N: number, K: number): number;
@@ -114,7 +115,7 @@ export class QWeights {
 
   constructor(N: number, K: number) {
     this.N = a.int('N', N, 1, 2 ** 30);
-    this.K = a.int('K', K, 1, MAX_K);
+    this.K = a.int('K', K, 1, QWEIGHTS_MAX_K);
     this.buffer = new Uint8Array(nat().qweightsBytes(N, K));
   }
 

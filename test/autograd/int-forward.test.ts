@@ -11,7 +11,6 @@ import { kernels } from '../../src/autograd/native-ops';
 import { availableIsas, getThreads, setThreads, withIsa } from '../../src/native/info';
 import { xorshift } from '../helpers/tiny-model';
 
-const rng = xorshift;
 function randn(r: () => number, n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * scale;
@@ -44,7 +43,7 @@ function refConv(c: Case, qa: Uint8Array, sa: number, qw: Int8Array, sw: Float32
 }
 
 function runConv(c: Case, seed: number, perturb: boolean) {
-  const r = rng(seed);
+  const r = xorshift(seed);
   const t = new Tape(true);
   const pre = new Var(randn(r, c.N * c.C * c.H * c.W, 2), [c.N, c.C, c.H, c.W], true);
   const range = 1.7;
@@ -93,7 +92,7 @@ test('conv2d: perturbed weights (SAQ) and float inputs keep the float path; the 
     assert.deepEqual(y.data, f, 'perturbed weights: the float conv, bit for bit');
   }
   // float input (no codes): the float path
-  const r = rng(2);
+  const r = xorshift(2);
   const t = new Tape(true);
   const x = new Var(randn(r, 2 * 3 * 6 * 6), [2, 3, 6, 6], true);
   const w = new Var(randn(r, 4 * 3 * 9, 0.3), [4, 3, 3, 3], true);
@@ -105,7 +104,7 @@ test('conv2d: perturbed weights (SAQ) and float inputs keep the float path; the 
   // the gradients of the integer forward equal those of the float forward at the same values
   const c = CASES[1]!;
   const run = (intPath: boolean) => {
-    const rr = rng(9);
+    const rr = xorshift(9);
     const tt = new Tape(true);
     const pre = new Var(randn(rr, c.N * c.C * c.H * c.W, 2), [c.N, c.C, c.H, c.W], true);
     const a = ops.reluFakeQuant(tt, pre, c.actBits, 1.7).y;
@@ -123,7 +122,7 @@ test('conv2d: perturbed weights (SAQ) and float inputs keep the float path; the 
 });
 
 test('linear, max pool and flatten carry the codes: an integer fc layer after a pooled conv activation', () => {
-  const r = rng(4);
+  const r = xorshift(4);
   const t = new Tape(true);
   const pre = new Var(randn(r, 3 * 4 * 6 * 6, 2), [3, 4, 6, 6], true);
   const a = ops.reluFakeQuant(t, pre, 4, 2.1).y;
