@@ -141,14 +141,18 @@ export async function campaignBench(o: CampaignBenchOptions): Promise<Row[]> {
     const med = median(samples);
     speed = { trials: fTrials, trialsPerS: 1 / med, medianS: med, minS: Math.min(...samples), cleanAccuracy: clean.accuracy, meanAccuracy: accs.reduce((a, b) => a + b, 0) / accs.length, faultyCells };
     if (threads > 1 && !slow) {
-      // thread scaling: the same trials on 1 thread and on `threads`, in alternating rounds (this
-      // VM's speed drifts over minutes); each side's fastest trial
-      const rounds = o.quick ? 2 : 4, per = o.quick ? 2 : 4;
+      // thread scaling: the same trials on 1 thread and on `threads`, in many short alternating
+      // rounds (this VM's speed drifts over seconds to minutes, so both sides must sample the same
+      // stretches of it); each side's fastest trial. After each switch one untimed trial: the
+      // pool's new threads allocate their scratch buffers on first use.
+      // (4 rounds of 4 trials gave 1.48x-2.13x in four runs of `FLATENN_ISA=avx2 node
+      // dist/bench/run.js --only campaign` on the 2-vCPU EPYC, where 1.80-1.86x was measured alone.)
+      const rounds = o.quick ? 3 : 12, per = 2;
       const best = { one: Infinity, many: Infinity };
       for (let r = 0; r < rounds; r++) {
         for (const side of ['one', 'many'] as const) {
           setThreads(side === 'one' ? 1 : threads);
-          const ts = await timeCalls(0, per, (t) => exec.run({ target: 'all', trial: fWarmup + t, fault: 'bitflip', rate }));
+          const ts = await timeCalls(1, per, (t) => exec.run({ target: 'all', trial: fWarmup + t, fault: 'bitflip', rate }));
           best[side] = Math.min(best[side], ...ts);
         }
       }
