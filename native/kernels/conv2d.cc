@@ -19,6 +19,9 @@
 #include <cstring>
 
 #include "flatenn/core.h"  // FL_X86
+#if FL_X86
+#include <immintrin.h>
+#endif
 #include "flatenn/f32.h"
 #include "scratch.h"
 
@@ -85,6 +88,44 @@ void conv2d_forward_impl(const float* x, const float* w, const float* bias, floa
   });
 }
 
+// lanes[l] += double(d[p + l]) for l < 8 over the whole 8-float groups of d[0, P); returns the
+// first position not added (every variant adds in the same per-lane order: the same bits).
+using DbLanesFn = int64_t (*)(const float* d, int64_t P, double* lanes);
+int64_t db_lanes_scalar(const float* d, int64_t P, double* lanes) {
+  int64_t p = 0;
+  for (; p + 8 <= P; p += 8)
+    for (int l = 0; l < 8; ++l) lanes[l] += double(d[p + l]);
+  return p;
+}
+#if FL_X86
+__attribute__((target("avx2,fma"))) int64_t db_lanes_avx2(const float* d, int64_t P, double* lanes) {
+  __m256d lo = _mm256_load_pd(lanes), hi = _mm256_load_pd(lanes + 4);
+  int64_t p = 0;
+  for (; p + 8 <= P; p += 8) {
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm_loadu_ps(d + p)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm_loadu_ps(d + p + 4)));
+  }
+  _mm256_store_pd(lanes, lo);
+  _mm256_store_pd(lanes + 4, hi);
+  return p;
+}
+__attribute__((target("avx512f,avx512vl"))) int64_t db_lanes_avx512(const float* d, int64_t P, double* lanes) {
+  __m512d acc = _mm512_load_pd(lanes);
+  int64_t p = 0;
+  for (; p + 8 <= P; p += 8) acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(d + p)));
+  _mm512_store_pd(lanes, acc);
+  return p;
+}
+#endif
+inline DbLanesFn db_lanes_for(Isa L) {
+#if FL_X86
+  if (L == Isa::Avx512) return db_lanes_avx512;
+  if (L == Isa::Avx2) return db_lanes_avx2;
+#endif
+  (void)L;
+  return db_lanes_scalar;
+}
+
 // dw plan (shape only). Each GEMM call takes about kBufFloats / CKK im2col columns (its K):
 // `sub` images side by side, or, for an image with more pixels than that, its output rows in
 // chunks. Images are grouped in blocks of G: every block sums its GEMM calls in order into its
@@ -114,16 +155,15 @@ void conv2d_backward_impl(const float* x, const float* w, const float* dy, float
 
   if (db) {
     // db[o] = sum_n sum_p dy[n][o][p]: double accumulators in 8 fixed lanes (p mod 8), then lanes in order.
-    parallel_for(size_t(ceil_div64(s.O, 16)), [&](size_t blk) {
-      const int64_t o1 = std::min(s.O, int64_t(blk + 1) * 16);
-      for (int64_t o = int64_t(blk) * 16; o < o1; ++o) {
-        double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const DbLanesFn lanes_fn = db_lanes_for(L);
+    parallel_for(size_t(ceil_div64(s.O, 4)), [&](size_t blk) {
+      const int64_t o1 = std::min(s.O, int64_t(blk + 1) * 4);
+      for (int64_t o = int64_t(blk) * 4; o < o1; ++o) {
+        alignas(64) double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int64_t n = 0; n < s.N; ++n) {
           const float* d = dy + n * ys + o * P;
-          int64_t p = 0;
-          for (; p + 8 <= P; p += 8)
-            for (int l = 0; l < 8; ++l) lanes[l] += double(d[p + l]);
-          for (int l = 0; p < P; ++p, ++l) lanes[l] += double(d[p]);
+          const int64_t p = lanes_fn(d, P, lanes);
+          for (int64_t q = p, l = 0; q < P; ++q, ++l) lanes[l] += double(d[q]);
         }
         double t = 0.0;
         for (int l = 0; l < 8; ++l) t += lanes[l];
@@ -148,6 +188,13 @@ void conv2d_backward_impl(const float* x, const float* w, const float* dy, float
     });
   }
 
+#if FL_X86
+  // small stride-1 layers on AVX-512: the patch values loaded straight from x (conv2d_dw_direct.cc)
+  if (dw && L == Isa::Avx512 && conv2d_dw_direct_applies(s)) {
+    conv2d_dw_direct_avx512(x, dy, dw, s, pv);
+    dw = nullptr;
+  }
+#endif
   if (dw) {
     // dw_blk = sum of dy_grp (O, cols) * col_grp^T, col_grp (CKK, cols) = im2col, read transposed (transB)
     const DwPlan plan = dw_plan(s);

@@ -8,7 +8,7 @@
 //
 // Variants: scalar (any k, s); avx2 / avx512 vectorise over 8 / 16 output columns for the
 // common k = 2, s = 2 (even and odd input columns split with permutes) and fall back to scalar
-// otherwise. Backward is a scatter-add, scalar only.
+// otherwise. Backward is one plain loop for every ISA (below).
 #include "flatenn/core.h"  // FL_X86
 #if FL_X86
 #include <immintrin.h>
@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "flatenn/f32.h"
 #include "scratch.h"
@@ -186,26 +187,40 @@ void maxpool2d_forward_avx2(const float* x, float* y, int32_t* argmax, int64_t N
 
 #endif  // FL_X86
 // ---- backward: dx = 0, then dx[plane][argmax] += dy in output order (per plane) ----------------
-void maxpool2d_backward_scalar(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t C, int64_t H,
-                               int64_t W, int64_t k, int64_t s) {
+// An argmax outside [0, H*W) is skipped and makes the call return false (the binding reports it:
+// checking here, in parallel, instead of in a loop on the calling thread before the call).
+bool pool_plane_backward_scatter(const float* g, const int32_t* a, float* d, int64_t HW, int64_t P) {
+  std::memset(d, 0, sizeof(float) * size_t(HW));
+  bool ok = true;
+  for (int64_t i = 0; i < P; ++i) {
+    const int32_t ai = a[i];
+    if (ai < 0 || ai >= HW) { ok = false; continue; }
+    d[ai] += g[i];
+  }
+  return ok;
+}
+
+bool maxpool2d_backward_impl(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t C, int64_t H,
+                             int64_t W, int64_t k, int64_t s) {
   const int64_t OH = (H - k) / s + 1, OW = (W - k) / s + 1, planes = N * C, HW = H * W, P = OH * OW;
-  parallel_for(size_t(ceil_div64(planes, 8)), [&](size_t blk) {
+  const int64_t nblk = ceil_div64(planes, 8);
+  std::vector<char> bad(size_t(nblk), 0);
+  parallel_for(size_t(nblk), [&](size_t blk) {
     const int64_t p1 = std::min(planes, int64_t(blk + 1) * 8);
     for (int64_t p = int64_t(blk) * 8; p < p1; ++p) {
       float* d = dx + p * HW;
-      std::memset(d, 0, sizeof(float) * size_t(HW));
       const float* g = dy + p * P;
       const int32_t* a = argmax + p * P;
-      for (int64_t i = 0; i < P; ++i) d[a[i]] += g[i];
+      if (!pool_plane_backward_scatter(g, a, d, HW, P)) bad[blk] = 1;
     }
   });
+  for (char b : bad)
+    if (b) return false;
+  return true;
 }
 
-using MaxpoolBackwardFn = void (*)(const float*, const int32_t*, float*, int64_t, int64_t, int64_t, int64_t, int64_t,
-                                   int64_t);
 Kernel<MaxpoolForwardFn> k_maxpool2d_forward("maxpool2d_forward", maxpool2d_forward_scalar, FL_X86_ONLY(maxpool2d_forward_avx2),
                                              FL_X86_ONLY(maxpool2d_forward_avx512));
-Kernel<MaxpoolBackwardFn> k_maxpool2d_backward("maxpool2d_backward", maxpool2d_backward_scalar, nullptr, nullptr);
 
 }  // namespace
 
@@ -215,9 +230,9 @@ void maxpool2d_forward(const float* x, float* y, int32_t* argmax, int64_t N, int
                        int64_t s) {
   k_maxpool2d_forward.fn(x, y, argmax, N, C, H, W, k, s);
 }
-void maxpool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t C, int64_t H, int64_t W,
+bool maxpool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t C, int64_t H, int64_t W,
                         int64_t k, int64_t s) {
-  k_maxpool2d_backward.fn(dy, argmax, dx, N, C, H, W, k, s);
+  return maxpool2d_backward_impl(dy, argmax, dx, N, C, H, W, k, s);
 }
 
 }  // namespace fl

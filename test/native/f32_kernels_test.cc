@@ -245,7 +245,10 @@ std::vector<fl::ConvShape> conv_shapes() {
           {2, 17, 5, 5, 9, 3, 3, 1, 1},    {1, 1, 1, 1, 1, 1, 1, 1, 0},    {9, 2, 10, 10, 3, 4, 4, 2, 3},
           {2, 5, 12, 12, 20, 1, 1, 2, 0},  {3, 2, 6, 7, 3, 6, 7, 1, 0},    {2, 3, 20, 20, 4, 17, 17, 1, 0},
           // C*KH*KW = 576: more pixels per image than one dw GEMM takes (output rows in chunks)
-          {3, 64, 24, 24, 5, 3, 3, 1, 1}};
+          {3, 64, 24, 24, 5, 3, 3, 1, 1},
+          // the direct dw (AVX-512): several 16-image blocks, rows of 34 and 33 outputs (a 2- and a
+          // 1-lane last chunk), output channel groups of 4, 4, 4, 1 and 3, 2, KH up to 7, pad 3
+          {19, 2, 9, 37, 13, 3, 6, 1, 1}, {17, 3, 5, 33, 5, 7, 7, 1, 3}};
 }
 
 FL_TEST(im2col_exact_and_col2im_adjoint_every_isa) {
@@ -530,9 +533,24 @@ FL_TEST(maxpool_all_variants_exact_ties_and_nan) {
         for (int64_t i = 0; i < OH * OW; ++i)
           dxref[size_t(pl * p.H * p.W + aref[size_t(pl * OH * OW + i)])] += dy[size_t(pl * OH * OW + i)];
       std::vector<float> dx(x.size(), std::numeric_limits<float>::quiet_NaN());
-      fl::maxpool2d_backward(dy.data(), aref.data(), dx.data(), p.N, p.C, p.H, p.W, p.k, p.s);
+      FL_CHECK(fl::maxpool2d_backward(dy.data(), aref.data(), dx.data(), p.N, p.C, p.H, p.W, p.k, p.s));
       FL_CHECK(std::memcmp(dx.data(), dxref.data(), dx.size() * 4) == 0)
           << "maxpool2d_backward k=" << p.k << " s=" << p.s << " H=" << p.H << " W=" << p.W << " seed=" << seed;
+      // an argmax inside the plane but outside its window is scattered there; one outside the
+      // plane is skipped, and the call says so
+      std::vector<int32_t> moved = aref;
+      moved[0] = int32_t(p.H * p.W - 1);
+      std::fill(dxref.begin(), dxref.end(), 0.0f);
+      for (int64_t pl = 0; pl < p.N * p.C; ++pl)
+        for (int64_t i = 0; i < OH * OW; ++i)
+          dxref[size_t(pl * p.H * p.W + moved[size_t(pl * OH * OW + i)])] += dy[size_t(pl * OH * OW + i)];
+      std::fill(dx.begin(), dx.end(), std::numeric_limits<float>::quiet_NaN());
+      FL_CHECK(fl::maxpool2d_backward(dy.data(), moved.data(), dx.data(), p.N, p.C, p.H, p.W, p.k, p.s));
+      FL_CHECK(std::memcmp(dx.data(), dxref.data(), dx.size() * 4) == 0)
+          << "maxpool2d_backward (argmax outside its window) k=" << p.k << " s=" << p.s << " H=" << p.H << " W=" << p.W;
+      moved[size_t(ny - 1)] = int32_t(p.H * p.W);
+      FL_CHECK(!fl::maxpool2d_backward(dy.data(), moved.data(), dx.data(), p.N, p.C, p.H, p.W, p.k, p.s))
+          << "maxpool2d_backward accepted an argmax outside the plane";
     }
   }
 }

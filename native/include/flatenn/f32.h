@@ -57,6 +57,13 @@ struct ConvShape {
 bool conv2d_direct_applies(const ConvShape& s);
 void conv2d_direct_forward_avx2(const float* x, const float* w, float* y, const ConvShape& s, const float* pad_values);
 
+// ---- direct weight gradient of small convolutions (conv2d_dw_direct.cc) -----------
+// conv2d_dw_direct_applies: stride 1, O <= 32, C*KH*KW <= 512, KH, KW <= 7.
+// conv2d_dw_direct_avx512 (x86): dw (O, C, KH, KW) = sum over the batch of dy * xpad, without
+// im2col; its own fixed summation order (independent of the thread count).
+bool conv2d_dw_direct_applies(const ConvShape& s);
+void conv2d_dw_direct_avx512(const float* x, const float* dy, float* dw, const ConvShape& s, const float* pad_values);
+
 // ---- im2col / col2im (one image) -------------------------------------------------
 // im2col: x (C, H, W) -> col (C*KH*KW, OH*OW), col row r = (c, kh, kw), column p = (oh, ow),
 // for the output rows oh in [oh0, oh1) (all: 0, OH):
@@ -134,9 +141,9 @@ using MaxpoolForwardFn = void (*)(const float* x, float* y, int32_t* argmax, int
 void maxpool2d_forward(const float* x, float* y, int32_t* argmax, int64_t N, int64_t C, int64_t H, int64_t W,
                        int64_t k, int64_t s);
 Kernel<MaxpoolForwardFn>& maxpool2d_forward_kernel();
-// dx (N, C, H, W) is overwritten: zero, then dx[plane][argmax] += dy in output order.
-// Requires 0 <= argmax < H*W (the binding checks it).
-void maxpool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t C, int64_t H,
+// dx (N, C, H, W) is overwritten: zero, then dx[plane][argmax] += dy in output order. An entry
+// outside [0, H*W) is skipped and the call returns false (the binding turns that into an error).
+bool maxpool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t N, int64_t C, int64_t H,
                         int64_t W, int64_t k, int64_t s);
 
 // ---- peak probes ------------------------------------------------------------------
