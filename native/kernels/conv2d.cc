@@ -172,6 +172,13 @@ void conv2d_backward_impl(const float* x, const float* w, const float* dy, float
     });
   }
 
+#if FL_X86
+  // small stride-1 layers on AVX-512: 16 images per vector, no column matrices (conv2d_bwd_direct.cc)
+  if ((dx || dw) && L == Isa::Avx512 && conv2d_bwd_direct_applies(s)) {
+    conv2d_bwd_direct_avx512(x, w, dy, dx, dw, s, pv);
+    dx = dw = nullptr;
+  }
+#endif
   if (dx) {
     const bool direct = is_pointwise(s);
     // w^T packed once for every image's product
@@ -188,13 +195,6 @@ void conv2d_backward_impl(const float* x, const float* w, const float* dy, float
     });
   }
 
-#if FL_X86
-  // small stride-1 layers on AVX-512: the patch values loaded straight from x (conv2d_dw_direct.cc)
-  if (dw && L == Isa::Avx512 && conv2d_dw_direct_applies(s)) {
-    conv2d_dw_direct_avx512(x, dy, dw, s, pv);
-    dw = nullptr;
-  }
-#endif
   if (dw) {
     // dw_blk = sum of dy_grp (O, cols) * col_grp^T, col_grp (CKK, cols) = im2col, read transposed (transB)
     const DwPlan plan = dw_plan(s);

@@ -57,12 +57,14 @@ struct ConvShape {
 bool conv2d_direct_applies(const ConvShape& s);
 void conv2d_direct_forward_avx2(const float* x, const float* w, float* y, const ConvShape& s, const float* pad_values);
 
-// ---- direct weight gradient of small convolutions (conv2d_dw_direct.cc) -----------
-// conv2d_dw_direct_applies: stride 1, O <= 32, C*KH*KW <= 512, KH, KW <= 7.
-// conv2d_dw_direct_avx512 (x86): dw (O, C, KH, KW) = sum over the batch of dy * xpad, without
-// im2col; its own fixed summation order (independent of the thread count).
-bool conv2d_dw_direct_applies(const ConvShape& s);
-void conv2d_dw_direct_avx512(const float* x, const float* dy, float* dw, const ConvShape& s, const float* pad_values);
+// ---- direct backward of small convolutions (conv2d_bwd_direct.cc) -----------------
+// conv2d_bwd_direct_applies: stride 1, O <= 32, C <= 32, KH, KW <= 7, H, W <= 256.
+// conv2d_bwd_direct_avx512 (x86): dx (N, C, H, W) and/or dw (O, C, KH, KW) (either may be null)
+// without column matrices, 16 images per vector; its own fixed summation order (independent of the
+// thread count).
+bool conv2d_bwd_direct_applies(const ConvShape& s);
+void conv2d_bwd_direct_avx512(const float* x, const float* w, const float* dy, float* dx, float* dw, const ConvShape& s,
+                              const float* pad_values);
 
 // ---- im2col / col2im (one image) -------------------------------------------------
 // im2col: x (C, H, W) -> col (C*KH*KW, OH*OW), col row r = (c, kh, kw), column p = (oh, ow),
