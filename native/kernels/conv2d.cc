@@ -8,7 +8,9 @@
 //   db      : db[o] = sum over n, p of dy[n][o][p] (float64 lanes)
 // The forward im2col runs in blocks of output rows so that col stays about 1 MiB (in L2). On AVX2,
 // small layers (conv2d_direct_applies) skip im2col: conv2d_direct.cc runs the same FMA chains
-// straight from x (the same bits).
+// straight from x (the same bits). On AVX-512, small stride-1 layers with a batch of 16 or more
+// (conv2d_lanes_applies) run forward (the same bits), dx and dw 16 images per vector
+// (conv2d_lanes.cc); their backward sums in its own order.
 // Variant L (scalar / avx2 / avx512) runs the sgemm and im2col variants of level L (the highest
 // one registered at or below L), so tests can compare every level with the scalar one.
 // Threading and determinism: forward and dx are parallel over images (each image writes its
@@ -50,8 +52,16 @@ void conv2d_forward_impl(const float* x, const float* w, const float* bias, floa
   const int64_t OH = s.OH(), OW = s.OW(), P = s.P(), CKK = s.CKK(), xs = s.C * s.H * s.W, ys = s.O * P;
   const bool direct = is_pointwise(s);
 #if FL_X86
+  // small stride-1 layers on AVX-512 (a batch of 16 or more): 16 images per vector, no column
+  // matrix (conv2d_lanes.cc; the same bits)
+  if (L == Isa::Avx512 && conv2d_lanes_forward_applies(s)) {
+    conv2d_lanes_forward_avx512(x, w, bias, y, s, pv);
+    return;
+  }
+#endif
+#if FL_X86
   // small layers on AVX2: patch values loaded straight from x (conv2d_direct.cc; the same bits).
-  // Not on AVX-512, whose 8x48 GEMM tile runs LeNet-5's conv 2 forward faster than this 8-float
+  // Not on AVX-512 (where the lanes kernel above does not apply), whose 8x48 GEMM tile runs LeNet-5's conv 2 forward faster than this 8-float
   // kernel (`flatenn bench kernels --filter conv-fwd`, 2 threads: 114-120 GFLOP/s against 91).
   const bool small = L == Isa::Avx2 && conv2d_direct_applies(s);
 #else
@@ -173,12 +183,12 @@ void conv2d_backward_impl(const float* x, const float* w, const float* dy, float
   }
 
 #if FL_X86
-  // small stride-1 layers on AVX-512: 16 images per vector, no column matrices (conv2d_bwd_direct.cc).
+  // small stride-1 layers on AVX-512: 16 images per vector, no column matrices (conv2d_lanes.cc).
   // dx only with 4 or more input channels: with fewer its kernel does 1-3 FMAs per load of dy and
   // the GEMM path was faster (3 -> 16 channels, 3x3 on 32x32, batch 64: 0.47 against 0.72 ms).
-  if ((dx || dw) && L == Isa::Avx512 && conv2d_bwd_direct_applies(s)) {
+  if ((dx || dw) && L == Isa::Avx512 && conv2d_lanes_applies(s)) {
     const bool withDx = dx && s.C >= 4;
-    if (withDx || dw) conv2d_bwd_direct_avx512(x, w, dy, withDx ? dx : nullptr, dw, s, pv);
+    if (withDx || dw) conv2d_lanes_backward_avx512(x, w, dy, withDx ? dx : nullptr, dw, s, pv);
     if (withDx) dx = nullptr;
     dw = nullptr;
   }

@@ -440,12 +440,15 @@ FL_TEST(conv2d_bit_identical_for_any_thread_count) {
   fl::set_num_threads(2);
 }
 
-// The direct forward of small convolutions (conv2d_direct.cc) must give the bits of the
-// im2col + sgemm path it replaces: per image, im2col then the ISA's sgemm (alpha 1, beta 0),
-// then the bias. Shapes where it applies, with awkward rows (OW 1 .. 33), channel counts
-// (1 .. 32), padding with pad values, inputs smaller than the kernel, and K up to 256.
+// The direct forwards of small convolutions (conv2d_direct.cc on AVX2; conv2d_lanes.cc, 16 images
+// per vector, on AVX-512 for batches of 16 or more) must give the bits of the im2col + sgemm path
+// they replace: per image, im2col then the ISA's sgemm (alpha 1, beta 0), then the bias. Shapes
+// where they apply, with awkward rows (OW 1 .. 33), channel counts (1 .. 32), padding with pad
+// values, inputs smaller than the kernel, K up to 256, and batches of 16 .. 35 (partial blocks).
 FL_TEST(conv2d_direct_forward_equals_im2col_sgemm_bitwise) {
-  const fl::ConvShape shapes[] = {{5, 1, 28, 28, 6, 5, 5, 1, 2},  {3, 6, 14, 14, 16, 5, 5, 1, 0}, {2, 3, 9, 11, 7, 3, 3, 1, 1},
+  const fl::ConvShape shapes[] = {{19, 1, 28, 28, 6, 5, 5, 1, 2}, {16, 6, 14, 14, 16, 5, 5, 1, 0}, {35, 3, 9, 11, 7, 3, 3, 1, 1},
+                                  {17, 2, 5, 33, 13, 3, 3, 1, 0}, {21, 10, 12, 17, 5, 5, 5, 1, 1}, {18, 28, 6, 6, 11, 3, 3, 1, 1},
+                                  {5, 1, 28, 28, 6, 5, 5, 1, 2},  {3, 6, 14, 14, 16, 5, 5, 1, 0}, {2, 3, 9, 11, 7, 3, 3, 1, 1},{5, 1, 28, 28, 6, 5, 5, 1, 2},  {3, 6, 14, 14, 16, 5, 5, 1, 0}, {2, 3, 9, 11, 7, 3, 3, 1, 1},
                                   {2, 2, 5, 33, 13, 3, 3, 1, 0},  {3, 1, 1, 1, 1, 1, 1, 1, 0},   {2, 4, 3, 3, 32, 3, 3, 1, 2},
                                   {2, 10, 12, 17, 5, 5, 5, 1, 1}, {1, 4, 8, 8, 9, 8, 8, 1, 3},   {2, 1, 4, 40, 6, 2, 8, 1, 0},
                                   {2, 28, 6, 6, 11, 3, 3, 1, 1},  {1, 16, 16, 16, 24, 4, 4, 1, 0}};

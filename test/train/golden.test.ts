@@ -4,7 +4,7 @@
 // that alters training numerics (an op's summation order, a fused multiply-add, a float64 loop moved
 // to float32) fails here; speed work must not. Each ISA has its own set of weight bits: the scalar
 // GEMM sums in another order than the SIMD ones, and on AVX-512 small convolutions' backward runs 16
-// images per vector (native/kernels/conv2d_bwd_direct.cc). The losses agree on every ISA (the forward
+// images per vector (native/kernels/conv2d_lanes.cc). The losses agree on every ISA (the forward
 // of quantised layers is exact integer arithmetic). To re-record after a deliberate numerics
 // change: run this file with FLATENN_GOLDEN_PRINT=1 (it prints each run's hashes, asserting nothing) and say so in the commit, with the
 // study figures it invalidates.
@@ -37,7 +37,7 @@ const AVX2: Record<string, string> = {
   'r18-conv': '6ae4075203e8d206 c52f5b315efc82c8',
   'r18-saq': 'de4954d03525c229 0ba08b4ecb9ac322',
 };
-// Recorded when AVX-512's backward of small convolutions became direct (conv2d_bwd_direct.cc): the weights
+// Recorded when AVX-512's backward of small convolutions became direct (conv2d_lanes.cc): the weights
 // moved, the losses of these 12 steps did not.
 const AVX512: Record<string, string> = {
   'lenet-conv': 'e4b3db734111bd65 8c41163c94839b05',

@@ -57,14 +57,19 @@ struct ConvShape {
 bool conv2d_direct_applies(const ConvShape& s);
 void conv2d_direct_forward_avx2(const float* x, const float* w, float* y, const ConvShape& s, const float* pad_values);
 
-// ---- direct backward of small convolutions (conv2d_bwd_direct.cc) -----------------
-// conv2d_bwd_direct_applies: stride 1, O <= 32, C <= 32, KH, KW <= 7, H, W <= 256.
-// conv2d_bwd_direct_avx512 (x86): dx (N, C, H, W) and/or dw (O, C, KH, KW) (either may be null)
-// without column matrices, 16 images per vector; its own fixed summation order (independent of the
-// thread count).
-bool conv2d_bwd_direct_applies(const ConvShape& s);
-void conv2d_bwd_direct_avx512(const float* x, const float* w, const float* dy, float* dx, float* dw, const ConvShape& s,
-                              const float* pad_values);
+// ---- small convolutions, 16 images per vector (conv2d_lanes.cc) ------------------
+// conv2d_lanes_applies: stride 1, O <= 32, C <= 32, KH, KW <= 7, N >= 16, H, W <= 256;
+// conv2d_lanes_forward_applies: also C*KH*KW <= 256.
+// conv2d_lanes_forward_avx512 (x86): y = w * col(x) + bias, the same bits as im2col + the packed
+// sgemm (each output one FMA chain over k in increasing order from +0) then the bias.
+// conv2d_lanes_backward_avx512 (x86): dx (N, C, H, W) and/or dw (O, C, KH, KW) (either may be null)
+// without column matrices; its own fixed summation order (independent of the thread count).
+bool conv2d_lanes_applies(const ConvShape& s);
+bool conv2d_lanes_forward_applies(const ConvShape& s);
+void conv2d_lanes_forward_avx512(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
+                                 const float* pad_values);
+void conv2d_lanes_backward_avx512(const float* x, const float* w, const float* dy, float* dx, float* dw, const ConvShape& s,
+                                  const float* pad_values);
 
 // ---- im2col / col2im (one image) -------------------------------------------------
 // im2col: x (C, H, W) -> col (C*KH*KW, OH*OW), col row r = (c, kh, kw), column p = (oh, ow),

@@ -1,6 +1,6 @@
-// Direct fp32 backward of small stride-1 convolutions on AVX-512, 16 images per vector (contracts
-// in flatenn/f32.h: conv2d_bwd_direct_applies, conv2d_bwd_direct_avx512), used by conv2d's AVX-512
-// backward in place of im2col + sgemm (dw) and sgemm + col2im (dx).
+// Small stride-1 convolutions on AVX-512 with 16 images per vector (contracts in flatenn/f32.h:
+// conv2d_lanes_applies, conv2d_lanes_forward_avx512, conv2d_lanes_backward_avx512), used by
+// conv2d's AVX-512 variant in place of im2col + sgemm (forward, dw) and sgemm + col2im (dx).
 //
 // Why: LeNet-5's convolutions are small (K = C*KH*KW = 25 and 150, O = 6 and 16). On the GEMM path
 // most of their backward time went to writing column matrices (25 or 150 floats per output
@@ -14,6 +14,14 @@
 //     dw  (block partial)[o][c][kh][kw] = lane sum of  sum over oh, ow of dyT[o][oh][ow] * xT[c][oh + kh][ow + kw]
 //     dxT[c][ih][iw]    = sum over o, kh, kw (dy position inside the output) of dyT[o][ih + pad - kh][iw + pad - kw] * w[o][c][kh][kw]
 //   dw = the block partials summed in block order; dx = dxT transposed back.
+//   forward: yT[o][oh][ow] = (sum over c, kh, kw of w[o][c][kh][kw] * xT[c][oh + kh][ow + kw]) + bias[o];
+//   y = yT transposed back.
+//
+// The forward keeps one accumulator per output channel of a group of up to 16 (per term one input
+// vector and one FMA per channel with the weight broadcast): each output is one FMA chain over
+// k = (c, kh, kw) in increasing order from +0, then + bias, which is exactly what im2col + the
+// packed sgemm compute for K = C*KH*KW <= 256 (one K block): the same bits as the GEMM path
+// (tested bit for bit). The backward's sums are its own:
 //
 // dw keeps one accumulator per (o, kw) of a group of up to 4 output channels through a (c, kh)
 // pass over the output positions (per position: the group's dy vectors, KW input vectors and
@@ -30,6 +38,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "flatenn/f32.h"
@@ -38,14 +47,20 @@
 namespace fl {
 
 namespace {
-constexpr int64_t kLanes = 16, kMaxK = 7, kDwGroup = 4, kDxGroup = 8;
+constexpr int64_t kLanes = 16, kMaxK = 7, kDwGroup = 4, kDxGroup = 8, kFwdGroup = 16;
 }  // namespace
 
-bool conv2d_bwd_direct_applies(const ConvShape& s) {
+bool conv2d_lanes_applies(const ConvShape& s) {
   // small layers: few channels either side (the GEMM path reuses each packed panel across many
-  // rows once they grow) and kernels up to 7x7; the 16-image gather offsets fit in 32 bits
+  // rows once they grow), kernels up to 7x7, at least one full block of 16 images (a smaller batch
+  // would leave most lanes empty); the 16-image gather offsets fit in 32 bits
   return s.stride == 1 && s.O >= 1 && s.O <= 32 && s.C >= 1 && s.C <= 32 && s.KH >= 1 && s.KH <= kMaxK && s.KW >= 1 &&
-         s.KW <= kMaxK && s.OH() >= 1 && s.OW() >= 1 && s.N >= 1 && s.H <= 256 && s.W <= 256;
+         s.KW <= kMaxK && s.OH() >= 1 && s.OW() >= 1 && s.N >= kLanes && s.H <= 256 && s.W <= 256;
+}
+
+bool conv2d_lanes_forward_applies(const ConvShape& s) {
+  // one K block of the packed sgemm: the same FMA chain per output as the GEMM path
+  return conv2d_lanes_applies(s) && s.CKK() <= 256;
 }
 
 #if FL_X86
@@ -228,22 +243,74 @@ DxFn dx_fn(int64_t cg) {
   }
 }
 
-// dx[n0 + l] = dxT lane l, l < nb
-FL_AVX512 void scatter_dx(const float* dxT, const Geo& g, int64_t nb, float* dx) {
-  const int64_t items = g.C * g.H * g.W;
+// dst[l][i] = T[i][l] for i < items, l < nb (images l of a block, each `items` floats)
+FL_AVX512 void untranspose(const float* T, int64_t items, int64_t nb, float* dst) {
   int64_t i = 0;
   if (nb == kLanes)
-    for (; i + 16 <= items; i += 16) transpose16(dxT + i * kLanes, kLanes, dx + i, items);
+    for (; i + 16 <= items; i += 16) transpose16(T + i * kLanes, kLanes, dst + i, items);
   const __m512i off = image_offsets(items);
   const __mmask16 m = __mmask16((1u << nb) - 1u);
-  for (; i < items; ++i) _mm512_mask_i32scatter_ps(dx + i, m, off, _mm512_load_ps(dxT + i * kLanes), 4);
+  for (; i < items; ++i) _mm512_mask_i32scatter_ps(dst + i, m, off, _mm512_load_ps(T + i * kLanes), 4);
 }
+
+// yT[o][p][l] for o in [o0, o0 + OG): one block's forward, + bias[o] (one more rounding) if given
+template <int OG>
+FL_AVX512 void fwd_group(const float* xT, const float* w, const float* bias, const Geo& g, int64_t o0, float* yT) {
+  const int64_t CKK = g.C * g.KH * g.KW, P = g.OH * g.OW;
+  const float* wg = w + o0 * CKK;
+  for (int64_t oh = 0; oh < g.OH; ++oh)
+    for (int64_t ow = 0; ow < g.OW; ++ow) {
+      __m512 acc[OG];
+#pragma GCC unroll 16
+      for (int j = 0; j < OG; ++j) acc[j] = _mm512_setzero_ps();
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t kh = 0; kh < g.KH; ++kh) {
+          const float* xr = xT + ((c * g.Hp + oh + kh) * g.Wp + ow) * kLanes;
+          const float* wk = wg + (c * g.KH + kh) * g.KW;
+          for (int64_t kw = 0; kw < g.KW; ++kw) {
+            const __m512 xv = _mm512_load_ps(xr + kw * kLanes);
+#pragma GCC unroll 16
+            for (int j = 0; j < OG; ++j) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(wk[j * CKK + kw]), xv, acc[j]);
+          }
+        }
+      if (bias)
+#pragma GCC unroll 16
+        for (int j = 0; j < OG; ++j) acc[j] = _mm512_add_ps(acc[j], _mm512_set1_ps(bias[o0 + j]));
+#pragma GCC unroll 16
+      for (int j = 0; j < OG; ++j) _mm512_store_ps(yT + ((o0 + j) * P + oh * g.OW + ow) * kLanes, acc[j]);
+    }
+}
+
+using FwdFn = void (*)(const float*, const float*, const float*, const Geo&, int64_t, float*);
+template <int... I>
+constexpr FwdFn fwd_fn_of(int64_t og, std::integer_sequence<int, I...>) {
+  FwdFn f = nullptr;
+  ((f = og == I + 1 ? fwd_group<I + 1> : f), ...);
+  return f;
+}
+FwdFn fwd_fn(int64_t og) { return fwd_fn_of(og, std::make_integer_sequence<int, int(kFwdGroup)>{}); }
 
 }  // namespace
 
-void conv2d_bwd_direct_avx512(const float* x, const float* w, const float* dy, float* dx, float* dw, const ConvShape& s,
+Geo geo_of(const ConvShape& s) { return Geo{s.C, s.H, s.W, s.O, s.OH(), s.OW(), s.KH, s.KW, s.pad, s.H + 2 * s.pad, s.W + 2 * s.pad}; }
+
+void conv2d_lanes_forward_avx512(const float* x, const float* w, const float* bias, float* y, const ConvShape& s, const float* pv) {
+  const Geo g = geo_of(s);
+  const int64_t blocks = (s.N + kLanes - 1) / kLanes, P = g.OH * g.OW, xs = s.C * s.H * s.W, ys = s.O * P;
+  const int64_t groups = (s.O + kFwdGroup - 1) / kFwdGroup, per = (s.O + groups - 1) / groups;
+  parallel_for(size_t(blocks), [&](size_t b) {
+    const int64_t n0 = int64_t(b) * kLanes, nb = std::min(kLanes, s.N - n0);
+    float* xT = tl_xT.get(size_t(s.C * g.Hp * g.Wp * kLanes));
+    gather_x(x + n0 * xs, g, pv, nb, xT);
+    float* yT = tl_dyT.get(size_t(ys * kLanes));
+    for (int64_t o0 = 0; o0 < s.O; o0 += per) fwd_fn(std::min(per, s.O - o0))(xT, w, bias, g, o0, yT);
+    untranspose(yT, ys, nb, y + n0 * ys);
+  });
+}
+
+void conv2d_lanes_backward_avx512(const float* x, const float* w, const float* dy, float* dx, float* dw, const ConvShape& s,
                               const float* pv) {
-  const Geo g{s.C, s.H, s.W, s.O, s.OH(), s.OW(), s.KH, s.KW, s.pad, s.H + 2 * s.pad, s.W + 2 * s.pad};
+  const Geo g = geo_of(s);
   const int64_t blocks = (s.N + kLanes - 1) / kLanes, WN = s.O * s.CKK(), P = g.OH * g.OW;
   const int64_t xs = s.C * s.H * s.W, ys = s.O * P;
   // channel groups as even as possible
@@ -264,7 +331,7 @@ void conv2d_bwd_direct_avx512(const float* x, const float* w, const float* dy, f
     if (dx) {
       float* dxT = tl_dxT.get(size_t(xs * kLanes));
       for (int64_t c0 = 0; c0 < s.C; c0 += dxPer) dx_fn(std::min(dxPer, s.C - c0))(dyT, w, g, c0, dxT);
-      scatter_dx(dxT, g, nb, dx + n0 * xs);
+      untranspose(dxT, xs, nb, dx + n0 * xs);
     }
   });
   if (!dw) return;
