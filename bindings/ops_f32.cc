@@ -440,6 +440,41 @@ Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, fl::sgd_step(w.data, g.data, buf.data, w.length, lr, wd, mu, started, nesterov));
 }
 
+// sumSquares(x, start) -> start + sum of x[i]^2 in double, one chain in index order
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  F32 x = f32(info, 0, "x");
+  const double start = number(info, 1, "start");
+  return Napi::Number::New(info.Env(), fl::sum_squares_f64(x.data, x.length, start));
+}
+
+// scaleToF32(g, s, out): out[i] = float(s * g[i]) (double product)
+Napi::Value ScaleToF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32 g = f32(info, 0, "g");
+  const double sc = number(info, 1, "s");
+  F32 out = f32(info, 2, "out");
+  exact(env, out, g.length, "out");
+  const int64_t n = int64_t(g.length);
+  const std::vector<Span> all = {span(g, n, "g"), span(out, n, "out")};
+  no_overlap(env, {all[1]}, all);
+  fl::scale_to_f32(g.data, g.length, sc, out.data);
+  return env.Undefined();
+}
+
+// addScaledF32(d, g, s): d[i] = float(d[i] + s * g[i]) (double arithmetic)
+Napi::Value AddScaledF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32 d = f32(info, 0, "d");
+  F32 g = f32(info, 1, "g");
+  const double sc = number(info, 2, "s");
+  exact(env, g, d.length, "g");
+  const int64_t n = int64_t(d.length);
+  const std::vector<Span> all = {span(d, n, "d"), span(g, n, "g")};
+  no_overlap(env, {all[0]}, all);
+  fl::add_scaled_f32(d.data, g.data, d.length, sc);
+  return env.Undefined();
+}
+
 // maxF32(x) -> the largest value ignoring NaN (-0 < +0), -Infinity when there is none
 Napi::Value MaxF32(const Napi::CallbackInfo& info) {
   F32 x = f32(info, 0, "x");
@@ -484,6 +519,9 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("maxpool2dBackward", flb::fn(env, MaxpoolBackward, "maxpool2dBackward"));
   exports.Set("peakProbe", flb::fn(env, PeakProbe, "peakProbe"));
   exports.Set("sgdStep", flb::fn(env, SgdStep, "sgdStep"));
+  exports.Set("sumSquares", flb::fn(env, SumSquares, "sumSquares"));
+  exports.Set("scaleToF32", flb::fn(env, ScaleToF32, "scaleToF32"));
+  exports.Set("addScaledF32", flb::fn(env, AddScaledF32, "addScaledF32"));
   exports.Set("maxF32", flb::fn(env, MaxF32, "maxF32"));
   exports.Set("allFinite", flb::fn(env, AllFinite, "allFinite"));
   exports.Set("normalizeU8", flb::fn(env, NormalizeU8, "normalizeU8"));

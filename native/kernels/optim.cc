@@ -172,6 +172,28 @@ bool sgd_step(float* w, const float* g, float* buf, size_t n, double lr, double 
   return std::none_of(bad.begin(), bad.end(), [](int b) { return b != 0; });
 }
 
+double sum_squares_f64(const float* x, size_t n, double start) {
+  // one chain in index order (the JavaScript loop's bits; the product of two floats is exact in
+  // double, so a fused multiply-add would not change it either)
+  double s = start;
+  for (size_t i = 0; i < n; ++i) s += double(x[i]) * double(x[i]);
+  return s;
+}
+
+void scale_to_f32(const float* g, size_t n, double s, float* out) {
+  parallel_for((n + kBlock - 1) / kBlock, [&](size_t t) {
+    const size_t e = std::min(n, (t + 1) * kBlock);
+    for (size_t i = t * kBlock; i < e; ++i) out[i] = float(s * double(g[i]));
+  });
+}
+
+void add_scaled_f32(float* d, const float* g, size_t n, double s) {
+  parallel_for((n + kBlock - 1) / kBlock, [&](size_t t) {
+    const size_t e = std::min(n, (t + 1) * kBlock);
+    for (size_t i = t * kBlock; i < e; ++i) d[i] = float(double(d[i]) + s * double(g[i]));
+  });
+}
+
 float max_ignoring_nan(const float* x, size_t n) {
   const size_t tasks = (n + kBlock - 1) / kBlock;
   std::vector<int32_t> part(tasks, INT32_MIN);

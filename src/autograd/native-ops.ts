@@ -20,6 +20,12 @@ export interface NativeKernels {
   bn2dBackwardDx(x: F32, dy: F32, dx: F32, N: number, C: number, HW: number, mean: Float64Array, invstd: Float64Array, gamma: F32, sumdy: Float64Array, sumdyxhat: Float64Array, training: boolean): void;
   /** SGD with momentum and weight decay over the parameter arena (flatenn/f32.h); false: some updated weight is not finite. */
   sgdStep(w: F32, g: F32, buf: Nullable<F32>, lr: number, wd: number, mu: number, started: boolean, nesterov: boolean): boolean;
+  /** start + the sum of x[i]^2 in float64, one chain in index order (SAQ's gradient norm). */
+  sumSquares(x: F32, start: number): number;
+  /** out[i] = float32(s * x[i]) (float64 product). */
+  scaleToF32(g: F32, s: number, out: F32): void;
+  /** d[i] = float32(d[i] + s * g[i]) (float64 arithmetic). */
+  addScaledF32(d: F32, g: F32, s: number): void;
   /** The largest value ignoring NaN (-0 < +0); -Infinity when there is none. */
   maxF32(x: F32): number;
   /** true if no element is Inf or NaN. */
@@ -33,7 +39,7 @@ let cached: NativeKernels | null = null;
 /** Resolved lazily so that modules load even before every kernel is present. */
 export function kernels(): NativeKernels {
   if (cached) return cached;
-  const names: (keyof NativeKernels)[] = ['sgemm', 'conv2dForward', 'conv2dBackward', 'maxpool2dForward', 'maxpool2dBackward', 'fakeQuantWeight', 'reluFakeQuant', 'maskedGrad', 'countZeros', 'bn2dSums', 'bn2dApply', 'bn2dBackwardSums', 'bn2dBackwardDx', 'sgdStep', 'maxF32', 'allFinite', 'normalizeU8'];
+  const names: (keyof NativeKernels)[] = ['sgemm', 'conv2dForward', 'conv2dBackward', 'maxpool2dForward', 'maxpool2dBackward', 'fakeQuantWeight', 'reluFakeQuant', 'maskedGrad', 'countZeros', 'bn2dSums', 'bn2dApply', 'bn2dBackwardSums', 'bn2dBackwardDx', 'sgdStep', 'maxF32', 'allFinite', 'normalizeU8', 'sumSquares', 'scaleToF32', 'addScaledF32'];
   const k: Partial<NativeKernels> = {};
   for (const n of names) (k as Record<string, unknown>)[n] = nativeFn(n);
   cached = k as NativeKernels;

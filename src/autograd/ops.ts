@@ -165,10 +165,7 @@ export function fakeQuantWeight(t: Tape, w: Var, bits: number, perChannel: boole
   const codes = new Int8Array(w.numel);
   kernels().fakeQuantWeight(w.data, q.data, codes, scales, bits, channels);
   if (!perturb) weightCodes.set(q, { codes, scales });
-  if (perturb) {
-    const qd = q.data;
-    for (let i = 0; i < qd.length; i++) qd[i]! += perturb[i]!;
-  }
+  if (perturb) kernels().addScaledF32(q.data, perturb, 1);  // q + eps, rounded to float32
   if (q.requiresGrad) {
     t.record(() => {
       if (q.grad) addGrad(w, q.grad);

@@ -3,7 +3,7 @@
 import * as ops from '../autograd/ops';
 import { Tape, type Var } from '../autograd/tape';
 import { kernels } from '../autograd/native-ops';
-import { BufferPool, withPool } from '../autograd/pool';
+import { alloc, BufferPool, withPool } from '../autograd/pool';
 import { buildGraph, inferShapes, type Graph } from '../nn/graph';
 import { Model } from '../nn/model';
 import { permutation, uniforms, RngPurpose } from '../util/rng';
@@ -251,21 +251,20 @@ export class Trainer {
       const perturb = new Map<string, Float32Array>();
       const names = m.weightNames();
       const bnEntries = cfg.saqIncludeBn ? p.entries.filter((e) => e.kind === 'bn_weight' || e.kind === 'bn_bias') : [];
+      // native loops over the parameters (float64 arithmetic, one chain for the norm: the bits of
+      // the JavaScript loops they replaced)
       let sq = 0;
-      for (const name of names) { const g = p.v(name).grad!; for (let i = 0; i < g.length; i++) sq += g[i]! * g[i]!; }
-      for (const e of bnEntries) { const g = p.v(e.name).grad!; for (let i = 0; i < g.length; i++) sq += g[i]! * g[i]!; }
+      for (const name of names) sq = k.sumSquares(p.v(name).grad!, sq);
+      for (const e of bnEntries) sq = k.sumSquares(p.v(e.name).grad!, sq);
       const scale = sq > 0 ? this.rhoAt(this.step) / Math.sqrt(sq) : 0;
       for (const name of names) {
         const g = p.v(name).grad!;
-        const eps = new Float32Array(g.length);
-        for (let i = 0; i < g.length; i++) eps[i] = scale * g[i]!;
+        const eps = alloc(g.length);
+        k.scaleToF32(g, scale, eps);
         perturb.set(name.slice(0, -'.weight'.length), eps);
       }
       const saved = bnEntries.map((e) => p.data.slice(e.offset, e.offset + e.size));
-      for (const e of bnEntries) {
-        const g = p.v(e.name).grad!, d = p.v(e.name).data;
-        for (let i = 0; i < g.length; i++) d[i]! += scale * g[i]!;
-      }
+      for (const e of bnEntries) k.addScaledF32(p.v(e.name).data, p.v(e.name).grad!, scale);
       p.zeroGrad();
       tape = new Tape(true);
       const second = this.lossOf(tape, x, lab, true, false, perturb);

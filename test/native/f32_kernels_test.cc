@@ -619,6 +619,31 @@ bool sgd_reference(std::vector<float>& w, const std::vector<float>& g, std::vect
   return finite;
 }
 
+// SAQ's perturbation loops: the float64 rules of their contract, bit for bit, over several parallel
+// blocks (65,536 elements each) and a ragged end; the norm continues a chain across calls.
+FL_TEST(saq_perturbation_loops_equal_the_float64_rules) {
+  Rng r(4242);
+  const size_t n = (size_t(1) << 17) + 77;
+  std::vector<float> g = random_vec(n, r, -3.0f, 3.0f), d = random_vec(n, r);
+  g[5] = 1e-30f;
+  g[6] = -0.0f;
+  double want = 0.25;
+  for (size_t i = 0; i < n; ++i) want += double(g[i]) * double(g[i]);
+  const double half = fl::sum_squares_f64(g.data(), n / 2, 0.25);
+  FL_CHECK(fl::sum_squares_f64(g.data() + n / 2, n - n / 2, half) == want) << "sum_squares_f64 chain";
+  const double sc = 0.1 / std::sqrt(want);
+  std::vector<float> eps(n, std::numeric_limits<float>::quiet_NaN()), dd = d;
+  fl::scale_to_f32(g.data(), n, sc, eps.data());
+  fl::add_scaled_f32(dd.data(), g.data(), n, sc);
+  for (size_t i = 0; i < n; ++i) {
+    const float e = float(sc * double(g[i])), a = float(double(d[i]) + sc * double(g[i]));
+    if (std::memcmp(&eps[i], &e, 4) != 0 || std::memcmp(&dd[i], &a, 4) != 0) {
+      FL_CHECK(false) << "SAQ loops at " << i << ": eps " << eps[i] << " want " << e << ", d " << dd[i] << " want " << a;
+      break;
+    }
+  }
+}
+
 FL_TEST(sgd_step_every_variant_equals_the_float64_rule) {
   fl::set_num_threads(2);
   const size_t sizes[] = {1, 15, 17, 65537, 200003};

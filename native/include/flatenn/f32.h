@@ -113,6 +113,12 @@ using SgdStepFn = int (*)(float* w, const float* g, float* buf, size_t n, double
                           bool nesterov);
 bool sgd_step(float* w, const float* g, float* buf, size_t n, double lr, double wd, double mu, bool started, bool nesterov);
 Kernel<SgdStepFn>& sgd_step_kernel();
+// SAQ's perturbation (DESIGN §3), the bits of the JavaScript loops these replaced (double arithmetic,
+// -ffp-contract=off): sum_squares_f64 = start + sum of double(x[i])^2 as one chain in index order;
+// scale_to_f32: out[i] = float(s * double(g[i])); add_scaled_f32: d[i] = float(double(d[i]) + s * double(g[i])).
+double sum_squares_f64(const float* x, size_t n, double start);
+void scale_to_f32(const float* g, size_t n, double s, float* out);
+void add_scaled_f32(float* d, const float* g, size_t n, double s);
 // The largest value ignoring NaN (-0 < +0), -Inf when there is none: the activation observer's max.
 using MaxKeyFn = int32_t (*)(const float* x, size_t n);
 float max_ignoring_nan(const float* x, size_t n);
