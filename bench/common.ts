@@ -190,8 +190,29 @@ export interface ArgSpec {
 }
 
 /** Parses `--name value`, `--name=value` and boolean `--flag`; throws RangeError on anything unknown. */
+/**
+ * The usage of the benchmark script that is running: the comment at the top of its source
+ * (bench/<name>.ts) and the options it takes.
+ */
+export function benchUsage(spec: ArgSpec, script = path.basename(process.argv[1] ?? 'bench', '.js')): string {
+  let head = '';
+  try {
+    const lines = fs.readFileSync(path.join(ROOT, 'bench', `${script}.ts`), 'utf8').split('\n');
+    const top: string[] = [];
+    for (const l of lines) { if (!l.startsWith('//')) break; top.push(l.replace(/^\/\/ ?/, '')); }
+    head = top.join('\n');
+  } catch { /* no source beside the build: the options alone */ }
+  const opts = Object.entries(spec).map(([k, v]) => `  --${k}${v === 'boolean' ? '' : ` <${v}>`}`);
+  return `${head || `node dist/bench/${script}.js [options]`}\n\nOptions:\n${opts.join('\n')}\n  -h, --help`;
+}
+
+/** Parses `--name value` / `--name=value` / `--flag`; `--help` or `-h` prints the usage and exits 0. */
 export function parseArgs(argv: readonly string[], spec: ArgSpec): Record<string, string | number | boolean> {
   const out: Record<string, string | number | boolean> = {};
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(benchUsage(spec));
+    process.exit(0);
+  }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (!a.startsWith('--')) throw new RangeError(`unexpected argument '${a}'`);

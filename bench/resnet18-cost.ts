@@ -103,12 +103,16 @@ function table(r: CostReport): string {
   ]);
 }
 
-if (require.main === module) {
+async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2), { width: 'number', batch: 'number', steps: 'number', images: 'number', 'no-saq': 'boolean', threads: 'number', json: 'boolean' });
   const threads = a.threads !== undefined ? positiveInt(a.threads, '--threads', os.availableParallelism()) : undefined;
-  resnet18Cost({
+  const r = await resnet18Cost({
     ...(a.width !== undefined ? { width: a.width as number } : {}), batch: positiveInt(a.batch, '--batch', 128), steps: positiveInt(a.steps, '--steps', 3),
     images: positiveInt(a.images, '--images', 512), saq: !a['no-saq'], ...(threads ? { threads } : {}),
-  }).then((r) => console.log(a.json ? JSON.stringify(r, null, 2) : table(r)))
-    .catch((e: unknown) => { console.error(e instanceof Error ? e.message : String(e)); process.exitCode = e instanceof RangeError ? 2 : 1; });
+  });
+  console.log(a.json ? JSON.stringify(r, null, 2) : table(r));
+}
+
+if (require.main === module) {
+  main().catch((e: unknown) => { console.error(e instanceof Error ? e.message : String(e)); process.exitCode = e instanceof RangeError ? 2 : 1; });
 }

@@ -21,8 +21,11 @@ interface Lib {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { dist: { type: 'string' }, model: { type: 'string' }, trials: { type: 'string', default: '10' }, rate: { type: 'string', default: '0.01' } } });
-  if (!values.dist || !values.model) throw new Error('usage: trial-cost --dist <checkout>/dist --model M.int4.safetensors [--trials N] [--rate p]');
+  const usage = 'usage: node dist/bench/trial-cost.js --dist <checkout>/dist --model M.int4.safetensors [--trials N] [--rate p]\n' +
+    'CPU time of one campaign trial (fault map + 10,000 test images), min of N, for comparing two builds interleaved.';
+  const { values } = parseArgs({ options: { dist: { type: 'string' }, model: { type: 'string' }, trials: { type: 'string', default: '10' }, rate: { type: 'string', default: '0.01' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) { console.log(usage); return; }
+  if (!values.dist || !values.model) throw new Error(usage);
   const lib = require(path.resolve(values.dist, 'src/index.js')) as Lib;
   const m = await lib.readDeployed(values.model);
   const ds = await lib.loadDataset('fashion-mnist', 'test');

@@ -27,6 +27,20 @@ test('parseArgs: values, flags, and refusals naming the option', () => {
   assert.throws(() => parseArgs(['train'], spec), /unexpected argument 'train'/);
 });
 
+test('every benchmark script answers --help with its usage (exit 0) and a bad option with a one-line error (exit 2)', () => {
+  const dist = path.join(__dirname, '..', '..', 'bench');
+  for (const script of ['train', 'campaign', 'resnet18', 'resnet18-cost', 'gemm', 'qgemm', 'queue', 'run', 'trial-cost']) {
+    const r = spawnSync(process.execPath, [path.join(dist, `${script}.js`), '--help'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, `${script} --help: exit ${r.status}, stderr ${r.stderr}`);
+    assert.match(r.stdout, /usage|node dist\/bench\//i, `${script} --help prints its usage`);
+    if (script !== 'trial-cost') assert.match(r.stdout, /Options:\n[^]*-h, --help/, `${script} --help lists its options`);
+  }
+  const bad = spawnSync(process.execPath, [path.join(dist, 'resnet18-cost.js'), '--bogus'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^unknown option --bogus/);
+  assert.doesNotMatch(bad.stderr, /\n\s+at /, 'no stack trace');
+});
+
 test('median, number formatting and tables', () => {
   assert.equal(median([3, 1, 2]), 2);
   assert.equal(median([4, 1, 3, 2]), 2.5);
