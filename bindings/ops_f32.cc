@@ -475,6 +475,23 @@ Napi::Value AddScaledF32(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// addF32(a, b, out): out[i] = a[i] + b[i] (float32); out may be a or b, nothing else may overlap
+Napi::Value AddF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32 a = f32(info, 0, "a");
+  F32 b = f32(info, 1, "b");
+  F32 out = f32(info, 2, "out");
+  exact(env, b, a.length, "b");
+  exact(env, out, a.length, "out");
+  const int64_t n = int64_t(a.length);
+  const Span sa = span(a, n, "a"), sb = span(b, n, "b"), so = span(out, n, "out");
+  // elementwise: out may alias an input exactly, but must not overlap one partly
+  for (const Span& in : {sa, sb})
+    if (in.lo != so.lo) no_overlap(env, {so}, {in, so});
+  fl::add_f32(a.data, b.data, a.length, out.data);
+  return env.Undefined();
+}
+
 // maxF32(x) -> the largest value ignoring NaN (-0 < +0), -Infinity when there is none
 Napi::Value MaxF32(const Napi::CallbackInfo& info) {
   F32 x = f32(info, 0, "x");
@@ -522,6 +539,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sumSquares", flb::fn(env, SumSquares, "sumSquares"));
   exports.Set("scaleToF32", flb::fn(env, ScaleToF32, "scaleToF32"));
   exports.Set("addScaledF32", flb::fn(env, AddScaledF32, "addScaledF32"));
+  exports.Set("addF32", flb::fn(env, AddF32, "addF32"));
   exports.Set("maxF32", flb::fn(env, MaxF32, "maxF32"));
   exports.Set("allFinite", flb::fn(env, AllFinite, "allFinite"));
   exports.Set("normalizeU8", flb::fn(env, NormalizeU8, "normalizeU8"));

@@ -194,6 +194,13 @@ void add_scaled_f32(float* d, const float* g, size_t n, double s) {
   });
 }
 
+void add_f32(const float* a, const float* b, size_t n, float* out) {
+  parallel_for((n + kBlock - 1) / kBlock, [&](size_t t) {
+    const size_t e = std::min(n, (t + 1) * kBlock);
+    for (size_t i = t * kBlock; i < e; ++i) out[i] = a[i] + b[i];
+  });
+}
+
 float max_ignoring_nan(const float* x, size_t n) {
   const size_t tasks = (n + kBlock - 1) / kBlock;
   std::vector<int32_t> part(tasks, INT32_MIN);

@@ -26,6 +26,8 @@ export interface NativeKernels {
   scaleToF32(g: F32, s: number, out: F32): void;
   /** d[i] = float32(d[i] + s * g[i]) (float64 arithmetic). */
   addScaledF32(d: F32, g: F32, s: number): void;
+  /** out[i] = a[i] + b[i] in float32 (out may be a or b). */
+  addF32(a: F32, b: F32, out: F32): void;
   /** The largest value ignoring NaN (-0 < +0); -Infinity when there is none. */
   maxF32(x: F32): number;
   /** true if no element is Inf or NaN. */
@@ -39,7 +41,7 @@ let cached: NativeKernels | null = null;
 /** Resolved lazily so that modules load even before every kernel is present. */
 export function kernels(): NativeKernels {
   if (cached) return cached;
-  const names: (keyof NativeKernels)[] = ['sgemm', 'conv2dForward', 'conv2dBackward', 'maxpool2dForward', 'maxpool2dBackward', 'fakeQuantWeight', 'reluFakeQuant', 'maskedGrad', 'countZeros', 'bn2dSums', 'bn2dApply', 'bn2dBackwardSums', 'bn2dBackwardDx', 'sgdStep', 'maxF32', 'allFinite', 'normalizeU8', 'sumSquares', 'scaleToF32', 'addScaledF32'];
+  const names: (keyof NativeKernels)[] = ['sgemm', 'conv2dForward', 'conv2dBackward', 'maxpool2dForward', 'maxpool2dBackward', 'fakeQuantWeight', 'reluFakeQuant', 'maskedGrad', 'countZeros', 'bn2dSums', 'bn2dApply', 'bn2dBackwardSums', 'bn2dBackwardDx', 'sgdStep', 'maxF32', 'allFinite', 'normalizeU8', 'sumSquares', 'scaleToF32', 'addScaledF32', 'addF32'];
   const k: Partial<NativeKernels> = {};
   for (const n of names) (k as Record<string, unknown>)[n] = nativeFn(n);
   cached = k as NativeKernels;

@@ -246,8 +246,7 @@ export function flatten(t: Tape, x: Var): Var {
 export function add(t: Tape, a: Var, b: Var): Var {
   check(a.numel === b.numel, `add: shapes [${a.shape}] and [${b.shape}] differ`);
   const y = out(t, [...a.shape], a, b);
-  const yd = y.data, ad = a.data, bd = b.data;
-  for (let i = 0; i < yd.length; i++) yd[i] = ad[i]! + bd[i]!;
+  kernels().addF32(a.data, b.data, y.data);
   if (y.requiresGrad) t.record(() => { if (y.grad) { addGrad(a, y.grad); addGrad(b, y.grad); } });
   return y;
 }

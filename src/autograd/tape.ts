@@ -2,6 +2,7 @@
 // Ops are recorded in execution order, so running the tape backwards visits
 // every node after all of its consumers (a valid reverse topological order).
 
+import { kernels } from './native-ops';
 import { alloc } from './pool';
 
 export type GradState = 'none' | 'zero' | 'live';
@@ -51,8 +52,7 @@ export function contributeGrad(v: Var, write: (out: Float32Array) => void): void
   } else {
     const tmp = alloc(v.numel);
     write(tmp);
-    const g = v.grad;
-    for (let i = 0; i < g.length; i++) g[i]! += tmp[i]!;
+    kernels().addF32(v.grad, tmp, v.grad);
   }
   v.gradState = 'live';
 }
@@ -86,8 +86,7 @@ export function addGrad(v: Var, g: Float32Array): void {
   } else if (v.gradState === 'zero') {
     v.grad.set(g);
   } else {
-    const d = v.grad;
-    for (let i = 0; i < d.length; i++) d[i]! += g[i]!;
+    kernels().addF32(v.grad, g, v.grad);
   }
   v.gradState = 'live';
 }

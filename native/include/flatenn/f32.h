@@ -119,6 +119,8 @@ Kernel<SgdStepFn>& sgd_step_kernel();
 double sum_squares_f64(const float* x, size_t n, double start);
 void scale_to_f32(const float* g, size_t n, double s, float* out);
 void add_scaled_f32(float* d, const float* g, size_t n, double s);
+// out[i] = a[i] + b[i] (float32; out may be a or b): residual joins and gradient accumulation.
+void add_f32(const float* a, const float* b, size_t n, float* out);
 // The largest value ignoring NaN (-0 < +0), -Inf when there is none: the activation observer's max.
 using MaxKeyFn = int32_t (*)(const float* x, size_t n);
 float max_ignoring_nan(const float* x, size_t n);
