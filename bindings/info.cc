@@ -116,8 +116,10 @@ Napi::Value RngUniform(const Napi::CallbackInfo& info) {
 
 // The binding surface's level: raised whenever an export's arguments or meaning change so that code
 // written for another level would misread it (2: reluFakeQuant writes activation codes, the training
-// forward's input; an older addon ignores that argument). src/native/binding.ts refuses another level.
-constexpr int kApiLevel = 2;
+// forward's input; an older addon ignores that argument; 3: sumSquares, scaleToF32, addScaledF32 and
+// addF32, which the autograd and SAQ call instead of JavaScript loops). src/native/binding.ts refuses
+// another level.
+constexpr int kApiLevel = 3;
 
 void Init(Napi::Env env, Napi::Object exports) {
   apply_env(env);

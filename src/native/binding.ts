@@ -84,7 +84,7 @@ function loadAddon(file: string): NativeBinding {
  * level (a build left over from an older checkout, a FLATENN_NATIVE binary of another version) is
  * refused: its functions would take the same arguments and mean something else.
  */
-export const NATIVE_API_LEVEL = 2;
+export const NATIVE_API_LEVEL = 3;
 
 export function checkLevel(b: NativeBinding, file: string): NativeBinding {
   const level = typeof b.apiLevel === 'number' ? b.apiLevel : 1;
