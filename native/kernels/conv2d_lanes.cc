@@ -30,7 +30,8 @@
 // the weight broadcast); each dx element is one FMA chain over (o, kh, kw) in that order from +0.
 // A task is one block of images (the images' gradients do not interact except in dw's block
 // sum), so the bits do not depend on the thread count; they differ from the GEMM path's (another
-// summation order), as the SIMD levels already do among themselves.
+// summation order), so AVX-512 training has its own weight bits, as scalar training already had
+// (DESIGN §2; test/train/golden.test.ts).
 #include "flatenn/core.h"  // FL_X86
 #if FL_X86
 #include <immintrin.h>
