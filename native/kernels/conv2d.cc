@@ -243,21 +243,8 @@ void conv2d_backward_impl(const float* x, const float* w, const float* dy, float
         gemm(false, true, s.O, CKK, cols, 1.0f, a, cols, c, cols, first ? 0.0f : 1.0f, part, CKK);
       }
     });
-    if (nblk > 1) {
-      // dw = parts[0] + parts[1] + ... in block order (element blocks in parallel).
-      constexpr int64_t kEl = 16384;
-      auto reduce = [&](size_t e) {
-        const int64_t e0 = int64_t(e) * kEl, e1 = std::min(WN, e0 + kEl);
-        for (int64_t i = e0; i < e1; ++i) dw[i] = parts[i];
-        for (int64_t b = 1; b < nblk; ++b) {
-          const float* pb = parts + b * WN;
-          for (int64_t i = e0; i < e1; ++i) dw[i] += pb[i];
-        }
-      };
-      const int64_t ne = ceil_div64(WN, kEl);
-      if (WN * nblk >= (int64_t(1) << 20)) parallel_for(size_t(ne), reduce);
-      else for (int64_t e = 0; e < ne; ++e) reduce(size_t(e));
-    }
+    // dw = parts[0] + parts[1] + ... in block order
+    if (nblk > 1) sum_parts_in_order(parts, nblk, WN, dw);
   }
 }
 

@@ -335,19 +335,8 @@ void conv2d_lanes_backward_avx512(const float* x, const float* w, const float* d
       untranspose(dxT, xs, nb, dx + n0 * xs);
     }
   });
-  if (!dw) return;
-  // dw = the block partials in block order (element ranges in parallel when large)
-  constexpr int64_t kEl = 4096;
-  const int64_t ne = (WN + kEl - 1) / kEl;
-  auto reduce = [&](size_t e) {
-    const int64_t e0 = int64_t(e) * kEl, e1 = std::min(WN, e0 + kEl);
-    for (int64_t j = e0; j < e1; ++j) dw[j] = parts[size_t(j)];
-    for (int64_t b = 1; b < blocks; ++b) {
-      const float* pb = parts.data() + b * WN;
-      for (int64_t j = e0; j < e1; ++j) dw[j] += pb[j];
-    }
-  };
-  for (int64_t e = 0; e < ne; ++e) reduce(size_t(e));
+  // dw = the block partials in block order
+  if (dw) sum_parts_in_order(parts.data(), blocks, WN, dw);
 }
 #endif
 

@@ -1,9 +1,12 @@
-// Per-thread scratch buffers for the fp32 kernels (internal to native/kernels).
+// Per-thread scratch buffers and shared small helpers of the fp32 kernels (internal to native/kernels).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+
+#include "flatenn/core.h"  // parallel_for
 
 namespace fl {
 
@@ -31,5 +34,24 @@ struct Scratch {
 };
 
 inline int64_t ceil_div64(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// out[i] = parts[0][i] + parts[1][i] + ... + parts[units-1][i] (float, in unit order) for i < n, where
+// part u starts at parts + u * n: the block partials of a batch sum (conv dw). Element ranges run in
+// parallel when the parts are large; each element's sum order is the same either way.
+inline void sum_parts_in_order(const float* parts, int64_t units, int64_t n, float* out) {
+  constexpr int64_t kEl = 16384;
+  auto reduce = [&](size_t e) {
+    const int64_t e0 = int64_t(e) * kEl, e1 = std::min(n, e0 + kEl);
+    for (int64_t i = e0; i < e1; ++i) out[i] = parts[i];
+    for (int64_t u = 1; u < units; ++u) {
+      const float* pu = parts + u * n;
+      for (int64_t i = e0; i < e1; ++i) out[i] += pu[i];
+    }
+  };
+  const int64_t ne = ceil_div64(n, kEl);
+  if (n * units >= (int64_t(1) << 20)) parallel_for(size_t(ne), reduce);
+  else
+    for (int64_t e = 0; e < ne; ++e) reduce(size_t(e));
+}
 
 }  // namespace fl
